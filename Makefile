@@ -1,0 +1,44 @@
+# Set-up and entry points. torch is pinned and installed first: this machine serves the CPU build of
+# torch 2.13.0 from its disk, and anything that pulls torch before it would fetch a multi-GB CUDA build.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+ENSAYO_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export ENSAYO_DATA
+
+.PHONY: demo test install install-dev lint bench clean
+
+$(VENV)/.torch:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
+	$(PIP) install -q -e '.[dev,bench]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(VENV)/bin/ensayo run recipes/product-titles-cnn.yaml
+
+test: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest
+
+lint: install-dev
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: install-dev
+	$(PY) benchmarks/text_classification.py --dataset meli
+	$(PY) benchmarks/text_classification.py --dataset ag_news
+
+clean:
+	rm -rf $(VENV) runs mlruns

@@ -1,0 +1,355 @@
+"""Recipe schema: the one YAML file a user writes, validated before any work starts."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run; the message names the key path and what was expected."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------- data
+class SplitConfig(Strict):
+    method: Literal["stratified", "random", "group", "files"] = "stratified"
+    train: float = Field(0.8, gt=0, le=1)
+    validation: float = Field(0.0, ge=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+    group_column: str | None = None
+    files: dict[Literal["train", "validation", "test"], str] | None = None
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitConfig:
+        if self.method == "files":
+            if not self.files or "train" not in self.files:
+                raise ValueError("method 'files' needs files: {train: ..., validation: ..., test: ...}")
+            return self
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError(
+                f"train + validation + test must add up to 1, got "
+                f"{self.train} + {self.validation} + {self.test}"
+            )
+        if self.method == "group" and not self.group_column:
+            raise ValueError("method 'group' needs group_column")
+        return self
+
+
+class DataConfig(Strict):
+    source: str | None = None
+    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    header: bool = True
+    columns: list[str] | None = None
+    separator: str = ","
+    filters: list[str] = Field(default_factory=list)
+    sample: float | int | None = None
+    limit: int | None = Field(None, gt=0)
+    bad_rows: Literal["skip", "fail"] = "skip"
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.source is None and self.split.method != "files":
+            raise ValueError("data needs a source, or split.method 'files' with files per split")
+        if not self.header and not self.columns:
+            raise ValueError("a file without header needs columns: [name, ...]")
+        return self
+
+
+# ----------------------------------------------------------------------------------------- features
+class InputConfig(Strict):
+    """One input feature. `preprocessing` is validated by the feature type's own schema
+    (see ensayo.features), so a new modality needs no edit here."""
+
+    name: str
+    type: str
+    column: str | None = None
+    preprocessing: Any = Field(default_factory=dict)
+
+
+class OutputConfig(Strict):
+    column: str
+    type: Literal["category"] = "category"
+
+
+# -------------------------------------------------------------------------------------------- model
+class HeadConfig(Strict):
+    hidden: list[int] = Field(default_factory=list)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class LinearConfig(Strict):
+    """Sparse baseline: bag of words or TF-IDF over word and character n-grams + a linear classifier."""
+
+    weighting: Literal["tfidf", "count", "binary"] = "tfidf"
+    word_ngrams: tuple[int, int] | None = (1, 2)
+    char_ngrams: tuple[int, int] | None = (2, 5)
+    min_df: int = Field(1, ge=1)
+    max_features: int | None = None
+    classifier: Literal["linear_svm", "logistic_regression", "sgd"] = "linear_svm"
+    C: float = Field(1.0, gt=0)
+
+
+class ModelConfig(Strict):
+    type: Literal["neural", "tfidf_linear"] = "neural"
+    # One encoder per input, validated by that input's feature type (its `type` key picks the encoder).
+    encoders: dict[str, Any] = Field(default_factory=dict)
+    combiner: Literal["concat"] = "concat"
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    linear: LinearConfig = Field(default_factory=LinearConfig)
+
+
+# ---------------------------------------------------------------------------------------- training
+class TrainConfig(Strict):
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0)
+    step_size: int = Field(5, ge=1)
+    step_gamma: float = Field(0.5, gt=0, le=1)
+    grad_clip: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stopping: int | None = Field(None, ge=1)
+    monitor: str = "val/balanced_accuracy"
+    seed: int = 42
+    threads: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class TrackConfig(Strict):
+    enabled: bool = True
+    experiment: str | None = None
+    uri: str | None = None
+
+
+class Recipe(Strict):
+    name: str = "recipe"
+    description: str = ""
+    data: DataConfig
+    inputs: list[InputConfig] = Field(min_length=1)
+    output: OutputConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        names = [feature.name for feature in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique, got {names}")
+        unknown = set(self.model.encoders) - set(names)
+        if unknown:
+            raise ValueError(f"model.encoders names unknown inputs {sorted(unknown)}; inputs are {names}")
+        if self.model.type == "neural":
+            missing = [n for n in names if n not in self.model.encoders]
+            if missing:
+                raise ValueError(f"model.encoders has no encoder for inputs {missing}")
+        return self
+
+    def column_of(self, feature: InputConfig) -> str:
+        return feature.column or feature.name
+
+
+# ------------------------------------------------------------------------------------------ loading
+def default_data_dir() -> Path | None:
+    """ENSAYO_DATA, else ../shared/data when it exists (the layout of a developer checkout)."""
+    if env := os.environ.get("ENSAYO_DATA"):
+        return Path(env)
+    for candidate in (Path.cwd() / "../shared/data", Path(__file__).resolve().parents[3] / "../shared/data"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+_VAR = re.compile(r"\$\{(\w+)\}")
+
+
+def expand_path(value: str, base: Path | None = None) -> Path:
+    """Expand ${ENSAYO_DATA} and other environment variables; relative paths are taken from `base`."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "ENSAYO_DATA":
+            data_dir = default_data_dir()
+            if data_dir is None:
+                raise RecipeError("the recipe uses ${ENSAYO_DATA}, but ENSAYO_DATA is not set "
+                                  "and ../shared/data does not exist")
+            return str(data_dir)
+        if name not in os.environ:
+            raise RecipeError(f"the recipe uses ${{{name}}}, which is not set in the environment")
+        return os.environ[name]
+
+    path = Path(_VAR.sub(substitute, value)).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; list items are addressed by index (`inputs.0.name=x`)."""
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override {item!r} is not of the form key.path=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                node = node[int(part)]
+                continue
+            if part not in node or node[part] is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict | list):
+                raise RecipeError(f"override {key}: {'.'.join(parts[: depth + 1])} is not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = _parse_scalar(value)
+        else:
+            node[last] = _parse_scalar(value)
+    return raw
+
+
+def _field_names(model: type[BaseModel] | None, location: tuple[Any, ...]) -> list[str]:
+    """The valid keys at `location` inside `model`, for 'did you mean' hints."""
+    current: Any = model
+    for part in location:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return []
+        current = _first_model(fields[part].annotation)
+    return list(getattr(current, "model_fields", {}))
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _error_lines(error: ValidationError, schema: type[BaseModel], prefix: tuple[Any, ...] = ()) -> list[str]:
+    lines = []
+    for item in error.errors():
+        location = tuple(item["loc"])
+        path = ".".join(str(p) for p in prefix + location)
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            valid = _field_names(schema, location[:-1])
+            close = difflib.get_close_matches(str(location[-1]), valid, n=1, cutoff=0.5)
+            message = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
+            if valid:
+                message += f" (valid keys: {', '.join(valid)})"
+        elif "input" in item and item["type"] != "missing":
+            message += f" (got {item['input']!r})"
+        lines.append(f"  {path or '<root>'}: {message}")
+    return lines
+
+
+def _choice_error(path: str, kind: str, value: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"  {path}: unknown {kind} {value!r}{hint} (known: {', '.join(sorted(choices))})"
+
+
+def _resolve_features(recipe: Recipe) -> list[str]:
+    """Validate each input's preprocessing and encoder with its feature type's own schemas."""
+    from ensayo.features import FEATURES
+
+    problems: list[str] = []
+    for index, spec in enumerate(recipe.inputs):
+        feature = FEATURES.get(spec.type)
+        if feature is None:
+            problems.append(_choice_error(f"inputs.{index}.type", "input type", spec.type, list(FEATURES)))
+            continue
+        try:
+            spec.preprocessing = feature.Preprocessing.model_validate(spec.preprocessing or {})
+        except ValidationError as exc:
+            problems += _error_lines(exc, feature.Preprocessing, ("inputs", index, "preprocessing"))
+        encoder = recipe.model.encoders.get(spec.name)
+        if encoder is None:
+            continue
+        if isinstance(encoder, BaseModel):
+            continue
+        kind = (encoder or {}).get("type")
+        if kind not in feature.encoders:
+            problems.append(_choice_error(f"model.encoders.{spec.name}.type", f"{spec.type} encoder",
+                                          kind, list(feature.encoders)))
+            continue
+        schema = feature.encoders[kind].Config
+        try:
+            recipe.model.encoders[spec.name] = schema.model_validate(encoder)
+        except ValidationError as exc:
+            problems += _error_lines(exc, schema, ("model", "encoders", spec.name))
+    return problems
+
+
+def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; raises RecipeError naming every bad key."""
+    if isinstance(source, dict):
+        raw, label = copy.deepcopy(source), "<recipe>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise RecipeError(f"{path}: recipe file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+        label = str(path)
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+        raw.setdefault("name", path.stem)
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise RecipeError("\n".join([f"{label}: the recipe is not valid", *_error_lines(exc, Recipe)])) from None
+    problems = _resolve_features(recipe)
+    if problems:
+        raise RecipeError("\n".join([f"{label}: the recipe is not valid", *problems]))
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    return recipe.model_dump(mode="json")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists of mappings are indexed."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for index, item in enumerate(value):
+                flat.update(flatten(item, f"{name}.{index}."))
+        else:
+            flat[name] = value
+    return flat

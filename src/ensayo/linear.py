@@ -1,0 +1,126 @@
+"""The `tfidf_linear` model: bag of words or TF-IDF over word and character n-grams, with a
+scikit-learn linear classifier. Saved as JSON vocabularies and safetensors arrays, never pickled."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.svm import LinearSVC
+
+from ensayo.config import LinearConfig
+from ensayo.features.text import TextFeature, normalize
+
+WEIGHTS = "linear.safetensors"
+
+
+def _vectorizer(config: LinearConfig, analyzer: str, ngrams: tuple[int, int]) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        analyzer=analyzer,
+        tokenizer=str.split if analyzer == "word" else None,
+        token_pattern=None,
+        lowercase=False,
+        ngram_range=tuple(ngrams),
+        min_df=config.min_df,
+        max_features=config.max_features,
+        use_idf=config.weighting == "tfidf",
+        sublinear_tf=config.weighting == "tfidf",
+        binary=config.weighting == "binary",
+        dtype=np.float32,
+    )
+
+
+def _classifier(config: LinearConfig, seed: int) -> Any:
+    if config.classifier == "linear_svm":
+        return LinearSVC(C=config.C, random_state=seed)
+    if config.classifier == "logistic_regression":
+        return LogisticRegression(C=config.C, max_iter=300, random_state=seed)
+    return SGDClassifier(loss="modified_huber", alpha=1e-5 / config.C, random_state=seed, max_iter=30, tol=1e-4)
+
+
+class LinearTextModel:
+    """One word and one character vectorizer per text input, stacked, then a linear classifier."""
+
+    def __init__(self, features: list[TextFeature], config: LinearConfig, seed: int = 42) -> None:
+        self.features = features
+        self.config = config
+        self.seed = seed
+        self.vectorizers: list[tuple[TextFeature, str, TfidfVectorizer]] = []
+        self.coef: np.ndarray | None = None
+        self.intercept: np.ndarray | None = None
+        for feature in features:
+            if config.word_ngrams:
+                self.vectorizers.append((feature, "word", _vectorizer(config, "word", config.word_ngrams)))
+            if config.char_ngrams:
+                self.vectorizers.append((feature, "char", _vectorizer(config, "char_wb", config.char_ngrams)))
+        if not self.vectorizers:
+            raise ValueError("model.linear needs word_ngrams or char_ngrams")
+
+    def _documents(self, feature: TextFeature, kind: str, table: pl.DataFrame) -> list[str]:
+        values = table[feature.column].to_list()
+        if kind == "word":
+            return [" ".join(feature.pipeline.words(v)) for v in values]
+        return [normalize(v, feature.options) for v in values]
+
+    def _matrix(self, table: pl.DataFrame, fit: bool) -> sp.csr_matrix:
+        blocks = []
+        for feature, kind, vectorizer in self.vectorizers:
+            documents = self._documents(feature, kind, table)
+            blocks.append(vectorizer.fit_transform(documents) if fit else vectorizer.transform(documents))
+        return sp.hstack(blocks, format="csr")
+
+    def fit(self, table: pl.DataFrame, labels: np.ndarray) -> dict[str, float]:
+        started = time.perf_counter()
+        matrix = self._matrix(table, fit=True)
+        known = labels >= 0
+        classifier = _classifier(self.config, self.seed).fit(matrix[known], labels[known])
+        coef = np.asarray(classifier.coef_, dtype=np.float32)
+        intercept = np.asarray(classifier.intercept_, dtype=np.float32)
+        if coef.shape[0] == 1:  # binary problems come back as one row
+            coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+        self.coef, self.intercept = coef, intercept
+        return {"fit_seconds": time.perf_counter() - started, "features": float(matrix.shape[1])}
+
+    def decision(self, table: pl.DataFrame) -> np.ndarray:
+        assert self.coef is not None and self.intercept is not None, "fit or load the model first"
+        return np.asarray(self._matrix(table, fit=False) @ self.coef.T) + self.intercept
+
+    def predict_proba(self, table: pl.DataFrame) -> np.ndarray:
+        """Softmax of the decision scores (a calibrated probability for logistic regression only)."""
+        scores = self.decision(table)
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    # ----------------------------------------------------------------------------------- persistence
+    def state(self) -> dict[str, Any]:
+        return {
+            "vectorizers": [
+                {"feature": f.name, "kind": kind,
+                 "vocabulary": sorted(v.vocabulary_, key=v.vocabulary_.__getitem__)}
+                for f, kind, v in self.vectorizers
+            ]
+        }
+
+    def save(self, run_dir: Path) -> None:
+        arrays = {"coef": self.coef, "intercept": self.intercept}
+        for index, (_, _, vectorizer) in enumerate(self.vectorizers):
+            if vectorizer.use_idf:
+                arrays[f"idf.{index}"] = vectorizer.idf_.astype(np.float32)
+        save_file(arrays, str(run_dir / WEIGHTS))
+
+    def load(self, run_dir: Path, state: dict[str, Any]) -> None:
+        arrays = load_file(str(run_dir / WEIGHTS))
+        self.coef, self.intercept = arrays["coef"], arrays["intercept"]
+        for index, ((_, _, vectorizer), saved) in enumerate(zip(self.vectorizers, state["vectorizers"], strict=True)):
+            vectorizer.vocabulary_ = {token: i for i, token in enumerate(saved["vocabulary"])}
+            vectorizer.fixed_vocabulary_ = True
+            if vectorizer.use_idf:
+                vectorizer.idf_ = arrays[f"idf.{index}"].astype(np.float64)

@@ -1,0 +1,228 @@
+"""One recipe end to end: table -> features -> model -> trainer -> evaluator -> tracker -> saved run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from rich.console import Console
+
+from ensayo import evaluate as ev
+from ensayo import runs
+from ensayo.config import Recipe, load_recipe
+from ensayo.data import DataReport, Splits, load_splits
+from ensayo.features import Feature
+from ensayo.features.category import CategoryOutput
+from ensayo.linear import LinearTextModel
+from ensayo.model import build_model, count_parameters
+from ensayo.tracking import Tracker
+from ensayo.trainer import (
+    BEST_WEIGHTS,
+    CHECKPOINT,
+    EncodedSplit,
+    Trainer,
+    encode_split,
+    pick_device,
+    seed_everything,
+)
+
+TRACKING_FILE = "tracking.json"
+
+
+def _labels(table: pl.DataFrame, recipe: Recipe) -> list[str]:
+    return table[recipe.output.column].cast(pl.String).to_list()
+
+
+def score(probabilities: np.ndarray, true: list[str], output: CategoryOutput, prefix: str) -> dict[str, float]:
+    """Metrics of one split from the model's probabilities and the split's true labels."""
+    predicted = output.inverse(probabilities.argmax(axis=1)) if len(true) else []
+    metrics = ev.classification_metrics(true, predicted, prefix) if len(true) else {}
+    metrics[f"{prefix}loss"] = ev.log_loss(probabilities, output.transform(true))
+    return metrics
+
+
+class Experiment:
+    """The state of one run while it is being made; `run()` below is the public entry point."""
+
+    def __init__(self, recipe: Recipe, run_dir: Path, tracker: Tracker, console: Console) -> None:
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.tracker = tracker
+        self.console = console
+        self.features: list[Feature] = runs.make_features(recipe)
+        self.output = CategoryOutput(recipe.output.column)
+
+    # -------------------------------------------------------------------------------------- stages
+    def fit_preprocessing(self, splits: Splits, resume: bool) -> None:
+        state_file = self.run_dir / runs.STATE
+        if resume and state_file.is_file():
+            state = runs.read_json(state_file)
+            for feature in self.features:
+                feature.load_state(state["inputs"][feature.name])
+            self.output = CategoryOutput.from_state(state["output"])
+            return
+        self.output.fit(_labels(splits.train, self.recipe))
+        for feature in self.features:
+            with self._step(f"fitting {feature.type_name} input {feature.name!r}"):
+                feature.fit(splits.train[feature.column].to_list())
+            described = getattr(feature, "describe", dict)()
+            self.console.print(f"  {feature.name}: " + ", ".join(f"{k} {v}" for k, v in described.items()))
+        runs.save_state(self.run_dir, self.features, self.output)
+
+    def train_neural(self, splits: Splits, resume: bool) -> tuple[Any, dict[str, float], list[dict[str, float]]]:
+        recipe = self.recipe
+        device = pick_device(recipe.train.device)
+        encoded = {name: encode_split(self.features, table, self.output.transform(_labels(table, recipe)))
+                   for name, table in splits.items()}
+        model = build_model(recipe, self.features, len(self.output))
+        sizes = count_parameters(model)
+        self.console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")
+        trainer = Trainer(model, recipe.train, self.run_dir, device, self.console)
+        if resume and trainer.load_checkpoint():
+            self.console.print(f"resuming after epoch {trainer.state.epoch}, "
+                               f"step {trainer.state.step_in_epoch} of the next")
+        validation = encoded["validation"]
+        val_true = _labels(splits.validation, recipe)
+
+        def evaluate(current: torch.nn.Module) -> dict[str, float]:
+            probabilities = runs.predict_proba(current, validation, recipe.train.eval_batch_size)
+            return score(probabilities, val_true, self.output, "val/")
+
+        def on_epoch(record: dict[str, float]) -> None:
+            self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
+
+        state = trainer.fit(encoded["train"], evaluate if len(validation) else None, on_epoch)
+        runs.save_weights(trainer.model, self.run_dir)
+        metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
+                   "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
+        return trainer.model, metrics | self._score_splits(splits, encoded, trainer.model), state.history
+
+    def train_linear(self, splits: Splits) -> tuple[Any, dict[str, float], list[dict[str, float]]]:
+        model = LinearTextModel(self.features, self.recipe.model.linear, self.recipe.train.seed)  # type: ignore[arg-type]
+        labels = self.output.transform(_labels(splits.train, self.recipe))
+        with self._step("fitting the vectorizers and the linear classifier"):
+            fitted = model.fit(splits.train, labels)
+        self.console.print(f"  {int(fitted['features']):,} sparse features, fit in {fitted['fit_seconds']:.1f} s")
+        model.save(self.run_dir)
+        runs.save_state(self.run_dir, self.features, self.output, {"linear": model.state()})
+        metrics = {"fit_seconds": fitted["fit_seconds"]}
+        train_scores = score(model.predict_proba(splits.train), _labels(splits.train, self.recipe),
+                             self.output, "train/")
+        metrics["train/loss"] = train_scores["train/loss"]
+        metrics |= self._score_splits(splits, None, model)
+        return model, metrics, []
+
+    def _score_splits(self, splits: Splits, encoded: dict[str, EncodedSplit] | None, model: Any) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        self.test_predictions: tuple[list[str], list[str]] | None = None
+        for name, prefix in (("validation", "val/"), ("test", "test/")):
+            table = getattr(splits, name)
+            if table.height == 0:
+                continue
+            started = time.perf_counter()
+            if encoded is not None:
+                probabilities = runs.predict_proba(model, encoded[name], self.recipe.train.eval_batch_size)
+            else:
+                probabilities = model.predict_proba(table)
+            true = _labels(table, self.recipe)
+            metrics |= score(probabilities, true, self.output, prefix)
+            metrics[f"{prefix}predict_seconds"] = time.perf_counter() - started
+            if name == "test" or self.test_predictions is None:
+                self.test_predictions = (true, self.output.inverse(probabilities.argmax(axis=1)))
+        return metrics
+
+    def write_report(self, metrics: dict[str, float], history: list[dict[str, float]], report: DataReport) -> None:
+        run_dir = self.run_dir
+        runs.write_json(run_dir / runs.METRICS, dict(sorted(metrics.items())))
+        runs.write_json(run_dir / runs.HISTORY, history)
+        runs.write_json(run_dir / "data_report.json", report.to_dict())
+        if history:
+            ev.plot_learning_curves(history, run_dir / "learning_curves.png")
+        if self.test_predictions:
+            true, predicted = self.test_predictions
+            ev.plot_confusion(true, predicted, run_dir / "confusion.png")
+            (run_dir / "confusion.txt").write_text(ev.confusion_text(true, predicted) + "\n")
+            with open(run_dir / "per_class.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["label", "precision", "recall", "f1", "support"])
+                writer.writeheader()
+                writer.writerows(ev.per_class_report(true, predicted))
+
+    def _step(self, text: str) -> Any:
+        return self.console.status(text)
+
+
+def _set_threads(recipe: Recipe) -> None:
+    threads = recipe.train.threads or int(os.environ.get("ENSAYO_THREADS", "0")) or None
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
+        track: bool = True, resume: str | Path | None = None, console: Console | None = None,
+        base: Path | None = None) -> runs.SavedRun:
+    """Train, evaluate, track and save one recipe; returns the saved run.
+
+    With `resume`, continue the interrupted run in that directory from its last checkpoint.
+    """
+    console = console or Console(stderr=True)
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / runs.RECIPE).is_file():
+            raise FileNotFoundError(f"{run_dir}: no {runs.RECIPE}; not a run directory to resume")
+        recipe = load_recipe(run_dir / runs.RECIPE)
+    else:
+        if not isinstance(recipe, Recipe):
+            base = base or Path(recipe).resolve().parent
+            recipe = load_recipe(recipe, overrides)
+        run_dir = Path(output) if output else runs.new_run_dir(recipe)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.save_recipe(recipe, run_dir)
+    _set_threads(recipe)
+    seed_everything(recipe.train.seed)
+    console.print(f"[bold]{recipe.name}[/]: run directory {run_dir}")
+
+    splits = load_splits(recipe, base)
+    for line in splits.report.summary_lines():
+        console.print(f"  {line}")
+
+    tracker = Tracker(recipe.track, enabled=track)
+    tracking_file = run_dir / TRACKING_FILE
+    previous = runs.read_json(tracking_file).get("run_id") if resume and tracking_file.is_file() else None
+    run_id = tracker.start(recipe, run_dir.name, resume_id=previous)
+    if run_id:
+        runs.write_json(tracking_file, {"run_id": run_id})
+
+    experiment = Experiment(recipe, run_dir, tracker, console)
+    try:
+        experiment.fit_preprocessing(splits, resume=resume is not None)
+        if recipe.model.type == "tfidf_linear":
+            _, metrics, history = experiment.train_linear(splits)
+        else:
+            _, metrics, history = experiment.train_neural(splits, resume=resume is not None)
+        experiment.write_report(metrics, history, splits.report)
+    except BaseException:
+        tracker.end("KILLED" if resume is None else "FAILED")
+        raise
+    tracker.log_metrics({k: v for k, v in metrics.items()})
+    tracker.log_artifacts(run_dir, skip=(CHECKPOINT, BEST_WEIGHTS))
+    tracker.end()
+    for leftover in (CHECKPOINT, BEST_WEIGHTS):
+        (run_dir / leftover).unlink(missing_ok=True)
+    _print_summary(console, metrics, run_dir, run_id)
+    return runs.SavedRun.load(run_dir)
+
+
+def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, run_id: str | None) -> None:
+    shown = [k for k in ("test/balanced_accuracy", "test/accuracy", "test/macro_f1", "val/balanced_accuracy",
+                         "fit_seconds") if k in metrics]
+    console.print("[bold green]done[/]: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown))
+    console.print(f"  metrics: {run_dir / runs.METRICS}")
+    console.print(f"  report:  {run_dir}/ (learning_curves.png, confusion.png, per_class.csv)")
+    if run_id:
+        console.print(f"  mlflow run {run_id} (see it with `mlflow ui --backend-store-uri <store>`)")

@@ -1,0 +1,51 @@
+"""Saved run -> predictions and scores on new files, streamed in batches."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from rich.progress import Progress
+
+from ensayo.data import LINE, read_for_inference
+from ensayo.pipeline import score
+from ensayo.runs import SavedRun
+
+
+def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3, batch_size: int = 4096,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
+    table, report = read_for_inference(source, run.recipe, need_label=False)
+    k = min(top_k, len(run.output))
+    header = ["line"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "probability")]
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    task = progress.add_task(f"predicting {source.name}", total=table.height) if progress else None
+    with open(destination, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for start in range(0, table.height, batch_size):
+            chunk = table.slice(start, batch_size)
+            labels, probabilities = run.predict(chunk, top_k=k)
+            for line, names, values in zip(chunk[LINE].to_list(), labels, probabilities, strict=True):
+                writer.writerow([line] + [x for pair in zip(names, np.round(values, 6), strict=True) for x in pair])
+            if progress is not None and task is not None:
+                progress.advance(task, chunk.height)
+    return {"rows": table.height, "bad_rows": [str(b) for b in report.bad_rows]}
+
+
+def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[dict[str, float], list[str]]:
+    """Score a labelled file in the recipe's format with the same metrics as a run."""
+    table, report = read_for_inference(source, run.recipe, need_label=True)
+    chunks = [run.predict_proba(table.slice(start, batch_size)) for start in range(0, table.height, batch_size)]
+    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(run.output)))
+    true = table[run.recipe.output.column].cast(pl.String).to_list()
+    metrics = score(probabilities, true, run.output, "")
+    metrics["rows"] = float(table.height)
+    unseen = sorted(set(true) - set(run.output.classes))
+    notes = [str(b) for b in report.bad_rows]
+    if unseen:
+        notes.append(f"{len(unseen)} label(s) not seen in training, always wrong: {', '.join(unseen[:10])}")
+    return metrics, notes

@@ -1,0 +1,104 @@
+"""Runs -> MLflow: params, per-epoch metrics and artifacts, on a local store unless told otherwise."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ensayo.config import Recipe, TrackConfig, flatten, recipe_to_dict
+
+DEFAULT_STORE = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+MAX_PARAM_LENGTH = 500
+
+
+def tracking_uri(config: TrackConfig) -> str:
+    """The recipe's uri, else MLFLOW_TRACKING_URI, else a SQLite store in the working directory."""
+    if config.uri:
+        return config.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(DEFAULT_STORE).resolve()}"
+
+
+class Tracker:
+    """A thin MLflow wrapper that does nothing when tracking is off."""
+
+    def __init__(self, config: TrackConfig, enabled: bool = True) -> None:
+        self.config = config
+        self.enabled = enabled and config.enabled
+        self.run_id: str | None = None
+        self._client: Any = None
+
+    def start(self, recipe: Recipe, run_name: str, resume_id: str | None = None,
+              parent_id: str | None = None) -> str | None:
+        if not self.enabled:
+            return None
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(self.config)
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
+        name = self.config.experiment or recipe.name
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            artifacts = None if not uri.startswith("sqlite") else Path(DEFAULT_ARTIFACTS).resolve().as_uri()
+            experiment_id = client.create_experiment(name, artifact_location=artifacts)
+        else:
+            experiment_id = experiment.experiment_id
+        if resume_id:
+            self.run_id = resume_id
+            client.update_run(resume_id, status="RUNNING")
+        else:
+            tags = {"mlflow.runName": run_name}
+            if parent_id:
+                tags["mlflow.parentRunId"] = parent_id
+            self.run_id = client.create_run(experiment_id, tags=tags).info.run_id
+            params = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in flatten(recipe_to_dict(recipe)).items()}
+            items = list(params.items())
+            for start in range(0, len(items), 100):
+                client.log_batch(self.run_id, params=[_param(k, v) for k, v in items[start: start + 100]])
+        self._client = client
+        return self.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if not self.run_id:
+            return
+        from mlflow.entities import Metric
+
+        import time
+
+        now = int(time.time() * 1000)
+        entries = [Metric(_key(k), float(v), now, step or 0) for k, v in metrics.items()
+                   if isinstance(v, int | float) and v == v]
+        for start in range(0, len(entries), 500):
+            self._client.log_batch(self.run_id, metrics=entries[start: start + 500])
+
+    def log_artifacts(self, directory: Path, skip: tuple[str, ...] = ()) -> None:
+        if not self.run_id:
+            return
+        for path in sorted(directory.iterdir()):
+            if path.is_file() and path.name not in skip:
+                self._client.log_artifact(self.run_id, str(path))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.run_id:
+            for key, value in tags.items():
+                self._client.set_tag(self.run_id, key, value)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id:
+            self._client.set_terminated(self.run_id, status=status)
+
+
+def _key(name: str) -> str:
+    """MLflow keys allow letters, digits, '_', '-', '.', ' ', ':' and '/'."""
+    return "".join(c if c.isalnum() or c in "_-. :/" else "_" for c in name)
+
+
+def _param(key: str, value: str) -> Any:
+    from mlflow.entities import Param
+
+    return Param(_key(key), value)

@@ -1,0 +1,311 @@
+"""Model -> trained model: the training loop, schedules, early stopping, checkpoints and resume."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ensayo.config import TrainConfig
+from ensayo.features import Feature
+
+CHECKPOINT = "checkpoint.pt"
+BEST_WEIGHTS = "best.safetensors"
+
+
+@dataclass
+class EncodedSplit:
+    """One split, each feature encoded once; batches are slices of it."""
+
+    features: list[Feature]
+    columns: dict[str, Any]
+    labels: np.ndarray  # class indices, -1 for a label unseen in training
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def lengths(self) -> np.ndarray | None:
+        """The longest sequence of each row over its features, or None when no feature has lengths."""
+        found = [f.lengths(self.columns[f.name]) for f in self.features]
+        found = [x for x in found if x is not None]
+        return np.max(np.stack(found), axis=0) if found else None
+
+    def batch(self, index: np.ndarray, device: torch.device) -> dict[str, Any]:
+        return {f.name: to_device(f.collate(self.columns[f.name], index), device) for f in self.features}
+
+    def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
+                device: torch.device | None = None) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        order = np.arange(len(self)) if order is None else order
+        device = device or torch.device("cpu")
+        for start in range(skip * size, len(order), size):
+            index = order[start: start + size]
+            yield self.batch(index, device), torch.from_numpy(self.labels[index]).to(device)
+
+
+def encode_split(features: list[Feature], table: Any, labels: np.ndarray) -> EncodedSplit:
+    columns = {f.name: f.transform(table[f.column].to_list()) for f in features}
+    return EncodedSplit(features, columns, labels)
+
+
+def bucketed_order(lengths: np.ndarray | None, batch_size: int, rng: np.random.Generator,
+                   pool: int = 50) -> np.ndarray:
+    """A shuffled order whose batches hold rows of similar length, so little compute goes to padding:
+    shuffle, sort each pool of `pool` batches by length, cut into batches, shuffle the batches."""
+    order = rng.permutation(len(lengths) if lengths is not None else 0)
+    if lengths is None:
+        return order
+    chunk = batch_size * pool
+    pieces = []
+    for start in range(0, len(order), chunk):
+        part = order[start: start + chunk]
+        pieces.append(part[np.argsort(lengths[part], kind="stable")])
+    ordered = np.concatenate(pieces) if pieces else order
+    batches = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else ordered
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (third-party code may use the global generator)
+
+
+def higher_is_better(metric: str) -> bool:
+    return not metric.endswith("loss")
+
+
+# --------------------------------------------------------------------------------------- schedules
+def lr_multiplier(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    total = config.epochs * steps_per_epoch
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "cosine":
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        if config.schedule == "step":
+            return config.step_gamma ** ((step // steps_per_epoch) // config.step_size)
+        return 1.0
+
+    return multiplier
+
+
+def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Embedding tables with sparse gradients: only the rows a batch uses are updated."""
+    found = []
+    for module in model.modules():
+        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.sparse:
+            found += [p for p in module.parameters(recurse=False) if p.requires_grad]
+    return found
+
+
+def make_optimizers(model: nn.Module, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """Adam(W) for dense weights; SparseAdam for embedding tables, whose dense update would cost more than
+    the whole forward and backward pass on a CPU (tens of millions of rows, a few used per batch)."""
+    sparse = sparse_parameters(model)
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+    kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    optimizers: list[torch.optim.Optimizer] = []
+    if dense:
+        optimizers.append(kind(dense, lr=config.lr, weight_decay=config.weight_decay))
+    if sparse:
+        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr))
+    return optimizers
+
+
+# -------------------------------------------------------------------------------------- the loop
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the tensors: enough to continue exactly where training stopped."""
+
+    epoch: int = 0  # epochs fully done
+    step_in_epoch: int = 0  # batches done in the current epoch
+    global_step: int = 0
+    loss_sum: float = 0.0  # running training loss of the current epoch
+    seen: int = 0
+    best_score: float | None = None
+    best_epoch: int = 0
+    stale_epochs: int = 0
+    fit_seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+Evaluate = Callable[[nn.Module], dict[str, float]]
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, config: TrainConfig, run_dir: Path, device: torch.device,
+                 console: Console | None = None, checkpoint_every: int = 200) -> None:
+        self.model = model.to(device)
+        self.config = config
+        self.run_dir = run_dir
+        self.device = device
+        self.console = console or Console(stderr=True)
+        self.checkpoint_every = checkpoint_every
+        self.optimizers = make_optimizers(model, config)
+        self.dense_parameters = [p for p in model.parameters()
+                                 if p.requires_grad and id(p) not in {id(q) for q in sparse_parameters(model)}]
+        self.state = TrainState()
+        self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
+        self._pending_schedulers: list[dict[str, Any]] = []
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    # checkpoints: tensors and plain values only, so that torch.load(weights_only=True) reads them
+    def save_checkpoint(self) -> None:
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
+            "state": self.state.to_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        temporary = self.run_dir / (CHECKPOINT + ".tmp")
+        torch.save(payload, temporary)
+        temporary.replace(self.run_dir / CHECKPOINT)
+
+    def load_checkpoint(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            return False
+        payload = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(payload["model"])
+        for optimizer, saved in zip(self.optimizers, payload["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        self._pending_schedulers = payload["schedulers"]
+        self.state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["torch_rng"].cpu())
+        return True
+
+    def _save_best(self) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                  str(self.run_dir / BEST_WEIGHTS))
+
+    def _improved(self, score: float) -> bool:
+        best = self.state.best_score
+        if best is None:
+            return True
+        return score > best if higher_is_better(self.config.monitor) else score < best
+
+    def fit(self, train: EncodedSplit, evaluate: Evaluate | None,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainState:
+        config = self.config
+        steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_multiplier(config, steps_per_epoch))
+                           for o in self.optimizers]
+        for scheduler, saved in zip(self.schedulers, self._pending_schedulers, strict=False):
+            scheduler.load_state_dict(saved)
+        monitor = config.monitor if evaluate is not None else "train/loss"
+        state = self.state
+        try:
+            with self._progress() as progress:
+                while state.epoch < config.epochs and not self._should_stop():
+                    started = time.perf_counter()
+                    self._train_epoch(train, steps_per_epoch, progress)
+                    record = {"epoch": state.epoch + 1, "train/loss": state.loss_sum / max(state.seen, 1),
+                              "lr": self.optimizers[0].param_groups[0]["lr"]}
+                    state.fit_seconds += time.perf_counter() - started
+                    record["fit_seconds"] = state.fit_seconds
+                    if evaluate is not None:
+                        record.update(evaluate(self.model))
+                    self._end_epoch(record, monitor)
+                    if on_epoch:
+                        on_epoch(record)
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            self.console.print(f"[yellow]interrupted: checkpoint saved in {self.run_dir}; "
+                               "continue with `ensayo run --resume`[/]")
+            raise
+        if (self.run_dir / BEST_WEIGHTS).is_file():
+            self.model.load_state_dict(load_file(str(self.run_dir / BEST_WEIGHTS), device=str(self.device)))
+        return state
+
+    def _should_stop(self) -> bool:
+        patience = self.config.early_stopping
+        return patience is not None and self.state.stale_epochs >= patience
+
+    def _end_epoch(self, record: dict[str, float], monitor: str) -> None:
+        state = self.state
+        score = record.get(monitor)
+        if score is None:
+            raise KeyError(f"train.monitor is {monitor!r}, which is not among the epoch's metrics: "
+                           f"{', '.join(sorted(record))}")
+        if self._improved(score):
+            state.best_score, state.best_epoch, state.stale_epochs = float(score), state.epoch + 1, 0
+            self._save_best()
+        else:
+            state.stale_epochs += 1
+        state.history.append({k: float(v) for k, v in record.items()})
+        state.epoch += 1
+        state.step_in_epoch, state.loss_sum, state.seen = 0, 0.0, 0
+        self.save_checkpoint()
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "fit_seconds", "lr"))
+        marker = " *" if state.best_epoch == state.epoch else ""
+        self.console.print(f"epoch {state.epoch}/{self.config.epochs}  {shown}{marker}")
+
+    def _train_epoch(self, train: EncodedSplit, steps: int, progress: Progress) -> None:
+        config, state = self.config, self.state
+        rng = np.random.default_rng(config.seed + state.epoch)
+        lengths = train.lengths()
+        order = bucketed_order(lengths, config.batch_size, rng) if lengths is not None else rng.permutation(len(train))
+        task = progress.add_task(f"epoch {state.epoch + 1}/{config.epochs}", total=steps,
+                                 completed=state.step_in_epoch, rate="")
+        self.model.train()
+        tick, examples = time.perf_counter(), 0
+        for batch, labels in train.batches(config.batch_size, order, state.step_in_epoch, self.device):
+            known = labels >= 0
+            logits = self.model(batch)
+            loss = self.loss_fn(logits[known], labels[known])
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(self.dense_parameters, config.grad_clip)
+            for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
+                optimizer.step()
+                scheduler.step()
+            count = int(known.sum())
+            state.loss_sum += float(loss.detach()) * count
+            state.seen += count
+            state.step_in_epoch += 1
+            state.global_step += 1
+            examples += len(labels)
+            if state.step_in_epoch % self.checkpoint_every == 0:
+                self.save_checkpoint()
+            elapsed = time.perf_counter() - tick
+            progress.update(task, advance=1, rate=f"{examples / max(elapsed, 1e-9):,.0f} ex/s "
+                                                  f"loss {state.loss_sum / max(state.seen, 1):.3f}")
+        progress.remove_task(task)
+
+    def _progress(self) -> Progress:
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=self.console,
+                        transient=True)

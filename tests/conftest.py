@@ -1,0 +1,72 @@
+"""Small data made by the tests themselves: product-like titles whose category is learnable."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+CLASSES = {
+    "PHONES": ["celular", "smartphone", "iphone", "samsung", "galaxy", "pantalla", "libre"],
+    "SHOES": ["zapatillas", "nike", "running", "talle", "cuero", "zapato", "adidas"],
+    "DRILLS": ["taladro", "percutor", "bosch", "mecha", "atornillador", "inalambrico", "watts"],
+    "BOOKS": ["libro", "novela", "tapa", "dura", "autor", "edicion", "paginas"],
+    "TOYS": ["muñeca", "juguete", "lego", "bloques", "niños", "peluche", "didactico"],
+}
+NOISE = ["oferta", "envio", "gratis", "nuevo", "original", "combo", "negro", "blanco", "x2"]
+
+
+def make_titles(rows_per_class: int = 60, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for label, words in CLASSES.items():
+        for _ in range(rows_per_class):
+            picked = rng.sample(words, 3) + rng.sample(NOISE, 2) + [str(rng.randint(1, 999))]
+            rng.shuffle(picked)
+            rows.append((" ".join(w.capitalize() for w in picked), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_challenge_csv(path: Path, rows: list[tuple[str, str]], extra_lines: list[str] | None = None) -> Path:
+    """The MeLi 2019 challenge format: title,label_quality,language,category with a header."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["title", "label_quality", "language", "category"])
+        for index, (title, label) in enumerate(rows):
+            language = "portuguese" if index % 10 == 9 else "spanish"
+            writer.writerow([title, "reliable", language, label])
+    if extra_lines:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in extra_lines)
+    return path
+
+
+@pytest.fixture
+def titles_csv(tmp_path: Path) -> Path:
+    return write_challenge_csv(tmp_path / "titles.csv", make_titles())
+
+
+def recipe_dict(source: Path, encoder: dict[str, Any] | None = None, **train: Any) -> dict[str, Any]:
+    return {
+        "name": "tiny",
+        "data": {"source": str(source), "filters": ["language == spanish"],
+                 "split": {"method": "stratified", "train": 0.6, "validation": 0.2, "test": 0.2, "seed": 1}},
+        "inputs": [{"name": "title", "type": "text", "preprocessing": {"numbers": "zero"}}],
+        "output": {"column": "category"},
+        "model": {"encoders": {"title": encoder or {"type": "bag", "embedding_dim": 16}},
+                  "head": {"hidden": [16], "dropout": 0.0}},
+        "train": {"lr": 0.02, "epochs": 4, "batch_size": 16, "seed": 3, **train},
+        "track": {"enabled": False},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _small_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)

@@ -1,0 +1,93 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import recipe_dict
+from ensayo.config import RecipeError, apply_overrides, expand_path, flatten, load_recipe
+from ensayo.features.text import CnnEncoderConfig, TextPreprocessing
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_bundled_recipes_are_valid() -> None:
+    found = sorted(RECIPES.glob("*.yaml"))
+    assert len(found) >= 6
+    for path in found:
+        recipe = load_recipe(path)
+        assert recipe.name == path.stem
+
+
+def test_plugin_sections_are_typed_by_their_feature(tmp_path: Path) -> None:
+    raw = recipe_dict(tmp_path / "x.csv", {"type": "cnn", "filters_count": 7})
+    recipe = load_recipe(raw)
+    assert isinstance(recipe.inputs[0].preprocessing, TextPreprocessing)
+    assert recipe.inputs[0].preprocessing.numbers == "zero"
+    assert isinstance(recipe.model.encoders["title"], CnnEncoderConfig)
+    assert recipe.model.encoders["title"].filters_count == 7
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: r["train"].update(lrr=1), ["train.lrr", "did you mean 'lr'"]),
+        (lambda r: r["model"]["encoders"]["title"].update(type="cnn", filter_count=3),
+         ["model.encoders.title.filter_count", "did you mean 'filters_count'"]),
+        (lambda r: r["inputs"][0]["preprocessing"].update(stemm="es"),
+         ["inputs.0.preprocessing.stemm", "did you mean 'stem'"]),
+        (lambda r: r["model"]["encoders"]["title"].update(type="cnnn"),
+         ["model.encoders.title.type", "did you mean 'cnn'"]),
+        (lambda r: r["inputs"][0].update(type="txt"), ["inputs.0.type", "did you mean 'text'"]),
+        (lambda r: r["train"].update(epochs=0), ["train.epochs", "greater than or equal to 1", "got 0"]),
+        (lambda r: r["data"]["split"].update(test=0.5), ["data.split", "must add up to 1"]),
+        (lambda r: r.update(modle={}), ["modle", "did you mean 'model'"]),
+    ],
+)
+def test_bad_recipes_name_the_key(tmp_path: Path, change, expected: list[str]) -> None:
+    raw = recipe_dict(tmp_path / "x.csv")
+    change(raw)
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(raw)
+    for text in expected:
+        assert text in str(caught.value)
+
+
+def test_an_encoder_for_every_input_is_required(tmp_path: Path) -> None:
+    raw = recipe_dict(tmp_path / "x.csv")
+    raw["model"]["encoders"] = {}
+    with pytest.raises(RecipeError, match="no encoder for inputs"):
+        load_recipe(raw)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(RecipeError, match="broken.yaml: not valid YAML"):
+        load_recipe(broken)
+
+
+def test_overrides_reach_nested_and_listed_keys(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict(tmp_path / "x.csv")))
+    recipe = load_recipe(path, ["train.lr=5e-3", "train.epochs=2", "inputs.0.preprocessing.stem=es",
+                                "model.encoders.title.type=cnn", "data.filters=[language == spanish]"])
+    assert recipe.train.lr == 5e-3 and recipe.train.epochs == 2
+    assert recipe.inputs[0].preprocessing.stem == "es"
+    assert recipe.model.encoders["title"].type == "cnn"
+    assert recipe.name == "tiny"
+    with pytest.raises(RecipeError, match="key.path=value"):
+        apply_overrides({}, ["train.lr"])
+
+
+def test_ensayo_data_expansion(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ENSAYO_DATA", str(tmp_path))
+    assert expand_path("${ENSAYO_DATA}/meli/a.csv") == tmp_path / "meli/a.csv"
+    assert expand_path("rel.csv", base=tmp_path) == tmp_path / "rel.csv"
+    with pytest.raises(RecipeError, match="NOT_SET_ANYWHERE"):
+        expand_path("${NOT_SET_ANYWHERE}/x")
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": 1, "c": [{"d": 2}]}, "e": [1, 2]}) == {"a.b": 1, "a.c.0.d": 2, "e": [1, 2]}

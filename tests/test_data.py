@@ -1,0 +1,159 @@
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conftest import make_titles, recipe_dict, write_challenge_csv
+from ensayo.config import load_recipe
+from ensayo.data import DataError, load_splits, parse_filter, read_for_inference
+
+
+def splits_of(raw: dict):
+    return load_splits(load_recipe(raw))
+
+
+def test_bad_rows_are_reported_with_file_and_line(titles_csv: Path) -> None:
+    write_challenge_csv(titles_csv, make_titles(20), extra_lines=[
+        "only,three,fields",
+        '"",reliable,spanish,SHOES',
+        "Zapatillas Nike,reliable,spanish,",
+    ])
+    raw = recipe_dict(titles_csv)
+    raw["data"]["filters"] = []
+    splits = splits_of(raw)
+    report = splits.report
+    assert sum(report.split_sizes.values()) == 100
+    reasons = {bad.line: bad.reason for bad in report.bad_rows}
+    assert reasons == {102: "3 fields, expected 4", 103: "empty title", 104: "empty category"}
+    assert all(bad.file == str(titles_csv) for bad in report.bad_rows)
+    raw["data"]["bad_rows"] = "fail"
+    with pytest.raises(DataError, match=r"(?s)3 bad row\(s\).*titles.csv:102: 3 fields"):
+        splits_of(raw)
+
+
+def test_multiline_quoted_rows_keep_their_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "multi.csv"
+    path.write_text('title,label_quality,language,category\n"a\nb",reliable,spanish,X\n"",reliable,spanish,Y\n')
+    raw = recipe_dict(path)
+    raw["data"].update(filters=[], split={"method": "random", "train": 1.0, "validation": 0.0, "test": 0.0})
+    splits = splits_of(raw)
+    assert splits.train["title"].to_list() == ["a\nb"]
+    assert [(b.line, b.reason) for b in splits.report.bad_rows] == [(4, "empty title")]
+
+
+def test_filters_and_formats_agree(tmp_path: Path, titles_csv: Path) -> None:
+    csv_splits = splits_of(recipe_dict(titles_csv))
+    total = sum(csv_splits.report.split_sizes.values())
+    assert total == 270  # one row in ten is portuguese
+    assert csv_splits.report.rows_filtered_out == 30
+
+    table = pl.read_csv(titles_csv)
+    gz = tmp_path / "titles.csv.gz"
+    with open(titles_csv, "rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    parquet = tmp_path / "titles.parquet"
+    table.write_parquet(parquet)
+    jsonl = tmp_path / "titles.jsonl.gz"
+    with gzip.open(jsonl, "wt") as handle:
+        for row in table.iter_rows(named=True):
+            handle.write(json.dumps(row) + "\n")
+        handle.write("{not json\n")
+    for source in (gz, parquet, jsonl):
+        other = splits_of(recipe_dict(source))
+        assert other.report.split_sizes == csv_splits.report.split_sizes, source
+        assert other.test["title"].to_list() == csv_splits.test["title"].to_list(), source
+    assert [b.reason for b in splits_of(recipe_dict(jsonl)).report.bad_rows][0].startswith("not valid JSON")
+
+
+def test_headerless_csv_with_escapes_like_ag_news(tmp_path: Path) -> None:
+    path = tmp_path / "news.csv"
+    path.write_text('"3","Fears for T N","Unions say they are \'disappointed\'"\n'
+                    '"4","Race is On","A second\\team of #36;10 million \\$5 rocketeers"\n')
+    raw = recipe_dict(path)
+    raw["data"].update(header=False, columns=["topic", "title", "description"], filters=[],
+                       split={"method": "random", "train": 1.0, "validation": 0.0, "test": 0.0})
+    raw["inputs"][0]["column"] = "description"
+    raw["output"]["column"] = "topic"
+    splits = splits_of(raw)
+    assert splits.train.height == 2
+    assert splits.train.columns[:3] == ["topic", "title", "description"]
+
+
+def test_filter_expressions() -> None:
+    table = pl.DataFrame({"language": ["spanish", "portuguese", "spanish"], "tier": ["1", "3", "2"]})
+    assert table.filter(parse_filter("language == spanish", table.columns)).height == 2
+    assert table.filter(parse_filter("language in [portuguese, english]", table.columns)).height == 1
+    assert table.filter(parse_filter("language not in [portuguese]", table.columns)).height == 2
+    assert table.filter(parse_filter("tier >= 2", table.columns)).height == 2
+    with pytest.raises(DataError, match="column 'lang'"):
+        parse_filter("lang == spanish", table.columns)
+    with pytest.raises(DataError, match="cannot read"):
+        parse_filter("language ~ spanish", table.columns)
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares(titles_csv: Path) -> None:
+    raw = recipe_dict(titles_csv)
+    first, second = splits_of(raw), splits_of(raw)
+    assert first.test["title"].to_list() == second.test["title"].to_list()
+    counts = first.test["category"].value_counts()["count"].to_list()
+    assert max(counts) - min(counts) <= 1
+    raw["data"]["split"]["seed"] = 2
+    assert splits_of(raw).test["title"].to_list() != first.test["title"].to_list()
+    seen = set()
+    for _, part in first.items():
+        lines = set(part["__line__"].to_list())
+        assert not (seen & lines)
+        seen |= lines
+
+
+def test_group_split_keeps_groups_together(tmp_path: Path) -> None:
+    rows = make_titles(20)
+    path = tmp_path / "groups.csv"
+    with open(path, "w") as handle:
+        handle.write("title,category,seller\n")
+        for index, (title, label) in enumerate(rows):
+            handle.write(f"{title},{label},s{index % 17}\n")
+    raw = recipe_dict(path)
+    raw["data"].update(filters=[], split={"method": "group", "group_column": "seller", "train": 0.6,
+                                          "validation": 0.2, "test": 0.2, "seed": 0})
+    splits = splits_of(raw)
+    groups = [set(part["seller"].to_list()) for _, part in splits.items()]
+    assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
+    assert all(groups)
+
+
+def test_file_splits_sample_limit_and_unseen_labels(tmp_path: Path) -> None:
+    train = write_challenge_csv(tmp_path / "train.csv", make_titles(10))
+    test = write_challenge_csv(tmp_path / "test.csv", make_titles(2, seed=5) + [("Guitarra criolla", "GUITARS")])
+    raw = recipe_dict(train)
+    raw["data"].update(source=None, sample=20, split={"method": "files", "files": {"train": str(train),
+                                                                                   "test": str(test)}})
+    splits = splits_of(raw)
+    assert splits.train.height == 20
+    assert splits.validation.height == 0
+    assert splits.report.labels_only_in_eval == {"test": ["GUITARS"]}
+    raw["data"].update(sample=None, limit=7)
+    assert splits_of(raw).train.height <= 7
+
+
+def test_missing_columns_and_files_are_named(titles_csv: Path) -> None:
+    raw = recipe_dict(titles_csv)
+    raw["output"]["column"] = "categoria"
+    with pytest.raises(DataError, match=r"\['categoria'\] named by the recipe are not in the data"):
+        splits_of(raw)
+    raw = recipe_dict(titles_csv.parent / "nope.csv")
+    with pytest.raises(DataError, match="nope.csv: data file not found"):
+        splits_of(raw)
+
+
+def test_inference_reading_needs_no_label(tmp_path: Path) -> None:
+    path = tmp_path / "new.csv"
+    path.write_text("title,label_quality,language,category\nTaladro Bosch,reliable,spanish,\n"
+                    ",reliable,spanish,\n")
+    recipe = load_recipe(recipe_dict(path))
+    table, report = read_for_inference(path, recipe, need_label=False)
+    assert table["title"].to_list() == ["Taladro Bosch"]
+    assert [b.line for b in report.bad_rows] == [3]
