@@ -114,7 +114,8 @@ class LinearTextModel:
         for index, (_, _, vectorizer) in enumerate(self.vectorizers):
             if vectorizer.use_idf:
                 arrays[f"idf.{index}"] = vectorizer.idf_.astype(np.float32)
-        save_file(arrays, str(run_dir / WEIGHTS))
+        # safetensors writes raw buffers in C order; scikit-learn's coef_ is often Fortran-ordered
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(run_dir / WEIGHTS))
 
     def load(self, run_dir: Path, state: dict[str, Any]) -> None:
         arrays = load_file(str(run_dir / WEIGHTS))

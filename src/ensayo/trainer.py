@@ -20,6 +20,7 @@ from ensayo.config import TrainConfig
 from ensayo.features import Feature
 
 CHECKPOINT = "checkpoint.pt"
+SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1")
 BEST_WEIGHTS = "best.safetensors"
 
 
@@ -176,7 +177,7 @@ class Trainer:
                                  if p.requires_grad and id(p) not in {id(q) for q in sparse_parameters(model)}]
         self.state = TrainState()
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
-        self._pending_schedulers: list[dict[str, Any]] = []
+        self._pending: dict[str, Any] | None = None
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     # checkpoints: tensors and plain values only, so that torch.load(weights_only=True) reads them
@@ -198,11 +199,11 @@ class Trainer:
             return False
         payload = torch.load(path, map_location=self.device, weights_only=True)
         self.model.load_state_dict(payload["model"])
-        for optimizer, saved in zip(self.optimizers, payload["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
-        self._pending_schedulers = payload["schedulers"]
         self.state = TrainState(**payload["state"])
         torch.set_rng_state(payload["torch_rng"].cpu())
+        # optimizer and scheduler states are applied in fit(), after the schedulers exist: a LambdaLR
+        # made after loading would take the decayed learning rate as its base.
+        self._pending = payload
         return True
 
     def _save_best(self) -> None:
@@ -221,8 +222,12 @@ class Trainer:
         steps_per_epoch = math.ceil(len(train) / config.batch_size)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_multiplier(config, steps_per_epoch))
                            for o in self.optimizers]
-        for scheduler, saved in zip(self.schedulers, self._pending_schedulers, strict=False):
-            scheduler.load_state_dict(saved)
+        if self._pending is not None:
+            for optimizer, saved in zip(self.optimizers, self._pending["optimizers"], strict=True):
+                optimizer.load_state_dict(saved)
+            for scheduler, saved in zip(self.schedulers, self._pending["schedulers"], strict=True):
+                scheduler.load_state_dict(saved)
+            self._pending = None
         monitor = config.monitor if evaluate is not None else "train/loss"
         state = self.state
         try:
@@ -267,7 +272,7 @@ class Trainer:
         state.epoch += 1
         state.step_in_epoch, state.loss_sum, state.seen = 0, 0.0, 0
         self.save_checkpoint()
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "fit_seconds", "lr"))
+        shown = "  ".join(f"{k} {record[k]:.4f}" for k in SHOWN if k in record)
         marker = " *" if state.best_epoch == state.epoch else ""
         self.console.print(f"epoch {state.epoch}/{self.config.epochs}  {shown}{marker}")
 

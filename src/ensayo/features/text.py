@@ -270,12 +270,12 @@ class TextFeature(Feature):
     def transform(self, values: list[str]) -> EncodedText:
         cap = self.options.max_length
         rows = [self.vocab.lookup(self.pipeline(v))[:cap] for v in values]
-        lengths = np.array([max(len(r), 1) for r in rows], dtype=np.int64)
+        rows = [row or [1] for row in rows]  # a text with no tokens left reads as one unknown token
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
         width = int(lengths.max()) if len(rows) else 1
         ids = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = row
-        ids[lengths == 0, 0] = 1
         encoded = EncodedText(ids, lengths)
         if self.subword_vocab is not None:
             self._attach_subwords(encoded)

@@ -1,0 +1,158 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ensayo.features.text import (
+    BagEncoder,
+    BagEncoderConfig,
+    CnnEncoder,
+    CnnEncoderConfig,
+    EmbeddingsConfig,
+    RnnEncoder,
+    RnnEncoderConfig,
+    TextFeature,
+    TextPipeline,
+    TextPreprocessing,
+    normalize,
+    repair_markup,
+    subwords,
+)
+
+
+def feature(**options) -> TextFeature:
+    return TextFeature("title", "title", TextPreprocessing(**options))
+
+
+def test_normalization_options() -> None:
+    text = "Oferta!!! Cómoda 4 Cajones, Niño 120cm &amp; más"
+    assert normalize(text, TextPreprocessing()) == "oferta comoda 4 cajones nino 120cm mas"
+    assert normalize(text, TextPreprocessing(numbers="zero")) == "oferta comoda 0 cajones nino 000cm mas"
+    assert normalize(text, TextPreprocessing(numbers="remove")) == "oferta comoda cajones nino cm mas"
+    kept = normalize(text, TextPreprocessing(lowercase=False, strip_accents=False, remove_punctuation=False))
+    assert kept == "Oferta!!! Cómoda 4 Cajones, Niño 120cm & más"
+
+
+def test_markup_repair_of_ag_news_debris() -> None:
+    assert repair_markup("Sven #39;s team") == "Sven 's team"
+    assert repair_markup("the #36;10 million \\$5 prize") == "the $10 million $5 prize"
+    assert repair_markup("a second\\team #151; done") == "a second team — done"
+    assert repair_markup("Intel &lt;INTC.O&gt;") == "Intel <INTC.O>"
+
+
+def test_tokens_stems_lemmas_and_ngrams() -> None:
+    assert TextPipeline(TextPreprocessing())("Perros, perras y perritos") == ["perros", "perras", "y", "perritos"]
+    stems = TextPipeline(TextPreprocessing(stem="es"))("Perros perras")
+    assert stems == ["perr", "perr"]
+    assert TextPipeline(TextPreprocessing(lemmatize="es"))("peces") == ["pez"]
+    assert TextPipeline(TextPreprocessing(word_ngrams=2))("a b c") == ["a", "b", "c", "a_b", "b_c"]
+    assert TextPipeline(TextPreprocessing(tokenizer="chars"))("Ab c") == ["a", "b", " ", "c"]
+    assert subwords("sol", 2, 3) == ["<s", "so", "ol", "l>", "<so", "sol", "ol>"]
+
+
+def test_vocabulary_min_count_max_size_and_unknowns() -> None:
+    text = feature(min_count=2).fit(["a a b", "a c c", "d"])
+    assert text.vocab.tokens == ["<pad>", "<unk>", "a", "c"]
+    capped = feature(max_vocab=3).fit(["a a b", "a c c", "d"])
+    assert capped.vocab.tokens == ["<pad>", "<unk>", "a"]
+    encoded = text.transform(["a b c", "zzz", ""])
+    assert encoded.ids.tolist() == [[2, 1, 3], [1, 0, 0], [1, 0, 0]]
+    assert encoded.lengths.tolist() == [3, 1, 1]
+
+
+def test_truncation_and_batch_padding_to_longest() -> None:
+    text = feature(max_length=4).fit(["a b c d e f", "a"])
+    encoded = text.transform(["a b c d e f", "a", "a b"])
+    assert encoded.ids.shape == (3, 4)
+    batch = text.collate(encoded, np.array([1, 2]))
+    assert batch["ids"].shape == (2, 2)
+    assert batch["lengths"].tolist() == [1, 2]
+
+
+def test_subword_batches_point_at_each_tokens_ngrams() -> None:
+    text = feature(char_ngrams=(2, 3), subword_min_count=1).fit(["sol luna", "sol"])
+    encoded = text.transform(["luna sol", "sol"])
+    batch = text.collate(encoded, np.array([0, 1]))
+    words = text.vocab.tokens
+    counts, offsets, ids = batch["sub_counts"], batch["sub_offsets"], batch["sub_ids"]
+    flat_ids = batch["ids"].reshape(-1).tolist()
+    for position, word_id in enumerate(flat_ids):
+        start, count = int(offsets[position]), int(counts[position])
+        got = [text.subword_vocab.tokens[i] for i in ids[start: start + count].tolist()]
+        expected = subwords(words[word_id], 2, 3) if word_id > 1 else []
+        assert got == expected
+
+
+def write_vectors(path: Path, words: dict[str, list[float]], header: bool) -> Path:
+    lines = [f"{len(words)} {len(next(iter(words.values())))}"] if header else []
+    lines += [" ".join([w, *map(str, v)]) for w, v in words.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_pretrained_vectors_coverage_and_initialisation(tmp_path: Path, header: bool) -> None:
+    vectors = {"celular": [1.0, 2.0, 3.0], "samsung": [0.5, 0.5, 0.5], "extra": [9.0, 9.0, 9.0]}
+    path = write_vectors(tmp_path / "vec.txt", vectors, header)
+    text = feature(embeddings=EmbeddingsConfig(path=str(path))).fit(["celular samsung", "celular nuevo"])
+    assert text.coverage["vocabulary_found"] == pytest.approx(2 / 3)
+    assert text.coverage["tokens_found"] == pytest.approx(3 / 4)
+    encoder = BagEncoder(text, BagEncoderConfig(type="bag", embedding_dim=3, freeze_embeddings=True))
+    weights = encoder.embed.words.weight
+    assert weights[text.vocab.index["celular"]].tolist() == [1.0, 2.0, 3.0]
+    assert not weights.requires_grad
+    with pytest.raises(ValueError, match="embedding_dim is 8 but the word vectors"):
+        BagEncoder(text, BagEncoderConfig(type="bag", embedding_dim=8))
+
+
+def test_binary_word2vec_is_read(tmp_path: Path) -> None:
+    from gensim.models import KeyedVectors
+
+    keyed = KeyedVectors(vector_size=4)
+    keyed.add_vectors(["taladro", "bosch"], np.ones((2, 4), dtype=np.float32))
+    keyed.save_word2vec_format(str(tmp_path / "v.bin"), binary=True)
+    text = feature(embeddings=EmbeddingsConfig(path=str(tmp_path / "v.bin"))).fit(["taladro bosch rojo"])
+    assert text.coverage["dimension"] == 4
+    assert text.coverage["vocabulary_found"] == pytest.approx(2 / 3)
+
+
+def test_unreadable_vectors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.vec"
+    bad.write_text("2 3\nhola 1 2\n")
+    with pytest.raises(ValueError, match="bad.vec"):
+        feature(embeddings=EmbeddingsConfig(path=str(bad))).fit(["hola"])
+
+
+ENCODERS = [
+    (BagEncoder, BagEncoderConfig(type="bag", embedding_dim=8, pooling="mean_max"), 16),
+    (CnnEncoder, CnnEncoderConfig(type="cnn", embedding_dim=8, filter_widths=[2, 3], filters_count=5), 10),
+    (RnnEncoder, RnnEncoderConfig(type="rnn", embedding_dim=8, hidden_size=6), 12),
+    (RnnEncoder, RnnEncoderConfig(type="rnn", embedding_dim=8, hidden_size=6, cell="gru", pooling="last"), 12),
+]
+
+
+@pytest.mark.parametrize(("cls", "config", "width"), ENCODERS)
+@pytest.mark.parametrize("subword", [False, True])
+def test_encoders_ignore_padding(cls, config, width: int, subword: bool) -> None:
+    """A row encodes the same alone as in a batch padded for a longer row."""
+    torch.manual_seed(0)
+    options = {"char_ngrams": (2, 3), "subword_min_count": 1} if subword else {}
+    text = feature(**options).fit(["uno dos tres cuatro cinco seis", "uno"])
+    encoder = cls(text, config).eval()
+    assert encoder.output_dim == width
+    encoded = text.transform(["uno", "uno dos tres cuatro cinco seis"])
+    alone = encoder(text.collate(encoded, np.array([0])))
+    together = encoder(text.collate(encoded, np.array([0, 1])))
+    assert alone.shape == (1, width)
+    torch.testing.assert_close(alone[0], together[0])
+    assert not torch.allclose(together[0], together[1])
+
+
+def test_state_round_trip_gives_the_same_encoding() -> None:
+    text = feature(char_ngrams=(3, 4), subword_min_count=1, stem="es").fit(["zapatillas nike", "celulares"])
+    clone = feature(char_ngrams=(3, 4), subword_min_count=1, stem="es")
+    clone.load_state(text.state())
+    a, b = text.transform(["zapatilla celular x"]), clone.transform(["zapatilla celular x"])
+    assert a.ids.tolist() == b.ids.tolist()
+    assert a.sub_ids.tolist() == b.sub_ids.tolist()
