@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import recipe_dict
+
 from ensayo.config import RecipeError, apply_overrides, expand_path, flatten, load_recipe
 from ensayo.features.text import CnnEncoderConfig, TextPreprocessing
 

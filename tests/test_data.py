@@ -5,8 +5,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import make_titles, recipe_dict, write_challenge_csv
+
 from ensayo.config import load_recipe
 from ensayo.data import DataError, load_splits, parse_filter, read_for_inference
 
@@ -65,7 +65,7 @@ def test_filters_and_formats_agree(tmp_path: Path, titles_csv: Path) -> None:
         other = splits_of(recipe_dict(source))
         assert other.report.split_sizes == csv_splits.report.split_sizes, source
         assert other.test["title"].to_list() == csv_splits.test["title"].to_list(), source
-    assert [b.reason for b in splits_of(recipe_dict(jsonl)).report.bad_rows][0].startswith("not valid JSON")
+    assert next(b.reason for b in splits_of(recipe_dict(jsonl)).report.bad_rows).startswith("not valid JSON")
 
 
 def test_headerless_csv_with_escapes_like_ag_news(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_group_split_keeps_groups_together(tmp_path: Path) -> None:
 
 def test_file_splits_sample_limit_and_unseen_labels(tmp_path: Path) -> None:
     train = write_challenge_csv(tmp_path / "train.csv", make_titles(10))
-    test = write_challenge_csv(tmp_path / "test.csv", make_titles(2, seed=5) + [("Guitarra criolla", "GUITARS")])
+    test = write_challenge_csv(tmp_path / "test.csv", [*make_titles(2, seed=5), ("Guitarra criolla", "GUITARS")])
     raw = recipe_dict(train)
     raw["data"].update(source=None, sample=20, split={"method": "files", "files": {"train": str(train),
                                                                                    "test": str(test)}})

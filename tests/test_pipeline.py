@@ -7,10 +7,10 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import make_titles, recipe_dict, write_challenge_csv
 from safetensors.torch import load_file
 
 import ensayo
-from conftest import make_titles, recipe_dict, write_challenge_csv
 from ensayo.config import load_recipe
 from ensayo.runs import SavedRun
 from ensayo.trainer import CHECKPOINT, EncodedSplit
@@ -30,7 +30,7 @@ def test_each_encoder_learns_and_its_run_reloads(titles_csv: Path, tmp_path: Pat
     raw["inputs"][0]["preprocessing"]["char_ngrams"] = [3, 4]
     saved = ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert REQUIRED_METRICS <= set(metrics)
+    assert set(metrics) >= REQUIRED_METRICS
     assert metrics["test/balanced_accuracy"] >= 0.9
     for name in ("recipe.yaml", "features.json", "model.safetensors", "learning_curves.png", "confusion.png",
                  "per_class.csv", "confusion.txt", "history.json", "data_report.json"):
@@ -80,7 +80,8 @@ def test_interrupted_training_resumes_to_the_same_model(titles_csv: Path, tmp_pa
     assert (tmp_path / "cut" / CHECKPOINT).is_file()
     assert not (tmp_path / "cut" / "metrics.json").exists()
     checkpoint = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
-    assert checkpoint["state"]["epoch"] == 1 and checkpoint["state"]["step_in_epoch"] == 3  # 11 batches an epoch, 14 done
+    # 11 batches an epoch: 14 were done when the 15th was refused
+    assert checkpoint["state"]["epoch"] == 1 and checkpoint["state"]["step_in_epoch"] == 3
 
     ensayo.run(None, resume=tmp_path / "cut", track=False)
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())

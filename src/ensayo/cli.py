@@ -24,7 +24,7 @@ stdout = Console()
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error[/]: {message}", highlight=False)
+    console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -73,7 +73,7 @@ def _progress() -> Progress:
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="saved run directory")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="file in the recipe's format")],  # noqa: A002
+    input: Annotated[Path, typer.Option("--input", "-i", help="file in the recipe's format")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write")],
     top_k: Annotated[int, typer.Option(help="labels per row")] = 3,
     batch_size: Annotated[int, typer.Option(help="rows per batch")] = 4096,
@@ -96,7 +96,7 @@ def predict(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="saved run directory")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="labelled file in the recipe's format")],  # noqa: A002
+    input: Annotated[Path, typer.Option("--input", "-i", help="labelled file in the recipe's format")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics JSON to write")] = None,
 ) -> None:
     """Score a labelled file with the same metrics as a run."""

@@ -93,7 +93,7 @@ def detect_format(path: Path) -> str:
 def _open_text(path: Path) -> io.TextIOBase:
     if path.name.lower().endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115
+    return open(path, encoding="utf-8", newline="")
 
 
 def _read_csv(path: Path, config: DataConfig, bad: list[BadRow]) -> tuple[list[str], list[list[str]], list[int]]:
@@ -273,9 +273,9 @@ def _read_sources(paths: list[Path], recipe: Recipe, report: DataReport) -> pl.D
 
 
 def _prepare(table: pl.DataFrame, recipe: Recipe, report: DataReport,
-             columns: list[str] | None = None) -> pl.DataFrame:
+             columns: list[str] | None = None, filters: bool = True) -> pl.DataFrame:
     table = drop_incomplete_rows(table, columns or required_columns(recipe), report.bad_rows)
-    if recipe.data.filters:
+    if filters and recipe.data.filters:
         before = table.height
         for text in recipe.data.filters:
             table = table.filter(parse_filter(text, table.columns))
@@ -334,12 +334,13 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
 
 
 def read_for_inference(path: Path, recipe: Recipe, need_label: bool) -> tuple[pl.DataFrame, DataReport]:
-    """Read a file in the recipe's format for predict / evaluate, with the same bad-row rules."""
+    """Read a file in the recipe's format with the same bad-row rules. Scoring (`need_label`) applies the
+    recipe's filters, as its test split did; predicting answers for every well-formed row."""
     report = DataReport()
     table = _read_sources([path], recipe, report)
     columns = [recipe.column_of(f) for f in recipe.inputs]
     if need_label:
         columns.append(recipe.output.column)
-    table = _prepare(table, recipe, report, columns)
+    table = _prepare(table, recipe, report, columns, filters=need_label)
     _fail_on_bad_rows(report, recipe)
     return table, report

@@ -181,13 +181,13 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
             base = base or Path(recipe).resolve().parent
             recipe = load_recipe(recipe, overrides)
         run_dir = Path(output) if output else runs.new_run_dir(recipe)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runs.save_recipe(recipe, run_dir)
     _set_threads(recipe)
     seed_everything(recipe.train.seed)
+    splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
+    if resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.save_recipe(recipe, run_dir)
     console.print(f"[bold]{recipe.name}[/]: run directory {run_dir}")
-
-    splits = load_splits(recipe, base)
     for line in splits.report.summary_lines():
         console.print(f"  {line}")
 

@@ -66,9 +66,9 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if not self.run_id:
             return
-        from mlflow.entities import Metric
-
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         entries = [Metric(_key(k), float(v), now, step or 0) for k, v in metrics.items()

@@ -91,7 +91,7 @@ def pick_device(name: str) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
-    np.random.seed(seed)  # noqa: NPY002  (third-party code may use the global generator)
+    np.random.seed(seed)
 
 
 def higher_is_better(metric: str) -> bool:

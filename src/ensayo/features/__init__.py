@@ -40,7 +40,7 @@ class Feature:
         cls.encoders = {}
 
     @classmethod
-    def register_encoder(cls, name: str):  # noqa: ANN206
+    def register_encoder(cls, name: str):
         def decorate(encoder: type[Encoder]) -> type[Encoder]:
             cls.encoders[name] = encoder
             return encoder
@@ -78,7 +78,7 @@ class Feature:
         return {}
 
 
-def register_feature(name: str):  # noqa: ANN201
+def register_feature(name: str):
     def decorate(cls: type[Feature]) -> type[Feature]:
         cls.type_name = name
         FEATURES[name] = cls
