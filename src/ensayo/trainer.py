@@ -90,7 +90,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # seeds the CUDA generators too
     np.random.seed(seed)
 
 
@@ -188,6 +188,7 @@ class Trainer:
             "schedulers": [scheduler.state_dict() for scheduler in self.schedulers],
             "state": self.state.to_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
         temporary = self.run_dir / (CHECKPOINT + ".tmp")
         torch.save(payload, temporary)
@@ -201,6 +202,8 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.state = TrainState(**payload["state"])
         torch.set_rng_state(payload["torch_rng"].cpu())
+        if payload.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([state.cpu() for state in payload["cuda_rng"]])
         # optimizer and scheduler states are applied in fit(), after the schedulers exist: a LambdaLR
         # made after loading would take the decayed learning rate as its base.
         self._pending = payload

@@ -1,0 +1,160 @@
+"""Text classification benchmark: ensayo's tfidf_linear, bag, cnn and rnn models against fastText
+supervised (word bigrams and character subwords, as practitioners use it), on the same split of a
+real data set. Prints one table: test balanced accuracy, fit and predict seconds, peak memory, and
+each as a ratio to fastText measured in the same run.
+
+    python benchmarks/text_classification.py --dataset meli
+    python benchmarks/text_classification.py --dataset ag_news --models cnn,fasttext
+
+Every model runs in its own process, so that its peak memory (max RSS) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+
+AG_NEWS_ENCODER = {
+    "bag": "{type: bag, embedding_dim: 64, pooling: mean, dropout: 0.1}",
+    "rnn": "{type: rnn, embedding_dim: 64, hidden_size: 64, pooling: max, dropout: 0.3}",
+}
+MODELS = {
+    "meli": {
+        "tfidf": ("product-titles-tfidf.yaml", []),
+        "bag": ("product-titles-bag.yaml", []),
+        "cnn": ("product-titles-cnn.yaml", []),
+        "rnn": ("product-titles-rnn.yaml", []),
+    },
+    "ag_news": {
+        "tfidf": ("news-topics-tfidf.yaml", []),
+        "bag": ("news-topics-cnn.yaml", [f"model.encoders.{n}={AG_NEWS_ENCODER['bag']}" for n in ("title", "description")]
+                + ["train.lr=1.0e-2"]),
+        "cnn": ("news-topics-cnn.yaml", []),
+        "rnn": ("news-topics-cnn.yaml", [f"model.encoders.{n}={AG_NEWS_ENCODER['rnn']}" for n in ("title", "description")]),
+    },
+}
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------ child processes
+def child_ensayo(recipe: str, overrides: list[str], output: Path) -> dict:
+    import ensayo
+
+    saved = ensayo.run(ROOT / "recipes" / recipe, output=output, overrides=overrides, track=False)
+    metrics = saved.metrics
+    return {"balanced_accuracy": metrics["test/balanced_accuracy"], "accuracy": metrics["test/accuracy"],
+            "fit_seconds": metrics["fit_seconds"], "predict_seconds": metrics["test/predict_seconds"],
+            "peak_mb": peak_mb()}
+
+
+def child_fasttext(recipe: str, epochs: int) -> dict:
+    """fastText on the very rows of the ensayo recipe's train and test splits, with its normalization."""
+    import fasttext
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from ensayo.config import load_recipe
+    from ensayo.data import load_splits
+    from ensayo.features.text import normalize
+
+    spec = load_recipe(ROOT / "recipes" / recipe, ["data.split.validation=0.0", "data.split.train=0.8"])
+    splits = load_splits(spec)
+    target = spec.output.column
+
+    def lines(table) -> list[str]:
+        texts = [" ".join(normalize(str(row[spec.column_of(f)]), f.preprocessing) for f in spec.inputs)
+                 for row in table.iter_rows(named=True)]
+        return texts
+
+    with tempfile.TemporaryDirectory() as folder:
+        train_file = Path(folder) / "train.txt"
+        labels = [str(v).replace(" ", "_") for v in splits.train[target].to_list()]
+        train_file.write_text("".join(f"__label__{y} {x}\n" for y, x in zip(labels, lines(splits.train), strict=True)))
+        started = time.perf_counter()
+        model = fasttext.train_supervised(str(train_file), epoch=epochs, lr=0.5, wordNgrams=2, minn=3, maxn=5,
+                                          dim=100, loss="softmax", thread=2, verbose=0, seed=42)
+        fit_seconds = time.perf_counter() - started
+    texts = lines(splits.test)
+    started = time.perf_counter()
+    predicted, _ = model.predict(texts, k=1)
+    predict_seconds = time.perf_counter() - started
+    predicted = [p[0].removeprefix("__label__") for p in predicted]
+    true = [str(v).replace(" ", "_") for v in splits.test[target].to_list()]
+    return {"balanced_accuracy": balanced_accuracy_score(true, predicted), "accuracy": accuracy_score(true, predicted),
+            "fit_seconds": fit_seconds, "predict_seconds": predict_seconds, "peak_mb": peak_mb()}
+
+
+def run_child(args: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if result.returncode != 0:
+        raise RuntimeError(f"{args} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------ main
+def table(results: dict[str, dict]) -> str:
+    peer = results.get("fasttext")
+    header = "| model | test balanced acc. | fit s | predict s | peak MB | acc. / fastText | fit / fastText | " \
+             "predict / fastText | memory / fastText |"
+    rows = [header, "|" + "---|" * 9]
+    for name, r in results.items():
+        ratios = ["-"] * 4
+        if peer:
+            ratios = [f"{r['balanced_accuracy'] / peer['balanced_accuracy']:.3f}",
+                      f"{r['fit_seconds'] / peer['fit_seconds']:.2f}",
+                      f"{r['predict_seconds'] / peer['predict_seconds']:.2f}",
+                      f"{r['peak_mb'] / peer['peak_mb']:.2f}"]
+        rows.append(f"| {name} | {r['balanced_accuracy']:.4f} | {r['fit_seconds']:.1f} | {r['predict_seconds']:.2f} "
+                    f"| {r['peak_mb']:.0f} | " + " | ".join(ratios) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(MODELS), default="meli")
+    parser.add_argument("--models", default="tfidf,bag,cnn,rnn,fasttext")
+    parser.add_argument("--fasttext-epochs", type=int, default=25)
+    parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child is not None:
+        kind, *rest = args.child
+        if kind == "fasttext":
+            print(json.dumps(child_fasttext(rest[0], int(rest[1]))))
+        else:
+            recipe, output, *overrides = rest
+            print(json.dumps(child_ensayo(recipe, overrides, Path(output))))
+        return
+
+    results: dict[str, dict] = {}
+    cnn_recipe = MODELS[args.dataset]["cnn"][0]
+    for name in args.models.split(","):
+        print(f"[{args.dataset}] {name} ...", file=sys.stderr, flush=True)
+        if name == "fasttext":
+            results[name] = run_child(["fasttext", cnn_recipe, str(args.fasttext_epochs)])
+        else:
+            recipe, overrides = MODELS[args.dataset][name]
+            output = OUT / args.dataset / name
+            results[name] = run_child(["ensayo", recipe, str(output), *overrides])
+        print(f"  {results[name]}", file=sys.stderr, flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"text_classification_{args.dataset}.json").write_text(json.dumps(results, indent=2))
+    print(f"\n{args.dataset}: same seeded stratified split, test rows identical for every model\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
