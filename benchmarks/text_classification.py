@@ -24,24 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 
-AG_NEWS_ENCODER = {
-    "bag": "{type: bag, embedding_dim: 64, pooling: mean, dropout: 0.1}",
-    "rnn": "{type: rnn, embedding_dim: 64, hidden_size: 64, pooling: max, dropout: 0.3}",
-}
 MODELS = {
-    "meli": {
-        "tfidf": ("product-titles-tfidf.yaml", []),
-        "bag": ("product-titles-bag.yaml", []),
-        "cnn": ("product-titles-cnn.yaml", []),
-        "rnn": ("product-titles-rnn.yaml", []),
-    },
-    "ag_news": {
-        "tfidf": ("news-topics-tfidf.yaml", []),
-        "bag": ("news-topics-cnn.yaml", [f"model.encoders.{n}={AG_NEWS_ENCODER['bag']}" for n in ("title", "description")]
-                + ["train.lr=1.0e-2"]),
-        "cnn": ("news-topics-cnn.yaml", []),
-        "rnn": ("news-topics-cnn.yaml", [f"model.encoders.{n}={AG_NEWS_ENCODER['rnn']}" for n in ("title", "description")]),
-    },
+    "meli": {name: f"product-titles-{name}.yaml" for name in ("tfidf", "bag", "cnn", "rnn")},
+    "ag_news": {name: f"news-topics-{name}.yaml" for name in ("tfidf", "bag", "cnn", "rnn")},
 }
 
 
@@ -50,10 +35,10 @@ def peak_mb() -> float:
 
 
 # ------------------------------------------------------------------------------------ child processes
-def child_ensayo(recipe: str, overrides: list[str], output: Path) -> dict:
+def child_ensayo(recipe: str, output: Path) -> dict:
     import ensayo
 
-    saved = ensayo.run(ROOT / "recipes" / recipe, output=output, overrides=overrides, track=False)
+    saved = ensayo.run(ROOT / "recipes" / recipe, output=output, track=False)
     metrics = saved.metrics
     return {"balanced_accuracy": metrics["test/balanced_accuracy"], "accuracy": metrics["test/accuracy"],
             "fit_seconds": metrics["fit_seconds"], "predict_seconds": metrics["test/predict_seconds"],
@@ -135,20 +120,19 @@ def main() -> None:
         if kind == "fasttext":
             print(json.dumps(child_fasttext(rest[0], int(rest[1]))))
         else:
-            recipe, output, *overrides = rest
-            print(json.dumps(child_ensayo(recipe, overrides, Path(output))))
+            recipe, output = rest
+            print(json.dumps(child_ensayo(recipe, Path(output))))
         return
 
     results: dict[str, dict] = {}
-    cnn_recipe = MODELS[args.dataset]["cnn"][0]
+    cnn_recipe = MODELS[args.dataset]["cnn"]
     for name in args.models.split(","):
         print(f"[{args.dataset}] {name} ...", file=sys.stderr, flush=True)
         if name == "fasttext":
             results[name] = run_child(["fasttext", cnn_recipe, str(args.fasttext_epochs)])
         else:
-            recipe, overrides = MODELS[args.dataset][name]
             output = OUT / args.dataset / name
-            results[name] = run_child(["ensayo", recipe, str(output), *overrides])
+            results[name] = run_child(["ensayo", MODELS[args.dataset][name], str(output)])
         print(f"  {results[name]}", file=sys.stderr, flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"text_classification_{args.dataset}.json").write_text(json.dumps(results, indent=2))

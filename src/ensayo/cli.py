@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -132,7 +131,3 @@ def datasets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     for info, path in found:
         table.add_row(info.name, "yes" if path else "no", str(path or "-"), info.description)
     stdout.print(table)
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    sys.exit(app())
