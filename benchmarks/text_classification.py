@@ -124,7 +124,9 @@ def main() -> None:
             print(json.dumps(child_ensayo(recipe, Path(output))))
         return
 
-    results: dict[str, dict] = {}
+    saved = OUT / f"text_classification_{args.dataset}.json"
+    # models not asked for this time keep their last measured row (a rerun of one model keeps the table whole)
+    results: dict[str, dict] = json.loads(saved.read_text()) if saved.is_file() else {}
     cnn_recipe = MODELS[args.dataset]["cnn"]
     for name in args.models.split(","):
         print(f"[{args.dataset}] {name} ...", file=sys.stderr, flush=True)
@@ -135,9 +137,10 @@ def main() -> None:
             results[name] = run_child(["ensayo", MODELS[args.dataset][name], str(output)])
         print(f"  {results[name]}", file=sys.stderr, flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"text_classification_{args.dataset}.json").write_text(json.dumps(results, indent=2))
+    saved.write_text(json.dumps(results, indent=2))
     print(f"\n{args.dataset}: same seeded stratified split, test rows identical for every model\n")
-    print(table(results))
+    order = ["tfidf", "bag", "cnn", "rnn", "fasttext"]
+    print(table(dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))))
 
 
 if __name__ == "__main__":

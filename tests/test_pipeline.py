@@ -84,6 +84,8 @@ def test_interrupted_training_resumes_to_the_same_model(titles_csv: Path, tmp_pa
     assert checkpoint["state"]["epoch"] == 1 and checkpoint["state"]["step_in_epoch"] == 3
 
     ensayo.run(None, resume=tmp_path / "cut", track=False)
+    with pytest.raises(ValueError, match="has finished"):
+        ensayo.run(None, resume=tmp_path / "cut", track=False)
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert resumed["test/loss"] == pytest.approx(whole["test/loss"], rel=1e-6)

@@ -29,6 +29,7 @@ from ensayo.trainer import (
     Trainer,
     encode_split,
     pick_device,
+    save_weights,
     seed_everything,
 )
 
@@ -57,6 +58,7 @@ class Experiment:
         self.console = console
         self.features: list[Feature] = runs.make_features(recipe)
         self.output = CategoryOutput(recipe.output.column)
+        self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted) for the report
 
     # -------------------------------------------------------------------------------------- stages
     def fit_preprocessing(self, splits: Splits, resume: bool) -> None:
@@ -68,11 +70,13 @@ class Experiment:
             self.output = CategoryOutput.from_state(state["output"])
             return
         self.output.fit(_labels(splits.train, self.recipe))
+        if self.recipe.model.type == "tfidf_linear":
+            return  # its vectorizers are its preprocessing, fitted with the classifier
         for feature in self.features:
             with self._step(f"fitting {feature.type_name} input {feature.name!r}"):
                 feature.fit(splits.train[feature.column].to_list())
-            described = getattr(feature, "describe", dict)()
-            self.console.print(f"  {feature.name}: " + ", ".join(f"{k} {v}" for k, v in described.items()))
+            described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
+            self.console.print(f"  {feature.name}: {described}")
         runs.save_state(self.run_dir, self.features, self.output)
 
     def train_neural(self, splits: Splits, resume: bool) -> tuple[Any, dict[str, float], list[dict[str, float]]]:
@@ -98,7 +102,7 @@ class Experiment:
             self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
 
         state = trainer.fit(encoded["train"], evaluate if len(validation) else None, on_epoch)
-        runs.save_weights(trainer.model, self.run_dir)
+        save_weights(trainer.model, self.run_dir / runs.WEIGHTS)
         metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
         return trainer.model, metrics | self._score_splits(splits, encoded, trainer.model), state.history
@@ -120,7 +124,6 @@ class Experiment:
 
     def _score_splits(self, splits: Splits, encoded: dict[str, EncodedSplit] | None, model: Any) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        self.test_predictions: tuple[list[str], list[str]] | None = None
         for name, prefix in (("validation", "val/"), ("test", "test/")):
             table = getattr(splits, name)
             if table.height == 0:
@@ -175,6 +178,8 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
         run_dir = Path(resume)
         if not (run_dir / runs.RECIPE).is_file():
             raise FileNotFoundError(f"{run_dir}: no {runs.RECIPE}; not a run directory to resume")
+        if (run_dir / runs.METRICS).is_file():
+            raise ValueError(f"{run_dir}: this run has finished (it has {runs.METRICS}); nothing to resume")
         recipe = load_recipe(run_dir / runs.RECIPE)
     else:
         if not isinstance(recipe, Recipe):
@@ -209,20 +214,21 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
     except BaseException:
         tracker.end("KILLED" if resume is None else "FAILED")
         raise
-    tracker.log_metrics({k: v for k, v in metrics.items()})
+    tracker.log_metrics(metrics, step=len(history))  # the final scores sit after the last epoch
     tracker.log_artifacts(run_dir, skip=(CHECKPOINT, BEST_WEIGHTS))
     tracker.end()
     for leftover in (CHECKPOINT, BEST_WEIGHTS):
         (run_dir / leftover).unlink(missing_ok=True)
-    _print_summary(console, metrics, run_dir, run_id)
+    _print_summary(console, metrics, run_dir, tracker)
     return runs.SavedRun.load(run_dir)
 
 
-def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, run_id: str | None) -> None:
+def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, tracker: Tracker) -> None:
     shown = [k for k in ("test/balanced_accuracy", "test/accuracy", "test/macro_f1", "val/balanced_accuracy",
                          "fit_seconds") if k in metrics]
     console.print("[bold green]done[/]: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown))
     console.print(f"  metrics: {run_dir / runs.METRICS}")
     console.print(f"  report:  {run_dir}/ (learning_curves.png, confusion.png, per_class.csv)")
-    if run_id:
-        console.print(f"  mlflow run {run_id} (see it with `mlflow ui --backend-store-uri <store>`)")
+    if tracker.run_id:
+        console.print(f"  mlflow:  run {tracker.run_id} in {tracker.uri}; "
+                      f"browse with `mlflow ui --backend-store-uri {tracker.uri}`", soft_wrap=True)

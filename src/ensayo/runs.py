@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ensayo.config import Recipe, load_recipe, recipe_to_dict
 from ensayo.features import Feature, build_feature
@@ -68,10 +68,6 @@ def save_state(run_dir: Path, features: list[Feature], output: CategoryOutput,
                extra: dict[str, Any] | None = None) -> None:
     write_json(run_dir / STATE, {"inputs": {f.name: f.state() for f in features}, "output": output.state(),
                                  **(extra or {})})
-
-
-def save_weights(model: torch.nn.Module, run_dir: Path) -> None:
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(run_dir / WEIGHTS))
 
 
 @dataclass

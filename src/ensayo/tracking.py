@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class Tracker:
         self.config = config
         self.enabled = enabled and config.enabled
         self.run_id: str | None = None
+        self.uri: str | None = None
         self._client: Any = None
 
     def start(self, recipe: Recipe, run_name: str, resume_id: str | None = None,
@@ -38,7 +40,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        uri = tracking_uri(self.config)
+        uri = self.uri = tracking_uri(self.config)
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)
         name = self.config.experiment or recipe.name
@@ -66,8 +68,6 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if not self.run_id:
             return
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)

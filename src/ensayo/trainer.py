@@ -83,6 +83,10 @@ def to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def save_weights(model: nn.Module, path: Path) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -210,8 +214,7 @@ class Trainer:
         return True
 
     def _save_best(self) -> None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
-                  str(self.run_dir / BEST_WEIGHTS))
+        save_weights(self.model, self.run_dir / BEST_WEIGHTS)
 
     def _improved(self, score: float) -> bool:
         best = self.state.best_score

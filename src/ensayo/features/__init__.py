@@ -73,6 +73,10 @@ class Feature:
     def load_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def describe(self) -> dict[str, Any]:
+        """A few fitted facts worth printing (vocabulary size, coverage...)."""
+        return {}
+
     def init_tensors(self) -> dict[str, torch.Tensor]:
         """Large fitted arrays (e.g. pretrained vectors) that the encoder starts from."""
         return {}

@@ -3,6 +3,7 @@ vectors, and the text encoders (bag of embeddings, CNN, recurrent)."""
 
 from __future__ import annotations
 
+import gzip
 import html
 import re
 import unicodedata
@@ -178,7 +179,7 @@ def load_word_vectors(path: Path, fmt: str = "auto") -> Any:
         if path.suffix == ".bin":
             fmt = "word2vec_binary"
         else:
-            opener = __import__("gzip").open if path.suffix == ".gz" else open
+            opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
                 first = handle.readline().split()
             fmt = "word2vec" if len(first) == 2 and all(p.isdigit() for p in first) else "glove"
@@ -249,10 +250,10 @@ class TextFeature(Feature):
                     found[index] = True
                     break
         total = sum(counts.values())
-        in_vocab = [t for t in self.vocab.tokens[2:]]
-        tokens_found = sum(counts[t] for t, f in zip(in_vocab, found[2:], strict=True) if f)
+        words = self.vocab.tokens[2:]
+        tokens_found = sum(counts[t] for t, f in zip(words, found[2:], strict=True) if f)
         self.coverage = {
-            "vocabulary_found": float(found[2:].mean()) if len(in_vocab) else 0.0,
+            "vocabulary_found": float(found[2:].mean()) if words else 0.0,
             "tokens_found": tokens_found / total if total else 0.0,
             "dimension": int(vectors.vector_size),
         }
@@ -262,10 +263,6 @@ class TextFeature(Feature):
         if self._vectors is None or self._found is None:
             return {}
         return {"vectors": torch.from_numpy(self._vectors), "found": torch.from_numpy(self._found)}
-
-    @property
-    def embedding_dim_hint(self) -> int | None:
-        return None if self._vectors is None else int(self._vectors.shape[1])
 
     def transform(self, values: list[str]) -> EncodedText:
         cap = self.options.max_length
