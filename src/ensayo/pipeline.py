@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ from ensayo.tracking import Tracker
 from ensayo.trainer import (
     BEST_WEIGHTS,
     CHECKPOINT,
-    EncodedSplit,
     Trainer,
     encode_split,
     pick_device,
@@ -105,7 +105,9 @@ class Experiment:
         save_weights(trainer.model, self.run_dir / runs.WEIGHTS)
         metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
-        return trainer.model, metrics | self._score_splits(splits, encoded, trainer.model), state.history
+        size = recipe.train.eval_batch_size
+        scores = self._score_splits(splits, lambda name, _: runs.predict_proba(trainer.model, encoded[name], size))
+        return trainer.model, metrics | scores, state.history
 
     def train_linear(self, splits: Splits) -> tuple[Any, dict[str, float], list[dict[str, float]]]:
         model = LinearTextModel(self.features, self.recipe.model.linear, self.recipe.train.seed)  # type: ignore[arg-type]
@@ -119,20 +121,18 @@ class Experiment:
         train_scores = score(model.predict_proba(splits.train), _labels(splits.train, self.recipe),
                              self.output, "train/")
         metrics["train/loss"] = train_scores["train/loss"]
-        metrics |= self._score_splits(splits, None, model)
+        metrics |= self._score_splits(splits, lambda _, table: model.predict_proba(table))
         return model, metrics, []
 
-    def _score_splits(self, splits: Splits, encoded: dict[str, EncodedSplit] | None, model: Any) -> dict[str, float]:
+    def _score_splits(self, splits: Splits, predict: Callable[[str, pl.DataFrame], np.ndarray]) -> dict[str, float]:
+        """Final metrics of the validation and test splits; `predict(split_name, table)` gives probabilities."""
         metrics: dict[str, float] = {}
         for name, prefix in (("validation", "val/"), ("test", "test/")):
             table = getattr(splits, name)
             if table.height == 0:
                 continue
             started = time.perf_counter()
-            if encoded is not None:
-                probabilities = runs.predict_proba(model, encoded[name], self.recipe.train.eval_batch_size)
-            else:
-                probabilities = model.predict_proba(table)
+            probabilities = predict(name, table)
             true = _labels(table, self.recipe)
             metrics |= score(probabilities, true, self.output, prefix)
             metrics[f"{prefix}predict_seconds"] = time.perf_counter() - started
