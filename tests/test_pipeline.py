@@ -157,3 +157,28 @@ def test_tracking_logs_params_epochs_and_artifacts(titles_csv: Path, tmp_path: P
     assert found.data.metrics["test/balanced_accuracy"] > 0.5
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
     assert {"metrics.json", "model.safetensors", "recipe.yaml", "confusion.png"} <= artifacts
+
+
+def test_frozen_pretrained_vectors_stay_as_loaded(titles_csv: Path, tmp_path: Path) -> None:
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("2 4\ntaladro 1 2 3 4\nnovela -1 -2 -3 -4\n")
+    raw = recipe_dict(titles_csv, {"type": "cnn", "embedding_dim": 4, "filters_count": 8,
+                                   "freeze_embeddings": True}, epochs=2)
+    raw["inputs"][0]["preprocessing"]["embeddings"] = {"path": str(vectors)}
+    saved = ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
+    weights = saved.model.encoders["title"].embed.words.weight
+    vocabulary = saved.features[0].vocab.index
+    assert weights[vocabulary["taladro"]].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert weights[vocabulary["novela"]].tolist() == [-1.0, -2.0, -3.0, -4.0]
+    coverage = json.loads((tmp_path / "run" / "features.json").read_text())["inputs"]["title"]["coverage"]
+    assert coverage["dimension"] == 4 and 0 < coverage["vocabulary_found"] < 0.1
+
+
+def test_tracking_store_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ensayo.config import TrackConfig
+    from ensayo.tracking import tracking_uri
+
+    assert tracking_uri(TrackConfig()) == f"sqlite:///{tmp_path / 'mlflow.db'}"  # the working directory
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/m.db")
+    assert tracking_uri(TrackConfig()) == "sqlite:////elsewhere/m.db"
+    assert tracking_uri(TrackConfig(uri="sqlite:////recipe.db")) == "sqlite:////recipe.db"
