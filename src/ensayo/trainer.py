@@ -120,21 +120,22 @@ def lr_multiplier(config: TrainConfig, steps_per_epoch: int) -> Callable[[int], 
     return multiplier
 
 
-def sparse_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Embedding tables with sparse gradients: only the rows a batch uses are updated."""
-    found = []
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Trainable parameters as (dense, sparse): sparse ones are embedding tables with sparse gradients,
+    of which a batch updates only the rows it uses."""
+    sparse = []
     for module in model.modules():
         if isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.sparse:
-            found += [p for p in module.parameters(recurse=False) if p.requires_grad]
-    return found
-
-
-def make_optimizers(model: nn.Module, config: TrainConfig) -> list[torch.optim.Optimizer]:
-    """Adam(W) for dense weights; SparseAdam for embedding tables, whose dense update would cost more than
-    the whole forward and backward pass on a CPU (tens of millions of rows, a few used per batch)."""
-    sparse = sparse_parameters(model)
+            sparse += [p for p in module.parameters(recurse=False) if p.requires_grad]
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
+    return dense, sparse
+
+
+def make_optimizers(dense: list[nn.Parameter], sparse: list[nn.Parameter],
+                    config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """Adam(W) for dense weights; SparseAdam for embedding tables, whose dense update would cost more than
+    the whole forward and backward pass on a CPU (tens of millions of rows, a few used per batch)."""
     kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     optimizers: list[torch.optim.Optimizer] = []
     if dense:
@@ -176,9 +177,8 @@ class Trainer:
         self.device = device
         self.console = console or Console(stderr=True)
         self.checkpoint_every = checkpoint_every
-        self.optimizers = make_optimizers(model, config)
-        self.dense_parameters = [p for p in model.parameters()
-                                 if p.requires_grad and id(p) not in {id(q) for q in sparse_parameters(model)}]
+        self.dense_parameters, sparse_parameters = split_parameters(model)
+        self.optimizers = make_optimizers(self.dense_parameters, sparse_parameters, config)
         self.state = TrainState()
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
         self._pending: dict[str, Any] | None = None
