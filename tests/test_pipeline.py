@@ -182,3 +182,14 @@ def test_tracking_store_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/m.db")
     assert tracking_uri(TrackConfig()) == "sqlite:////elsewhere/m.db"
     assert tracking_uri(TrackConfig(uri="sqlite:////recipe.db")) == "sqlite:////recipe.db"
+
+
+def test_without_validation_the_lowest_training_loss_is_kept(titles_csv: Path, tmp_path: Path) -> None:
+    raw = recipe_dict(titles_csv, epochs=4)
+    raw["data"]["split"].update(train=0.8, validation=0.0, test=0.2)
+    ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    losses = [h["train/loss"] for h in history]
+    assert losses[-1] < losses[0]
+    assert int(metrics["best_epoch"]) == 1 + losses.index(min(losses))

@@ -216,11 +216,11 @@ class Trainer:
     def _save_best(self) -> None:
         save_weights(self.model, self.run_dir / BEST_WEIGHTS)
 
-    def _improved(self, score: float) -> bool:
+    def _improved(self, score: float, monitor: str) -> bool:
         best = self.state.best_score
         if best is None:
             return True
-        return score > best if higher_is_better(self.config.monitor) else score < best
+        return score > best if higher_is_better(monitor) else score < best
 
     def fit(self, train: EncodedSplit, evaluate: Evaluate | None,
             on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainState:
@@ -269,7 +269,7 @@ class Trainer:
         if score is None:
             raise KeyError(f"train.monitor is {monitor!r}, which is not among the epoch's metrics: "
                            f"{', '.join(sorted(record))}")
-        if self._improved(score):
+        if self._improved(score, monitor):
             state.best_score, state.best_epoch, state.stale_epochs = float(score), state.epoch + 1, 0
             self._save_best()
         else:
