@@ -18,8 +18,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-UNSEEN = "<unseen label>"
-
 
 def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Mean cross-entropy over rows whose label the model knows (label index >= 0)."""
