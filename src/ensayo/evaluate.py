@@ -79,7 +79,7 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, metric: st
     for key, label in (("train/loss", "train"), ("val/loss", "validation")):
         if any(key in h for h in history):
             left.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=label)
-    left.set(title="loss", xlabel="epoch")
+    left.set(title="loss (train: epoch mean, with dropout and label smoothing)", xlabel="epoch")
     left.legend()
     for key in (f"val/{metric}", f"val/{metric.replace('balanced_', '')}"):
         if any(key in h for h in history):
