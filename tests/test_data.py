@@ -157,3 +157,14 @@ def test_inference_reading_needs_no_label(tmp_path: Path) -> None:
     table, report = read_for_inference(path, recipe, need_label=False)
     assert table["title"].to_list() == ["Taladro Bosch"]
     assert [b.line for b in report.bad_rows] == [3]
+
+
+def test_rows_read_counts_each_files_bad_rows_once(tmp_path: Path) -> None:
+    train = write_challenge_csv(tmp_path / "train.csv", make_titles(4), extra_lines=["bad,row"])
+    test = write_challenge_csv(tmp_path / "test.csv", make_titles(2, seed=3), extra_lines=["bad,row", "bad,too"])
+    raw = recipe_dict(train)
+    raw["data"].update(source=None, filters=[], split={"method": "files", "files": {"train": str(train),
+                                                                                    "test": str(test)}})
+    report = splits_of(raw).report
+    assert len(report.bad_rows) == 3
+    assert report.rows_read == 20 + 1 + 10 + 2

@@ -260,15 +260,15 @@ def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.D
         groups = table[split.group_column].cast(pl.String).to_numpy()
     rest, test = _two_way(index, split.test, labels, groups, split.seed)
     val_share = split.validation / (split.train + split.validation)
-    train, validation = _two_way(rest, val_share if split.validation else 0.0, labels, groups, split.seed + 1)
+    train, validation = _two_way(rest, val_share, labels, groups, split.seed + 1)
     return table[train], table[validation], table[test]
 
 
 # --------------------------------------------------------------------------------------------- load
-def _read_sources(paths: list[Path], recipe: Recipe, report: DataReport) -> pl.DataFrame:
-    tables = [read_file(p, recipe.data, report.bad_rows) for p in paths]
-    table = pl.concat(tables, how="diagonal_relaxed") if len(tables) > 1 else tables[0]
-    report.rows_read += table.height + len(report.bad_rows)
+def _read_source(path: Path, recipe: Recipe, report: DataReport) -> pl.DataFrame:
+    bad_before = len(report.bad_rows)
+    table = read_file(path, recipe.data, report.bad_rows)
+    report.rows_read += table.height + len(report.bad_rows) - bad_before
     return table
 
 
@@ -311,14 +311,14 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
             if source is None:
                 parts[name] = None
                 continue
-            table = _read_sources([expand_path(source, base)], recipe, report)
+            table = _read_source(expand_path(source, base), recipe, report)
             parts[name] = _prepare(table, recipe, report)
         train = _sample(parts["train"], recipe)
         empty = train.head(0)
         validation = parts["validation"] if parts["validation"] is not None else empty
         test = parts["test"] if parts["test"] is not None else empty
     else:
-        table = _read_sources([expand_path(recipe.data.source or "", base)], recipe, report)
+        table = _read_source(expand_path(recipe.data.source or "", base), recipe, report)
         table = _sample(_prepare(table, recipe, report), recipe)
         train, validation, test = split_table(table, recipe)
     _fail_on_bad_rows(report, recipe)
@@ -337,7 +337,7 @@ def read_for_inference(path: Path, recipe: Recipe, need_label: bool) -> tuple[pl
     """Read a file in the recipe's format with the same bad-row rules. Scoring (`need_label`) applies the
     recipe's filters, as its test split did; predicting answers for every well-formed row."""
     report = DataReport()
-    table = _read_sources([path], recipe, report)
+    table = _read_source(path, recipe, report)
     columns = [recipe.column_of(f) for f in recipe.inputs]
     if need_label:
         columns.append(recipe.output.column)

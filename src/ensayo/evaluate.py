@@ -18,6 +18,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from ensayo.features.category import CategoryOutput
+
 
 def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Mean cross-entropy over rows whose label the model knows (label index >= 0)."""
@@ -26,6 +28,15 @@ def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     picked = probabilities[np.flatnonzero(known), labels[known]]
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+
+
+def score(probabilities: np.ndarray, true: list[str], output: CategoryOutput, prefix: str = "") -> dict[str, float]:
+    """All metrics of one split from a model's probabilities and the split's true labels."""
+    metrics: dict[str, float] = {}
+    if true:
+        metrics = classification_metrics(true, output.inverse(probabilities.argmax(axis=1)), prefix)
+    metrics[f"{prefix}loss"] = log_loss(probabilities, output.transform(true))
+    return metrics
 
 
 def classification_metrics(true: Sequence[str], predicted: Sequence[str], prefix: str = "") -> dict[str, float]:

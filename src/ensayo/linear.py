@@ -45,6 +45,11 @@ def _classifier(config: LinearConfig, seed: int) -> Any:
     return SGDClassifier(loss="modified_huber", alpha=1e-5 / config.C, random_state=seed, max_iter=30, tol=1e-4)
 
 
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    exp = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 class LinearTextModel:
     """One word and one character vectorizer per text input, stacked, then a linear classifier."""
 
@@ -55,6 +60,7 @@ class LinearTextModel:
         self.vectorizers: list[tuple[TextFeature, str, TfidfVectorizer]] = []
         self.coef: np.ndarray | None = None
         self.intercept: np.ndarray | None = None
+        self.fit_seconds, self.n_features = 0.0, 0
         for feature in features:
             if config.word_ngrams:
                 self.vectorizers.append((feature, "word", _vectorizer(config, "word", config.word_ngrams)))
@@ -76,28 +82,30 @@ class LinearTextModel:
             blocks.append(vectorizer.fit_transform(documents) if fit else vectorizer.transform(documents))
         return sp.hstack(blocks, format="csr")
 
-    def fit(self, table: pl.DataFrame, labels: np.ndarray) -> dict[str, float]:
+    def fit(self, table: pl.DataFrame, labels: np.ndarray) -> np.ndarray:
+        """Fit vectorizers and classifier; returns the training rows' probabilities, which come for free here
+        (scoring them later would vectorize the training set a second time)."""
         started = time.perf_counter()
         matrix = self._matrix(table, fit=True)
-        known = labels >= 0
-        classifier = _classifier(self.config, self.seed).fit(matrix[known], labels[known])
+        classifier = _classifier(self.config, self.seed).fit(matrix, labels)
         coef = np.asarray(classifier.coef_, dtype=np.float32)
         intercept = np.asarray(classifier.intercept_, dtype=np.float32)
         if coef.shape[0] == 1:  # binary problems come back as one row
             coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
         self.coef, self.intercept = coef, intercept
-        return {"fit_seconds": time.perf_counter() - started, "features": float(matrix.shape[1])}
+        self.fit_seconds, self.n_features = time.perf_counter() - started, matrix.shape[1]
+        return _softmax(self._scores(matrix))
+
+    def _scores(self, matrix: sp.csr_matrix) -> np.ndarray:
+        assert self.coef is not None and self.intercept is not None, "fit or load the model first"
+        return np.asarray(matrix @ self.coef.T) + self.intercept
 
     def decision(self, table: pl.DataFrame) -> np.ndarray:
-        assert self.coef is not None and self.intercept is not None, "fit or load the model first"
-        return np.asarray(self._matrix(table, fit=False) @ self.coef.T) + self.intercept
+        return self._scores(self._matrix(table, fit=False))
 
     def predict_proba(self, table: pl.DataFrame) -> np.ndarray:
         """Softmax of the decision scores (a calibrated probability for logistic regression only)."""
-        scores = self.decision(table)
-        scores -= scores.max(axis=1, keepdims=True)
-        exp = np.exp(scores)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return _softmax(self.decision(table))
 
     # ----------------------------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -40,14 +39,6 @@ def _labels(table: pl.DataFrame, recipe: Recipe) -> list[str]:
     return table[recipe.output.column].cast(pl.String).to_list()
 
 
-def score(probabilities: np.ndarray, true: list[str], output: CategoryOutput, prefix: str) -> dict[str, float]:
-    """Metrics of one split from the model's probabilities and the split's true labels."""
-    predicted = output.inverse(probabilities.argmax(axis=1)) if len(true) else []
-    metrics = ev.classification_metrics(true, predicted, prefix) if len(true) else {}
-    metrics[f"{prefix}loss"] = ev.log_loss(probabilities, output.transform(true))
-    return metrics
-
-
 class Experiment:
     """The state of one run while it is being made; `run()` below is the public entry point."""
 
@@ -73,13 +64,13 @@ class Experiment:
         if self.recipe.model.type == "tfidf_linear":
             return  # its vectorizers are its preprocessing, fitted with the classifier
         for feature in self.features:
-            with self._step(f"fitting {feature.type_name} input {feature.name!r}"):
+            with self.console.status(f"fitting {feature.type_name} input {feature.name!r}"):
                 feature.fit(splits.train[feature.column].to_list())
             described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
             self.console.print(f"  {feature.name}: {described}")
         runs.save_state(self.run_dir, self.features, self.output)
 
-    def train_neural(self, splits: Splits, resume: bool) -> tuple[Any, dict[str, float], list[dict[str, float]]]:
+    def train_neural(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
         recipe = self.recipe
         device = pick_device(recipe.train.device)
         encoded = {name: encode_split(self.features, table, self.output.transform(_labels(table, recipe)))
@@ -96,7 +87,7 @@ class Experiment:
 
         def evaluate(current: torch.nn.Module) -> dict[str, float]:
             probabilities = runs.predict_proba(current, validation, recipe.train.eval_batch_size)
-            return score(probabilities, val_true, self.output, "val/")
+            return ev.score(probabilities, val_true, self.output, "val/")
 
         def on_epoch(record: dict[str, float]) -> None:
             self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
@@ -107,22 +98,20 @@ class Experiment:
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
         size = recipe.train.eval_batch_size
         scores = self._score_splits(splits, lambda name, _: runs.predict_proba(trainer.model, encoded[name], size))
-        return trainer.model, metrics | scores, state.history
+        return metrics | scores, state.history
 
-    def train_linear(self, splits: Splits) -> tuple[Any, dict[str, float], list[dict[str, float]]]:
+    def train_linear(self, splits: Splits) -> tuple[dict[str, float], list[dict[str, float]]]:
         model = LinearTextModel(self.features, self.recipe.model.linear, self.recipe.train.seed)  # type: ignore[arg-type]
-        labels = self.output.transform(_labels(splits.train, self.recipe))
-        with self._step("fitting the vectorizers and the linear classifier"):
-            fitted = model.fit(splits.train, labels)
-        self.console.print(f"  {int(fitted['features']):,} sparse features, fit in {fitted['fit_seconds']:.1f} s")
+        train_true = _labels(splits.train, self.recipe)
+        with self.console.status("fitting the vectorizers and the linear classifier"):
+            train_probabilities = model.fit(splits.train, self.output.transform(train_true))
+        self.console.print(f"  {model.n_features:,} sparse features, fit in {model.fit_seconds:.1f} s")
         model.save(self.run_dir)
         runs.save_state(self.run_dir, self.features, self.output, {"linear": model.state()})
-        metrics = {"fit_seconds": fitted["fit_seconds"]}
-        train_scores = score(model.predict_proba(splits.train), _labels(splits.train, self.recipe),
-                             self.output, "train/")
-        metrics["train/loss"] = train_scores["train/loss"]
+        metrics = {"fit_seconds": model.fit_seconds,
+                   "train/loss": ev.log_loss(train_probabilities, self.output.transform(train_true))}
         metrics |= self._score_splits(splits, lambda _, table: model.predict_proba(table))
-        return model, metrics, []
+        return metrics, []
 
     def _score_splits(self, splits: Splits, predict: Callable[[str, pl.DataFrame], np.ndarray]) -> dict[str, float]:
         """Final metrics of the validation and test splits; `predict(split_name, table)` gives probabilities."""
@@ -134,7 +123,7 @@ class Experiment:
             started = time.perf_counter()
             probabilities = predict(name, table)
             true = _labels(table, self.recipe)
-            metrics |= score(probabilities, true, self.output, prefix)
+            metrics |= ev.score(probabilities, true, self.output, prefix)
             metrics[f"{prefix}predict_seconds"] = time.perf_counter() - started
             if name == "test" or self.test_predictions is None:
                 self.test_predictions = (true, self.output.inverse(probabilities.argmax(axis=1)))
@@ -155,9 +144,6 @@ class Experiment:
                 writer = csv.DictWriter(handle, fieldnames=["label", "precision", "recall", "f1", "support"])
                 writer.writeheader()
                 writer.writerows(ev.per_class_report(true, predicted))
-
-    def _step(self, text: str) -> Any:
-        return self.console.status(text)
 
 
 def _set_threads(recipe: Recipe) -> None:
@@ -207,12 +193,15 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
     try:
         experiment.fit_preprocessing(splits, resume=resume is not None)
         if recipe.model.type == "tfidf_linear":
-            _, metrics, history = experiment.train_linear(splits)
+            metrics, history = experiment.train_linear(splits)
         else:
-            _, metrics, history = experiment.train_neural(splits, resume=resume is not None)
+            metrics, history = experiment.train_neural(splits, resume=resume is not None)
         experiment.write_report(metrics, history, splits.report)
-    except BaseException:
-        tracker.end("KILLED" if resume is None else "FAILED")
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except Exception:
+        tracker.end("FAILED")
         raise
     tracker.log_metrics(metrics, step=len(history))  # the final scores sit after the last epoch
     tracker.log_artifacts(run_dir, skip=(CHECKPOINT, BEST_WEIGHTS))

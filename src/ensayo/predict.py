@@ -11,7 +11,7 @@ import polars as pl
 from rich.progress import Progress
 
 from ensayo.data import LINE, read_for_inference
-from ensayo.pipeline import score
+from ensayo.evaluate import score
 from ensayo.runs import SavedRun
 
 
@@ -42,7 +42,7 @@ def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[
     chunks = [run.predict_proba(table.slice(start, batch_size)) for start in range(0, table.height, batch_size)]
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(run.output)))
     true = table[run.recipe.output.column].cast(pl.String).to_list()
-    metrics = score(probabilities, true, run.output, "")
+    metrics = score(probabilities, true, run.output)
     metrics["rows"] = float(table.height)
     unseen = sorted(set(true) - set(run.output.classes))
     notes = [str(b) for b in report.bad_rows]

@@ -100,7 +100,7 @@ class SavedRun:
                 raise FileNotFoundError(f"{weights}: the run has no trained weights (did training finish? "
                                         "continue it with `ensayo run --resume`)")
             model = build_model(recipe, features, len(output))
-            model.load_state_dict(load_file(str(weights), device=device))
+            model.load_state_dict(load_file(str(weights)))
             model.to(pick_device(device)).eval()
         return cls(path, recipe, features, output, model)
 

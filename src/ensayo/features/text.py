@@ -216,14 +216,15 @@ class TextFeature(Feature):
         self.coverage: dict[str, float] | None = None
         self._vectors: np.ndarray | None = None
         self._found: np.ndarray | None = None
+        self._subword_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def options(self) -> TextPreprocessing:
         return self.preprocessing  # type: ignore[return-value]
 
     def fit(self, values: list[str]) -> TextFeature:
-        tokenized = [self.pipeline(v) for v in values]
-        counts = Counter(t for tokens in tokenized for t in tokens)
+        counts = Counter(t for v in values for t in self.pipeline(v))
+        self._subword_cache = None
         self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
         if self.options.char_ngrams:
             low, high = self.options.char_ngrams
@@ -278,16 +279,24 @@ class TextFeature(Feature):
             self._attach_subwords(encoded)
         return encoded
 
+    def _subword_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every vocabulary token's subword ids, flat, with where each token's run starts and how long it is.
+        Built once per fitted vocabulary: predicting a file in chunks would otherwise rebuild it per chunk."""
+        if self._subword_cache is None:
+            assert self.subword_vocab is not None and self.options.char_ngrams
+            low, high = self.options.char_ngrams
+            table = [self.subword_vocab.lookup(subwords(t, low, high), default=None) if i > 1 else []
+                     for i, t in enumerate(self.vocab.tokens)]
+            counts = np.array([len(s) for s in table], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            self._subword_cache = (np.array([i for s in table for i in s], dtype=np.int64), starts, counts)
+        return self._subword_cache
+
     def _attach_subwords(self, encoded: EncodedText) -> None:
-        assert self.subword_vocab is not None and self.options.char_ngrams
-        low, high = self.options.char_ngrams
-        table = [self.subword_vocab.lookup(subwords(t, low, high), default=None) if i > 1 else []
-                 for i, t in enumerate(self.vocab.tokens)]
-        counts_per_token = np.array([len(s) for s in table], dtype=np.int64)
-        starts_per_token = np.concatenate([[0], np.cumsum(counts_per_token)[:-1]])
-        encoded.sub_ids = np.array([i for s in table for i in s], dtype=np.int64)
-        encoded.sub_start = starts_per_token[encoded.ids]
-        encoded.sub_count = counts_per_token[encoded.ids]
+        flat, starts, counts = self._subword_index()
+        encoded.sub_ids = flat
+        encoded.sub_start = starts[encoded.ids]
+        encoded.sub_count = counts[encoded.ids]
 
     def lengths(self, encoded: EncodedText) -> np.ndarray:
         return encoded.lengths
@@ -314,6 +323,7 @@ class TextFeature(Feature):
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        self._subword_cache = None
         self.vocab = Vocabulary(state["vocabulary"])
         if state.get("subword_vocabulary"):
             self.subword_vocab = Vocabulary(state["subword_vocabulary"])
