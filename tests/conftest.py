@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,23 @@ def _small_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+def interrupt_training(monkeypatch: pytest.MonkeyPatch, split_type: type, at_batch: int,
+                       min_rows: int = 100) -> Callable[[], None]:
+    """Make the training split's `batches` raise KeyboardInterrupt (Ctrl-C) when asked for its
+    `at_batch`-th batch; splits with `min_rows` rows or fewer (validation, test) are left alone.
+    Returns what puts the original back."""
+    original = split_type.batches
+    served = {"count": 0}
+
+    def interrupting(self, *args, **kwargs):
+        for item in original(self, *args, **kwargs):
+            if len(self) > min_rows:
+                served["count"] += 1
+                if served["count"] == at_batch:
+                    raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(split_type, "batches", interrupting)
+    return lambda: monkeypatch.setattr(split_type, "batches", original)

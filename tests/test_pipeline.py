@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import make_titles, recipe_dict, write_challenge_csv
+from conftest import interrupt_training, make_titles, recipe_dict, write_challenge_csv
 from safetensors.torch import load_file
 
 import ensayo
@@ -62,21 +62,11 @@ def test_interrupted_training_resumes_to_the_same_model(titles_csv: Path, tmp_pa
     recipe = load_recipe(raw)
     ensayo.run(recipe, output=tmp_path / "whole", track=False)
 
-    original = EncodedSplit.batches
-    served = {"count": 0}
-
-    def interrupting(self, *args, **kwargs):
-        for item in original(self, *args, **kwargs):
-            if len(self) > 100:  # training batches only; the interrupt lands mid-way through epoch 2
-                served["count"] += 1
-                if served["count"] == 15:
-                    raise KeyboardInterrupt
-            yield item
-
-    monkeypatch.setattr(EncodedSplit, "batches", interrupting)
+    # the interrupt lands mid-way through epoch 2
+    restore = interrupt_training(monkeypatch, EncodedSplit, at_batch=15)
     with pytest.raises(KeyboardInterrupt):
         ensayo.run(recipe, output=tmp_path / "cut", track=False)
-    monkeypatch.setattr(EncodedSplit, "batches", original)
+    restore()
     assert (tmp_path / "cut" / CHECKPOINT).is_file()
     assert not (tmp_path / "cut" / "metrics.json").exists()
     checkpoint = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)

@@ -35,10 +35,13 @@ def test_normalization_options() -> None:
 
 
 def test_markup_repair_of_ag_news_debris() -> None:
-    assert repair_markup("Sven #39;s team") == "Sven 's team"
+    assert repair_markup("Sven #39;s team doesn #39;t") == "Sven's team doesn't"
+    assert repair_markup("the makers #39; efforts in the #39;90s") == "the makers' efforts in the '90s"
     assert repair_markup("the #36;10 million \\$5 prize") == "the $10 million $5 prize"
     assert repair_markup("a second\\team #151; done") == "a second team — done"
-    assert repair_markup("Intel &lt;INTC.O&gt;") == "Intel <INTC.O>"
+    assert repair_markup("Intel &lt;INTC.O&gt;") == "Intel <INTC.O>"  # a ticker, not a tag
+    link = 'see &lt;A HREF="http://x.com/y"&gt;Reuters&lt;/A&gt; now'
+    assert " ".join(repair_markup(link).split()) == "see Reuters now"
 
 
 def test_tokens_stems_lemmas_and_ngrams() -> None:

@@ -16,6 +16,9 @@ _EXPORTS = {
     "Recipe": "ensayo.config",
     "RecipeError": "ensayo.config",
     "DataError": "ensayo.data",
+    "GeneratorRun": "ensayo.language",
+    "generate": "ensayo.language",
+    "explore": "ensayo.explore",
 }
 __all__ = sorted(_EXPORTS)
 

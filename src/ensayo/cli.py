@@ -60,8 +60,13 @@ def validate(
         loaded = load_recipe(recipe, overrides or [])
     except RecipeError as exc:
         _fail(str(exc))
+    from ensayo.derive import leaking_inputs
+
+    for name in leaking_inputs(loaded):
+        console.print(f"[yellow]warning[/]: input {name!r} feeds the target {loaded.output.column!r} through "
+                      "`derive`: the model can learn the formula instead of the task", soft_wrap=True)
     stdout.print(f"{recipe}: valid ({loaded.model.type} model, {len(loaded.inputs)} input(s), "
-                 f"output {loaded.output.column!r})")
+                 f"output {loaded.output.type} {', '.join(loaded.output.source_columns)})")
 
 
 def _progress() -> Progress:
@@ -72,24 +77,41 @@ def _progress() -> Progress:
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="saved run directory")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="file in the recipe's format")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write")],
-    top_k: Annotated[int, typer.Option(help="labels per row")] = 3,
+    input: Annotated[Path, typer.Option("--input", "-i", help="file in the recipe's format; for a folder "
+                                        "recipe (audio, images), one file or a folder")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV to write; without it, every "
+                                                "class's probability is printed")] = None,
+    top_k: Annotated[int, typer.Option(help="labels per row in the CSV")] = 3,
     batch_size: Annotated[int, typer.Option(help="rows per batch")] = 4096,
 ) -> None:
-    """Write the top-k labels with probabilities for every row of a file."""
-    from ensayo.predict import predict_file
+    """Predict the rows of a file: the top-k labels to a CSV, or every class's probability on screen."""
+    from ensayo.predict import predict_file, predict_rows
     from ensayo.runs import SavedRun
 
     try:
         saved = SavedRun.load(run_dir)
-        with _progress() as progress:
-            result = predict_file(saved, input, output, top_k, batch_size, progress)
+        if output is None:
+            names, probabilities, bad = predict_rows(saved, input)
+        else:
+            with _progress() as progress:
+                result = predict_file(saved, input, output, top_k, batch_size, progress)
+            bad = result["bad_rows"]
     except (RecipeError, DataError, FileNotFoundError) as exc:
         _fail(str(exc))
-    if result["bad_rows"]:
-        console.print(f"skipped {len(result['bad_rows'])} bad row(s): " + "; ".join(result["bad_rows"][:5]))
-    console.print(f"{result['rows']:,} rows -> {output}")
+    if bad:
+        console.print(f"skipped {len(bad)} bad row(s): " + "; ".join(bad[:5]), soft_wrap=True)
+    if output is not None:
+        console.print(f"{result['rows']:,} rows -> {output}")
+        return
+    classes = saved.output.classes
+    table = Table("row", "predicted", *classes, title=f"probabilities ({saved.recipe.output.column})")
+    for name, row in zip(names, probabilities, strict=True):
+        best = int(row.argmax())
+        cells = [f"[bold]{p:.3f}[/]" if i == best else f"{p:.3f}" for i, p in enumerate(row)]
+        table.add_row(name, f"[bold green]{classes[best]}[/] ({row[best]:.1%})", *cells)
+    stdout.print(table)
+    if not names:
+        _fail(f"{input}: nothing to predict")
 
 
 @app.command()
@@ -114,6 +136,49 @@ def evaluate(
     stdout.print(table)
     if output:
         write_json(output, metrics)
+
+
+@app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="saved run of a text-output recipe")],
+    prompt: Annotated[str, typer.Option(help="text to continue")] = "",
+    length: Annotated[int, typer.Option(help="tokens to generate (characters or words)")] = 300,
+    temperature: Annotated[float, typer.Option(help="0 is greedy; higher is more varied")] = 0.8,
+    top_k: Annotated[int | None, typer.Option(help="sample among the k likeliest tokens")] = None,
+    top_p: Annotated[float | None, typer.Option(help="sample within this probability mass")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Stream text from a trained language model."""
+    from ensayo.language import GeneratorRun
+
+    try:
+        generator = GeneratorRun.load(run_dir)
+    except (RecipeError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if generator.recipe.output.type != "text":
+        _fail(f"{run_dir}: not a language model run (its output is {generator.recipe.output.type})")
+    stdout.print(prompt, end="", highlight=False, markup=False)
+    for piece in generator.generate(prompt, length, temperature, top_k, top_p, seed):
+        stdout.print(piece, end="", highlight=False, markup=False)
+        stdout.file.flush()
+    stdout.print()
+
+
+@app.command()
+def explore(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key.path=value overrides")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="report folder")] = None,
+) -> None:
+    """Write a data report with plots for a recipe's data, before training on it."""
+    from ensayo.explore import explore as explore_data
+
+    try:
+        loaded = load_recipe(recipe, overrides or [])
+        report = explore_data(loaded, output or Path("explore") / loaded.name, recipe.resolve().parent, console)
+    except (RecipeError, DataError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    stdout.print(str(report))
 
 
 @datasets_app.command("list")

@@ -23,12 +23,16 @@ class Strict(BaseModel):
 
 # --------------------------------------------------------------------------------------------- data
 class SplitConfig(Strict):
-    method: Literal["stratified", "random", "group", "files"] = "stratified"
+    """`filter` sends the rows matching `test_filter` to test (FSDD's official split: `index < 5`) and
+    splits the rest into train and validation, `validation` being a share of those rows."""
+
+    method: Literal["stratified", "random", "group", "files", "filter"] = "stratified"
     train: float = Field(0.8, gt=0, le=1)
     validation: float = Field(0.0, ge=0, lt=1)
     test: float = Field(0.2, ge=0, lt=1)
     group_column: str | None = None
     files: dict[Literal["train", "validation", "test"], str] | None = None
+    test_filter: str | None = None
     seed: int = 42
 
     @model_validator(mode="after")
@@ -36,6 +40,10 @@ class SplitConfig(Strict):
         if self.method == "files":
             if not self.files or "train" not in self.files:
                 raise ValueError("method 'files' needs files: {train: ..., validation: ..., test: ...}")
+            return self
+        if self.method == "filter":
+            if not self.test_filter:
+                raise ValueError("method 'filter' needs test_filter, e.g. 'index < 5'")
             return self
         if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
             raise ValueError(
@@ -49,7 +57,10 @@ class SplitConfig(Strict):
 
 class DataConfig(Strict):
     source: str | None = None
-    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    format: Literal["auto", "csv", "parquet", "jsonl", "folder"] = "auto"
+    # folder: one row per file; `pattern` names the columns that the file name carries
+    pattern: str | None = Field(None, description="e.g. '{digit}_{speaker}_{index}.wav'")
+    path_column: str = "path"
     header: bool = True
     columns: list[str] | None = None
     separator: str = ","
@@ -63,8 +74,46 @@ class DataConfig(Strict):
     def _check(self) -> DataConfig:
         if self.source is None and self.split.method != "files":
             raise ValueError("data needs a source, or split.method 'files' with files per split")
-        if not self.header and not self.columns:
+        if self.format == "folder" and not self.pattern:
+            raise ValueError("format 'folder' needs pattern, e.g. '{label}_{take}.wav'")
+        if not self.header and not self.columns and self.format != "folder":
             raise ValueError("a file without header needs columns: [name, ...]")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ derive
+class BinConfig(Strict):
+    """Cut a numeric column into classes: by `quantiles` (equal-frequency, edges fitted on the training
+    split) or by given inner `edges`; `labels` name the classes from lowest to highest."""
+
+    column: str
+    quantiles: int | None = Field(None, ge=2)
+    edges: list[float] | None = Field(None, min_length=1)
+    labels: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BinConfig:
+        if (self.quantiles is None) == (self.edges is None):
+            raise ValueError("give either quantiles (a count) or edges (inner bin edges)")
+        if self.edges is not None and sorted(self.edges) != self.edges:
+            raise ValueError(f"edges must increase, got {self.edges}")
+        bins = self.quantiles if self.quantiles is not None else len(self.edges or []) + 1
+        if self.labels is not None and len(self.labels) != bins:
+            raise ValueError(f"{bins} bins need {bins} labels, got {len(self.labels)}")
+        return self
+
+
+class DeriveConfig(Strict):
+    """A new column: an arithmetic `expression` over other columns, or a `bin` of one."""
+
+    name: str
+    expression: str | None = Field(None, description="e.g. ((Likes * Bookmarks**2 - Dislikes) / Visits) * (1 / tier)")
+    bin: BinConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DeriveConfig:
+        if (self.expression is None) == (self.bin is None):
+            raise ValueError("a derived column needs either expression or bin")
         return self
 
 
@@ -80,8 +129,30 @@ class InputConfig(Strict):
 
 
 class OutputConfig(Strict):
-    column: str
-    type: Literal["category"] = "category"
+    """`category`: one label column to classify. `text`: a language model over the text of `columns`
+    (joined by `separator` into one document per row), at the level of characters or words."""
+
+    type: Literal["category", "text"] = "category"
+    column: str | None = None
+    columns: list[str] = Field(default_factory=list)
+    separator: str = "\n"
+    level: Literal["char", "word"] = "char"
+    context: int = Field(256, ge=2, description="tokens a model sees at once")
+    max_vocab: int | None = Field(None, gt=0, description="word level: the most frequent words; the rest <unk>")
+    min_count: int = Field(1, ge=1)
+    lowercase: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> OutputConfig:
+        if self.type == "category" and not self.column:
+            raise ValueError("a category output needs column: the label column")
+        if self.type == "text" and not self.columns:
+            raise ValueError("a text output needs columns: [the text column(s) to model]")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        return list(self.columns) if self.type == "text" else [self.column or ""]
 
 
 # -------------------------------------------------------------------------------------------- model
@@ -102,13 +173,27 @@ class LinearConfig(Strict):
     C: float = Field(1.0, gt=0)
 
 
+class LanguageModelConfig(Strict):
+    """A next-token model: a stacked LSTM / GRU or a decoder-only Transformer (pre-norm, causal attention)."""
+
+    architecture: Literal["lstm", "gru", "transformer"] = "lstm"
+    dim: int = Field(256, gt=0, description="embedding (and Transformer) width")
+    hidden_size: int = Field(512, gt=0, description="recurrent state width")
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    positions: Literal["learned", "rotary"] = "learned"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    tie_weights: bool = True
+
+
 class ModelConfig(Strict):
-    type: Literal["neural", "tfidf_linear"] = "neural"
+    type: Literal["neural", "tfidf_linear", "language_model"] = "neural"
     # One encoder per input, validated by that input's feature type (its `type` key picks the encoder).
     encoders: dict[str, Any] = Field(default_factory=dict)
     combiner: Literal["concat"] = "concat"
     head: HeadConfig = Field(default_factory=HeadConfig)
     linear: LinearConfig = Field(default_factory=LinearConfig)
+    language_model: LanguageModelConfig = Field(default_factory=LanguageModelConfig)
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -142,7 +227,8 @@ class Recipe(Strict):
     name: str = "recipe"
     description: str = ""
     data: DataConfig
-    inputs: list[InputConfig] = Field(min_length=1)
+    derive: list[DeriveConfig] = Field(default_factory=list)
+    inputs: list[InputConfig] = Field(default_factory=list)
     output: OutputConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -150,6 +236,17 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Recipe:
+        generating = self.output.type == "text"
+        if generating != (self.model.type == "language_model"):
+            raise ValueError("a text output needs model.type 'language_model', and that model needs a text output")
+        if generating:
+            if self.inputs:
+                raise ValueError("a language model has no inputs: its text comes from output.columns")
+            if "monitor" not in self.train.model_fields_set:
+                self.train.monitor = "val/bits_per_char"
+            return self
+        if not self.inputs:
+            raise ValueError("inputs: a classifier needs at least one input")
         names = [feature.name for feature in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"input names must be unique, got {names}")

@@ -18,6 +18,7 @@ import yaml
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from ensayo.config import DataConfig, Recipe, expand_path
+from ensayo.derive import Bins, apply_expressions
 
 LINE = "__line__"
 FILE = "__file__"
@@ -30,11 +31,11 @@ class DataError(ValueError):
 @dataclass
 class BadRow:
     file: str
-    line: int
+    line: int | None  # None for a row that is a whole file (a folder data set)
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+        return f"{self.file}: {self.reason}" if self.line is None else f"{self.file}:{self.line}: {self.reason}"
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DataReport:
     rows_filtered_out: int = 0
     split_sizes: dict[str, int] = field(default_factory=dict)
     labels_only_in_eval: dict[str, list[str]] = field(default_factory=dict)
+    kept_without_file: list[str] = field(default_factory=list)  # rows kept with a stand-in for a bad file
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class DataReport:
             "rows_filtered_out": self.rows_filtered_out,
             "split_sizes": self.split_sizes,
             "labels_only_in_eval": self.labels_only_in_eval,
+            "kept_without_file": self.kept_without_file,
         }
 
     def summary_lines(self) -> list[str]:
@@ -63,6 +66,9 @@ class DataReport:
             lines.append(f"skipped {len(self.bad_rows):,} bad rows, e.g. " + "; ".join(map(str, self.bad_rows[:3])))
         if self.rows_filtered_out:
             lines.append(f"filters removed {self.rows_filtered_out:,} rows")
+        if self.kept_without_file:
+            lines.append(f"kept {len(self.kept_without_file):,} rows whose file is unusable (as the recipe asks), "
+                         "e.g. " + "; ".join(self.kept_without_file[:3]))
         for split, labels in self.labels_only_in_eval.items():
             lines.append(f"{len(labels)} label(s) appear in {split} but not in train (always wrong there): "
                          + ", ".join(labels[:10]))
@@ -75,6 +81,7 @@ class Splits:
     validation: pl.DataFrame
     test: pl.DataFrame
     report: DataReport
+    bins: Bins | None = None  # derived bins, fitted on train (saved with the run)
 
     def items(self) -> Iterator[tuple[str, pl.DataFrame]]:
         yield from (("train", self.train), ("validation", self.validation), ("test", self.test))
@@ -149,8 +156,54 @@ def _read_jsonl(path: Path, bad: list[BadRow]) -> tuple[list[str], list[list[Any
     return columns, rows, lines
 
 
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """'{digit}_{speaker}_{index}.wav' -> a regex with one named group per field."""
+    parts, position = [], 0
+    for match in _FIELD.finditer(pattern):
+        parts += [re.escape(pattern[position: match.start()]), f"(?P<{match.group(1)}>[^/]+?)"]
+        position = match.end()
+    parts.append(re.escape(pattern[position:]))
+    return re.compile("^" + "".join(parts) + "$")
+
+
+def read_folder(path: Path, config: DataConfig, bad: list[BadRow], need_fields: bool = True) -> pl.DataFrame:
+    """One row per file of a folder (or one file): the path, and the fields its name carries."""
+    pattern = config.pattern or ""
+    suffix = pattern[max(m.end() for m in _FIELD.finditer(pattern)):] if _FIELD.search(pattern) else ""
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.name.lower().endswith(suffix.lower()))
+    else:
+        raise DataError(f"{path}: no such file or folder")
+    regex = pattern_regex(pattern)
+    fields = regex.groupindex.keys()
+    rows: dict[str, list[Any]] = {name: [] for name in fields}
+    rows[config.path_column], rows[LINE], rows[FILE] = [], [], []
+    for number, file in enumerate(files, start=1):
+        match = regex.match(file.name)
+        if match is None and need_fields:
+            bad.append(BadRow(str(file), None, f"file name does not match the pattern {pattern!r}"))
+            continue
+        for name in fields:
+            rows[name].append(match.group(name) if match else None)
+        rows[config.path_column].append(str(file.resolve()))
+        rows[LINE].append(number)
+        rows[FILE].append(str(file))
+    return pl.DataFrame(rows, schema={**dict.fromkeys(fields, pl.String), config.path_column: pl.String,
+                                      LINE: pl.Int64, FILE: pl.String})
+
+
 def read_file(path: Path, config: DataConfig, bad: list[BadRow]) -> pl.DataFrame:
-    """Read one file into a string table with the source line of every row."""
+    """Read one file (or, for the folder format, a folder) into a string table with the source line of
+    every row."""
+    if config.format == "folder":
+        table = read_folder(path, config, bad)
+        return table.head(config.limit) if config.limit else table
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     fmt = detect_format(path) if config.format == "auto" else config.format
@@ -200,7 +253,10 @@ def parse_filter(text: str, columns: list[str]) -> pl.Expr:
 
 # ------------------------------------------------------------------------------------------- checks
 def required_columns(recipe: Recipe) -> list[str]:
-    return [recipe.column_of(f) for f in recipe.inputs] + [recipe.output.column]
+    """Columns every row needs; a binned column is made after the split, so its source stands in for it."""
+    binned = {d.name: d.bin.column for d in recipe.derive if d.bin is not None}
+    columns = [recipe.column_of(f) for f in recipe.inputs] + recipe.output.source_columns
+    return list(dict.fromkeys(binned.get(c, c) for c in columns))
 
 
 def drop_incomplete_rows(table: pl.DataFrame, columns: list[str], bad: list[BadRow]) -> pl.DataFrame:
@@ -222,6 +278,41 @@ def drop_incomplete_rows(table: pl.DataFrame, columns: list[str], bad: list[BadR
         empties = [c for c in columns if row[c] is None or (isinstance(row[c], str) and not row[c].strip())]
         bad.append(BadRow(row[FILE], row[LINE], f"empty {', '.join(empties)}"))
     return table.filter(~empty)
+
+
+def check_files(table: pl.DataFrame, recipe: Recipe, report: DataReport, base: Path | None) -> pl.DataFrame:
+    """Inputs whose values are file paths (audio, images): resolve them (against the feature's `root`, else the
+    data file's folder) and drop the rows whose file is missing or unreadable, naming the file (or keep and
+    report them, when the feature stands in for a missing file)."""
+    from ensayo.features import FEATURES
+
+    for spec in recipe.inputs:
+        kind = FEATURES.get(spec.type)
+        if kind is None or not kind.reads_files or table.height == 0:
+            continue
+        column = recipe.column_of(spec)
+        root = getattr(spec.preprocessing, "root", None)
+        paths = []
+        folder = expand_path(root, base) if root else None
+        for value, source in zip(table[column].cast(pl.String).to_list(), table[FILE].to_list(), strict=True):
+            path = Path(value).expanduser()  # a value from the data: no ${...} expansion
+            paths.append(str(path if path.is_absolute() else (folder or Path(source).parent) / path))
+        table = table.with_columns(pl.Series(column, paths, dtype=pl.String))
+        problems = kind.check_files(paths, spec.preprocessing)
+        if problems:
+            found = []
+            for index, reason in sorted(problems.items()):
+                line = table[LINE][index] if table[FILE][index] != paths[index] else None
+                where = f" ({paths[index]})" if line is not None else ""
+                found.append(BadRow(table[FILE][index], line, f"{column}: {reason}{where}"))
+            if kind.keeps_bad_files(spec.preprocessing):
+                report.kept_without_file += [str(b) for b in found]
+                continue
+            report.bad_rows.extend(found)
+            keep = np.ones(table.height, dtype=bool)
+            keep[list(problems)] = False
+            table = table.filter(pl.Series(keep))
+    return table
 
 
 # ------------------------------------------------------------------------------------------- splits
@@ -249,10 +340,27 @@ def _two_way(index: np.ndarray, size: float, labels: np.ndarray | None, groups: 
     return np.sort(keep), np.sort(held)
 
 
+def _stratification_labels(table: pl.DataFrame, recipe: Recipe) -> np.ndarray:
+    """The label of each row; a label binned after the split is stood in for by the same bins of all rows
+    (used to stratify only: the real edges are fitted on the training split)."""
+    column = recipe.output.column or ""
+    if column in table.columns:
+        return table[column].cast(pl.String).to_numpy()
+    spec = next(d for d in recipe.derive if d.name == column and d.bin is not None)
+    provisional = Bins([spec]).fit(table).transform(table)
+    return provisional[column].cast(pl.String).to_numpy()
+
+
 def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     split = recipe.data.split
     index = np.arange(table.height)
-    labels = table[recipe.output.column].cast(pl.String).to_numpy() if split.method == "stratified" else None
+    classify = recipe.output.type == "category" and split.method in ("stratified", "filter")
+    labels = _stratification_labels(table, recipe) if classify else None
+    if split.method == "filter":
+        chosen = table.select(parse_filter(split.test_filter or "", table.columns)).to_series().fill_null(False)
+        test, rest = index[chosen.to_numpy()], index[~chosen.to_numpy()]
+        train, validation = _two_way(rest, split.validation, labels, None, split.seed)
+        return table[train], table[validation], table[test]
     groups = None
     if split.method == "group":
         if split.group_column not in table.columns:
@@ -274,6 +382,7 @@ def _read_source(path: Path, recipe: Recipe, report: DataReport) -> pl.DataFrame
 
 def _prepare(table: pl.DataFrame, recipe: Recipe, report: DataReport,
              columns: list[str] | None = None, filters: bool = True) -> pl.DataFrame:
+    table = apply_expressions(table, recipe, only_possible=columns is not None)
     table = drop_incomplete_rows(table, columns or required_columns(recipe), report.bad_rows)
     if filters and recipe.data.filters:
         before = table.height
@@ -312,35 +421,50 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
                 parts[name] = None
                 continue
             table = _read_source(expand_path(source, base), recipe, report)
-            parts[name] = _prepare(table, recipe, report)
-        train = _sample(parts["train"], recipe)
+            parts[name] = check_files(_prepare(table, recipe, report), recipe, report, base)
+        train = _sample(parts["train"], recipe)  # files checked before sampling: few sets have both
         empty = train.head(0)
         validation = parts["validation"] if parts["validation"] is not None else empty
         test = parts["test"] if parts["test"] is not None else empty
     else:
         table = _read_source(expand_path(recipe.data.source or "", base), recipe, report)
         table = _sample(_prepare(table, recipe, report), recipe)
+        table = check_files(table, recipe, report, base)
         train, validation, test = split_table(table, recipe)
     _fail_on_bad_rows(report, recipe)
     if train.height == 0:
         raise DataError(f"{recipe.data.source}: no training rows left after cleaning, filtering and splitting")
+    bins = Bins(recipe.derive).fit(train)
+    train, validation, test = (bins.transform(part) for part in (train, validation, test))
     report.split_sizes = {"train": train.height, "validation": validation.height, "test": test.height}
+    if recipe.output.type != "category":
+        return Splits(train, validation, test, report, bins)
     known = set(train[recipe.output.column].cast(pl.String).to_list())
     for name, part in (("validation", validation), ("test", test)):
         unseen = sorted(set(part[recipe.output.column].cast(pl.String).to_list()) - known)
         if unseen:
             report.labels_only_in_eval[name] = unseen
-    return Splits(train, validation, test, report)
+    return Splits(train, validation, test, report, bins)
 
 
-def read_for_inference(path: Path, recipe: Recipe, need_label: bool) -> tuple[pl.DataFrame, DataReport]:
+def read_for_inference(path: Path, recipe: Recipe, need_label: bool,
+                       bins: Bins | None = None) -> tuple[pl.DataFrame, DataReport]:
     """Read a file in the recipe's format with the same bad-row rules. Scoring (`need_label`) applies the
-    recipe's filters, as its test split did; predicting answers for every well-formed row."""
+    recipe's filters, as its test split did; predicting answers for every well-formed row. For a folder
+    recipe, `path` is one file or a folder, and predicting needs no label in the file names."""
     report = DataReport()
-    table = _read_source(path, recipe, report)
+    if recipe.data.format == "folder":
+        table = read_folder(path, recipe.data, report.bad_rows, need_fields=need_label)
+        report.rows_read = table.height + len(report.bad_rows)
+    else:
+        table = _read_source(path, recipe, report)
     columns = [recipe.column_of(f) for f in recipe.inputs]
     if need_label:
-        columns.append(recipe.output.column)
+        label = recipe.output.column or ""
+        columns.append(next((d.bin.column for d in recipe.derive if d.bin and d.name == label), label))
     table = _prepare(table, recipe, report, columns, filters=need_label)
+    table = check_files(table, recipe, report, None)
+    if bins is not None:
+        table = bins.transform(table)
     _fail_on_bad_rows(report, recipe)
     return table, report

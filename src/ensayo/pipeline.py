@@ -14,6 +14,7 @@ import torch
 from rich.console import Console
 
 from ensayo import evaluate as ev
+from ensayo import language as lm
 from ensayo import runs
 from ensayo.config import Recipe, load_recipe
 from ensayo.data import DataReport, Splits, load_splits
@@ -50,6 +51,13 @@ class Experiment:
         self.features: list[Feature] = runs.make_features(recipe)
         self.output = CategoryOutput(recipe.output.column)
         self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted) for the report
+        self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
+
+    def train(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
+        self.fit_preprocessing(splits, resume)
+        if self.recipe.model.type == "tfidf_linear":
+            return self.train_linear(splits)
+        return self.train_neural(splits, resume)
 
     # -------------------------------------------------------------------------------------- stages
     def fit_preprocessing(self, splits: Splits, resume: bool) -> None:
@@ -59,8 +67,10 @@ class Experiment:
             for feature in self.features:
                 feature.load_state(state["inputs"][feature.name])
             self.output = CategoryOutput.from_state(state["output"])
+            self.derived = state.get("derived", {})
             return
         self.output.fit(_labels(splits.train, self.recipe))
+        self.derived = splits.bins.state() if splits.bins else {}
         if self.recipe.model.type == "tfidf_linear":
             return  # its vectorizers are its preprocessing, fitted with the classifier
         for feature in self.features:
@@ -68,7 +78,7 @@ class Experiment:
                 feature.fit(splits.train[feature.column].to_list())
             described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
             self.console.print(f"  {feature.name}: {described}")
-        runs.save_state(self.run_dir, self.features, self.output)
+        runs.save_state(self.run_dir, self.features, self.output, {"derived": self.derived})
 
     def train_neural(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
         recipe = self.recipe
@@ -107,7 +117,7 @@ class Experiment:
             train_probabilities = model.fit(splits.train, self.output.transform(train_true))
         self.console.print(f"  {model.n_features:,} sparse features, fit in {model.fit_seconds:.1f} s")
         model.save(self.run_dir)
-        runs.save_state(self.run_dir, self.features, self.output, {"linear": model.state()})
+        runs.save_state(self.run_dir, self.features, self.output, {"linear": model.state(), "derived": self.derived})
         metrics = {"fit_seconds": model.fit_seconds,
                    "train/loss": ev.log_loss(train_probabilities, self.output.transform(train_true))}
         metrics |= self._score_splits(splits, lambda _, table: model.predict_proba(table))
@@ -146,6 +156,75 @@ class Experiment:
                 writer.writerows(ev.per_class_report(true, predicted))
 
 
+class LanguageExperiment:
+    """A text output: tokenizer fitted on the training documents, a language model trained by the same
+    Trainer (checkpoints, resume, early stopping), bits per character on validation and test, samples."""
+
+    SAMPLE_PROMPTS = ("The ", "Stocks ")
+
+    def __init__(self, recipe: Recipe, run_dir: Path, tracker: Tracker, console: Console) -> None:
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.tracker = tracker
+        self.console = console
+
+    def train(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
+        recipe, output = self.recipe, self.recipe.output
+        texts = {name: lm.documents(table, output) for name, table in splits.items()}
+        state_file = self.run_dir / runs.STATE
+        if resume and state_file.is_file():
+            tokenizer = lm.Tokenizer.from_state(runs.read_json(state_file)["output"])
+        else:
+            tokenizer = lm.Tokenizer.fit(texts["train"], output)
+            runs.write_json(state_file, {"inputs": {}, "output": tokenizer.state()})
+        windows = {}
+        for name, documents in texts.items():
+            stream, characters = tokenizer.stream(documents)
+            windows[name] = lm.TokenWindows(stream, output.context, characters)
+        self.console.print(f"  {output.level} vocabulary {len(tokenizer):,}; training stream "
+                           f"{len(windows['train'].stream):,} tokens in {len(windows['train']):,} windows")
+        device = pick_device(recipe.train.device)
+        model = lm.build_language_model(recipe, len(tokenizer))
+        sizes = count_parameters(model)
+        architecture = recipe.model.language_model.architecture
+        self.console.print(f"model: {architecture}, {sizes['total']:,} parameters on {device}")
+        trainer = Trainer(model, recipe.train, self.run_dir, device, self.console)
+        if resume and trainer.load_checkpoint():
+            self.console.print(f"resuming after epoch {trainer.state.epoch}, step {trainer.state.step_in_epoch}")
+        size = recipe.train.eval_batch_size
+        validation = windows["validation"]
+
+        def evaluate(current: torch.nn.Module) -> dict[str, float]:
+            return lm.language_metrics(current, validation, size, "val/")
+
+        def on_epoch(record: dict[str, float]) -> None:
+            self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
+
+        state = trainer.fit(windows["train"], evaluate if len(validation) else None, on_epoch)
+        save_weights(trainer.model, self.run_dir / runs.WEIGHTS)
+        metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
+                   "train/loss": state.history[-1]["train/loss"] if state.history else float("nan"),
+                   "parameters": float(sizes["total"]), "vocabulary": float(len(tokenizer))}
+        for name, prefix in (("validation", "val/"), ("test", "test/")):
+            if len(windows[name]):
+                metrics |= lm.language_metrics(trainer.model, windows[name], size, prefix)
+        return metrics, state.history
+
+    def write_report(self, metrics: dict[str, float], history: list[dict[str, float]], report: DataReport) -> None:
+        runs.write_json(self.run_dir / runs.METRICS, dict(sorted(metrics.items())))
+        runs.write_json(self.run_dir / runs.HISTORY, history)
+        runs.write_json(self.run_dir / "data_report.json", report.to_dict())
+        if history:
+            ev.plot_learning_curves(history, self.run_dir / "learning_curves.png", metric="bits_per_char")
+        generator = lm.GeneratorRun.load(self.run_dir)
+        samples = []
+        for seed, prompt in enumerate(self.SAMPLE_PROMPTS):
+            text = "".join(generator.generate(prompt, length=300 if self.recipe.output.level == "char" else 60,
+                                              temperature=0.8, seed=seed))
+            samples.append(f"--- prompt {prompt!r}, temperature 0.8, seed {seed}\n{prompt}{text}\n")
+        (self.run_dir / "samples.txt").write_text("\n".join(samples))
+
+
 def _set_threads(recipe: Recipe) -> None:
     threads = recipe.train.threads or int(os.environ.get("ENSAYO_THREADS", "0")) or None
     if threads:
@@ -154,7 +233,7 @@ def _set_threads(recipe: Recipe) -> None:
 
 def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
         track: bool = True, resume: str | Path | None = None, console: Console | None = None,
-        base: Path | None = None) -> runs.SavedRun:
+        base: Path | None = None) -> runs.SavedRun | lm.GeneratorRun:
     """Train, evaluate, track and save one recipe; returns the saved run.
 
     With `resume`, continue the interrupted run in that directory from its last checkpoint.
@@ -189,13 +268,10 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
     if run_id:
         runs.write_json(tracking_file, {"run_id": run_id})
 
-    experiment = Experiment(recipe, run_dir, tracker, console)
+    generating = recipe.output.type == "text"
+    experiment = (LanguageExperiment if generating else Experiment)(recipe, run_dir, tracker, console)
     try:
-        experiment.fit_preprocessing(splits, resume=resume is not None)
-        if recipe.model.type == "tfidf_linear":
-            metrics, history = experiment.train_linear(splits)
-        else:
-            metrics, history = experiment.train_neural(splits, resume=resume is not None)
+        metrics, history = experiment.train(splits, resume=resume is not None)
         experiment.write_report(metrics, history, splits.report)
     except KeyboardInterrupt:
         tracker.end("KILLED")
@@ -209,12 +285,12 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
     for leftover in (CHECKPOINT, BEST_WEIGHTS):
         (run_dir / leftover).unlink(missing_ok=True)
     _print_summary(console, metrics, run_dir, tracker)
-    return runs.SavedRun.load(run_dir)
+    return lm.GeneratorRun.load(run_dir) if generating else runs.SavedRun.load(run_dir)
 
 
 def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, tracker: Tracker) -> None:
     shown = [k for k in ("test/balanced_accuracy", "test/accuracy", "test/macro_f1", "val/balanced_accuracy",
-                         "fit_seconds") if k in metrics]
+                         "test/bits_per_char", "test/perplexity", "fit_seconds") if k in metrics]
     console.print("[bold green]done[/]: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown))
     console.print(f"  metrics: {run_dir / runs.METRICS}")
     console.print(f"  report:  {run_dir}/ (learning_curves.png, confusion.png, per_class.csv)")

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from rich.progress import Progress
 
-from ensayo.data import LINE, read_for_inference
+from ensayo.data import FILE, LINE, read_for_inference
 from ensayo.evaluate import score
 from ensayo.runs import SavedRun
 
@@ -20,7 +20,9 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3,
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
     table, report = read_for_inference(source, run.recipe, need_label=False)
     k = min(top_k, len(run.output))
-    header = ["line"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "probability")]
+    by_file = run.recipe.data.format == "folder"
+    header = ["file" if by_file else "line"] + [f"{kind}_{i}" for i in range(1, k + 1)
+                                                for kind in ("label", "probability")]
     destination.parent.mkdir(parents=True, exist_ok=True)
     task = progress.add_task(f"predicting {source.name}", total=table.height) if progress else None
     with open(destination, "w", newline="") as handle:
@@ -29,16 +31,30 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3,
         for start in range(0, table.height, batch_size):
             chunk = table.slice(start, batch_size)
             labels, probabilities = run.predict(chunk, top_k=k)
-            for line, names, values in zip(chunk[LINE].to_list(), labels, probabilities, strict=True):
+            rows = chunk[FILE].to_list() if by_file else chunk[LINE].to_list()
+            for line, names, values in zip(rows, labels, probabilities, strict=True):
                 writer.writerow([line] + [x for pair in zip(names, np.round(values, 6), strict=True) for x in pair])
             if progress is not None and task is not None:
                 progress.advance(task, chunk.height)
     return {"rows": table.height, "bad_rows": [str(b) for b in report.bad_rows]}
 
 
+def predict_rows(run: SavedRun, source: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """Every class's probability for each usable row of `source` (for a folder recipe: one file or a
+    folder of files): (row names, probabilities, bad-row notes). Rows are named by file for folder
+    recipes and by line otherwise."""
+    table, report = read_for_inference(source, run.recipe, need_label=False)
+    if run.recipe.data.format == "folder":
+        names = [Path(f).name for f in table[FILE].to_list()]
+    else:
+        names = [f"line {n}" for n in table[LINE].to_list()]
+    probabilities = run.predict_proba(table) if table.height else np.zeros((0, len(run.output)))
+    return names, probabilities, [str(b) for b in report.bad_rows]
+
+
 def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[dict[str, float], list[str]]:
     """Score a labelled file in the recipe's format with the same metrics as a run."""
-    table, report = read_for_inference(source, run.recipe, need_label=True)
+    table, report = read_for_inference(source, run.recipe, need_label=True, bins=run.bins)
     chunks = [run.predict_proba(table.slice(start, batch_size)) for start in range(0, table.height, batch_size)]
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(run.output)))
     true = table[run.recipe.output.column].cast(pl.String).to_list()

@@ -16,14 +16,14 @@ import numpy as np
 import polars as pl
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from ensayo.config import Recipe, load_recipe, recipe_to_dict
-from ensayo.features import Feature, build_feature
+from ensayo.derive import Bins
+from ensayo.features import Feature, build_feature, saved_run_loading
 from ensayo.features.category import CategoryOutput
 from ensayo.linear import LinearTextModel
 from ensayo.model import EnsayoModel, build_model
-from ensayo.trainer import EncodedSplit, encode_split, pick_device
+from ensayo.trainer import EncodedSplit, encode_split, load_weights, pick_device
 
 RECIPE = "recipe.yaml"
 STATE = "features.json"
@@ -79,6 +79,7 @@ class SavedRun:
     features: list[Feature]
     output: CategoryOutput
     model: EnsayoModel | LinearTextModel
+    bins: Bins | None = None
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> SavedRun:
@@ -99,10 +100,12 @@ class SavedRun:
             if not weights.is_file():
                 raise FileNotFoundError(f"{weights}: the run has no trained weights (did training finish? "
                                         "continue it with `ensayo run --resume`)")
-            model = build_model(recipe, features, len(output))
-            model.load_state_dict(load_file(str(weights)))
+            with saved_run_loading():
+                model = build_model(recipe, features, len(output))
+            load_weights(model, weights)
             model.to(pick_device(device)).eval()
-        return cls(path, recipe, features, output, model)
+        bins = Bins(recipe.derive).load_state(state.get("derived", {}))
+        return cls(path, recipe, features, output, model, bins)
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -133,5 +136,10 @@ def predict_proba(model: torch.nn.Module, split: EncodedSplit, batch_size: int) 
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
-def load_run(path: str | Path) -> SavedRun:
+def load_run(path: str | Path) -> Any:
+    """A saved run of any recipe: a SavedRun for classifiers, a GeneratorRun for language models."""
+    if (Path(path) / RECIPE).is_file() and load_recipe(Path(path) / RECIPE).output.type == "text":
+        from ensayo.language import GeneratorRun
+
+        return GeneratorRun.load(path)
     return SavedRun.load(path)

@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 from ensayo.config import TrainConfig
 from ensayo.features import Feature
 
 CHECKPOINT = "checkpoint.pt"
-SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1")
+SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1", "val/bits_per_char")
 BEST_WEIGHTS = "best.safetensors"
 
 
@@ -81,7 +81,13 @@ def to_device(value: Any, device: torch.device) -> Any:
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    """safetensors, tied weights (a language model's input and output embeddings) stored once."""
+    save_model(model, str(path))
+
+
+def load_weights(model: nn.Module, path: Path, device: str | torch.device = "cpu") -> nn.Module:
+    load_model(model, str(path), strict=True, device=str(device))
+    return model
 
 
 def pick_device(name: str) -> torch.device:
@@ -96,7 +102,7 @@ def seed_everything(seed: int) -> None:
 
 
 def higher_is_better(metric: str) -> bool:
-    return not metric.endswith("loss")
+    return not metric.endswith(("loss", "perplexity", "bits_per_char"))
 
 
 # --------------------------------------------------------------------------------------- schedules
@@ -136,7 +142,11 @@ def make_optimizers(dense: list[nn.Parameter], sparse: list[nn.Parameter],
     kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     optimizers: list[torch.optim.Optimizer] = []
     if dense:
-        optimizers.append(kind(dense, lr=config.lr, weight_decay=config.weight_decay))
+        # a parameter may carry `lr_scale` (pretrained layers learn slower): one group per scale
+        scales = sorted({getattr(p, "lr_scale", 1.0) for p in dense}, reverse=True)
+        groups = [{"params": [p for p in dense if getattr(p, "lr_scale", 1.0) == scale], "lr": config.lr * scale}
+                  for scale in scales]
+        optimizers.append(kind(groups, lr=config.lr, weight_decay=config.weight_decay))
     if sparse:
         optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr))
     return optimizers
@@ -256,7 +266,7 @@ class Trainer:
                                "continue with `ensayo run --resume`[/]")
             raise
         if (self.run_dir / BEST_WEIGHTS).is_file():
-            self.model.load_state_dict(load_file(str(self.run_dir / BEST_WEIGHTS), device=str(self.device)))
+            load_weights(self.model, self.run_dir / BEST_WEIGHTS, self.device)
         return state
 
     def _should_stop(self) -> bool:
@@ -291,8 +301,11 @@ class Trainer:
                                  completed=state.step_in_epoch, rate="")
         self.model.train()
         tick, examples = time.perf_counter(), 0
+        shown, pending = tick, 0
         for batch, labels in train.batches(config.batch_size, order, state.step_in_epoch, self.device):
-            loss = self.loss_fn(self.model(batch), labels)  # training labels are all known: the classes come from them
+            # training labels are all known (the classes come from them); for a language model, the labels are
+            # the next tokens and len(labels) counts tokens
+            loss = self.loss_fn(self.model(batch), labels)
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -307,9 +320,12 @@ class Trainer:
             examples += len(labels)
             if time.monotonic() - self._last_checkpoint > self.checkpoint_seconds:
                 self.save_checkpoint()
-            elapsed = time.perf_counter() - tick
-            progress.update(task, advance=1, rate=f"{examples / max(elapsed, 1e-9):,.0f} ex/s "
-                                                  f"loss {state.loss_sum / max(state.seen, 1):.3f}")
+            pending += 1
+            now = time.perf_counter()
+            if now - shown >= 0.25:  # a language model takes thousands of small steps an epoch
+                progress.update(task, advance=pending, rate=f"{examples / max(now - tick, 1e-9):,.0f} ex/s "
+                                                            f"loss {state.loss_sum / max(state.seen, 1):.3f}")
+                pending, shown = 0, now
         progress.remove_task(task)
 
     def _progress(self) -> Progress:

@@ -7,6 +7,10 @@ one new module here plus its import below.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -14,6 +18,21 @@ from pydantic import BaseModel
 from torch import nn
 
 FEATURES: dict[str, type[Feature]] = {}
+_LOADING_SAVED_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("loading_saved_run", default=False)
+
+
+@contextlib.contextmanager
+def saved_run_loading() -> Iterator[None]:
+    """While a saved run is rebuilt, encoders skip loading pretrained weights: the run's own replace them."""
+    token = _LOADING_SAVED_RUN.set(True)
+    try:
+        yield
+    finally:
+        _LOADING_SAVED_RUN.reset(token)
+
+
+def loading_saved_run() -> bool:
+    return _LOADING_SAVED_RUN.get()
 
 
 class Encoder(nn.Module):
@@ -29,6 +48,7 @@ class Feature:
     type_name: ClassVar[str]
     Preprocessing: ClassVar[type[BaseModel]]
     encoders: ClassVar[dict[str, type[Encoder]]]
+    reads_files: ClassVar[bool] = False  # values are paths, resolved and checked when the data is read
 
     def __init__(self, name: str, column: str, preprocessing: BaseModel) -> None:
         self.name = name
@@ -46,6 +66,24 @@ class Feature:
             return encoder
 
         return decorate
+
+    @classmethod
+    def check_files(cls, paths: list[str], preprocessing: BaseModel) -> dict[int, str]:
+        """For a `reads_files` type: {row: why its file cannot be used}, for missing or unreadable files."""
+        return {}
+
+    @classmethod
+    def keeps_bad_files(cls, preprocessing: BaseModel) -> bool:
+        """Whether rows whose file is unusable stay (the feature stands in for the file) instead of being
+        dropped; they are reported either way."""
+        return False
+
+    @classmethod
+    def explore(cls, name: str, values: list[Any], labels: list[str], preprocessing: BaseModel,
+                directory: Path) -> list[str]:
+        """Markdown lines (and plots written to `directory`) describing raw training values, for
+        `ensayo explore`."""
+        return ["(this input type has no exploration yet)"]
 
     # sklearn's vocabulary: fit on training values, transform any values.
     def fit(self, values: list[Any]) -> Feature:
@@ -95,4 +133,4 @@ def build_feature(type_name: str, name: str, column: str, preprocessing: BaseMod
     return FEATURES[type_name](name, column, preprocessing)
 
 
-from ensayo.features import text  # noqa: E402, F401  (registers the built-in feature types)
+from ensayo.features import audio, category, image, number, text  # noqa: E402, F401  (registers the built-in feature types)

@@ -1,10 +1,19 @@
-"""Category output: labels to class indices and back."""
+"""Categories: the category input feature (single values or lists, embedded or multi-hot) and the
+category output (labels to class indices and back)."""
 
 from __future__ import annotations
 
-from typing import Any
+import ast
+from collections import Counter
+from typing import Any, Literal
 
 import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from ensayo.config import Strict
+from ensayo.features import Encoder, Feature, register_feature
 
 UNKNOWN = -1
 
@@ -41,3 +50,128 @@ class CategoryOutput:
         output.classes = list(state["classes"])
         output.index = {c: i for i, c in enumerate(output.classes)}
         return output
+
+
+# ------------------------------------------------------------------------------------------- input
+class CategoryPreprocessing(Strict):
+    multi: bool = Field(False, description="values are lists, written as JSON or Python lists: \"['a', 'b']\"")
+    lowercase: bool = False
+    min_count: int = Field(1, ge=1, description="rarer values go to the unknown bucket")
+    max_values: int | None = Field(None, gt=0, description="keep the most frequent values only")
+
+
+def parse_values(value: Any, multi: bool, lowercase: bool) -> list[str]:
+    """One cell as a list of category strings (empty for a missing cell or an empty list)."""
+    if value is None:
+        return []
+    if not multi:
+        text = str(value).strip()
+        return [text.lower() if lowercase else text] if text else []
+    if isinstance(value, list):
+        items = value
+    else:
+        text = str(value).strip()
+        try:
+            items = ast.literal_eval(text) if text.startswith("[") else [text]
+        except (ValueError, SyntaxError):
+            items = [part for part in text.strip("[]").split(",")]
+    cleaned = [str(item).strip().strip("'\"").strip() for item in items]
+    return [c.lower() if lowercase else c for c in cleaned if c]
+
+
+@register_feature("category")
+class CategoryFeature(Feature):
+    """A categorical column (one value, or a list of values per row). Index 0 is the unknown bucket:
+    values unseen in training (or too rare) map to it at prediction time."""
+
+    Preprocessing = CategoryPreprocessing
+
+    def __init__(self, name: str, column: str, preprocessing: CategoryPreprocessing) -> None:
+        super().__init__(name, column, preprocessing)
+        self.values: list[str] = ["<unknown>"]
+        self.index: dict[str, int] = {}
+
+    @property
+    def options(self) -> CategoryPreprocessing:
+        return self.preprocessing  # type: ignore[return-value]
+
+    def _parse(self, values: list[Any]) -> list[list[str]]:
+        return [parse_values(v, self.options.multi, self.options.lowercase) for v in values]
+
+    def fit(self, values: list[Any]) -> CategoryFeature:
+        counts = Counter(item for row in self._parse(values) for item in row)
+        kept = [v for v, n in counts.most_common(self.options.max_values) if n >= self.options.min_count]
+        self.values = ["<unknown>", *sorted(kept)]
+        self.index = {v: i for i, v in enumerate(self.values)}
+        return self
+
+    def transform(self, values: list[Any]) -> torch.Tensor:
+        """(rows, values) multi-hot counts; column 0 counts unknown values."""
+        encoded = torch.zeros(len(values), len(self.values))
+        for row, items in enumerate(self._parse(values)):
+            for item in items:
+                encoded[row, self.index.get(item, 0)] += 1.0
+        return encoded
+
+    def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        return encoded[torch.from_numpy(np.asarray(index))]
+
+    def state(self) -> dict[str, Any]:
+        return {"values": self.values}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.values = list(state["values"])
+        self.index = {v: i for i, v in enumerate(self.values)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"values": len(self.values) - 1}
+
+    @classmethod
+    def explore(cls, name: str, values: list[Any], labels: list[str], preprocessing: Any, directory: Any) -> list[str]:
+        rows = [parse_values(v, preprocessing.multi, preprocessing.lowercase) for v in values]
+        counts = Counter(item for row in rows for item in row)
+        sizes = Counter(len(row) for row in rows)
+        return [f"{len(counts):,} distinct values; values per row: "
+                + ", ".join(f"{k}: {v:,}" for k, v in sorted(sizes.items())),
+                "", "Most frequent: " + ", ".join(f"`{v}` {n:,}" for v, n in counts.most_common(20))]
+
+
+class MultiHotConfig(Strict):
+    type: Literal["multi_hot"]
+
+
+@CategoryFeature.register_encoder("multi_hot")
+class MultiHotEncoder(Encoder):
+    """The (multi-)one-hot vector itself, capped at 1 per value."""
+
+    Config = MultiHotConfig
+
+    def __init__(self, feature: CategoryFeature, config: MultiHotConfig) -> None:
+        super().__init__()
+        self.output_dim = len(feature.values)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(max=1.0)
+
+
+class CategoryEmbeddingConfig(Strict):
+    type: Literal["embedding"]
+    dim: int = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+@CategoryFeature.register_encoder("embedding")
+class CategoryEmbeddingEncoder(Encoder):
+    """A learned vector per value; a list is the mean of its values' vectors."""
+
+    Config = CategoryEmbeddingConfig
+
+    def __init__(self, feature: CategoryFeature, config: CategoryEmbeddingConfig) -> None:
+        super().__init__()
+        self.table = nn.Linear(len(feature.values), config.dim, bias=False)
+        nn.init.normal_(self.table.weight, std=0.1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_dim = config.dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.table(x / x.sum(dim=1, keepdim=True).clamp_min(1.0)))

@@ -52,6 +52,10 @@ class TextPreprocessing(Strict):
 
 # ------------------------------------------------------------------------------------ normalization
 _ENTITY_DEBRIS = re.compile(r"(?<![&\w])#(\d{2,5});")  # '&#39;' whose '&' was lost, as in AG News
+_CONTRACTION = re.compile(r"(\w) #39;(s|t|ll|re|ve|d|m)\b")  # AG News' "doesn #39;t" is "doesn't"
+_PLURAL_POSSESSIVE = re.compile(r"(?<=s) #39;(?=\s)")  # "makers #39; efforts" is "makers' efforts"
+# HTML tags only: AG News writes tickers as <INTC.O>, which stay
+_TAG = re.compile(r"</?(?:a|b|i|u|p|br|em|strong|font|span|div|img)\b[^<>]{0,300}>", re.IGNORECASE)
 _ESCAPED_DOLLAR = re.compile(r"\\\$")
 _BACKSLASHES = re.compile(r"\\+")
 _NON_WORD = re.compile(r"[^\w\s]|_")
@@ -69,8 +73,9 @@ def _entity(match: re.Match[str]) -> str:
 
 
 def repair_markup(text: str) -> str:
-    """HTML entities, entity debris (`#39;`) and escaped new lines (`\\`) back to plain text."""
-    text = html.unescape(text)
+    """HTML entities and tags, entity debris (`#39;`) and escaped new lines (`\\`) back to plain text."""
+    text = _PLURAL_POSSESSIVE.sub("'", _CONTRACTION.sub(r"\1'\2", text))
+    text = _TAG.sub(" ", html.unescape(text))
     text = _ENTITY_DEBRIS.sub(_entity, text)
     text = _ESCAPED_DOLLAR.sub("$", text)
     return _BACKSLASHES.sub(" ", text)
@@ -329,6 +334,11 @@ class TextFeature(Feature):
             self.subword_vocab = Vocabulary(state["subword_vocabulary"])
         self.coverage = state.get("coverage")
 
+    @classmethod
+    def explore(cls, name: str, values: list[str], labels: list[str], preprocessing: Any,
+                directory: Path) -> list[str]:
+        return explore_texts(name, values, directory)
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"vocabulary": len(self.vocab)}
         if self.subword_vocab is not None:
@@ -499,3 +509,55 @@ class RnnEncoder(Encoder):
             weights = mask.unsqueeze(-1).to(outputs.dtype)
             pooled = (outputs * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         return self.dropout(pooled)
+
+
+# ------------------------------------------------------------------------------------------ explore
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def explore_texts(name: str, texts: list[str], directory: Path, top: int = 25) -> list[str]:
+    """Word and sentence counts, frequent words and characters, word and sentence length distributions
+    (after repairing markup, before any other normalization)."""
+    import matplotlib.pyplot as plt
+
+    from ensayo.explore import markdown_table
+
+    texts = [repair_markup(str(t)) for t in texts]
+    words_per_text = np.array([len(t.split()) for t in texts])
+    sentences = [s for t in texts for s in _SENTENCE_END.split(t.strip()) if s]
+    words_per_sentence = np.array([len(s.split()) for s in sentences])
+    word_lengths = Counter(len(w) for t in texts for w in _WORD_OR_MARK.findall(t) if w[0].isalnum())
+    words = Counter(w.lower() for t in texts for w in re.findall(r"\w+", t))
+    characters = Counter(c for t in texts for c in t)
+    lengths = np.repeat(list(word_lengths), list(word_lengths.values())) if word_lengths else np.zeros(1)
+
+    def spread(values: np.ndarray) -> list[str]:
+        return [f"{values.mean():.1f}", f"{np.median(values):.0f}", f"{np.percentile(values, 95):.0f}",
+                f"{values.max()}"]
+
+    lines = [
+        f"{len(texts):,} texts, {int(words_per_text.sum()):,} words, {len(sentences):,} sentences, "
+        f"{sum(characters.values()):,} characters ({len(characters)} distinct), {len(words):,} distinct words.",
+        "",
+        *markdown_table(["length", "mean", "median", "95%", "max"],
+                        [["words per text", *spread(words_per_text)],
+                         ["words per sentence", *spread(words_per_sentence if len(sentences) else np.zeros(1))],
+                         ["characters per word", *spread(lengths)]]),
+        "",
+        "Most frequent words: " + ", ".join(f"`{w}` {c:,}" for w, c in words.most_common(top)),
+        "",
+        "Most frequent characters: " + ", ".join(f"`{c!r}` {n:,}" for c, n in characters.most_common(top)),
+        "",
+    ]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    axes[0].hist(words_per_text, bins=50, color="tab:blue")
+    axes[0].set(title="words per text", xlabel="words")
+    if len(sentences):
+        axes[1].hist(words_per_sentence, bins=50, color="tab:orange")
+    axes[1].set(title="words per sentence", xlabel="words")
+    axes[2].bar(list(word_lengths), list(word_lengths.values()), color="tab:green")
+    axes[2].set(title="characters per word", xlabel="characters")
+    figure.tight_layout()
+    figure.savefig(directory / f"{name}_lengths.png", dpi=110)
+    plt.close(figure)
+    return [*lines, f"![length distributions]({name}_lengths.png)"]

@@ -1,0 +1,180 @@
+"""News generation benchmark (seed 004, part 2): the three language-model recipes on AG News against
+a character 5-gram model with interpolated Kneser-Ney smoothing on the same document split: test bits
+per character, training time, and three samples from a fixed prompt and seed.
+
+    python benchmarks/news_generation.py                     # the baseline and every recipe
+    python benchmarks/news_generation.py --only kn,char-transformer
+
+Writes benchmarks/out/news_generation.json (merged with earlier runs of other parts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+RECIPES = {"char-lstm": "news-char-lstm.yaml", "word-lstm": "news-word-lstm.yaml",
+           "char-transformer": "news-char-transformer.yaml"}
+PROMPT = "The company said"
+
+
+# ------------------------------------------------------------------------------- Kneser-Ney n-grams
+class KneserNey:
+    """Interpolated Kneser-Ney over token ids (Chen & Goodman 1998, one discount per order): the highest
+    order uses counts, lower orders continuation counts (how many distinct tokens precede an n-gram),
+    and the unigram level is interpolated with a uniform distribution, so no token has probability 0."""
+
+    def __init__(self, order: int, vocabulary: int) -> None:
+        self.order = order
+        self.vocabulary = vocabulary
+        self.tables: list[dict[str, np.ndarray]] = []
+
+    def _codes(self, ids: np.ndarray, k: int) -> np.ndarray:
+        codes = np.zeros(len(ids) - k + 1, dtype=np.int64)
+        for j in range(k):
+            codes = codes * self.vocabulary + ids[j: len(ids) - k + 1 + j]
+        return codes
+
+    def fit(self, ids: np.ndarray) -> KneserNey:
+        ids = ids.astype(np.int64)
+        longer = None  # the distinct (k + 1)-grams of the text
+        per_order = []
+        for k in range(self.order, 0, -1):
+            if longer is None:
+                grams, counts = np.unique(self._codes(ids, k), return_counts=True)
+                longer = grams
+            else:  # continuation counts: how many distinct tokens precede each k-gram
+                grams, counts = np.unique(longer % self.vocabulary**k, return_counts=True)
+                longer = np.unique(self._codes(ids, k))
+            n1, n2 = np.sum(counts == 1), np.sum(counts == 2)
+            discount = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+            histories, inverse = np.unique(grams // self.vocabulary, return_inverse=True)
+            per_order.append({"grams": grams, "counts": counts.astype(np.float64), "discount": discount,
+                              "histories": histories,
+                              "totals": np.bincount(inverse, weights=counts).astype(np.float64),
+                              "types": np.bincount(inverse).astype(np.float64)})
+        self.tables = per_order[::-1]  # index k - 1 holds order k
+        return self
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        position = np.clip(np.searchsorted(table, keys), 0, len(table) - 1)
+        return position, table[position] == keys
+
+    def log2_probabilities(self, ids: np.ndarray) -> np.ndarray:
+        """log2 P(token t | up to order-1 tokens before it), for every token after the first."""
+        ids = ids.astype(np.int64)
+        targets = ids[1:]
+        unigram = self.tables[0]
+        position, found = self._lookup(targets, unigram["grams"])
+        counts = np.where(found, unigram["counts"][position], 0.0)
+        total, discount = unigram["totals"][0], unigram["discount"]
+        probability = (np.maximum(counts - discount, 0) + discount * unigram["types"][0] / self.vocabulary) / total
+        for k in range(2, self.order + 1):
+            table = self.tables[k - 1]
+            index = np.arange(1, len(ids))
+            usable = index >= k - 1  # enough tokens before this one for a history of k - 1
+            history = np.zeros(len(index), dtype=np.int64)
+            for j in range(k - 1, 0, -1):
+                history = history * self.vocabulary + ids[np.maximum(index - j, 0)]
+            gram = history * self.vocabulary + targets
+            h_position, h_found = self._lookup(history, table["histories"])
+            g_position, g_found = self._lookup(gram, table["grams"])
+            h_found &= usable
+            totals = np.where(h_found, table["totals"][h_position], 1.0)
+            types = np.where(h_found, table["types"][h_position], 0.0)
+            counts = np.where(g_found & h_found, table["counts"][g_position], 0.0)
+            d = table["discount"]
+            higher = np.maximum(counts - d, 0) / totals + d * types / totals * probability
+            probability = np.where(h_found, higher, probability)
+        return np.log2(probability)
+
+
+def kneser_ney_baseline(recipe_name: str, order: int = 5) -> dict:
+    from ensayo.config import load_recipe
+    from ensayo.data import load_splits
+    from ensayo.language import Tokenizer, documents
+
+    recipe = load_recipe(ROOT / "recipes" / recipe_name)
+    splits = load_splits(recipe)
+    tokenizer = Tokenizer.fit(documents(splits.train, recipe.output), recipe.output)
+    train, _ = tokenizer.stream(documents(splits.train, recipe.output))
+    test, characters = tokenizer.stream(documents(splits.test, recipe.output))
+    started = time.perf_counter()
+    model = KneserNey(order, len(tokenizer)).fit(train.numpy())
+    fit_seconds = time.perf_counter() - started
+    bits = -model.log2_probabilities(test.numpy()).sum()
+    return {"test_bits_per_char": float(bits / (characters * (len(test) - 1) / len(test))),
+            "fit_seconds": fit_seconds, "order": order, "train_tokens": len(train), "test_tokens": len(test)}
+
+
+# ------------------------------------------------------------------------------------------ recipes
+def train_recipe(recipe: str, output: Path, existing: Path | None = None) -> dict:
+    """Train the recipe (or read a finished run of it in `existing`) and sample from it."""
+    import ensayo
+    from ensayo.language import GeneratorRun
+
+    if existing is not None:
+        run = GeneratorRun.load(existing)
+        if run.recipe.name != Path(recipe).stem:
+            raise SystemExit(f"{existing} is a run of {run.recipe.name}, not of {recipe}")
+        output = existing
+    else:
+        run = ensayo.run(ROOT / "recipes" / recipe, output=output, track=False)
+    metrics = run.metrics
+    samples = ["".join(run.generate(PROMPT, length=240 if run.recipe.output.level == "char" else 45,
+                                    temperature=0.8, top_k=None, top_p=0.95, seed=seed)) for seed in (0, 1, 2)]
+    return {"test_bits_per_char": metrics["test/bits_per_char"], "test_perplexity": metrics["test/perplexity"],
+            "fit_seconds": metrics["fit_seconds"], "epochs": len(json.loads((output / "history.json").read_text())),
+            "parameters": int(metrics["parameters"]), "test_unknown_share": unknown_share(run),
+            "samples": [PROMPT + s for s in samples]}
+
+
+def unknown_share(run) -> float:
+    """The share of test tokens that are <unk>: a word model is not charged for spelling those words,
+    so its bits per character are a little flattering when this is not small."""
+    from ensayo.data import load_splits
+    from ensayo.language import documents
+
+    stream, _ = run.tokenizer.stream(documents(load_splits(run.recipe).test, run.recipe.output))
+    return float((stream == 0).float().mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="kn," + ",".join(RECIPES))
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=DIR",
+                        help="use the finished run in DIR for NAME instead of training it again")
+    args = parser.parse_args()
+    existing = {name: Path(path) for name, path in (item.split("=", 1) for item in args.run)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    result_file = OUT / "news_generation.json"
+    results = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    parts = args.only.split(",")
+    if "kn" in parts:
+        results["char-5gram-kn"] = kneser_ney_baseline(RECIPES["char-transformer"])
+        print("kn", results["char-5gram-kn"], flush=True)
+    with tempfile.TemporaryDirectory() as temporary:
+        for name, recipe in RECIPES.items():
+            if name in parts:
+                results[name] = train_recipe(recipe, Path(temporary) / name, existing.get(name))
+                print(name, json.dumps(results[name], indent=1), flush=True)
+    result_file.write_text(json.dumps(results, indent=2) + "\n")
+    print("| model | test bits/char | fit seconds |\n|---|---|---|")
+    for name, value in results.items():
+        print(f"| {name} | {value['test_bits_per_char']:.3f} | {value['fit_seconds']:.0f} |")
+    print(f"-> {result_file}")
+    assert math.isfinite(results.get("char-5gram-kn", {}).get("test_bits_per_char", 0.0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

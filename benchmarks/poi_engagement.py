@@ -1,0 +1,62 @@
+"""POI engagement benchmark (seed 002): the four POI recipes on the same grouped split (seed 42), each
+trained with five seeds; mean and standard deviation of test accuracy and balanced accuracy, and fit time.
+
+    python benchmarks/poi_engagement.py
+    python benchmarks/poi_engagement.py --only metadata-only,pretrained --seeds 0,1,2,3,4
+
+Writes benchmarks/out/poi_engagement.json (merged with earlier runs of other recipes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+RECIPES = ["metadata-only", "image-only", "cnn", "pretrained"]
+
+
+def main() -> None:
+    import ensayo
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(RECIPES))
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    result_file = OUT / "poi_engagement.json"
+    results = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    with tempfile.TemporaryDirectory() as temporary:
+        for name in args.only.split(","):
+            runs = []
+            for seed in seeds:
+                run = ensayo.run(ROOT / "recipes" / f"poi-engagement-{name}.yaml",
+                                 output=Path(temporary) / f"{name}-{seed}", overrides=[f"train.seed={seed}"],
+                                 track=False)
+                metrics = run.metrics
+                runs.append({"seed": seed, "accuracy": metrics["test/accuracy"],
+                             "balanced_accuracy": metrics["test/balanced_accuracy"],
+                             "fit_seconds": metrics["fit_seconds"], "best_epoch": metrics["best_epoch"]})
+                print(name, runs[-1], flush=True)
+            summary = {}
+            for key in ("accuracy", "balanced_accuracy", "fit_seconds"):
+                values = [r[key] for r in runs]
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                summary[key] = {"mean": statistics.mean(values), "std": spread}
+            results[name] = {"runs": runs, **summary}
+            result_file.write_text(json.dumps(results, indent=2) + "\n")
+    print("| recipe | test accuracy | test balanced accuracy | fit s (mean) |\n|---|---|---|---|")
+    for name, value in results.items():
+        print(f"| {name} | {value['accuracy']['mean']:.3f} ± {value['accuracy']['std']:.3f} | "
+              f"{value['balanced_accuracy']['mean']:.3f} ± {value['balanced_accuracy']['std']:.3f} | "
+              f"{value['fit_seconds']['mean']:.0f} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

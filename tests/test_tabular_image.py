@@ -1,0 +1,228 @@
+"""Numbers, categories and images together, with a target derived from the table (the POI workload)."""
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import ensayo
+from ensayo.cli import app
+from ensayo.config import load_recipe
+from ensayo.data import DataError, load_splits
+from ensayo.derive import DeriveError, parse_expression
+from ensayo.features.category import CategoryFeature, CategoryPreprocessing
+from ensayo.features.image import EfficientNetConfig, EfficientNetLite0Encoder, ImageFeature, ImagePreprocessing
+from ensayo.features.number import NumberFeature, NumberPreprocessing
+from ensayo.runs import SavedRun
+from ensayo.trainer import make_optimizers, split_parameters
+
+COLOURS = {"low": (40, 60, 200), "medium": (60, 180, 60), "high": (220, 50, 40)}
+
+
+def make_pois(folder: Path, rows: int = 150, seed: int = 0) -> Path:
+    """POI-like rows: engagement = Likes / Visits; the photo's colour and the categories follow it."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "pois.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "categories", "tags", "xps", "locationLon", "Likes", "Visits", "tier", "image"])
+        for row in range(rows):
+            level = ["low", "medium", "high"][row % 3]
+            likes = {"low": 10, "medium": 50, "high": 90}[level] + rng.integers(0, 10)
+            poi_id = f"poi{row if row % 10 else row - 1}"  # every tenth row repeats the previous id
+            image = folder / "images" / f"{row}.png"
+            image.parent.mkdir(exist_ok=True)
+            colour = np.array(COLOURS[level]) + rng.integers(-20, 20, 3)
+            pixels = np.clip(colour + rng.normal(0, 15, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(image)
+            categories = {"low": "['Parque']", "medium": "['Museo', 'Arte']", "high": "['Historia', 'Arte']"}[level]
+            writer.writerow([poi_id, categories, "[]", rng.choice([250, 500]), rng.uniform(-4, 3), likes, 100,
+                             1, f"images/{row}.png"])
+    return folder / "pois.csv"
+
+
+def poi_recipe(source: Path, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "pois",
+        "data": {"source": str(source),
+                 "split": {"method": "group", "group_column": "id", "train": 0.6, "validation": 0.2, "test": 0.2}},
+        "derive": [{"name": "engagement", "expression": "((Likes * 2**2 - 0) / Visits) * (1 / tier)"},
+                   {"name": "level", "bin": {"column": "engagement", "quantiles": 3,
+                                             "labels": ["low", "medium", "high"]}}],
+        "inputs": changes.pop("inputs", [
+            {"name": "photo", "type": "image", "column": "image", "preprocessing": {"size": 32}},
+            {"name": "categories", "type": "category", "preprocessing": {"multi": True}},
+            {"name": "xps", "type": "number"},
+        ]),
+        "output": {"column": "level"},
+        "model": {"encoders": changes.pop("encoders", {
+            "photo": {"type": "cnn", "channels": [8, 16]},
+            "categories": {"type": "embedding", "dim": 4},
+            "xps": {"type": "passthrough"}}),
+            "head": {"hidden": [16], "dropout": 0.0}},
+        "train": {"lr": 0.01, "epochs": 10, "batch_size": 16, "seed": 0, "monitor": "val/accuracy"},
+        "track": {"enabled": False},
+        **changes,
+    }
+
+
+@pytest.fixture
+def pois(tmp_path: Path) -> Path:
+    return make_pois(tmp_path / "poi")
+
+
+def test_expressions_are_parsed_never_evaluated() -> None:
+    table = pl.DataFrame({"Likes": ["3"], "Bookmarks": ["2"], "Dislikes": ["1"], "Visits": ["10"], "tier": ["2"]})
+    seed = parse_expression("((Likes * Bookmarks**2 - Dislikes) / Visits) * (1 / tier)", table.columns, "derive.0")
+    assert table.select(seed).item() == pytest.approx(((3 * 4 - 1) / 10) * 0.5)
+    assert table.select(parse_expression("log1p(Likes) - -abs(Dislikes)", table.columns, "d")).item() == \
+        pytest.approx(np.log1p(3) + 1)
+    for bad, message in (("__import__('os').system('true')", "not allowed"), ("Likes.real", "not allowed"),
+                         ("Like * 2", "did you mean 'Likes'"), ("Likes +", "cannot parse"),
+                         ("[1, 2]", "not allowed")):
+        with pytest.raises(DeriveError, match=message):
+            parse_expression(bad, table.columns, "derive.0")
+
+
+def test_bins_are_fitted_on_training_rows_and_saved(pois: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(poi_recipe(pois))
+    splits = load_splits(recipe)
+    train_values = splits.train["engagement"].to_numpy()
+    expected = np.quantile(train_values, [1 / 3, 2 / 3])
+    np.testing.assert_allclose(splits.bins.edges["level"], expected)
+    assert set(splits.test["level"].to_list()) <= {"low", "medium", "high"}
+    ids = [set(part["id"].to_list()) for _, part in splits.items()]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+
+    saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
+    state = json.loads((tmp_path / "run" / "features.json").read_text())
+    np.testing.assert_allclose(state["derived"]["level"], expected)
+    assert saved.metrics["test/accuracy"] >= 0.9
+    # a new labelled file is binned with the saved edges, not with its own quantiles
+    new = tmp_path / "new.csv"
+    pl.read_csv(pois).filter(pl.col("Likes") >= 50).write_csv(new)
+    (tmp_path / "images").symlink_to(pois.parent / "images")
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "run"), "--input", str(new)])
+    assert result.exit_code == 0, result.output
+    assert SavedRun.load(tmp_path / "run").bins.edges["level"] == state["derived"]["level"]
+
+
+def test_division_by_zero_is_a_bad_row_and_leakage_is_warned(pois: Path, tmp_path: Path) -> None:
+    table = pl.read_csv(pois, infer_schema_length=0)
+    table.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("0")).otherwise(pl.col("Visits"))
+                       .alias("Visits")).write_csv(pois)
+    splits = load_splits(load_recipe(poi_recipe(pois)))
+    assert [b.line for b in splits.report.bad_rows] == [6] and "engagement" in splits.report.bad_rows[0].reason
+
+    raw = poi_recipe(pois)
+    raw["inputs"].append({"name": "Likes", "type": "number"})
+    raw["model"]["encoders"]["Likes"] = {"type": "passthrough"}
+    recipe = tmp_path / "leaky.yaml"
+    recipe.write_text(json.dumps(raw))
+    result = CliRunner().invoke(app, ["validate", str(recipe)])
+    assert result.exit_code == 0 and "input 'Likes' feeds the target 'level'" in result.output
+
+
+def test_number_and_category_preprocessing_fit_on_training_values() -> None:
+    number = NumberFeature("n", "n", NumberPreprocessing(impute="median", scaling="standard")).fit(["1", "2", "3", ""])
+    encoded = number.transform(["2", None, "oops", "5"])
+    assert encoded[:, 0].tolist()[:3] == pytest.approx([0.0, 0.0, 0.0])  # the median, imputed
+    assert encoded[:, 1].tolist() == [0.0, 1.0, 1.0, 0.0]  # missing flags
+    assert encoded[3, 0] == pytest.approx((5 - 2) / np.std([1, 2, 3, 2]))
+    logged = NumberFeature("n", "n", NumberPreprocessing(scaling="log", clip=None)).fit(["0", "1000"])
+    assert logged.transform(["0", "1000"])[:, 0].tolist() == pytest.approx([-1.0, 1.0])
+
+    categories = CategoryFeature("c", "c", CategoryPreprocessing(multi=True, min_count=2))
+    categories.fit(["['Arte', 'Museo']", "['Arte']", "['Museo', 'Rare']", "[]"])
+    assert categories.values == ["<unknown>", "Arte", "Museo"]
+    encoded = categories.transform(["['Arte', 'Nuevo']", "[]", '["Museo"]'])
+    assert encoded.tolist() == [[1, 1, 0], [0, 0, 0], [0, 0, 1]]
+
+
+def test_unreadable_images_are_skipped_or_kept_with_a_flag(pois: Path, tmp_path: Path) -> None:
+    (pois.parent / "images" / "3.png").write_bytes(b"not a png")
+    (pois.parent / "images" / "7.png").unlink()
+    with pytest.raises(DataError, match="3.png"):
+        load_splits(load_recipe(poi_recipe(pois, data={"source": str(pois), "bad_rows": "fail"})))
+    splits = load_splits(load_recipe(poi_recipe(pois)))
+    assert {b.line for b in splits.report.bad_rows} == {5, 9}
+    assert "not a readable image" in str(splits.report.bad_rows[0]) or "not found" in str(splits.report.bad_rows[0])
+
+    raw = poi_recipe(pois)
+    raw["inputs"][0]["preprocessing"]["missing"] = "zero"
+    splits = load_splits(load_recipe(raw))
+    assert not splits.report.bad_rows and len(splits.report.kept_without_file) == 2
+    feature = ImageFeature("photo", "image", ImagePreprocessing(size=32, missing="zero"))
+    table = pl.concat([splits.train, splits.validation, splits.test])
+    encoded = feature.fit(table["image"].to_list()).transform(table["image"].to_list())
+    missing = np.flatnonzero(encoded["missing"].numpy())
+    assert len(missing) == 2
+    batch = feature.collate(encoded, missing)
+    assert torch.all(batch["pixels"] == 0) and torch.all(batch["missing"] == 1)
+
+
+def test_fused_model_learns_reloads_and_explores(pois: Path, tmp_path: Path) -> None:
+    recipe_file = tmp_path / "pois.yaml"
+    recipe_file.write_text(json.dumps(poi_recipe(pois)))
+    saved = ensayo.run(recipe_file, output=tmp_path / "run", track=False)
+    assert saved.metrics["test/accuracy"] >= 0.9
+    table = pl.read_csv(pois, infer_schema_length=0).head(6).with_columns(
+        pl.col("image").map_elements(lambda p: str(pois.parent / p), return_dtype=pl.String))
+    np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(table), saved.predict_proba(table),
+                               rtol=1e-5)
+    result = CliRunner().invoke(app, ["explore", str(recipe_file), "--output", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "bin edges (fitted on train)" in report and "32 x 32" in report
+    for plot in ("level_edges.png", "correlations.png", "photo_examples.png", "class_balance.png"):
+        assert (tmp_path / "report" / plot).stat().st_size > 1000, plot
+
+
+def test_efficientnet_freezing_and_learning_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    feature = ImageFeature("photo", "image", ImagePreprocessing(size=32, normalize="imagenet"))
+    encoder = EfficientNetLite0Encoder(feature, EfficientNetConfig(type="efficientnet_lite0", trainable_blocks=2,
+                                                                   lr_scale=0.1))
+    trainable = {name.split(".")[0] + ("." + name.split(".")[1] if name.startswith("_blocks") else "")
+                 for name, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable == {"_blocks.14", "_blocks.15", "_conv_head", "_bn1"}
+    encoder.train()
+    assert not encoder._blocks[0]._bn1.training and encoder._blocks[15]._bn1.training
+    head = torch.nn.Linear(encoder.output_dim, 3)
+    model = torch.nn.ModuleDict({"encoder": encoder, "head": head})
+    from ensayo.config import TrainConfig
+
+    optimizer, = make_optimizers(*split_parameters(model), TrainConfig(lr=1e-3))
+    assert sorted(group["lr"] for group in optimizer.param_groups) == pytest.approx([1e-4, 1e-3])
+    pixels = torch.randn(2, 3, 32, 32)
+    out = encoder({"pixels": pixels, "missing": torch.tensor([0.0, 1.0])})
+    assert out.shape == (2, 1281) and out[:, -1].tolist() == [0.0, 1.0]
+    # the ImageNet weights were loaded: the stem is not at its random start
+    from ensayo.features.image import lite0_weights_path
+
+    stem = torch.load(lite0_weights_path(), weights_only=True)["_conv_stem.weight"]
+    torch.testing.assert_close(encoder._conv_stem.weight, stem)
+
+
+def test_a_saved_pretrained_run_needs_no_weights_package(pois: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = poi_recipe(pois, inputs=[{"name": "photo", "type": "image", "column": "image",
+                                    "preprocessing": {"size": 32, "normalize": "imagenet"}}],
+                     encoders={"photo": {"type": "efficientnet_lite0", "trainable_blocks": 1}})
+    raw["train"]["epochs"] = 1
+    saved = ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
+
+    def unavailable() -> Path:
+        raise FileNotFoundError("no weights package")
+
+    monkeypatch.setattr("ensayo.features.image.lite0_weights_path", unavailable)
+    table = pl.read_csv(pois, infer_schema_length=0).head(4).with_columns(
+        pl.col("image").map_elements(lambda p: str(pois.parent / p), return_dtype=pl.String))
+    np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(table), saved.predict_proba(table),
+                               rtol=1e-4, atol=1e-6)
