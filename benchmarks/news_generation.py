@@ -163,12 +163,13 @@ def main() -> None:
     if "kn" in parts:
         results["char-5gram-kn"] = kneser_ney_baseline(RECIPES["char-transformer"])
         print("kn", results["char-5gram-kn"], flush=True)
+        result_file.write_text(json.dumps(results, indent=2) + "\n")
     with tempfile.TemporaryDirectory() as temporary:
         for name, recipe in RECIPES.items():
             if name in parts:
                 results[name] = train_recipe(recipe, Path(temporary) / name, existing.get(name))
                 print(name, json.dumps(results[name], indent=1), flush=True)
-    result_file.write_text(json.dumps(results, indent=2) + "\n")
+                result_file.write_text(json.dumps(results, indent=2) + "\n")  # each part as soon as it is done
     print("| model | test bits/char | fit seconds |\n|---|---|---|")
     for name, value in results.items():
         print(f"| {name} | {value['test_bits_per_char']:.3f} | {value['fit_seconds']:.0f} |")

@@ -87,7 +87,8 @@ def test_windows_predict_the_next_token() -> None:
     torch.testing.assert_close(labels, (batch["tokens"] + 1).reshape(-1))
 
 
-def test_bits_per_char_of_a_uniform_model_is_log2_of_the_vocabulary() -> None:
+@pytest.mark.parametrize("stride", [8, 3, 1])
+def test_bits_per_char_of_a_uniform_model_is_log2_of_the_vocabulary(stride: int) -> None:
     class Uniform(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -97,12 +98,35 @@ def test_bits_per_char_of_a_uniform_model_is_log2_of_the_vocabulary() -> None:
             return torch.zeros(batch["tokens"].numel(), 16)
 
     windows = TokenWindows(torch.randint(0, 16, (65,)), context=8, characters=65)
-    metrics = language_metrics(Uniform(), windows, 4, "test/")
+    metrics = language_metrics(Uniform(), windows, 4, "test/", stride=stride)
     assert metrics["test/bits_per_char"] == pytest.approx(4.0)
     assert metrics["test/perplexity"] == pytest.approx(16.0)
     # a word model's tokens stand for more characters: the same loss is fewer bits per character
     words = TokenWindows(windows.stream, 8, characters=4 * 65)
-    assert language_metrics(Uniform(), words, 4)["bits_per_char"] == pytest.approx(1.0)
+    assert language_metrics(Uniform(), words, 4, stride=stride)["bits_per_char"] == pytest.approx(1.0)
+
+
+def test_overlapping_windows_score_every_token_once_with_long_contexts() -> None:
+    class Counting(torch.nn.Module):
+        """Loss 1 nat for a token seen with fewer than 6 tokens before it in its window, else 0."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            rows, length = batch["tokens"].shape
+            logits = torch.zeros(rows, length, 2)
+            logits[:, 6:, 0] = 50.0  # confident (and right: every label is 0) once the context is long
+            return logits.flatten(0, 1)
+
+    windows = TokenWindows(torch.zeros(81, dtype=torch.long), context=8, characters=81)
+    plain = language_metrics(Counting(), windows, 4, stride=8)
+    sliding = language_metrics(Counting(), windows, 4, stride=2)
+    # non-overlapping windows: 6 of every 8 tokens are seen with a short context, each costing ln 2
+    assert plain["loss"] == pytest.approx(6 / 8 * math.log(2), rel=1e-4)
+    # windows every 2 tokens, scoring their last 2: only the first window's 6 short-context tokens cost
+    assert sliding["loss"] == pytest.approx(6 * math.log(2) / (8 + 2 * 36), rel=1e-4)
 
 
 def test_sampling_respects_top_k_and_top_p() -> None:
@@ -169,6 +193,9 @@ def test_text_output_recipes_are_checked(corpus: Path) -> None:
     raw = lm_recipe(corpus)
     raw["model"]["language_model"]["architecure"] = "gru"
     with pytest.raises(RecipeError, match="did you mean 'architecture'"):
+        load_recipe(raw)
+    raw = lm_recipe(corpus, architecture="transfomer")
+    with pytest.raises(RecipeError, match="did you mean 'transformer'"):
         load_recipe(raw)
     assert load_recipe(lm_recipe(corpus)).train.monitor == "val/bits_per_char"
 

@@ -40,6 +40,8 @@ def test_markup_repair_of_ag_news_debris() -> None:
     assert repair_markup("the #36;10 million \\$5 prize") == "the $10 million $5 prize"
     assert repair_markup("a second\\team #151; done") == "a second team — done"
     assert repair_markup("Intel &lt;INTC.O&gt;") == "Intel <INTC.O>"  # a ticker, not a tag
+    assert repair_markup("In  quot;helping themselves, quot; AT amp;T") == 'In  "helping themselves, " AT &T'
+    assert repair_markup("a liquot; of equal;") == "a liquot; of equal;"  # inside a word: not debris
     link = 'see &lt;A HREF="http://x.com/y"&gt;Reuters&lt;/A&gt; now'
     assert " ".join(repair_markup(link).split()) == "see Reuters now"
 

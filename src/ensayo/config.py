@@ -176,7 +176,7 @@ class LinearConfig(Strict):
 class LanguageModelConfig(Strict):
     """A next-token model: a stacked LSTM / GRU or a decoder-only Transformer (pre-norm, causal attention)."""
 
-    architecture: Literal["lstm", "gru", "transformer"] = "lstm"
+    architecture: str = Field("lstm", description="a registered language model: lstm, gru, transformer")
     dim: int = Field(256, gt=0, description="embedding (and Transformer) width")
     hidden_size: int = Field(512, gt=0, description="recurrent state width")
     layers: int = Field(2, ge=1)
@@ -428,6 +428,13 @@ def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None
     except ValidationError as exc:
         raise RecipeError("\n".join([f"{label}: the recipe is not valid", *_error_lines(exc, Recipe)])) from None
     problems = _resolve_features(recipe)
+    if recipe.model.type == "language_model":
+        from ensayo.language import LANGUAGE_MODELS
+
+        architecture = recipe.model.language_model.architecture
+        if architecture not in LANGUAGE_MODELS:
+            problems.append(_choice_error("model.language_model.architecture", "architecture", architecture,
+                                          list(LANGUAGE_MODELS)))
     if problems:
         raise RecipeError("\n".join([f"{label}: the recipe is not valid", *problems]))
     return recipe

@@ -276,19 +276,34 @@ def build_language_model(recipe: Recipe, vocabulary: int) -> nn.Module:
 
 # ----------------------------------------------------------------------------------------- metrics
 @torch.no_grad()
-def language_metrics(model: nn.Module, windows: TokenWindows, batch_size: int, prefix: str = "") -> dict[str, float]:
-    """Cross-entropy per token (nats), perplexity and bits per character of a split."""
+def language_metrics(model: nn.Module, windows: TokenWindows, batch_size: int, prefix: str = "",
+                     stride: int | None = None) -> dict[str, float]:
+    """Cross-entropy per token (nats), perplexity and bits per character of a split.
+
+    Windows start every `stride` tokens (default: a quarter of the context) and only their last `stride`
+    predictions are scored (all of the first window's), so that every scored token, but the first few,
+    has at least `context - stride` tokens before it: cut-off windows would charge the model for
+    contexts it never lacks when it generates."""
     model.eval()
     device = next(model.parameters()).device
+    context = windows.context
+    stride = min(stride or max(context // 4, 1), context)
+    starts = np.arange(0, max(len(windows.stream) - context - 1, -1) + 1, stride)
+    scored = torch.arange(context) >= context - stride
     total, tokens = 0.0, 0
-    for batch, labels in windows.batches(batch_size, device=device):
-        total += float(F.cross_entropy(model(batch).float(), labels, reduction="sum"))
-        tokens += len(labels)
+    for first in range(0, len(starts), batch_size):
+        chunk = torch.from_numpy(starts[first: first + batch_size])
+        window = windows.stream[chunk[:, None] + torch.arange(context + 1)].to(device)
+        losses = F.cross_entropy(model({"tokens": window[:, :-1]}).float(), window[:, 1:].reshape(-1),
+                                 reduction="none").view(len(chunk), context).cpu()
+        mask = scored.expand(len(chunk), context).clone()
+        mask[chunk == 0] = True
+        total += float(losses[mask].sum())
+        tokens += int(mask.sum())
     model.train()
     if tokens == 0:
         return {}
-    # the windows predict all tokens but the first and the last few (len - 1) % context; the characters
-    # counted are the same share of the text's
+    # the scored tokens are this share of the stream; the characters counted are the same share of the text's
     characters = windows.characters * tokens / len(windows.stream)
     loss = total / tokens
     return {f"{prefix}loss": loss, f"{prefix}perplexity": math.exp(min(loss, 50.0)),

@@ -87,6 +87,8 @@ class SavedRun:
         if not (path / RECIPE).is_file() or not (path / STATE).is_file():
             raise FileNotFoundError(f"{path}: not a saved ensayo run (needs {RECIPE} and {STATE})")
         recipe = load_recipe(path / RECIPE)
+        if recipe.output.type == "text":
+            raise FileNotFoundError(f"{path}: a language model run; use `ensayo generate` (or ensayo.load_run)")
         state = read_json(path / STATE)
         features = make_features(recipe)
         for feature in features:

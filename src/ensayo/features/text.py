@@ -54,6 +54,8 @@ class TextPreprocessing(Strict):
 _ENTITY_DEBRIS = re.compile(r"(?<![&\w])#(\d{2,5});")  # '&#39;' whose '&' was lost, as in AG News
 _CONTRACTION = re.compile(r"(\w) #39;(s|t|ll|re|ve|d|m)\b")  # AG News' "doesn #39;t" is "doesn't"
 _PLURAL_POSSESSIVE = re.compile(r"(?<=s) #39;(?=\s)")  # "makers #39; efforts" is "makers' efforts"
+_NAMED_DEBRIS = re.compile(r"(?<![&\w])(quot|amp|lt|gt|apos|nbsp);")  # '&quot;' whose '&' was lost
+_NAMED = {"quot": '"', "amp": "&", "lt": "<", "gt": ">", "apos": "'", "nbsp": " "}
 # HTML tags only: AG News writes tickers as <INTC.O>, which stay
 _TAG = re.compile(r"</?(?:a|b|i|u|p|br|em|strong|font|span|div|img)\b[^<>]{0,300}>", re.IGNORECASE)
 _ESCAPED_DOLLAR = re.compile(r"\\\$")
@@ -77,6 +79,7 @@ def repair_markup(text: str) -> str:
     text = _PLURAL_POSSESSIVE.sub("'", _CONTRACTION.sub(r"\1'\2", text))
     text = _TAG.sub(" ", html.unescape(text))
     text = _ENTITY_DEBRIS.sub(_entity, text)
+    text = _NAMED_DEBRIS.sub(lambda match: _NAMED[match.group(1)], text)
     text = _ESCAPED_DOLLAR.sub("$", text)
     return _BACKSLASHES.sub(" ", text)
 
