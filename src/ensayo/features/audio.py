@@ -340,25 +340,34 @@ class AudioRnnConfig(Strict):
     dropout: float = Field(0.2, ge=0, lt=1)
 
 
-def _recurrent(config: AudioRnnConfig | CnnRnnConfig, input_size: int) -> nn.Module:
-    cell = nn.LSTM if config.cell == "lstm" else nn.GRU
-    return cell(input_size, config.hidden_size, num_layers=config.layers, batch_first=True,
-                bidirectional=config.bidirectional, dropout=config.dropout if config.layers > 1 else 0.0)
+class FrameRnn(nn.Module):
+    """A (bidirectional) LSTM or GRU over (batch, frames, features), pooled over the frames."""
 
+    def __init__(self, config: AudioRnnConfig | CnnRnnConfig, input_size: int, input_dropout: bool) -> None:
+        super().__init__()
+        self.input_dropout = input_dropout
+        cell = nn.LSTM if config.cell == "lstm" else nn.GRU
+        self.rnn = cell(input_size, config.hidden_size, num_layers=config.layers, batch_first=True,
+                        bidirectional=config.bidirectional, dropout=config.dropout if config.layers > 1 else 0.0)
+        self.pooling = config.pooling
+        self.bidirectional = config.bidirectional
+        self.dropout = nn.Dropout(config.dropout)
+        width = config.hidden_size * (2 if config.bidirectional else 1)
+        self.output_dim = width * (2 if config.pooling == "mean_max" else 1)
 
-def _pool_frames(outputs: torch.Tensor, pooling: str, bidirectional: bool) -> torch.Tensor:
-    if pooling == "last":
-        if not bidirectional:
-            return outputs[:, -1]
-        half = outputs.shape[-1] // 2  # forward direction ends at the last frame, backward at the first
-        return torch.cat([outputs[:, -1, :half], outputs[:, 0, half:]], dim=-1)
-    mean = outputs.mean(dim=1)
-    return torch.cat([mean, outputs.amax(dim=1)], dim=-1) if pooling == "mean_max" else mean
-
-
-def _pooled_width(config: AudioRnnConfig | CnnRnnConfig) -> int:
-    width = config.hidden_size * (2 if config.bidirectional else 1)
-    return width * (2 if config.pooling == "mean_max" else 1)
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.rnn(self.dropout(frames) if self.input_dropout else frames)
+        if self.pooling == "last":
+            if not self.bidirectional:
+                pooled = outputs[:, -1]
+            else:
+                half = outputs.shape[-1] // 2  # the forward direction ends at the last frame, backward at the first
+                pooled = torch.cat([outputs[:, -1, :half], outputs[:, 0, half:]], dim=-1)
+        else:
+            pooled = outputs.mean(dim=1)
+            if self.pooling == "mean_max":
+                pooled = torch.cat([pooled, outputs.amax(dim=1)], dim=-1)
+        return self.dropout(pooled)
 
 
 @AudioFeature.register_encoder("rnn")
@@ -370,14 +379,11 @@ class AudioRnnEncoder(Encoder):
     def __init__(self, feature: AudioFeature, config: AudioRnnConfig) -> None:
         super().__init__()
         self.augment = Augment(feature.options.augment, _frames_per_second(feature))
-        self.rnn = _recurrent(config, feature.spectrogram.bins)
-        self.config = config
-        self.dropout = nn.Dropout(config.dropout)
-        self.output_dim = _pooled_width(config)
+        self.frames = FrameRnn(config, feature.spectrogram.bins, input_dropout=False)
+        self.output_dim = self.frames.output_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.rnn(self.augment(x).transpose(1, 2))
-        return self.dropout(_pool_frames(outputs, self.config.pooling, self.config.bidirectional))
+        return self.frames(self.augment(x).transpose(1, 2))
 
 
 class CnnRnnConfig(Strict):
@@ -405,16 +411,12 @@ class CnnRnnEncoder(Encoder):
         if bins_left == 0:
             raise ValueError(f"input {feature.name!r}: {len(config.channels)} pooling blocks leave no frequency "
                              f"bins of {feature.spectrogram.bins}; use fewer channels entries")
-        self.rnn = _recurrent(config, config.channels[-1] * bins_left)
-        self.config = config
-        self.dropout = nn.Dropout(config.dropout)
-        self.output_dim = _pooled_width(config)
+        self.frames = FrameRnn(config, config.channels[-1] * bins_left, input_dropout=True)
+        self.output_dim = self.frames.output_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         maps = self.blocks(self.augment(x).unsqueeze(1))  # (batch, channels, bins, frames)
-        frames = maps.flatten(1, 2).transpose(1, 2)  # (batch, frames, channels * bins)
-        outputs, _ = self.rnn(self.dropout(frames))
-        return self.dropout(_pool_frames(outputs, self.config.pooling, self.config.bidirectional))
+        return self.frames(maps.flatten(1, 2).transpose(1, 2))  # frames of channels * bins features
 
 
 # ------------------------------------------------------------------------------------------ explore
