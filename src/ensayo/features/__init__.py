@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -118,6 +119,19 @@ class Feature:
     def init_tensors(self) -> dict[str, torch.Tensor]:
         """Large fitted arrays (e.g. pretrained vectors) that the encoder starts from."""
         return {}
+
+
+def conv_stack(channels_in: int, channels: list[int], convs: int) -> nn.Sequential:
+    """2-D convolution blocks shared by the spectrogram and image encoders: per entry of `channels`,
+    `convs` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling."""
+    blocks = []
+    for block_in, block_out in itertools.pairwise([channels_in, *channels]):
+        layers: list[nn.Module] = []
+        for index in range(convs):
+            layers += [nn.Conv2d(block_in if index == 0 else block_out, block_out, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(block_out), nn.ReLU(inplace=True)]
+        blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
+    return nn.Sequential(*blocks)
 
 
 def register_feature(name: str):

@@ -4,7 +4,6 @@ cut to a fixed length, then log-mel spectrograms or MFCCs computed in torch; and
 
 from __future__ import annotations
 
-import itertools
 import wave
 from collections import Counter
 from fractions import Fraction
@@ -20,7 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from ensayo.config import Strict
-from ensayo.features import Encoder, Feature, register_feature
+from ensayo.features import Encoder, Feature, conv_stack, register_feature
 
 
 class AugmentConfig(Strict):
@@ -284,21 +283,6 @@ class Augment(nn.Module):
         return x.masked_fill(masked.view(shape), 0.0)  # 0 is the training mean after normalization
 
 
-def conv_stack(channels: list[int], convs: int) -> nn.Sequential:
-    """One-channel input through one block per entry of `channels`, each halving frequency and time."""
-    widths = [1, *channels]
-    return nn.Sequential(*(conv_block(a, b, convs) for a, b in itertools.pairwise(widths)))
-
-
-def conv_block(channels_in: int, channels_out: int, convs: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for index in range(convs):
-        layers += [nn.Conv2d(channels_in if index == 0 else channels_out, channels_out, 3, padding=1, bias=False),
-                   nn.BatchNorm2d(channels_out), nn.ReLU(inplace=True)]
-    layers.append(nn.MaxPool2d(2))
-    return nn.Sequential(*layers)
-
-
 def _frames_per_second(feature: AudioFeature) -> float:
     return feature.options.sample_rate / feature.options.hop_length
 
@@ -320,7 +304,7 @@ class Cnn2dEncoder(Encoder):
     def __init__(self, feature: AudioFeature, config: Cnn2dConfig) -> None:
         super().__init__()
         self.augment = Augment(feature.options.augment, _frames_per_second(feature))
-        self.blocks = conv_stack(config.channels, config.convs_per_block)
+        self.blocks = conv_stack(1, config.channels, config.convs_per_block)
         self.dropout = nn.Dropout(config.dropout)
         self.output_dim = 2 * config.channels[-1]
 
@@ -406,7 +390,7 @@ class CnnRnnEncoder(Encoder):
     def __init__(self, feature: AudioFeature, config: CnnRnnConfig) -> None:
         super().__init__()
         self.augment = Augment(feature.options.augment, _frames_per_second(feature))
-        self.blocks = conv_stack(config.channels, 1)
+        self.blocks = conv_stack(1, config.channels, 1)
         bins_left = feature.spectrogram.bins // 2 ** len(config.channels)
         if bins_left == 0:
             raise ValueError(f"input {feature.name!r}: {len(config.channels)} pooling blocks leave no frequency "

