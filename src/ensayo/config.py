@@ -268,7 +268,7 @@ def default_data_dir() -> Path | None:
     """ENSAYO_DATA, else ../shared/data when it exists (the layout of a developer checkout)."""
     if env := os.environ.get("ENSAYO_DATA"):
         return Path(env)
-    for candidate in (Path.cwd() / "../shared/data", Path(__file__).resolve().parents[3] / "../shared/data"):
+    for candidate in (Path.cwd() / "../shared/data", Path(__file__).resolve().parents[2] / "../shared/data"):
         if candidate.is_dir():
             return candidate.resolve()
     return None
@@ -302,28 +302,44 @@ def _parse_scalar(text: str) -> Any:
     return yaml.safe_load(text) if text != "" else ""
 
 
+def set_key(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Set `a.b.c` to `value` in a raw recipe; list items are addressed by index (`inputs.0.name`)."""
+    parts = key.strip().split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, key)
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict | list):
+            raise RecipeError(f"{key}: {'.'.join(parts[: depth + 1])} is not a section")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, key)] = value
+    else:
+        node[last] = value
+    return raw
+
+
+def _index(items: list[Any], part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise RecipeError(f"{key}: {part!r} is not an index of a list of {len(items)}")
+    return int(part)
+
+
+def _list_item(items: list[Any], part: str, key: str) -> Any:
+    return items[_index(items, part, key)]
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides; list items are addressed by index (`inputs.0.name=x`)."""
+    """Apply `a.b.c=value` overrides, the value read as YAML."""
     for item in overrides:
         if "=" not in item:
             raise RecipeError(f"override {item!r} is not of the form key.path=value")
         key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        node: Any = raw
-        for depth, part in enumerate(parts[:-1]):
-            if isinstance(node, list):
-                node = node[int(part)]
-                continue
-            if part not in node or node[part] is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict | list):
-                raise RecipeError(f"override {key}: {'.'.join(parts[: depth + 1])} is not a section")
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = _parse_scalar(value)
-        else:
-            node[last] = _parse_scalar(value)
+        set_key(raw, key, _parse_scalar(value))
     return raw
 
 
@@ -406,10 +422,12 @@ def _resolve_features(recipe: Recipe) -> list[str]:
     return problems
 
 
-def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe; raises RecipeError naming every bad key."""
+def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None,
+                label: str = "<recipe>") -> Recipe:
+    """Read, override and validate a recipe; raises RecipeError naming every bad key (and `label`, the
+    recipe's origin, when `source` is a mapping)."""
     if isinstance(source, dict):
-        raw, label = copy.deepcopy(source), "<recipe>"
+        raw = copy.deepcopy(source)
     else:
         path = Path(source)
         if not path.is_file():

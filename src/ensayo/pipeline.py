@@ -34,6 +34,7 @@ from ensayo.trainer import (
 )
 
 TRACKING_FILE = "tracking.json"
+EpochCallback = Callable[[dict[str, float]], None]
 
 
 def _labels(table: pl.DataFrame, recipe: Recipe) -> list[str]:
@@ -51,6 +52,7 @@ class Experiment:
         self.features: list[Feature] = runs.make_features(recipe)
         self.output = CategoryOutput(recipe.output.column)
         self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted) for the report
+        self.on_epoch: EpochCallback | None = None
         self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
 
     def train(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
@@ -101,6 +103,8 @@ class Experiment:
 
         def on_epoch(record: dict[str, float]) -> None:
             self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
+            if self.on_epoch:
+                self.on_epoch(record)
 
         state = trainer.fit(encoded["train"], evaluate if len(validation) else None, on_epoch)
         save_weights(trainer.model, self.run_dir / runs.WEIGHTS)
@@ -167,6 +171,7 @@ class LanguageExperiment:
         self.run_dir = run_dir
         self.tracker = tracker
         self.console = console
+        self.on_epoch: EpochCallback | None = None
 
     def train(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
         recipe, output = self.recipe, self.recipe.output
@@ -199,6 +204,8 @@ class LanguageExperiment:
 
         def on_epoch(record: dict[str, float]) -> None:
             self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
+            if self.on_epoch:
+                self.on_epoch(record)
 
         state = trainer.fit(windows["train"], evaluate if len(validation) else None, on_epoch)
         save_weights(trainer.model, self.run_dir / runs.WEIGHTS)
@@ -231,12 +238,14 @@ def _set_threads(recipe: Recipe) -> None:
         torch.set_num_threads(threads)
 
 
-def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
+def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, overrides: list[str] | None = None,
         track: bool = True, resume: str | Path | None = None, console: Console | None = None,
-        base: Path | None = None) -> runs.SavedRun | lm.GeneratorRun:
+        base: Path | None = None, parent_id: str | None = None, tags: dict[str, str] | None = None,
+        on_epoch: EpochCallback | None = None) -> runs.SavedRun | lm.GeneratorRun:
     """Train, evaluate, track and save one recipe; returns the saved run.
 
-    With `resume`, continue the interrupted run in that directory from its last checkpoint.
+    With `resume`, continue the interrupted run in that directory from its last checkpoint. A study
+    passes its MLflow `parent_id` and `tags`, and `on_epoch` (which may raise to stop the run).
     """
     console = console or Console(stderr=True)
     if resume is not None:
@@ -247,7 +256,9 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
             raise ValueError(f"{run_dir}: this run has finished (it has {runs.METRICS}); nothing to resume")
         recipe = load_recipe(run_dir / runs.RECIPE)
     else:
-        if not isinstance(recipe, Recipe):
+        if isinstance(recipe, dict):
+            recipe = load_recipe(recipe, overrides)
+        elif not isinstance(recipe, Recipe):
             base = base or Path(recipe).resolve().parent
             recipe = load_recipe(recipe, overrides)
         run_dir = Path(output) if output else runs.new_run_dir(recipe)
@@ -264,12 +275,13 @@ def run(recipe: Recipe | str | Path, output: str | Path | None = None, overrides
     tracker = Tracker(recipe.track, enabled=track)
     tracking_file = run_dir / TRACKING_FILE
     previous = runs.read_json(tracking_file).get("run_id") if resume and tracking_file.is_file() else None
-    run_id = tracker.start(recipe, run_dir.name, resume_id=previous)
+    run_id = tracker.start(recipe, run_dir.name, resume_id=previous, parent_id=parent_id, tags=tags)
     if run_id:
-        runs.write_json(tracking_file, {"run_id": run_id})
+        runs.write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri})
 
     generating = recipe.output.type == "text"
     experiment = (LanguageExperiment if generating else Experiment)(recipe, run_dir, tracker, console)
+    experiment.on_epoch = on_epoch
     try:
         metrics, history = experiment.train(splits, resume=resume is not None)
         experiment.write_report(metrics, history, splits.report)

@@ -34,36 +34,59 @@ class Tracker:
         self._client: Any = None
 
     def start(self, recipe: Recipe, run_name: str, resume_id: str | None = None,
-              parent_id: str | None = None) -> str | None:
+              parent_id: str | None = None, tags: dict[str, str] | None = None) -> str | None:
+        return self._start(self.config.experiment or recipe.name, run_name, recipe_to_dict(recipe),
+                           resume_id, parent_id, tags)
+
+    def start_parent(self, name: str, study: dict[str, Any], resume_id: str | None = None) -> str | None:
+        """The parent run of a study: its settings as parameters, its trials as child runs."""
+        return self._start(self.config.experiment or name, name, study, resume_id, None, {"ensayo.kind": "study"})
+
+    def _start(self, experiment_name: str, run_name: str, params: dict[str, Any], resume_id: str | None,
+               parent_id: str | None, tags: dict[str, str] | None) -> str | None:
         if not self.enabled:
             return None
+        self._client = client = self._connect()
+        self.experiment_id = self._experiment(experiment_name)
+        if resume_id:
+            self.run_id = resume_id
+            client.update_run(resume_id, status="RUNNING")
+            return self.run_id
+        all_tags = {"mlflow.runName": run_name, **(tags or {})}
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        self.run_id = client.create_run(self.experiment_id, tags=all_tags).info.run_id
+        items = [(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in flatten(params).items()]
+        for start in range(0, len(items), 100):
+            client.log_batch(self.run_id, params=[_param(k, v) for k, v in items[start: start + 100]])
+        return self.run_id
+
+    def _connect(self) -> Any:
         import mlflow
         from mlflow.tracking import MlflowClient
 
         uri = self.uri = tracking_uri(self.config)
         mlflow.set_tracking_uri(uri)
-        client = MlflowClient(uri)
-        name = self.config.experiment or recipe.name
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            artifacts = None if not uri.startswith("sqlite") else Path(DEFAULT_ARTIFACTS).resolve().as_uri()
-            experiment_id = client.create_experiment(name, artifact_location=artifacts)
-        else:
-            experiment_id = experiment.experiment_id
-        if resume_id:
-            self.run_id = resume_id
-            client.update_run(resume_id, status="RUNNING")
-        else:
-            tags = {"mlflow.runName": run_name}
-            if parent_id:
-                tags["mlflow.parentRunId"] = parent_id
-            self.run_id = client.create_run(experiment_id, tags=tags).info.run_id
-            params = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in flatten(recipe_to_dict(recipe)).items()}
-            items = list(params.items())
-            for start in range(0, len(items), 100):
-                client.log_batch(self.run_id, params=[_param(k, v) for k, v in items[start: start + 100]])
-        self._client = client
-        return self.run_id
+        return MlflowClient(uri)
+
+    def _experiment(self, name: str) -> str:
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = None if not self.uri.startswith("sqlite") else Path(DEFAULT_ARTIFACTS).resolve().as_uri()
+        return self._client.create_experiment(name, artifact_location=artifacts)
+
+    def record_child(self, run_id: str | None, parent_id: str, run_name: str, tags: dict[str, str],
+                     status: str) -> None:
+        """Tag a child run that did not finish, creating it when the trial failed before it had one."""
+        if not self.run_id:
+            return
+        if run_id is None:
+            run_id = self._client.create_run(self.experiment_id, tags={"mlflow.runName": run_name,
+                                                                       "mlflow.parentRunId": parent_id}).info.run_id
+        for key, value in tags.items():
+            self._client.set_tag(run_id, key, value)
+        self._client.set_terminated(run_id, status=status)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if not self.run_id:

