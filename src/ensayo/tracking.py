@@ -31,6 +31,7 @@ class Tracker:
         self.enabled = enabled and config.enabled
         self.run_id: str | None = None
         self.uri: str | None = None
+        self.experiment_id: str | None = None
         self._client: Any = None
 
     def start(self, recipe: Recipe, run_name: str, resume_id: str | None = None,
