@@ -42,7 +42,7 @@ def test_a_recipe_finds_its_words_in_vectors_trained_on_its_titles(tmp_path: Pat
     weights = load_file(tmp_path / "run" / "model.safetensors")
     table = next(v for k, v in weights.items() if k.endswith("embed.words.weight"))
     index = saved.features[0].vocab.lookup(["celular"])[0]
-    assert torch.allclose(table[index], torch.from_numpy(load_word_vectors(tmp_path / "t.vec")["celular"]))
+    assert torch.allclose(table[index], torch.tensor(load_word_vectors(tmp_path / "t.vec")["celular"]))
 
 
 def test_cli_trains_vectors_and_names_a_missing_column(tmp_path: Path, titles_csv: Path) -> None:

@@ -147,7 +147,7 @@ def varying_params(records: list[RunRecord]) -> list[str]:
 def _param_value(record: RunRecord, key: str) -> str:
     if record.settings is not None and key in record.settings:
         value = record.settings[key]
-        return value if isinstance(value, str) else json.dumps(value)
+        return json.dumps(value) if isinstance(value, dict | list) else str(value)  # as MLflow params read
     return record.params.get(key, "")
 
 
