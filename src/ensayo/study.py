@@ -308,6 +308,7 @@ class Study:
         self.results: list[TrialResult] = []
         self.parent_id: str | None = None
         self.tracker: Any = None
+        self._train_table: Any = None  # the base recipe's training split, read once for embedding jobs
         recipe_path = expand_path(config.recipe, base)
         if not recipe_path.is_file():
             raise RecipeError(f"study {config.name!r}: its recipe {recipe_path} is not there")
@@ -377,16 +378,19 @@ class Study:
             if target.is_file():
                 continue
             with self.console.status(f"training word vectors {name!r} ({job.method}, dim {job.dim})"):
-                report = train_job(job, target, self._train_texts)
+                report = train_job(job, target, self._train_texts, self.base)
             self.console.print(f"  embeddings {name}: {report}")
 
     def _train_texts(self, column: str) -> list[str]:
         """The base recipe's training split: word vectors see no validation or test title."""
         from ensayo.data import load_splits
 
-        recipe = self.trial_recipe({}, 0)
-        splits = load_splits(recipe, self.recipe_base)
-        return splits.train[column].cast(str).to_list()
+        if self._train_table is None:
+            self._train_table = load_splits(self.trial_recipe({}, 0), self.recipe_base).train
+        if column not in self._train_table.columns:
+            raise RecipeError(f"study {self.config.name!r}: an embedding job reads column {column!r}, which the "
+                              f"recipe's data does not have (columns: {self._train_table.columns})")
+        return self._train_table[column].cast(str).to_list()
 
     def _substitute(self, value: Any) -> Any:
         if isinstance(value, str):
