@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
+from ensayo.config import RecipeError, load_recipe
 from ensayo.embeddings import EmbeddingJob, read_texts, train_word_vectors
 from ensayo.features import sentence
 from ensayo.features.sentence import SentenceFeature, SentencePreprocessing
@@ -43,6 +44,18 @@ def test_a_recipe_finds_its_words_in_vectors_trained_on_its_titles(tmp_path: Pat
     table = next(v for k, v in weights.items() if k.endswith("embed.words.weight"))
     index = saved.features[0].vocab.lookup(["celular"])[0]
     assert torch.allclose(table[index], torch.tensor(load_word_vectors(tmp_path / "t.vec")["celular"]))
+
+
+def test_vectors_trained_on_the_training_split_only(tmp_path: Path, titles_csv: Path) -> None:
+    train = {"dim": 16, "min_count": 1, "epochs": 2}
+    recipe = recipe_dict(titles_csv, {"type": "bag", "embedding_dim": 16}, epochs=1)
+    recipe["inputs"][0]["preprocessing"] = {"embeddings": {"train": train}}
+    saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
+    # min_count 1: a vector for every word of the training split, the vocabulary's own source
+    assert saved.features[0].coverage == {"vocabulary_found": 1.0, "tokens_found": 1.0, "dimension": 16}
+    with pytest.raises(RecipeError, match=r"embeddings.path .* or embeddings.train"):
+        recipe["inputs"][0]["preprocessing"] = {"embeddings": {"train": train, "path": "v.vec"}}
+        load_recipe(recipe)
 
 
 def test_cli_trains_vectors_and_names_a_missing_column(tmp_path: Path, titles_csv: Path) -> None:

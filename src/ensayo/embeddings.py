@@ -15,29 +15,22 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ensayo.config import DataConfig, Strict, expand_path
+from ensayo.config import DataConfig, expand_path
 from ensayo.data import DataError, parse_filter, read_file
-from ensayo.features.text import TextPipeline, TextPreprocessing
+from ensayo.features.text import TextPipeline, TextPreprocessing, WordVectorTraining
 
 RAW_TEXT = {"lowercase": False, "strip_accents": False, "remove_punctuation": False}
 
 
-class EmbeddingJob(Strict):
+class EmbeddingJob(WordVectorTraining):
     source: str = Field("train", description="'train' (the study recipe's training split) or a data file")
     column: str = "title"
     header: bool = True
     columns: list[str] | None = Field(None, description="column names of a file without header")
     filters: list[str] = Field(default_factory=list)
     limit: int | None = Field(None, gt=0, description="at most this many texts")
-    method: Literal["word2vec", "fasttext"] = "word2vec"
-    dim: int = Field(100, gt=0)
-    window: int = Field(5, gt=0)
-    min_count: int = Field(2, ge=1)
-    epochs: int = Field(5, ge=1)
-    skip_gram: bool = True
     normalize: bool = True
     numbers: Literal["keep", "zero", "remove"] = "keep"
-    seed: int = 0
 
 
 def preprocessing_for(job: EmbeddingJob) -> TextPreprocessing:
@@ -59,23 +52,32 @@ def read_texts(path: Path, column: str, filters: list[str] | None = None, limit:
     return texts[:limit] if limit else texts
 
 
-def train_word_vectors(texts: Iterable[str], job: EmbeddingJob, target: Path) -> dict[str, Any]:
-    """Tokenize with the feature's pipeline, train, write `target` (.vec); returns what was done."""
+def fit_word_vectors(sentences: list[list[str]], settings: WordVectorTraining) -> Any:
+    """gensim KeyedVectors trained on token lists."""
     from gensim.models import FastText, Word2Vec
 
+    if not sentences:
+        raise DataError("no text to train word vectors on")
+    trainer = FastText if settings.method == "fasttext" else Word2Vec
+    model = trainer(sentences=sentences, vector_size=settings.dim, window=settings.window,
+                    min_count=settings.min_count, epochs=settings.epochs, sg=int(settings.skip_gram),
+                    seed=settings.seed, workers=2)
+    return model.wv
+
+
+def train_word_vectors(texts: Iterable[str], job: EmbeddingJob, target: Path) -> dict[str, Any]:
+    """Tokenize with the feature's pipeline, train, write `target` (.vec); returns what was done."""
     pipeline = TextPipeline(preprocessing_for(job))
     sentences = [tokens for tokens in (pipeline(t) for t in texts) if tokens]
     if not sentences:
         raise DataError(f"no text to train word vectors for {target.name}")
     started = time.perf_counter()
-    trainer = FastText if job.method == "fasttext" else Word2Vec
-    model = trainer(sentences=sentences, vector_size=job.dim, window=job.window, min_count=job.min_count,
-                    epochs=job.epochs, sg=int(job.skip_gram), seed=job.seed, workers=2)
+    vectors = fit_word_vectors(sentences, job)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    model.wv.save_word2vec_format(str(partial))
+    vectors.save_word2vec_format(str(partial))
     partial.replace(target)  # an interrupted job leaves no half file that looks finished
-    return {"texts": len(sentences), "tokens": sum(map(len, sentences)), "words": len(model.wv),
+    return {"texts": len(sentences), "tokens": sum(map(len, sentences)), "words": len(vectors),
             "dimension": job.dim, "seconds": round(time.perf_counter() - started, 1), "path": str(target)}
 
 

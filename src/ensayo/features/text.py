@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -26,9 +26,31 @@ PAD, UNK = "<pad>", "<unk>"
 LANGUAGES = {"es": "spanish", "pt": "portuguese", "en": "english"}
 
 
+class WordVectorTraining(Strict):
+    """gensim word2vec / fastText settings, for vectors trained on the training split's own tokens."""
+
+    method: Literal["word2vec", "fasttext"] = "word2vec"
+    dim: int = Field(100, gt=0)
+    window: int = Field(5, gt=0)
+    min_count: int = Field(2, ge=1)
+    epochs: int = Field(10, ge=1)
+    skip_gram: bool = True
+    seed: int = 0
+
+
 class EmbeddingsConfig(Strict):
-    path: str
+    """Pretrained word vectors from `path`, or vectors trained (`train`) on the training split when the
+    feature is fitted: the MeLi 2019 winners found vectors of the task's own text beat generic ones."""
+
+    path: str | None = None
     format: Literal["auto", "word2vec", "word2vec_binary", "glove", "fasttext"] = "auto"
+    train: WordVectorTraining | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbeddingsConfig:
+        if (self.path is None) == (self.train is None):
+            raise ValueError("give embeddings.path (a vectors file) or embeddings.train (train them), not both")
+        return self
 
 
 class TextPreprocessing(Strict):
@@ -231,7 +253,8 @@ class TextFeature(Feature):
         return self.preprocessing  # type: ignore[return-value]
 
     def fit(self, values: list[str]) -> TextFeature:
-        counts = Counter(t for v in values for t in self.pipeline(v))
+        tokenized = [self.pipeline(v) for v in values]
+        counts = Counter(t for tokens in tokenized for t in tokens)
         self._subword_cache = None
         self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
         if self.options.char_ngrams:
@@ -242,14 +265,16 @@ class TextFeature(Feature):
                     sub_counts[gram] += count
             self.subword_vocab = Vocabulary.build(sub_counts, self.options.subword_min_count,
                                                   self.options.max_subwords, [PAD])
-        if self.options.embeddings:
-            self._attach_vectors(counts)
+        spec = self.options.embeddings
+        if spec and spec.train:
+            from ensayo.embeddings import fit_word_vectors
+
+            self._attach_vectors(counts, fit_word_vectors([t for t in tokenized if t], spec.train))
+        elif spec and spec.path:
+            self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
         return self
 
-    def _attach_vectors(self, counts: Counter[str]) -> None:
-        spec = self.options.embeddings
-        assert spec is not None
-        vectors = load_word_vectors(expand_path(spec.path), spec.format)
+    def _attach_vectors(self, counts: Counter[str], vectors: Any) -> None:
         matrix = np.zeros((len(self.vocab), vectors.vector_size), dtype=np.float32)
         found = np.zeros(len(self.vocab), dtype=bool)
         for index, token in enumerate(self.vocab.tokens[2:], start=2):
@@ -359,8 +384,9 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         vectors = feature.init_tensors()
         if vectors and vectors["vectors"].shape[1] != dim:
-            raise ValueError(f"input {feature.name!r}: embedding_dim is {dim} but the word vectors in "
-                             f"{feature.options.embeddings.path} have {vectors['vectors'].shape[1]} dimensions")
+            raise ValueError(f"input {feature.name!r}: embedding_dim is {dim} but the word vectors "
+                             f"({feature.options.embeddings.path or 'trained'}) have "
+                             f"{vectors['vectors'].shape[1]} dimensions")
         self.words = nn.Embedding(len(feature.vocab), dim, padding_idx=0, sparse=True)
         # PyTorch's N(0, 1) start makes every token a large random vector that Adam needs thousands of
         # steps to move; a small start (as Keras and fastText use) lets the few examples of a rare class count.
