@@ -91,3 +91,18 @@ def interrupt_training(monkeypatch: pytest.MonkeyPatch, split_type: type, at_bat
 
     monkeypatch.setattr(split_type, "batches", interrupting)
     return lambda: monkeypatch.setattr(split_type, "batches", original)
+
+
+def explore_report(recipe: dict[str, Any], directory: Path) -> str:
+    """Write `recipe` as a file, run `ensayo explore` on it into `directory`/report; its report.md."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ensayo.cli import app
+
+    recipe_file = directory / "explored.yaml"
+    recipe_file.write_text(json.dumps(recipe))
+    result = CliRunner().invoke(app, ["explore", str(recipe_file), "--output", str(directory / "report")])
+    assert result.exit_code == 0, result.output
+    return (directory / "report" / "report.md").read_text()

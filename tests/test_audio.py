@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 import soundfile as sf
 import torch
+from conftest import explore_report
 from typer.testing import CliRunner
 
 import ensayo
@@ -204,11 +205,7 @@ def test_each_audio_encoder_learns_and_predicts_a_foreign_recording(clips: Path,
 
 
 def test_explore_writes_an_audio_report(clips: Path, tmp_path: Path) -> None:
-    recipe = tmp_path / "tones.yaml"
-    recipe.write_text(json.dumps(audio_recipe(clips)))
-    result = CliRunner().invoke(app, ["explore", str(recipe), "--output", str(tmp_path / "report")])
-    assert result.exit_code == 0, result.output
-    report = (tmp_path / "report" / "report.md").read_text()
+    report = explore_report(audio_recipe(clips), tmp_path)
     assert "| sweep |" in report and "duration (s)" in report and "dBFS" in report
     for plot in ("class_balance.png", "clip_durations.png", "clip_examples.png"):
         assert (tmp_path / "report" / plot).stat().st_size > 1000, plot

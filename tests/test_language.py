@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import interrupt_training
+from conftest import explore_report, interrupt_training
 from typer.testing import CliRunner
 
 import ensayo
@@ -201,11 +201,7 @@ def test_text_output_recipes_are_checked(corpus: Path) -> None:
 
 
 def test_explore_a_corpus(corpus: Path, tmp_path: Path) -> None:
-    recipe = tmp_path / "lm.yaml"
-    recipe.write_text(json.dumps(lm_recipe(corpus)))
-    result = CliRunner().invoke(app, ["explore", str(recipe), "--output", str(tmp_path / "report")])
-    assert result.exit_code == 0, result.output
-    report = (tmp_path / "report" / "report.md").read_text()
+    report = explore_report(lm_recipe(corpus), tmp_path)
     assert "words per sentence" in report and "Most frequent words" in report and "`the`" in report
     assert "#39;" not in report
     assert (tmp_path / "report" / "corpus_lengths.png").stat().st_size > 1000

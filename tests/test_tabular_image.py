@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import explore_report
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -177,9 +178,7 @@ def test_fused_model_learns_reloads_and_explores(pois: Path, tmp_path: Path) -> 
         pl.col("image").map_elements(lambda p: str(pois.parent / p), return_dtype=pl.String))
     np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(table), saved.predict_proba(table),
                                rtol=1e-5)
-    result = CliRunner().invoke(app, ["explore", str(recipe_file), "--output", str(tmp_path / "report")])
-    assert result.exit_code == 0, result.output
-    report = (tmp_path / "report" / "report.md").read_text()
+    report = explore_report(poi_recipe(pois), tmp_path)
     assert "bin edges (fitted on train)" in report and "32 x 32" in report
     for plot in ("level_edges.png", "correlations.png", "photo_examples.png", "class_balance.png"):
         assert (tmp_path / "report" / plot).stat().st_size > 1000, plot

@@ -37,6 +37,17 @@ TRACKING_FILE = "tracking.json"
 EpochCallback = Callable[[dict[str, float]], None]
 
 
+def _epoch_logger(tracker: Tracker, then: EpochCallback | None) -> EpochCallback:
+    """Each epoch's record to MLflow, then to the caller's callback (a study's pruner)."""
+
+    def on_epoch(record: dict[str, float]) -> None:
+        tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
+        if then:
+            then(record)
+
+    return on_epoch
+
+
 def _labels(table: pl.DataFrame, recipe: Recipe) -> list[str]:
     return table[recipe.output.column].cast(pl.String).to_list()
 
@@ -101,12 +112,8 @@ class Experiment:
             probabilities = runs.predict_proba(current, validation, recipe.train.eval_batch_size)
             return ev.score(probabilities, val_true, self.output, "val/")
 
-        def on_epoch(record: dict[str, float]) -> None:
-            self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
-            if self.on_epoch:
-                self.on_epoch(record)
-
-        state = trainer.fit(encoded["train"], evaluate if len(validation) else None, on_epoch)
+        state = trainer.fit(encoded["train"], evaluate if len(validation) else None,
+                            _epoch_logger(self.tracker, self.on_epoch))
         save_weights(trainer.model, self.run_dir / runs.WEIGHTS)
         metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
@@ -202,12 +209,8 @@ class LanguageExperiment:
         def evaluate(current: torch.nn.Module) -> dict[str, float]:
             return lm.language_metrics(current, validation, size, "val/")
 
-        def on_epoch(record: dict[str, float]) -> None:
-            self.tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
-            if self.on_epoch:
-                self.on_epoch(record)
-
-        state = trainer.fit(windows["train"], evaluate if len(validation) else None, on_epoch)
+        state = trainer.fit(windows["train"], evaluate if len(validation) else None,
+                            _epoch_logger(self.tracker, self.on_epoch))
         save_weights(trainer.model, self.run_dir / runs.WEIGHTS)
         metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan"),

@@ -20,8 +20,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import yaml
 
 from ensayo import runs
+from ensayo.config import flatten
 from ensayo.study import RESULTS_FILE, STUDY_FILE, interval95
 from ensayo.trainer import higher_is_better
 
@@ -107,15 +109,11 @@ def _config_order(directory: Path) -> dict[str, int]:
 
 
 def _records_from_directory(directory: Path, metric: str) -> list[RunRecord]:
-    from ensayo.config import flatten
-
     records = []
     for trial in runs.read_json(directory / RESULTS_FILE)["trials"]:
         run_dir = directory / trial["directory"]
         params = {}
         if (run_dir / runs.RECIPE).is_file():
-            import yaml
-
             params = {k: str(v) for k, v in flatten(yaml.safe_load((run_dir / runs.RECIPE).read_text())).items()}
         curves: dict[str, list[tuple[int, float]]] = {}
         if (run_dir / runs.HISTORY).is_file():
@@ -296,18 +294,18 @@ def render_html(title: str, description: str, header: list[str], body: list[list
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
     images = "".join(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, data in figures)
-    failed = ""
+    lists = ""
     if failures:
         items = "".join(f"<li><code>{html.escape(r.config)}</code> repeat {r.repeat}: {html.escape(r.status)}"
                         f" – {html.escape(r.error)}</li>" for r in failures)
-        failed = f"<h2>Trials that did not finish</h2><ul>{items}</ul>"
+        lists = f"<h2>Trials that did not finish</h2><ul>{items}</ul>"
     if settings:
         items = "".join(f"<li><code>{html.escape(name)}</code>: {html.escape(text)}</li>" for name, text in settings)
-        failed += f"<h2>What each configuration sets</h2><ul>{items}</ul>"
+        lists += f"<h2>What each configuration sets</h2><ul>{items}</ul>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>"
             f"<h2>Configurations</h2><table id='experiments'><thead><tr>{cells}</tr></thead><tbody>{rows}</tbody>"
-            f"</table>{failed}<h2>Plots</h2>{images}</body></html>")
+            f"</table>{lists}<h2>Plots</h2>{images}</body></html>")
 
 
 def build_report(records: list[RunRecord], metric: str, title: str, description: str, target: Path) -> Path:

@@ -317,7 +317,7 @@ class Study:
             raise RecipeError(f"{recipe_path}: a recipe must be a mapping")
         raw.setdefault("name", Path(config.recipe).stem)
         self.recipe_raw = raw
-        self.recipe_base = expand_path(config.recipe, base).resolve().parent
+        self.recipe_base = recipe_path.resolve().parent
 
     # ------------------------------------------------------------------ public
     def run(self) -> list[dict[str, Any]]:
@@ -416,15 +416,12 @@ class Study:
                    on_epoch: Callable[[dict[str, float]], None] | None) -> TrialResult:
         from ensayo.pipeline import run
 
-        directory = self.output / "trials" / name / f"seed{repeat}"
-        result = TrialResult(name, repeat, str(directory.relative_to(self.output)), "finished", settings)
-        if (directory / runs.METRICS).is_file():
-            result.metrics = runs.read_json(directory / runs.METRICS)
-            return result
-        if (directory / ERROR_FILE).is_file() and not self.retry_failed:
-            result.status, result.error = _read_error(directory / ERROR_FILE)
-            return result
+        directory = self._trial_dir(name, repeat)
+        recorded = self._recorded(name, settings, repeat)
+        if recorded and (recorded.status != "failed" or not self.retry_failed):
+            return recorded
         (directory / ERROR_FILE).unlink(missing_ok=True)
+        result = TrialResult(name, repeat, str(directory.relative_to(self.output)), "finished", settings)
         label = f"{name} (repeat {repeat + 1}/{self.config.repeats})"
         self.console.rule(f"[bold]{self.config.name}[/]: {label}")
         tags = {"ensayo.study": self.config.name, "ensayo.config": name, "ensayo.repeat": str(repeat),
@@ -494,18 +491,23 @@ class Study:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def _read_configuration(self, name: str, settings: dict[str, Any]) -> list[TrialResult]:
-        found = []
-        for repeat in range(self.config.repeats):
-            directory = self.output / "trials" / name / f"seed{repeat}"
-            result = TrialResult(name, repeat, str(directory.relative_to(self.output)), "finished", settings)
-            if (directory / runs.METRICS).is_file():
-                result.metrics = runs.read_json(directory / runs.METRICS)
-            elif (directory / ERROR_FILE).is_file():
-                result.status, result.error = _read_error(directory / ERROR_FILE)
-            else:
-                continue
-            found.append(result)
-        return found
+        recorded = (self._recorded(name, settings, repeat) for repeat in range(self.config.repeats))
+        return [result for result in recorded if result is not None]
+
+    def _trial_dir(self, name: str, repeat: int) -> Path:
+        return self.output / "trials" / name / f"seed{repeat}"
+
+    def _recorded(self, name: str, settings: dict[str, Any], repeat: int) -> TrialResult | None:
+        """A trial that ended in an earlier session (finished, failed or pruned), or None."""
+        directory = self._trial_dir(name, repeat)
+        result = TrialResult(name, repeat, str(directory.relative_to(self.output)), "finished", settings)
+        if (directory / runs.METRICS).is_file():
+            result.metrics = runs.read_json(directory / runs.METRICS)
+        elif (directory / ERROR_FILE).is_file():
+            result.status, result.error = _read_error(directory / ERROR_FILE)
+        else:
+            return None
+        return result
 
     # ----------------------------------------------------------------- mlflow
     def _start_parent(self) -> None:

@@ -370,15 +370,12 @@ class AudioRnnEncoder(Encoder):
         return self.frames(self.augment(x).transpose(1, 2))
 
 
-class CnnRnnConfig(Strict):
-    type: Literal["cnn_rnn"]
+class CnnRnnConfig(AudioRnnConfig):
+    """The recurrent options of `rnn` (one layer by default), after convolution blocks of `channels`."""
+
+    type: Literal["cnn_rnn"]  # type: ignore[assignment]
     channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
-    cell: Literal["lstm", "gru"] = "lstm"
-    hidden_size: int = Field(128, gt=0)
     layers: int = Field(1, ge=1)
-    bidirectional: bool = True
-    pooling: Literal["mean_max", "mean", "last"] = "mean_max"
-    dropout: float = Field(0.2, ge=0, lt=1)
 
 
 @AudioFeature.register_encoder("cnn_rnn")
