@@ -135,18 +135,9 @@ def train_recipe(recipe: str, output: Path, existing: Path | None = None) -> dic
                                     temperature=0.8, top_k=None, top_p=0.95, seed=seed)) for seed in (0, 1, 2)]
     return {"test_bits_per_char": metrics["test/bits_per_char"], "test_perplexity": metrics["test/perplexity"],
             "fit_seconds": metrics["fit_seconds"], "epochs": len(json.loads((output / "history.json").read_text())),
-            "parameters": int(metrics["parameters"]), "test_unknown_share": unknown_share(run),
+            "parameters": int(metrics["parameters"]), "test_unknown_share": metrics["test/unknown_share"],
+            "test_spelling_bits_per_char": metrics["test/spelling_bits_per_char"],
             "samples": [PROMPT + s for s in samples]}
-
-
-def unknown_share(run) -> float:
-    """The share of test tokens that are <unk>: a word model is not charged for spelling those words,
-    so its bits per character are a little flattering when this is not small."""
-    from ensayo.data import load_splits
-    from ensayo.language import documents
-
-    stream, _ = run.tokenizer.stream(documents(load_splits(run.recipe).test, run.recipe.output))
-    return float((stream == 0).float().mean())
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Text output: language models over a corpus, bits per character, generation from a saved run."""
 
 import csv
+import itertools
 import json
 import math
 import random
@@ -16,8 +17,17 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.config import OutputConfig, RecipeError, load_recipe
-from ensayo.language import Tokenizer, TokenWindows, documents, language_metrics, picker
+from ensayo.config import LanguageModelConfig, OutputConfig, RecipeError, load_recipe
+from ensayo.language import (
+    HashedNgrams,
+    RecurrentLanguageModel,
+    Spelling,
+    Tokenizer,
+    TokenWindows,
+    documents,
+    language_metrics,
+    picker,
+)
 from ensayo.trainer import CHECKPOINT
 
 SUBJECTS = ["The bank", "A team", "The company", "Our city", "The minister"]
@@ -104,6 +114,28 @@ def test_bits_per_char_of_a_uniform_model_is_log2_of_the_vocabulary(stride: int)
     # a word model's tokens stand for more characters: the same loss is fewer bits per character
     words = TokenWindows(windows.stream, 8, characters=4 * 65)
     assert language_metrics(Uniform(), words, 4, stride=stride)["bits_per_char"] == pytest.approx(1.0)
+    # and what spelling its unknown words costs is added, per character
+    spelt = language_metrics(Uniform(), TokenWindows(windows.stream, 8, 4 * 65, spelling_bits=130.0), 4,
+                             stride=stride)
+    assert spelt["bits_per_char"] == pytest.approx(1.5)
+    assert spelt["spelling_bits_per_char"] == pytest.approx(0.5)
+    assert spelt["unknown_share"] == pytest.approx(float((windows.stream == 0).float().mean()))
+
+
+def test_unknown_words_are_charged_their_spelling() -> None:
+    tokenizer = Tokenizer("word", ["<unk>", "<eod>", "the", "bank"])
+    assert tokenizer.unknown_words(["The bank lent zorbas", "the bank"]) == ["The", "lent", "zorbas"]
+    assert Tokenizer("char", ["<unk>", "<eod>", "a"]).unknown_words(["ab"]) == []
+    assert sorted(tokenizer.rare_words(["the bank lent", "the lent bank zorbas"])) == ["lent", "lent", "zorbas"]
+    # a distribution over words: all the words of up to eight letters over its alphabet and the unseen
+    # characters ("~" stands for each of the 65,536) hold at most all of the mass, and nearly all of it
+    short = Spelling(["ab", "ba", "a", "abba"])
+    words = ["".join(letters) for n in range(9) for letters in itertools.product("ab~", repeat=n)]
+    mass = sum(2.0 ** -(short.bits([w]) - Spelling.UNSEEN_BITS * w.count("~")) for w in words)
+    assert 0.95 < mass <= 1.0 + 1e-9
+    spelling = Spelling(["lent", "loan", "lend", "zorbas"])
+    assert spelling.bits(["lent"]) < spelling.bits(["tnel"])  # seen bigrams are cheaper
+    assert spelling.bits(["lent", "loan"]) == pytest.approx(spelling.bits(["lent"]) + spelling.bits(["loan"]))
 
 
 def test_overlapping_windows_score_every_token_once_with_long_contexts() -> None:
@@ -145,6 +177,8 @@ def test_sampling_respects_top_k_and_top_p() -> None:
     {"architecture": "transformer", "layers": 2, "positions": "learned"},
     {"architecture": "transformer", "layers": 2, "positions": "rotary"},
     {"architecture": "lstm", "level": "word"},
+    {"architecture": "gru", "ngrams": [2, 3], "ngram_buckets": 512},
+    {"architecture": "transformer", "layers": 1, "positions": "rotary", "ngrams": [2, 3, 4], "ngram_buckets": 1024},
 ])
 def test_language_models_learn_the_corpus_and_generate(corpus: Path, tmp_path: Path, model: dict) -> None:
     word = model.get("level") == "word"
@@ -164,6 +198,57 @@ def test_language_models_learn_the_corpus_and_generate(corpus: Path, tmp_path: P
                                       "--seed", "3", "--top-k", "5", "--top-p", "0.9", "--temperature", "0.7"])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("The bank") and len(result.stdout) > len("The bank") + 20
+
+
+def test_hashed_ngrams_see_exactly_their_order_and_continue_across_windows() -> None:
+    torch.manual_seed(0)
+    ngrams = HashedNgrams([2, 4], buckets=4096, dim=8)
+    tokens = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    full = ngrams(tokens)
+    # a window that starts later, told the tokens before it, embeds its positions as the long window did
+    assert torch.allclose(ngrams(tokens[:, 3:], tokens[:, :3]), full[:, 3:])
+    # the last position's longest n-gram is (7, 8, 9, 10): the token four back does not reach it, three back does
+    far, near = tokens.clone(), tokens.clone()
+    far[0, 1], near[0, 2] = 50, 50
+    assert torch.equal(ngrams(far)[0, -1], full[0, -1])
+    assert not torch.allclose(ngrams(near)[0, -1], full[0, -1])
+
+
+def test_ngram_dropout_drops_whole_orders_in_training_only() -> None:
+    torch.manual_seed(0)
+    ngrams = HashedNgrams([2], buckets=4096, dim=8, dropout=0.5)
+    tokens = torch.randint(0, 30, (4, 200))
+    kept = ngrams.eval()(tokens)
+    dropped = ngrams.train()(tokens)
+    gone = (dropped == 0).all(dim=-1)
+    assert 0.4 < float(gone.float().mean()) < 0.6
+    # the positions kept are scaled up, so that a position's expected embedding is what evaluation sees
+    torch.testing.assert_close(dropped[~gone], kept[~gone] * 2)
+    assert torch.equal(ngrams.eval()(tokens), kept)
+
+
+def test_a_recurrent_model_with_ngrams_generates_as_it_was_trained() -> None:
+    torch.manual_seed(0)
+    config = LanguageModelConfig(architecture="gru", dim=16, hidden_size=16, layers=1, dropout=0.0,
+                                 ngrams=[2, 3], ngram_buckets=512)
+    model = RecurrentLanguageModel(20, config, context=16).eval()
+    seen: list[torch.Tensor] = []
+
+    def greedy(logits: torch.Tensor) -> int:
+        seen.append(logits.clone())
+        return int(logits.argmax())
+
+    prompt = [3, 4, 5]
+    generated = list(model.sample(prompt, 6, greedy))
+    # one token at a time (state + the n-gram history) gives the logits of one pass over the whole text
+    whole, _ = model({"tokens": torch.tensor([prompt + generated])}, flat=False)
+    assert torch.allclose(torch.stack(seen), whole[0, len(prompt) - 1: -1], atol=1e-5)
+
+
+def test_ngram_orders_are_checked(corpus: Path) -> None:
+    for orders in ([1, 2], [2, 2], [7]):
+        with pytest.raises(RecipeError, match="n-gram orders"):
+            load_recipe(lm_recipe(corpus, ngrams=orders))
 
 
 def test_language_model_training_resumes_after_an_interrupt(corpus: Path, tmp_path: Path,

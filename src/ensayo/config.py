@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class RecipeError(ValueError):
@@ -184,6 +184,20 @@ class LanguageModelConfig(Strict):
     positions: Literal["learned", "rotary"] = "learned"
     dropout: float = Field(0.1, ge=0, lt=1)
     tie_weights: bool = True
+    ngrams: list[int] = Field(default_factory=list, description=(
+        "hashed n-gram input embeddings: for each order n listed (2-6), the n tokens ending at a position "
+        "are hashed into `ngram_buckets` rows of their own table and added to that position's embedding"))
+    ngram_buckets: int = Field(65536, ge=16, description="rows of each hashed n-gram table")
+    ngram_dropout: float = Field(0.0, ge=0, lt=1, description=(
+        "in training, each order's n-gram embedding is dropped at this share of positions, so that the model "
+        "learns to fall back on shorter n-grams and its own context instead of memorising long ones"))
+
+    @field_validator("ngrams")
+    @classmethod
+    def _orders(cls, value: list[int]) -> list[int]:
+        if any(not 2 <= n <= 6 for n in value) or len(set(value)) != len(value):
+            raise ValueError("n-gram orders are distinct integers from 2 to 6")
+        return sorted(value)
 
 
 class ModelConfig(Strict):

@@ -8,7 +8,9 @@ returns (tokens, vocabulary) logits and the labels are the flattened next tokens
 
 Bits per character are the summed negative log2-likelihood of a split's tokens divided by the number of
 characters of its text (end-of-document marks count as one character each), for word models too, so
-that the two levels compare.
+that the two levels compare. A word model predicts <unk> for a word outside its vocabulary and would
+never pay for that word's letters: each such word is also charged its spelling under a character bigram
+model of the training split's rare words (`Spelling`), so its bits stay honest.
 """
 
 from __future__ import annotations
@@ -87,6 +89,20 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return "".join(self.decode_token(t, ids[i - 1] if i else None) for i, t in enumerate(ids))
 
+    def unknown_words(self, texts: list[str]) -> list[str]:
+        """The words of `texts` outside the vocabulary, in order (none for characters)."""
+        if self.level == "char":
+            return []
+        return [word for text in texts for word in _WORD.findall(text) if word not in self.index]
+
+    def rare_words(self, texts: list[str]) -> list[str]:
+        """What new words look like, from training texts: the words seen once, and any other word the
+        vocabulary left out (Good-Turing's reasoning: the words seen once stand for the words not seen)."""
+        if self.level == "char":
+            return []
+        counts = Counter(word for text in texts for word in _WORD.findall(text))
+        return [word for word, n in counts.items() for _ in range(n) if n == 1 or word not in self.index]
+
     def stream(self, texts: list[str]) -> tuple[torch.Tensor, int]:
         """All documents as one id stream, each closed by <eod>; and the characters the stream stands for."""
         ids: list[int] = []
@@ -105,14 +121,44 @@ class Tokenizer:
         return cls(state["level"], list(state["tokens"]))
 
 
+class Spelling:
+    """A character bigram model of words (add-k smoothed, with an end mark and a bucket for characters it
+    never saw): the cost, in bits, of spelling out the words a word model can only call <unk>."""
+
+    UNSEEN_BITS = 16.0  # naming a character outside the alphabet, as one of 65,536
+
+    def __init__(self, words: list[str], k: float = 0.1) -> None:
+        self.alphabet = {c: i for i, c in enumerate(sorted({c for w in words for c in w}))}
+        size = len(self.alphabet) + 2  # + the end mark and the unseen-character bucket
+        counts = np.full((size, size), k)  # rows: previous (0: the start), columns: next (0: the end)
+        for word in words:
+            codes = self._codes(word)
+            np.add.at(counts, (codes[:-1], codes[1:]), 1.0)
+        self.log2_probability = np.log2(counts / counts.sum(axis=1, keepdims=True))
+
+    def _codes(self, word: str) -> np.ndarray:
+        unseen = len(self.alphabet) + 1
+        return np.array([0, *(self.alphabet.get(c, unseen - 1) + 1 for c in word), 0])
+
+    def bits(self, words: list[str]) -> float:
+        total = 0.0
+        for word in words:
+            codes = self._codes(word)
+            total -= float(self.log2_probability[codes[:-1], codes[1:]].sum())
+            total += self.UNSEEN_BITS * int((codes == len(self.alphabet) + 1).sum())
+        return total
+
+
 @dataclass
 class TokenWindows:
     """A split's token stream cut into windows; batches are what the trainer expects:
-    ({"tokens": (batch, context)}, next tokens flattened to (batch * context,))."""
+    ({"tokens": (batch, context)}, next tokens flattened to (batch * context,)).
+    `spelling_bits`: what spelling the stream's <unk> words costs (word models; see `Spelling`)."""
 
     stream: torch.Tensor
     context: int
     characters: int
+    spelling_bits: float = 0.0
 
     def __len__(self) -> int:
         return max((len(self.stream) - 1) // self.context, 0)
@@ -146,6 +192,56 @@ def register_language_model(*names: str):
     return decorate
 
 
+class HashedNgrams(nn.Module):
+    """Embeddings of the n-grams that end at each position, hashed into a fixed number of rows per order.
+
+    A position's embedding becomes its token's plus one row per order: the model starts from local
+    statistics a count-based n-gram model has for free, and spends its layers on the longer range.
+    `previous` (batch, n - 1) holds the tokens before the window, when known (generation step by step);
+    otherwise the first positions hash their missing predecessors as a padding id."""
+
+    PRIME = 2_147_483_647  # keeps every intermediate hash inside int64
+
+    def __init__(self, orders: list[int], buckets: int, dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.orders, self.buckets, self.dropout = list(orders), buckets, dropout
+        # sparse gradients: a batch touches a few thousand of the rows (the trainer gives them SparseAdam)
+        self.tables = nn.ModuleList(nn.Embedding(buckets, dim, sparse=True) for _ in self.orders)
+        for table in self.tables:
+            nn.init.normal_(table.weight, std=0.02)
+
+    @property
+    def history(self) -> int:
+        return max(self.orders, default=1) - 1
+
+    def forward(self, tokens: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        length = tokens.shape[1]
+        if previous is None:
+            previous = torch.full((tokens.shape[0], self.history), -1, dtype=tokens.dtype, device=tokens.device)
+        padded = torch.cat([previous[:, previous.shape[1] - self.history:], tokens], dim=1) + 2
+        total = torch.zeros(*tokens.shape, self.tables[0].embedding_dim, device=tokens.device)
+        code = torch.zeros_like(tokens)
+        tables = dict(zip(self.orders, self.tables, strict=True))
+        for back in range(self.history + 1):  # fold in the token `back` places before each position
+            start = self.history - back
+            code = (code * 1_000_003 + padded[:, start: start + length]) % self.PRIME
+            if back + 1 in tables:
+                total = total + self._drop(tables[back + 1](code % self.buckets))
+        return total
+
+    def _drop(self, embedded: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.dropout == 0:
+            return embedded
+        kept = torch.rand(*embedded.shape[:-1], 1, device=embedded.device) >= self.dropout
+        return embedded * kept / (1 - self.dropout)
+
+
+def ngram_embedding(config: LanguageModelConfig) -> HashedNgrams | None:
+    if not config.ngrams:
+        return None
+    return HashedNgrams(config.ngrams, config.ngram_buckets, config.dim, config.ngram_dropout)
+
+
 @register_language_model("lstm", "gru")
 class RecurrentLanguageModel(nn.Module):
     """Embedding -> stacked LSTM / GRU -> projection to the embedding width -> (tied) output layer."""
@@ -159,21 +255,33 @@ class RecurrentLanguageModel(nn.Module):
         self.project = nn.Linear(config.hidden_size, config.dim)
         self.dropout = nn.Dropout(config.dropout)
         self.out = nn.Linear(config.dim, vocabulary)
+        self.ngrams = ngram_embedding(config)
         if config.tie_weights:
             self.out.weight = self.embed.weight
 
     def forward(self, batch: dict[str, torch.Tensor], state: Any = None, flat: bool = True) -> Any:
-        outputs, state = self.rnn(self.dropout(self.embed(batch["tokens"])), state)
+        tokens = batch["tokens"]
+        x = self.embed(tokens)
+        if self.ngrams is not None:
+            x = x + self.ngrams(tokens, batch.get("previous"))
+        outputs, state = self.rnn(self.dropout(x), state)
         logits = self.out(self.dropout(self.project(outputs)))
         return logits.flatten(0, 1) if flat else (logits, state)
 
     @torch.no_grad()
     def sample(self, prompt: list[int], steps: int, pick: Any) -> Iterator[int]:
+        history = self.ngrams.history if self.ngrams is not None else 0
+        tokens = list(prompt)
         logits, state = self({"tokens": torch.tensor([prompt])}, flat=False)
         for _ in range(steps):
             token = pick(logits[0, -1])
             yield token
-            logits, state = self({"tokens": torch.tensor([[token]])}, state, flat=False)
+            batch = {"tokens": torch.tensor([[token]])}
+            if history:
+                before = ([-1] * history + tokens)[-history:]
+                batch["previous"] = torch.tensor([before])
+            tokens.append(token)
+            logits, state = self(batch, state, flat=False)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -231,6 +339,7 @@ class TransformerLanguageModel(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
         self.out = nn.Linear(config.dim, vocabulary, bias=False)
         self.apply(self._init)
+        self.ngrams = ngram_embedding(config)
         for name, parameter in self.named_parameters():  # GPT-2's scaled start for residual projections
             if name.endswith(("proj.weight", "mlp.2.weight")):
                 nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.layers))
@@ -248,6 +357,8 @@ class TransformerLanguageModel(nn.Module):
         tokens = batch["tokens"]
         length = tokens.shape[1]
         x = self.embed(tokens)
+        if self.ngrams is not None:
+            x = x + self.ngrams(tokens)
         rotary = None
         if self.positions is not None:
             x = x + self.positions(torch.arange(length, device=tokens.device))
@@ -303,11 +414,16 @@ def language_metrics(model: nn.Module, windows: TokenWindows, batch_size: int, p
     model.train()
     if tokens == 0:
         return {}
-    # the scored tokens are this share of the stream; the characters counted are the same share of the text's
-    characters = windows.characters * tokens / len(windows.stream)
+    # the scored tokens are this share of the stream; the characters counted (and the <unk> words spelt)
+    # are the same share of the text's
+    share = tokens / len(windows.stream)
+    characters = windows.characters * share
+    spelling = windows.spelling_bits * share / characters
     loss = total / tokens
     return {f"{prefix}loss": loss, f"{prefix}perplexity": math.exp(min(loss, 50.0)),
-            f"{prefix}bits_per_char": total / math.log(2) / characters}
+            f"{prefix}bits_per_char": total / math.log(2) / characters + spelling,
+            f"{prefix}spelling_bits_per_char": spelling,
+            f"{prefix}unknown_share": float((windows.stream == 0).float().mean())}
 
 
 # ---------------------------------------------------------------------------------------- sampling

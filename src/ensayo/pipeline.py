@@ -189,10 +189,12 @@ class LanguageExperiment:
         else:
             tokenizer = lm.Tokenizer.fit(texts["train"], output)
             runs.write_json(state_file, {"inputs": {}, "output": tokenizer.state()})
+        spelling = lm.Spelling(tokenizer.rare_words(texts["train"]))
         windows = {}
         for name, documents in texts.items():
             stream, characters = tokenizer.stream(documents)
-            windows[name] = lm.TokenWindows(stream, output.context, characters)
+            spelling_bits = spelling.bits(tokenizer.unknown_words(documents))
+            windows[name] = lm.TokenWindows(stream, output.context, characters, spelling_bits)
         self.console.print(f"  {output.level} vocabulary {len(tokenizer):,}; training stream "
                            f"{len(windows['train'].stream):,} tokens in {len(windows['train']):,} windows")
         device = pick_device(recipe.train.device)
@@ -308,7 +310,9 @@ def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, t
                          "test/bits_per_char", "test/perplexity", "fit_seconds") if k in metrics]
     console.print("[bold green]done[/]: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown))
     console.print(f"  metrics: {run_dir / runs.METRICS}")
-    console.print(f"  report:  {run_dir}/ (learning_curves.png, confusion.png, per_class.csv)")
+    made = [name for name in ("learning_curves.png", "confusion.png", "per_class.csv", "samples.txt")
+            if (run_dir / name).is_file()]
+    console.print(f"  report:  {run_dir}/ ({', '.join(made)})")
     if tracker.run_id:
         console.print(f"  mlflow:  run {tracker.run_id} in {tracker.uri}; "
                       f"browse with `mlflow ui --backend-store-uri {tracker.uri}`", soft_wrap=True)
