@@ -135,8 +135,10 @@ def train_recipe(recipe: str, output: Path, existing: Path | None = None) -> dic
                                     temperature=0.8, top_k=None, top_p=0.95, seed=seed)) for seed in (0, 1, 2)]
     return {"test_bits_per_char": metrics["test/bits_per_char"], "test_perplexity": metrics["test/perplexity"],
             "fit_seconds": metrics["fit_seconds"], "epochs": len(json.loads((output / "history.json").read_text())),
-            "parameters": int(metrics["parameters"]), "test_unknown_share": metrics["test/unknown_share"],
-            "test_spelling_bits_per_char": metrics["test/spelling_bits_per_char"],
+            "parameters": int(metrics["parameters"]),
+            # runs made before word models were charged for spelling their <unk> words have neither (null)
+            "test_unknown_share": metrics.get("test/unknown_share"),
+            "test_spelling_bits_per_char": metrics.get("test/spelling_bits_per_char"),
             "samples": [PROMPT + s for s in samples]}
 
 
