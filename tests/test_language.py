@@ -224,7 +224,6 @@ def test_ngram_dropout_drops_whole_orders_in_training_only() -> None:
     assert 0.4 < float(gone.float().mean()) < 0.6
     # the positions kept are scaled up, so that a position's expected embedding is what evaluation sees
     torch.testing.assert_close(dropped[~gone], kept[~gone] * 2)
-    assert torch.equal(ngrams.eval()(tokens), kept)
 
 
 def test_a_recurrent_model_with_ngrams_generates_as_it_was_trained() -> None:

@@ -52,12 +52,12 @@ def read_texts(path: Path, column: str, filters: list[str] | None = None, limit:
     return texts[:limit] if limit else texts
 
 
-def fit_word_vectors(sentences: list[list[str]], settings: WordVectorTraining) -> Any:
-    """gensim KeyedVectors trained on token lists."""
+def fit_word_vectors(sentences: list[list[str]], settings: WordVectorTraining, source: str) -> Any:
+    """gensim KeyedVectors trained on token lists; `source` names them in an error."""
     from gensim.models import FastText, Word2Vec
 
     if not sentences:
-        raise DataError("no text to train word vectors on")
+        raise DataError(f"no text to train word vectors for {source}")
     trainer = FastText if settings.method == "fasttext" else Word2Vec
     model = trainer(sentences=sentences, vector_size=settings.dim, window=settings.window,
                     min_count=settings.min_count, epochs=settings.epochs, sg=int(settings.skip_gram),
@@ -69,10 +69,8 @@ def train_word_vectors(texts: Iterable[str], job: EmbeddingJob, target: Path) ->
     """Tokenize with the feature's pipeline, train, write `target` (.vec); returns what was done."""
     pipeline = TextPipeline(preprocessing_for(job))
     sentences = [tokens for tokens in (pipeline(t) for t in texts) if tokens]
-    if not sentences:
-        raise DataError(f"no text to train word vectors for {target.name}")
     started = time.perf_counter()
-    vectors = fit_word_vectors(sentences, job)
+    vectors = fit_word_vectors(sentences, job, target.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
     vectors.save_word2vec_format(str(partial))

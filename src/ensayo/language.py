@@ -128,24 +128,24 @@ class Spelling:
     UNSEEN_BITS = 16.0  # naming a character outside the alphabet, as one of 65,536
 
     def __init__(self, words: list[str], k: float = 0.1) -> None:
-        self.alphabet = {c: i for i, c in enumerate(sorted({c for w in words for c in w}))}
-        size = len(self.alphabet) + 2  # + the end mark and the unseen-character bucket
-        counts = np.full((size, size), k)  # rows: previous (0: the start), columns: next (0: the end)
+        # code 0 is both the start (as the previous symbol) and the end mark (as the next); letters from 1
+        self.alphabet = {c: i for i, c in enumerate(sorted({c for w in words for c in w}), start=1)}
+        self.unseen = len(self.alphabet) + 1
+        counts = np.full((self.unseen + 1, self.unseen + 1), k)
         for word in words:
             codes = self._codes(word)
             np.add.at(counts, (codes[:-1], codes[1:]), 1.0)
         self.log2_probability = np.log2(counts / counts.sum(axis=1, keepdims=True))
 
     def _codes(self, word: str) -> np.ndarray:
-        unseen = len(self.alphabet) + 1
-        return np.array([0, *(self.alphabet.get(c, unseen - 1) + 1 for c in word), 0])
+        return np.array([0, *(self.alphabet.get(c, self.unseen) for c in word), 0])
 
     def bits(self, words: list[str]) -> float:
         total = 0.0
         for word in words:
             codes = self._codes(word)
             total -= float(self.log2_probability[codes[:-1], codes[1:]].sum())
-            total += self.UNSEEN_BITS * int((codes == len(self.alphabet) + 1).sum())
+            total += self.UNSEEN_BITS * int((codes == self.unseen).sum())
         return total
 
 

@@ -269,7 +269,8 @@ class TextFeature(Feature):
         if spec and spec.train:
             from ensayo.embeddings import fit_word_vectors
 
-            self._attach_vectors(counts, fit_word_vectors([t for t in tokenized if t], spec.train))
+            sentences = [t for t in tokenized if t]
+            self._attach_vectors(counts, fit_word_vectors(sentences, spec.train, f"input {self.name!r}"))
         elif spec and spec.path:
             self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
         return self
