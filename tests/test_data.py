@@ -7,8 +7,10 @@ import polars as pl
 import pytest
 from conftest import make_titles, recipe_dict, write_challenge_csv
 
-from ensayo.config import load_recipe
+import ensayo
+from ensayo.config import RecipeError, load_recipe
 from ensayo.data import DataError, load_splits, parse_filter, read_for_inference
+from ensayo.derive import DeriveError
 
 
 def splits_of(raw: dict):
@@ -168,3 +170,34 @@ def test_rows_read_counts_each_files_bad_rows_once(tmp_path: Path) -> None:
     report = splits_of(raw).report
     assert len(report.bad_rows) == 3
     assert report.rows_read == 20 + 1 + 10 + 2
+
+
+def test_joined_text_columns_are_made_for_training_and_for_prediction(tmp_path: Path) -> None:
+    source = tmp_path / "news.csv"
+    rows = [(title, "", label) if i % 5 == 0 else (title, f"about {label.lower()}", label)
+            for i, (title, label) in enumerate(make_titles(20))]
+    pl.DataFrame(rows, schema=["title", "description", "category"], orient="row").write_csv(source)
+    raw = recipe_dict(source)
+    raw["data"]["filters"] = []
+    raw["derive"] = [{"name": "article", "join": ["title", "description"], "separator": ". "}]
+    raw["inputs"] = [{"name": "article", "type": "text"}]
+    raw["model"] = {"type": "tfidf_linear"}
+    train = splits_of(raw).train
+    joined = dict(zip(train["title"].to_list(), train["article"].to_list(), strict=True))
+    described = train.filter(pl.col("description") != "").row(0, named=True)
+    assert joined[described["title"]] == f"{described['title']}. {described['description']}"
+    bare = train.filter(pl.col("description").is_null() | (pl.col("description") == "")).row(0, named=True)
+    assert joined[bare["title"]] == bare["title"]  # an empty part leaves no stray separator
+
+    # a saved run joins the columns of new rows itself
+    saved = ensayo.run(raw, output=tmp_path / "run", track=False)
+    labels, _ = ensayo.load_run(tmp_path / "run").predict(
+        pl.DataFrame({"title": ["Zapatillas Nike running"], "description": ["about shoes"]}))
+    assert labels[0][0] == "SHOES" and saved.metrics["test/balanced_accuracy"] > 0.9
+
+    raw["derive"][0]["join"] = ["title", "descripton"]
+    with pytest.raises(DeriveError, match=r"derive.0 \(article\): join names column 'descripton'.*'description'"):
+        splits_of(raw)
+    raw["derive"][0]["expression"] = "1 + 1"
+    with pytest.raises(RecipeError, match="exactly one of expression, bin or join"):
+        load_recipe(raw)

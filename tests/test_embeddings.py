@@ -104,6 +104,34 @@ def test_a_frozen_sentence_encoder_classifies_and_its_run_predicts(tmp_path: Pat
     assert labels[0][0] == "DRILLS"
 
 
+def test_a_linear_model_reads_sentence_vectors_beside_its_ngrams(tmp_path: Path, titles_csv: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENSAYO_CACHE", str(tmp_path / "cache"))
+    recipe = recipe_dict(titles_csv)
+    recipe["inputs"].append({"name": "meaning", "type": "sentence", "column": "title",
+                             "preprocessing": {"model": "use"}})
+    recipe["model"] = {"type": "tfidf_linear", "linear": {"word_ngrams": [1, 1], "char_ngrams": None,
+                                                          "sentence_weight": 2.0}}
+    saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
+    assert saved.metrics["test/balanced_accuracy"] > 0.9
+    model = saved.model
+    words = len(model.vectorizers[0][2].vocabulary_)
+    assert model.coef.shape[1] == words + 512
+    table = pl.DataFrame({"title": ["Taladro percutor Bosch 650", "Muñeca articulada con accesorios"]})
+    vectors = SentenceFeature("meaning", "title", SentencePreprocessing(model="use")).vectors(table["title"].to_list())
+    np.testing.assert_allclose(model._matrix(table, fit=False)[:, words:].toarray(), 2.0 * vectors, rtol=1e-6)
+    loaded = ensayo.load_run(tmp_path / "run")
+    np.testing.assert_allclose(loaded.predict_proba(table), saved.predict_proba(table), rtol=1e-5)
+
+
+def test_a_linear_model_refuses_inputs_it_cannot_read(tmp_path: Path, titles_csv: Path) -> None:
+    recipe = recipe_dict(titles_csv)
+    recipe["inputs"].append({"name": "length", "type": "number", "column": "label_quality"})
+    recipe["model"] = {"type": "tfidf_linear"}
+    with pytest.raises(RecipeError, match=r"text and sentence inputs only, not 'length' \(number\)"):
+        load_recipe(recipe)
+
+
 def test_minilm_fine_tunes_and_its_weights_are_saved(tmp_path: Path, titles_csv: Path) -> None:
     recipe = recipe_dict(titles_csv, {"type": "mlp"}, epochs=1, lr=1e-4, batch_size=32)
     recipe["inputs"][0] = {"name": "title", "type": "sentence",

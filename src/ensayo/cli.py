@@ -61,6 +61,10 @@ def validate(
     """Check a recipe against the schema without running anything."""
     try:
         loaded = load_recipe(recipe, overrides or [])
+        if loaded.model.type == "ensemble":  # its members are recipes too: check them and take their inputs
+            from ensayo.ensemble import resolve
+
+            loaded = resolve(loaded, recipe.resolve().parent)
     except RecipeError as exc:
         _fail(str(exc))
     from ensayo.derive import leaking_inputs

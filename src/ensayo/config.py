@@ -104,16 +104,19 @@ class BinConfig(Strict):
 
 
 class DeriveConfig(Strict):
-    """A new column: an arithmetic `expression` over other columns, or a `bin` of one."""
+    """A new column: an arithmetic `expression` over other columns, a `bin` of one, or the text of several
+    `join`ed by `separator` (e.g. a title and its description, for one sentence encoder to read whole)."""
 
     name: str
     expression: str | None = Field(None, description="e.g. ((Likes * Bookmarks**2 - Dislikes) / Visits) * (1 / tier)")
     bin: BinConfig | None = None
+    join: list[str] | None = Field(None, min_length=2, description="columns whose text is joined, in this order")
+    separator: str = Field(" ", description="put between the joined texts")
 
     @model_validator(mode="after")
     def _check(self) -> DeriveConfig:
-        if (self.expression is None) == (self.bin is None):
-            raise ValueError("a derived column needs either expression or bin")
+        if sum(kind is not None for kind in (self.expression, self.bin, self.join)) != 1:
+            raise ValueError("a derived column needs exactly one of expression, bin or join")
         return self
 
 
@@ -171,6 +174,8 @@ class LinearConfig(Strict):
     max_features: int | None = None
     classifier: Literal["linear_svm", "logistic_regression", "sgd"] = "linear_svm"
     C: float = Field(1.0, gt=0)
+    sentence_weight: float = Field(1.0, gt=0, description=(
+        "scale of each sentence input's (unit-length) vector beside the n-gram blocks (each of unit length)"))
 
 
 class LanguageModelConfig(Strict):
@@ -200,14 +205,23 @@ class LanguageModelConfig(Strict):
         return sorted(value)
 
 
+class EnsembleConfig(Strict):
+    """Member recipes (paths, relative to this recipe's folder) trained on this recipe's data and split;
+    their probabilities, each calibrated by a temperature fitted on the validation split, are averaged
+    in log space."""
+
+    members: list[str] = Field(default_factory=list, description="classifier recipes, two or more")
+
+
 class ModelConfig(Strict):
-    type: Literal["neural", "tfidf_linear", "language_model"] = "neural"
+    type: Literal["neural", "tfidf_linear", "language_model", "ensemble"] = "neural"
     # One encoder per input, validated by that input's feature type (its `type` key picks the encoder).
     encoders: dict[str, Any] = Field(default_factory=dict)
     combiner: Literal["concat"] = "concat"
     head: HeadConfig = Field(default_factory=HeadConfig)
     linear: LinearConfig = Field(default_factory=LinearConfig)
     language_model: LanguageModelConfig = Field(default_factory=LanguageModelConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -259,6 +273,8 @@ class Recipe(Strict):
             if "monitor" not in self.train.model_fields_set:
                 self.train.monitor = "val/bits_per_char"
             return self
+        if self.model.type == "ensemble":
+            return self._check_ensemble()
         if not self.inputs:
             raise ValueError("inputs: a classifier needs at least one input")
         names = [feature.name for feature in self.inputs]
@@ -267,10 +283,25 @@ class Recipe(Strict):
         unknown = set(self.model.encoders) - set(names)
         if unknown:
             raise ValueError(f"model.encoders names unknown inputs {sorted(unknown)}; inputs are {names}")
+        if self.model.type == "tfidf_linear":
+            unusable = [f"{f.name!r} ({f.type})" for f in self.inputs if f.type not in ("text", "sentence")]
+            if unusable:
+                raise ValueError(f"model.type tfidf_linear reads text and sentence inputs only, "
+                                 f"not {', '.join(unusable)}")
         if self.model.type == "neural":
             missing = [n for n in names if n not in self.model.encoders]
             if missing:
                 raise ValueError(f"model.encoders has no encoder for inputs {missing}")
+        return self
+
+    def _check_ensemble(self) -> Recipe:
+        if len(self.model.ensemble.members) < 2:
+            raise ValueError("model.ensemble.members: an ensemble needs two or more member recipes")
+        if self.model.encoders:
+            raise ValueError("model.encoders: an ensemble's encoders are its members'; leave encoders out")
+        split = self.data.split
+        if (split.files or {}).get("validation") is None and (split.method == "files" or split.validation == 0):
+            raise ValueError("data.split: an ensemble calibrates its members on a validation split; give one")
         return self
 
     def column_of(self, feature: InputConfig) -> str:

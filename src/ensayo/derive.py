@@ -1,4 +1,4 @@
-"""Derived columns: arithmetic over existing columns, and bins that cut a column into classes.
+"""Derived columns: arithmetic over existing columns, texts joined, and bins that cut a column into classes.
 
 Expressions are parsed with Python's `ast` into polars expressions over a small whitelist (numbers,
 column names, + - * / // % **, and a few functions); nothing is ever evaluated as Python. Quantile
@@ -74,6 +74,16 @@ def expression_columns(text: str) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - calls
 
 
+def reads(spec: DeriveConfig) -> set[str]:
+    """The columns one derived column is made from."""
+    if spec.expression is not None:
+        return expression_columns(spec.expression)
+    if spec.join is not None:
+        return set(spec.join)
+    assert spec.bin is not None
+    return {spec.bin.column}
+
+
 def sources_of(recipe: Recipe, column: str) -> set[str]:
     """Every column that `column` is derived from, directly or through other derived columns."""
     by_name = {d.name: d for d in recipe.derive}
@@ -83,7 +93,7 @@ def sources_of(recipe: Recipe, column: str) -> set[str]:
         spec = by_name.get(pending.pop())
         if spec is None:
             continue
-        direct = expression_columns(spec.expression) if spec.expression else {spec.bin.column}  # type: ignore[union-attr]
+        direct = reads(spec)
         for name in direct - found:
             found.add(name)
             pending.append(name)
@@ -102,16 +112,31 @@ def apply_expressions(table: pl.DataFrame, recipe: Recipe, only_possible: bool =
     """Add the row-wise derived columns (the bins come after the split: see `Bins`). With `only_possible`
     (predicting new rows), expressions whose columns the table lacks are left out."""
     for index, spec in enumerate(recipe.derive):
-        if spec.expression is None:
-            continue
-        if only_possible and not expression_columns(spec.expression) <= set(table.columns):
+        if spec.bin is not None or (only_possible and not reads(spec) <= set(table.columns)):
             continue
         where = f"derive.{index} ({spec.name})"
+        if spec.join is not None:
+            table = table.with_columns(_joined(spec, table.columns, where))
+            continue
+        assert spec.expression is not None
         expression = parse_expression(spec.expression, table.columns, where)
         value = expression.alias(spec.name)
         # a division by zero gives inf or NaN: those rows get no value (null), so they count as bad rows
         table = table.with_columns(pl.when(value.is_finite()).then(value).otherwise(None).alias(spec.name))
     return table
+
+
+def _joined(spec: DeriveConfig, columns: list[str], where: str) -> pl.Expr:
+    assert spec.join is not None
+    for name in spec.join:
+        if name not in columns:
+            close = difflib.get_close_matches(name, columns, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise DeriveError(f"{where}: join names column {name!r}, which the data does not have{hint}")
+    parts = [pl.col(name).cast(pl.String).str.strip_chars() for name in spec.join]
+    # an empty or missing part leaves no stray separator; with every part missing the text is empty (a bad row)
+    parts = [pl.when(part != "").then(part) for part in parts]
+    return pl.concat_str(parts, separator=spec.separator, ignore_nulls=True).alias(spec.name)
 
 
 class Bins:

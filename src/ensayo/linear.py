@@ -1,5 +1,9 @@
 """The `tfidf_linear` model: bag of words or TF-IDF over word and character n-grams, with a
-scikit-learn linear classifier. Saved as JSON vocabularies and safetensors arrays, never pickled."""
+scikit-learn linear classifier. Saved as JSON vocabularies and safetensors arrays, never pickled.
+
+Text inputs give sparse n-gram blocks; sentence inputs give their pretrained vector as a dense block
+(scaled by `sentence_weight`) beside them, so that one linear classifier reads both the words and
+what a multilingual encoder knows about them."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
 from ensayo.config import LinearConfig
+from ensayo.features import Feature
+from ensayo.features.sentence import SentenceFeature
 from ensayo.features.text import TextFeature, normalize
 
 WEIGHTS = "linear.safetensors"
@@ -51,22 +57,26 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 
 
 class LinearTextModel:
-    """One word and one character vectorizer per text input, stacked, then a linear classifier."""
+    """One word and one character vectorizer per text input and the vector of each sentence input,
+    stacked, then a linear classifier."""
 
-    def __init__(self, features: list[TextFeature], config: LinearConfig, seed: int = 42) -> None:
+    def __init__(self, features: list[Feature], config: LinearConfig, seed: int = 42) -> None:
         self.features = features
         self.config = config
         self.seed = seed
         self.vectorizers: list[tuple[TextFeature, str, TfidfVectorizer]] = []
+        self.sentences = [f for f in features if isinstance(f, SentenceFeature)]
         self.coef: np.ndarray | None = None
         self.intercept: np.ndarray | None = None
         self.fit_seconds, self.n_features = 0.0, 0
         for feature in features:
+            if not isinstance(feature, TextFeature):
+                continue
             if config.word_ngrams:
                 self.vectorizers.append((feature, "word", _vectorizer(config, "word", config.word_ngrams)))
             if config.char_ngrams:
                 self.vectorizers.append((feature, "char", _vectorizer(config, "char_wb", config.char_ngrams)))
-        if not self.vectorizers:
+        if not self.vectorizers and not self.sentences:
             raise ValueError("model.linear needs word_ngrams or char_ngrams")
 
     def _documents(self, feature: TextFeature, kind: str, table: pl.DataFrame) -> list[str]:
@@ -80,6 +90,9 @@ class LinearTextModel:
         for feature, kind, vectorizer in self.vectorizers:
             documents = self._documents(feature, kind, table)
             blocks.append(vectorizer.fit_transform(documents) if fit else vectorizer.transform(documents))
+        for feature in self.sentences:
+            vectors = feature.vectors([str(v) for v in table[feature.column].to_list()])
+            blocks.append(sp.csr_matrix(vectors * np.float32(self.config.sentence_weight)))
         return sp.hstack(blocks, format="csr")
 
     def fit(self, table: pl.DataFrame, labels: np.ndarray) -> np.ndarray:

@@ -13,9 +13,9 @@ import polars as pl
 import torch
 from rich.console import Console
 
+from ensayo import ensemble, runs
 from ensayo import evaluate as ev
 from ensayo import language as lm
-from ensayo import runs
 from ensayo.config import Recipe, load_recipe
 from ensayo.data import DataReport, Splits, load_splits
 from ensayo.features import Feature
@@ -60,16 +60,20 @@ class Experiment:
         self.run_dir = run_dir
         self.tracker = tracker
         self.console = console
-        self.features: list[Feature] = runs.make_features(recipe)
+        # an ensemble's inputs are its members' to prepare: it fits no feature of its own
+        self.features: list[Feature] = [] if recipe.model.type == "ensemble" else runs.make_features(recipe)
         self.output = CategoryOutput(recipe.output.column)
         self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted) for the report
         self.on_epoch: EpochCallback | None = None
         self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
+        self.base: Path | None = None  # the recipe's folder: relative paths in it start there
 
     def train(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
         self.fit_preprocessing(splits, resume)
         if self.recipe.model.type == "tfidf_linear":
             return self.train_linear(splits)
+        if self.recipe.model.type == "ensemble":
+            return self.train_ensemble(splits, resume)
         return self.train_neural(splits, resume)
 
     # -------------------------------------------------------------------------------------- stages
@@ -84,8 +88,8 @@ class Experiment:
             return
         self.output.fit(_labels(splits.train, self.recipe))
         self.derived = splits.bins.state() if splits.bins else {}
-        if self.recipe.model.type == "tfidf_linear":
-            return  # its vectorizers are its preprocessing, fitted with the classifier
+        if self.recipe.model.type in ("tfidf_linear", "ensemble"):
+            return  # the vectorizers are fitted with the classifier; an ensemble's members fit their own
         for feature in self.features:
             with self.console.status(f"fitting {feature.type_name} input {feature.name!r}"):
                 feature.fit(splits.train[feature.column].to_list())
@@ -131,6 +135,39 @@ class Experiment:
         runs.save_state(self.run_dir, self.features, self.output, {"linear": model.state(), "derived": self.derived})
         metrics = {"fit_seconds": model.fit_seconds,
                    "train/loss": ev.log_loss(train_probabilities, self.output.transform(train_true))}
+        metrics |= self._score_splits(splits, lambda _, table: model.predict_proba(table))
+        return metrics, []
+
+    def train_ensemble(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
+        """Train (or, resuming, finish or reuse) each member in `members/<name>`, fit its temperature on the
+        validation split, then score the averaged model like any other."""
+        metrics: dict[str, float] = {"fit_seconds": 0.0}
+        members: list[runs.SavedRun] = []
+        for member in ensemble.member_recipes(self.recipe, self.base):
+            member_dir = self.run_dir / ensemble.MEMBERS / member.name
+            self.console.rule(f"member {member.name}")
+            if (member_dir / runs.METRICS).is_file():
+                saved = runs.SavedRun.load(member_dir)
+            elif resume and (member_dir / runs.RECIPE).is_file():
+                saved = run(member, track=False, resume=member_dir, console=self.console, base=self.base)
+            else:
+                saved = run(member, output=member_dir, track=False, console=self.console, base=self.base)
+            assert isinstance(saved, runs.SavedRun)
+            members.append(saved)
+            metrics["fit_seconds"] += saved.metrics["fit_seconds"]
+            for key in ("test/balanced_accuracy", "val/balanced_accuracy", "fit_seconds"):
+                metrics[f"{ensemble.MEMBERS}/{member.name}/{key}"] = saved.metrics[key]
+        val_true = self.output.transform(_labels(splits.validation, self.recipe))
+        started = time.perf_counter()
+        temperatures = [ensemble.fit_temperature(ensemble.member_log_probabilities(m, splits.validation), val_true)
+                        for m in members]
+        for member, temperature in zip(members, temperatures, strict=True):
+            metrics[f"{ensemble.MEMBERS}/{member.recipe.name}/temperature"] = temperature
+        model = ensemble.EnsembleModel(members, temperatures)
+        metrics["fit_seconds"] += time.perf_counter() - started
+        runs.save_state(self.run_dir, [], self.output, {"ensemble": model.state(), "derived": self.derived})
+        train_true = self.output.transform(_labels(splits.train, self.recipe))
+        metrics["train/loss"] = ev.log_loss(model.predict_proba(splits.train), train_true)
         metrics |= self._score_splits(splits, lambda _, table: model.predict_proba(table))
         return metrics, []
 
@@ -266,6 +303,8 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
         elif not isinstance(recipe, Recipe):
             base = base or Path(recipe).resolve().parent
             recipe = load_recipe(recipe, overrides)
+        if recipe.model.type == "ensemble":
+            recipe = ensemble.resolve(recipe, base)
         run_dir = Path(output) if output else runs.new_run_dir(recipe)
     _set_threads(recipe)
     seed_everything(recipe.train.seed)
@@ -287,6 +326,8 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
     generating = recipe.output.type == "text"
     experiment = (LanguageExperiment if generating else Experiment)(recipe, run_dir, tracker, console)
     experiment.on_epoch = on_epoch
+    if isinstance(experiment, Experiment):
+        experiment.base = base
     try:
         metrics, history = experiment.train(splits, resume=resume is not None)
         experiment.write_report(metrics, history, splits.report)

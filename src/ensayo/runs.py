@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from ensayo.config import Recipe, load_recipe, recipe_to_dict
-from ensayo.derive import Bins
+from ensayo.derive import Bins, apply_expressions
 from ensayo.features import Feature, build_feature, saved_run_loading
 from ensayo.features.category import CategoryOutput
 from ensayo.linear import LinearTextModel
@@ -90,10 +90,15 @@ class SavedRun:
         if recipe.output.type == "text":
             raise FileNotFoundError(f"{path}: a language model run; use `ensayo generate` (or ensayo.load_run)")
         state = read_json(path / STATE)
+        output = CategoryOutput.from_state(state["output"])
+        bins = Bins(recipe.derive).load_state(state.get("derived", {}))
+        if recipe.model.type == "ensemble":  # its members are saved runs of their own
+            from ensayo.ensemble import EnsembleModel
+
+            return cls(path, recipe, [], output, EnsembleModel.load(path, state["ensemble"]), bins)
         features = make_features(recipe)
         for feature in features:
             feature.load_state(state["inputs"][feature.name])
-        output = CategoryOutput.from_state(state["output"])
         if recipe.model.type == "tfidf_linear":
             model: EnsayoModel | LinearTextModel = LinearTextModel(features, recipe.model.linear)  # type: ignore[arg-type]
             model.load(path, state["linear"])
@@ -106,7 +111,6 @@ class SavedRun:
                 model = build_model(recipe, features, len(output))
             load_weights(model, weights)
             model.to(pick_device(device)).eval()
-        bins = Bins(recipe.derive).load_state(state.get("derived", {}))
         return cls(path, recipe, features, output, model, bins)
 
     @property
@@ -115,7 +119,8 @@ class SavedRun:
         return read_json(file) if file.is_file() else {}
 
     def predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:
-        if isinstance(self.model, LinearTextModel):
+        table = apply_expressions(table, self.recipe, only_possible=True)  # inputs may be derived columns
+        if not isinstance(self.model, EnsayoModel):  # linear or ensemble
             return self.model.predict_proba(table)
         labels = np.zeros(table.height, dtype=np.int64)
         split = encode_split(self.features, table, labels)

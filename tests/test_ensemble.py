@@ -1,0 +1,88 @@
+"""The ensemble model: members trained on one split, calibrated on validation, averaged in log space."""
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from conftest import recipe_dict
+from scipy.special import log_softmax, softmax
+
+import ensayo
+from ensayo.config import RecipeError, load_recipe
+from ensayo.ensemble import fit_temperature
+from ensayo.runs import SavedRun
+
+
+def test_the_fitted_temperature_undoes_a_flattening() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (4000, 5))
+    true = np.array([rng.choice(5, p=p) for p in softmax(logits, axis=1)])
+    assert fit_temperature(log_softmax(logits / 3, axis=1), true) == pytest.approx(3, rel=0.1)
+    assert fit_temperature(log_softmax(logits * 2, axis=1), true) == pytest.approx(0.5, rel=0.1)
+
+
+def write_members(folder: Path, titles_csv: Path) -> dict:
+    linear = recipe_dict(titles_csv) | {"name": "svm", "model": {"type": "tfidf_linear"}}
+    neural = recipe_dict(titles_csv, epochs=3) | {"name": "bag"}
+    folder.mkdir()
+    for member in (linear, neural):
+        (folder / f"{member['name']}.yaml").write_text(yaml.safe_dump(member))
+    ensemble = recipe_dict(titles_csv)
+    del ensemble["inputs"]
+    ensemble["name"] = "both"
+    ensemble["model"] = {"type": "ensemble", "ensemble": {"members": ["svm.yaml", "bag.yaml"]}}
+    (folder / "both.yaml").write_text(yaml.safe_dump(ensemble))
+    return ensemble
+
+
+def test_an_ensemble_trains_its_members_and_averages_their_calibrated_scores(titles_csv: Path,
+                                                                             tmp_path: Path) -> None:
+    write_members(tmp_path / "recipes", titles_csv)
+    saved = ensayo.run(tmp_path / "recipes" / "both.yaml", output=tmp_path / "run", track=False)
+    members = {name: SavedRun.load(tmp_path / "run" / "members" / name) for name in ("svm", "bag")}
+    metrics = saved.metrics
+    assert metrics["test/balanced_accuracy"] >= 0.9
+    assert metrics["members/svm/test/balanced_accuracy"] == members["svm"].metrics["test/balanced_accuracy"]
+    # a linear SVM's scores lie within about +-1: their softmax is far too flat and needs sharpening
+    assert metrics["members/svm/temperature"] > 2
+    assert [spec.name for spec in saved.recipe.inputs] == ["title"]  # the members' inputs, for reading rows
+
+    table = pl.DataFrame({"title": ["Zapatillas Nike running talle 42", "Lego bloques juguete", "Taladro Bosch"]})
+    expected = softmax(sum(log_softmax(metrics[f"members/{name}/temperature"] * np.log(run.predict_proba(table)),
+                                       axis=1) for name, run in members.items()) / 2, axis=1)
+    np.testing.assert_allclose(saved.predict_proba(table), expected, rtol=1e-5)
+    np.testing.assert_allclose(ensayo.load_run(tmp_path / "run").predict_proba(table), expected, rtol=1e-5)
+
+    # interrupted after its first member: resuming keeps that member and trains the other
+    first = (tmp_path / "run" / "members" / "svm" / "linear.safetensors").stat().st_mtime_ns
+    (tmp_path / "run" / "metrics.json").unlink()
+    second = tmp_path / "run" / "members" / "bag"
+    (second / "metrics.json").unlink()
+    resumed = ensayo.run(None, resume=tmp_path / "run", track=False)
+    assert (tmp_path / "run" / "members" / "svm" / "linear.safetensors").stat().st_mtime_ns == first
+    assert resumed.metrics["test/balanced_accuracy"] == pytest.approx(metrics["test/balanced_accuracy"])
+
+
+def test_ensemble_recipes_are_checked(titles_csv: Path, tmp_path: Path) -> None:
+    ensemble = write_members(tmp_path / "recipes", titles_csv)
+    base = tmp_path / "recipes"
+    ensemble["model"]["ensemble"]["members"] = ["svm.yaml"]
+    with pytest.raises(RecipeError, match="two or more member recipes"):
+        load_recipe(ensemble)
+    ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "bag.yaml"]
+    ensemble["data"]["split"].update(train=0.8, validation=0.0)
+    with pytest.raises(RecipeError, match="calibrates its members on a validation split"):
+        load_recipe(ensemble)
+    ensemble["data"]["split"].update(train=0.6, validation=0.2)
+    ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "missing.yaml"]
+    with pytest.raises(RecipeError, match=r"members.1 \(missing.yaml\).*not found"):
+        ensayo.run(ensemble, base=base, output=tmp_path / "run", track=False)
+    other = yaml.safe_load((base / "bag.yaml").read_text())
+    other["output"]["column"] = "language"
+    (base / "bag.yaml").write_text(yaml.safe_dump(other))
+    ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "bag.yaml"]
+    with pytest.raises(RecipeError, match="its output \\('language'\\) is not the ensemble's \\('category'\\)"):
+        ensayo.run(ensemble, base=base, output=tmp_path / "run", track=False)
+    assert not (tmp_path / "run").exists()
