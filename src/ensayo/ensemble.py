@@ -55,12 +55,16 @@ def resolve(recipe: Recipe, base: Path | None) -> Recipe:
     """The ensemble recipe with the union of its members' inputs (the columns every row needs) and its
     members' paths made absolute (a resumed run finds them from anywhere)."""
     inputs: dict[str, InputConfig] = {}
+    derived = {spec.name: spec for spec in recipe.derive}
     for member in member_recipes(recipe, base):
         for spec in member.inputs:
             inputs.setdefault(spec.name, spec)
+        for made in member.derive:  # a member's input may be a column its recipe derives
+            derived.setdefault(made.name, made)
     paths = [str(expand_path(path, base).resolve()) for path in recipe.model.ensemble.members]
     model = recipe.model.model_copy(update={"ensemble": EnsembleConfig(members=paths)})
-    return recipe.model_copy(update={"inputs": list(inputs.values()), "model": model})
+    return recipe.model_copy(update={"inputs": list(inputs.values()), "model": model,
+                                     "derive": list(derived.values())})
 
 
 def fit_temperature(log_probabilities: np.ndarray, true: np.ndarray) -> float:

@@ -157,6 +157,8 @@ class Experiment:
             metrics["fit_seconds"] += saved.metrics["fit_seconds"]
             for key in ("test/balanced_accuracy", "val/balanced_accuracy", "fit_seconds"):
                 metrics[f"{ensemble.MEMBERS}/{member.name}/{key}"] = saved.metrics[key]
+        if members[0].output.classes != self.output.classes:
+            raise ValueError(f"the members' classes differ from the ensemble's training labels ({self.run_dir})")
         val_true = self.output.transform(_labels(splits.validation, self.recipe))
         started = time.perf_counter()
         temperatures = [ensemble.fit_temperature(ensemble.member_log_probabilities(m, splits.validation), val_true)
