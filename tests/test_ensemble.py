@@ -11,7 +11,7 @@ from scipy.special import log_softmax, softmax
 
 import ensayo
 from ensayo.config import RecipeError, load_recipe
-from ensayo.ensemble import fit_temperature
+from ensayo.ensemble import fit_temperature, member_recipes, resolve
 from ensayo.runs import SavedRun
 
 
@@ -86,3 +86,20 @@ def test_ensemble_recipes_are_checked(titles_csv: Path, tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="its output \\('language'\\) is not the ensemble's \\('category'\\)"):
         ensayo.run(ensemble, base=base, output=tmp_path / "run", track=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_ensemble_reads_the_columns_its_members_derive(titles_csv: Path, tmp_path: Path) -> None:
+    ensemble = write_members(tmp_path / "recipes", titles_csv)
+    base = tmp_path / "recipes"
+    joined = yaml.safe_load((base / "bag.yaml").read_text())
+    joined["derive"] = [{"name": "text", "join": ["title", "language"]}]
+    joined["inputs"] = [{"name": "text", "type": "text"}]
+    joined["model"]["encoders"] = {"text": joined["model"]["encoders"].pop("title")}
+    (base / "bag.yaml").write_text(yaml.safe_dump(joined))
+    ensemble["derive"] = [{"name": "shout", "join": ["category", "category"]}]
+    resolved = resolve(load_recipe(ensemble), base)
+    assert [spec.name for spec in resolved.inputs] == ["title", "text"]
+    assert {d.name for d in resolved.derive} == {"shout", "text"}
+    members = {m.name: m for m in member_recipes(resolved, base)}
+    assert {d.name for d in members["bag"].derive} == {"shout", "text"}
+    assert members["svm"].data == resolved.data and not members["svm"].track.enabled

@@ -41,7 +41,9 @@ def member_recipes(recipe: Recipe, base: Path | None) -> list[Recipe]:
         if member.output != recipe.output:
             raise RecipeError(f"{where}: its output ({member.output.column!r}) is not the ensemble's "
                               f"({recipe.output.column!r})")
-        member = member.model_copy(update={"data": recipe.data, "derive": recipe.derive or member.derive})
+        # the ensemble's derived columns (its target's bins, say), then those the member's inputs need
+        derive = list({d.name: d for d in [*member.derive, *recipe.derive]}.values())
+        member = member.model_copy(update={"data": recipe.data, "derive": derive})
         member.track.enabled = False
         members.append(member)
     names = [m.name for m in members]
@@ -57,10 +59,8 @@ def resolve(recipe: Recipe, base: Path | None) -> Recipe:
     inputs: dict[str, InputConfig] = {}
     derived = {spec.name: spec for spec in recipe.derive}
     for member in member_recipes(recipe, base):
-        for spec in member.inputs:
-            inputs.setdefault(spec.name, spec)
-        for made in member.derive:  # a member's input may be a column its recipe derives
-            derived.setdefault(made.name, made)
+        inputs |= {spec.name: spec for spec in member.inputs if spec.name not in inputs}
+        derived |= {made.name: made for made in member.derive if made.name not in derived}
     paths = [str(expand_path(path, base).resolve()) for path in recipe.model.ensemble.members]
     model = recipe.model.model_copy(update={"ensemble": EnsembleConfig(members=paths)})
     return recipe.model_copy(update={"inputs": list(inputs.values()), "model": model,
