@@ -11,16 +11,21 @@ from scipy.special import log_softmax, softmax
 
 import ensayo
 from ensayo.config import RecipeError, load_recipe
-from ensayo.ensemble import fit_temperature, member_recipes, resolve
+from ensayo.ensemble import fit_weights, member_recipes, resolve
 from ensayo.runs import SavedRun
 
 
-def test_the_fitted_temperature_undoes_a_flattening() -> None:
+def test_fitted_weights_undo_a_flattening_and_ignore_noise() -> None:
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (4000, 5))
     true = np.array([rng.choice(5, p=p) for p in softmax(logits, axis=1)])
-    assert fit_temperature(log_softmax(logits / 3, axis=1), true) == pytest.approx(3, rel=0.1)
-    assert fit_temperature(log_softmax(logits * 2, axis=1), true) == pytest.approx(0.5, rel=0.1)
+    # one member: temperature scaling
+    assert fit_weights([log_softmax(logits / 3, axis=1)], true)[0] == pytest.approx(3, rel=0.1)
+    assert fit_weights([log_softmax(logits * 2, axis=1)], true)[0] == pytest.approx(0.5, rel=0.1)
+    # two members: a flattened informative one keeps its scale, pure noise gets next to no weight
+    noise = log_softmax(rng.normal(0, 2, (4000, 5)), axis=1)
+    informative, useless = fit_weights([log_softmax(logits / 2, axis=1), noise], true)
+    assert informative == pytest.approx(2, rel=0.15) and useless < 0.05
 
 
 def write_members(folder: Path, titles_csv: Path) -> dict:
@@ -46,12 +51,12 @@ def test_an_ensemble_trains_its_members_and_averages_their_calibrated_scores(tit
     assert metrics["test/balanced_accuracy"] >= 0.9
     assert metrics["members/svm/test/balanced_accuracy"] == members["svm"].metrics["test/balanced_accuracy"]
     # a linear SVM's scores lie within about +-1: their softmax is far too flat and needs sharpening
-    assert metrics["members/svm/temperature"] > 2
+    assert metrics["members/svm/weight"] > 2
     assert [spec.name for spec in saved.recipe.inputs] == ["title"]  # the members' inputs, for reading rows
 
     table = pl.DataFrame({"title": ["Zapatillas Nike running talle 42", "Lego bloques juguete", "Taladro Bosch"]})
-    expected = softmax(sum(log_softmax(metrics[f"members/{name}/temperature"] * np.log(run.predict_proba(table)),
-                                       axis=1) for name, run in members.items()) / 2, axis=1)
+    expected = softmax(sum(metrics[f"members/{name}/weight"] * np.log(run.predict_proba(table))
+                           for name, run in members.items()), axis=1)
     np.testing.assert_allclose(saved.predict_proba(table), expected, rtol=1e-5)
     np.testing.assert_allclose(ensayo.load_run(tmp_path / "run").predict_proba(table), expected, rtol=1e-5)
 
@@ -73,7 +78,7 @@ def test_ensemble_recipes_are_checked(titles_csv: Path, tmp_path: Path) -> None:
         load_recipe(ensemble)
     ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "bag.yaml"]
     ensemble["data"]["split"].update(train=0.8, validation=0.0)
-    with pytest.raises(RecipeError, match="calibrates its members on a validation split"):
+    with pytest.raises(RecipeError, match="fits its members' weights on a validation split"):
         load_recipe(ensemble)
     ensemble["data"]["split"].update(train=0.6, validation=0.2)
     ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "missing.yaml"]

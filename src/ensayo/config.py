@@ -207,8 +207,8 @@ class LanguageModelConfig(Strict):
 
 class EnsembleConfig(Strict):
     """Member recipes (paths, relative to this recipe's folder) trained on this recipe's data and split;
-    their probabilities, each calibrated by a temperature fitted on the validation split, are averaged
-    in log space."""
+    their log-probabilities are summed with one weight per member, the weights fitted together on the
+    validation split."""
 
     members: list[str] = Field(default_factory=list, description="classifier recipes, two or more")
 
@@ -301,7 +301,7 @@ class Recipe(Strict):
             raise ValueError("model.encoders: an ensemble's encoders are its members'; leave encoders out")
         split = self.data.split
         if (split.files or {}).get("validation") is None and (split.method == "files" or split.validation == 0):
-            raise ValueError("data.split: an ensemble calibrates its members on a validation split; give one")
+            raise ValueError("data.split: an ensemble fits its members' weights on a validation split; give one")
         return self
 
     def column_of(self, feature: InputConfig) -> str:

@@ -1,11 +1,12 @@
-"""The `ensemble` model: member recipes trained on the ensemble's own split, each member's scores
-calibrated by one temperature fitted on the validation split, and their log-probabilities averaged.
+"""The `ensemble` model: member recipes trained on the ensemble's own split, then pooled in log space,
+softmax(sum of w_m * log p_m), with one weight per member fitted on the validation split.
 
 A member is any classifier recipe (neural or tfidf_linear); its `data` is replaced by the ensemble's,
-so every member sees the same training rows and is scored on the same test rows. A linear SVM's
-scores are no probabilities and a network's are often over-confident: the temperature puts them on one
-scale before they are averaged. The saved ensemble holds each member as a saved run of its own under
-`members/<name>/`, and nothing else but the temperatures.
+so every member sees the same training rows and is scored on the same test rows. The weights are
+fitted together, by minimising the pooled model's log loss on validation: each one both calibrates its
+member (a linear SVM's softmaxed margins are far too flat, a network's probabilities often too sure)
+and says how much the member adds to the others. The saved ensemble holds each member as a saved run
+of its own under `members/<name>/`, and nothing else but the weights.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
 from ensayo.config import EnsembleConfig, InputConfig, Recipe, RecipeError, expand_path, load_recipe
@@ -67,15 +68,19 @@ def resolve(recipe: Recipe, base: Path | None) -> Recipe:
                                      "derive": list(derived.values())})
 
 
-def fit_temperature(log_probabilities: np.ndarray, true: np.ndarray) -> float:
-    """The T that minimises the log loss of softmax(T * log p) on these rows (one scalar: the ranking of
-    each row's classes is unchanged, only how sure the member is)."""
+def fit_weights(log_probabilities: list[np.ndarray], true: np.ndarray) -> list[float]:
+    """The weights w (one per member, positive) that minimise the log loss of softmax(sum w_m * log p_m) on
+    these rows. With one member this is temperature scaling: its ranking of classes is kept, only how
+    sure it is changes."""
+    rows = np.arange(len(true))
 
-    def loss(log_t: float) -> float:
-        scaled = log_softmax(np.exp(log_t) * log_probabilities, axis=1)
-        return float(-scaled[np.arange(len(true)), true].mean())
+    def loss(log_w: np.ndarray) -> float:
+        pooled = log_softmax(sum(np.exp(w) * lp for w, lp in zip(log_w, log_probabilities, strict=True)), axis=1)
+        return float(-pooled[rows, true].mean())
 
-    return float(np.exp(minimize_scalar(loss, bounds=(-4.0, 5.0), method="bounded").x))
+    start = np.full(len(log_probabilities), -np.log(len(log_probabilities)))  # the plain average
+    fitted = minimize(loss, start, method="L-BFGS-B", bounds=[(-8.0, 5.0)] * len(log_probabilities))
+    return np.exp(fitted.x).tolist()
 
 
 def member_log_probabilities(run: SavedRun, table: pl.DataFrame) -> np.ndarray:
@@ -83,28 +88,27 @@ def member_log_probabilities(run: SavedRun, table: pl.DataFrame) -> np.ndarray:
 
 
 class EnsembleModel:
-    """Members' calibrated log-probabilities, averaged, then normalised."""
+    """Members' log-probabilities, weighted, summed, then normalised."""
 
-    def __init__(self, members: list[SavedRun], temperatures: list[float]) -> None:
-        if len(members) != len(temperatures):
-            raise ValueError(f"{len(members)} members but {len(temperatures)} temperatures")
+    def __init__(self, members: list[SavedRun], weights: list[float]) -> None:
+        if len(members) != len(weights):
+            raise ValueError(f"{len(members)} members but {len(weights)} weights")
         classes = [m.output.classes for m in members]
         if any(c != classes[0] for c in classes):
             raise ValueError("the members were trained on different classes")
         self.members = members
-        self.temperatures = temperatures
+        self.weights = weights
 
     def predict_proba(self, table: pl.DataFrame) -> np.ndarray:
-        total = sum(log_softmax(t * member_log_probabilities(m, table), axis=1)
-                    for m, t in zip(self.members, self.temperatures, strict=True))
-        return softmax(total / len(self.members), axis=1)
+        return softmax(sum(w * member_log_probabilities(m, table)
+                           for m, w in zip(self.members, self.weights, strict=True)), axis=1)
 
     def state(self) -> dict[str, Any]:
-        return {"members": [m.path.name for m in self.members], "temperatures": self.temperatures}
+        return {"members": [m.path.name for m in self.members], "weights": self.weights}
 
     @classmethod
     def load(cls, run_dir: Path, state: dict[str, Any]) -> EnsembleModel:
         from ensayo.runs import SavedRun
 
         members = [SavedRun.load(run_dir / MEMBERS / name) for name in state["members"]]
-        return cls(members, [float(t) for t in state["temperatures"]])
+        return cls(members, [float(w) for w in state["weights"]])

@@ -139,8 +139,8 @@ class Experiment:
         return metrics, []
 
     def train_ensemble(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
-        """Train (or, resuming, finish or reuse) each member in `members/<name>`, fit its temperature on the
-        validation split, then score the averaged model like any other."""
+        """Train (or, resuming, finish or reuse) each member in `members/<name>`, fit the members' weights on
+        the validation split, then score the pooled model like any other."""
         metrics: dict[str, float] = {"fit_seconds": 0.0}
         members: list[runs.SavedRun] = []
         for member in ensemble.member_recipes(self.recipe, self.base):
@@ -161,11 +161,11 @@ class Experiment:
             raise ValueError(f"the members' classes differ from the ensemble's training labels ({self.run_dir})")
         val_true = self.output.transform(_labels(splits.validation, self.recipe))
         started = time.perf_counter()
-        temperatures = [ensemble.fit_temperature(ensemble.member_log_probabilities(m, splits.validation), val_true)
-                        for m in members]
-        for member, temperature in zip(members, temperatures, strict=True):
-            metrics[f"{ensemble.MEMBERS}/{member.recipe.name}/temperature"] = temperature
-        model = ensemble.EnsembleModel(members, temperatures)
+        weights = ensemble.fit_weights([ensemble.member_log_probabilities(m, splits.validation) for m in members],
+                                       val_true)
+        for member, weight in zip(members, weights, strict=True):
+            metrics[f"{ensemble.MEMBERS}/{member.recipe.name}/weight"] = weight
+        model = ensemble.EnsembleModel(members, weights)
         metrics["fit_seconds"] += time.perf_counter() - started
         runs.save_state(self.run_dir, [], self.output, {"ensemble": model.state(), "derived": self.derived})
         train_true = self.output.transform(_labels(splits.train, self.recipe))
