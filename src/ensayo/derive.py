@@ -33,6 +33,12 @@ _FUNCTIONS: dict[str, Callable[..., pl.Expr]] = {
 }
 
 
+def _no_such_column(where: str, what: str, name: str, columns: list[str]) -> DeriveError:
+    close = difflib.get_close_matches(name, columns, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return DeriveError(f"{where}: {what} names column {name!r}, which the data does not have{hint}")
+
+
 def parse_expression(text: str, columns: list[str], where: str) -> pl.Expr:
     """`((Likes * Bookmarks**2 - Dislikes) / Visits) * (1 / tier)` -> a polars expression (floats)."""
     try:
@@ -52,9 +58,7 @@ def parse_expression(text: str, columns: list[str], where: str) -> pl.Expr:
             return pl.lit(float(node.value))
         if isinstance(node, ast.Name):
             if node.id not in columns:
-                close = difflib.get_close_matches(node.id, columns, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise DeriveError(f"{where}: {text!r} names column {node.id!r}, which the data does not have{hint}")
+                raise _no_such_column(where, repr(text), node.id, columns)
             return pl.col(node.id).cast(pl.Float64, strict=False)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
             return _FUNCTIONS[node.func.id](*(build(a) for a in node.args))
@@ -109,8 +113,8 @@ def leaking_inputs(recipe: Recipe) -> list[str]:
 
 
 def apply_expressions(table: pl.DataFrame, recipe: Recipe, only_possible: bool = False) -> pl.DataFrame:
-    """Add the row-wise derived columns (the bins come after the split: see `Bins`). With `only_possible`
-    (predicting new rows), expressions whose columns the table lacks are left out."""
+    """Add the row-wise derived columns, expressions and joins (the bins come after the split: see `Bins`).
+    With `only_possible` (predicting new rows), those whose columns the table lacks are left out."""
     for index, spec in enumerate(recipe.derive):
         if spec.bin is not None or (only_possible and not reads(spec) <= set(table.columns)):
             continue
@@ -130,9 +134,7 @@ def _joined(spec: DeriveConfig, columns: list[str], where: str) -> pl.Expr:
     assert spec.join is not None
     for name in spec.join:
         if name not in columns:
-            close = difflib.get_close_matches(name, columns, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise DeriveError(f"{where}: join names column {name!r}, which the data does not have{hint}")
+            raise _no_such_column(where, "join", name, columns)
     parts = [pl.col(name).cast(pl.String).str.strip_chars() for name in spec.join]
     # an empty or missing part leaves no stray separator; with every part missing the text is empty (a bad row)
     parts = [pl.when(part != "").then(part) for part in parts]
