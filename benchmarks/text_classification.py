@@ -30,7 +30,6 @@ MODELS = {
     "meli": {name: f"product-titles-{name}.yaml" for name in ("tfidf", "tfidf-use", "bag", "cnn", "rnn", "ensemble")},
     "ag_news": {name: f"news-topics-{name}.yaml" for name in ("tfidf", "bag", "cnn", "rnn")},
 }
-ORDER = ["tfidf", "tfidf-use", "bag", "cnn", "rnn", "ensemble", "fasttext"]
 
 
 def peak_mb() -> float:
@@ -143,7 +142,8 @@ def main() -> None:
     # models not asked for this time keep their last measured row (a rerun of one model keeps the table whole)
     results: dict[str, dict] = json.loads(saved.read_text()) if saved.is_file() else {}
     cnn_recipe = MODELS[args.dataset]["cnn"]
-    for name in (args.models or ",".join([*MODELS[args.dataset], "fasttext"])).split(","):
+    every = [*MODELS[args.dataset], "fasttext"]  # also the table's row order
+    for name in args.models.split(",") if args.models else every:
         print(f"[{args.dataset}] {name} ...", file=sys.stderr, flush=True)
         if name == "fasttext":
             results[name] = run_child(["fasttext", cnn_recipe, str(args.fasttext_epochs)])
@@ -154,7 +154,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(results, indent=2))
     print(f"\n{args.dataset}: same seeded stratified split, test rows identical for every model\n")
-    print(table(dict(sorted(results.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else 99))))
+    print(table(dict(sorted(results.items(), key=lambda kv: every.index(kv[0]) if kv[0] in every else 99))))
 
 
 if __name__ == "__main__":

@@ -100,8 +100,11 @@ class EnsembleModel:
         self.weights = weights
 
     def predict_proba(self, table: pl.DataFrame) -> np.ndarray:
-        return softmax(sum(w * member_log_probabilities(m, table)
-                           for m, w in zip(self.members, self.weights, strict=True)), axis=1)
+        return self.pool([member_log_probabilities(m, table) for m in self.members])
+
+    def pool(self, log_probabilities: list[np.ndarray]) -> np.ndarray:
+        """The pooled probabilities from the members' log-probabilities of the same rows."""
+        return softmax(sum(w * lp for w, lp in zip(self.weights, log_probabilities, strict=True)), axis=1)
 
     def state(self) -> dict[str, Any]:
         return {"members": [m.path.name for m in self.members], "weights": self.weights}

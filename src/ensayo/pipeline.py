@@ -156,13 +156,13 @@ class Experiment:
             members.append(saved)
             metrics["fit_seconds"] += saved.metrics["fit_seconds"]
             for key in ("test/balanced_accuracy", "val/balanced_accuracy", "fit_seconds"):
-                metrics[f"{ensemble.MEMBERS}/{member.name}/{key}"] = saved.metrics[key]
+                metrics[f"{ensemble.MEMBERS}/{saved.recipe.name}/{key}"] = saved.metrics[key]
         if members[0].output.classes != self.output.classes:
             raise ValueError(f"the members' classes differ from the ensemble's training labels ({self.run_dir})")
         val_true = self.output.transform(_labels(splits.validation, self.recipe))
         started = time.perf_counter()
-        weights = ensemble.fit_weights([ensemble.member_log_probabilities(m, splits.validation) for m in members],
-                                       val_true)
+        val_log_probabilities = [ensemble.member_log_probabilities(m, splits.validation) for m in members]
+        weights = ensemble.fit_weights(val_log_probabilities, val_true)
         for member, weight in zip(members, weights, strict=True):
             metrics[f"{ensemble.MEMBERS}/{member.recipe.name}/weight"] = weight
         model = ensemble.EnsembleModel(members, weights)
@@ -170,7 +170,9 @@ class Experiment:
         runs.save_state(self.run_dir, [], self.output, {"ensemble": model.state(), "derived": self.derived})
         train_true = self.output.transform(_labels(splits.train, self.recipe))
         metrics["train/loss"] = ev.log_loss(model.predict_proba(splits.train), train_true)
-        metrics |= self._score_splits(splits, lambda _, table: model.predict_proba(table))
+        pooled_validation = model.pool(val_log_probabilities)  # the members have just scored these rows
+        metrics |= self._score_splits(splits, lambda name, table: pooled_validation if name == "validation"
+                                      else model.predict_proba(table))
         return metrics, []
 
     def _score_splits(self, splits: Splits, predict: Callable[[str, pl.DataFrame], np.ndarray]) -> dict[str, float]:

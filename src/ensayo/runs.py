@@ -119,7 +119,8 @@ class SavedRun:
         return read_json(file) if file.is_file() else {}
 
     def predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:
-        table = apply_expressions(table, self.recipe, only_possible=True)  # inputs may be derived columns
+        if not {self.recipe.column_of(spec) for spec in self.recipe.inputs} <= set(table.columns):
+            table = apply_expressions(table, self.recipe, only_possible=True)  # an input is a derived column
         if not isinstance(self.model, EnsayoModel):  # linear or ensemble
             return self.model.predict_proba(table)
         labels = np.zeros(table.height, dtype=np.int64)
