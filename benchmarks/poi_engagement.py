@@ -30,7 +30,6 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     result_file = OUT / "poi_engagement.json"
-    results = json.loads(result_file.read_text()) if result_file.is_file() else {}
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as temporary:
         for name in args.only.split(","):
@@ -42,20 +41,26 @@ def main() -> None:
                 metrics = run.metrics
                 runs.append({"seed": seed, "accuracy": metrics["test/accuracy"],
                              "balanced_accuracy": metrics["test/balanced_accuracy"],
+                             "validation_accuracy": metrics["val/accuracy"],
                              "fit_seconds": metrics["fit_seconds"], "best_epoch": metrics["best_epoch"]})
                 print(name, runs[-1], flush=True)
             summary = {}
-            for key in ("accuracy", "balanced_accuracy", "fit_seconds"):
+            for key in ("accuracy", "balanced_accuracy", "validation_accuracy", "fit_seconds"):
                 values = [r[key] for r in runs]
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 summary[key] = {"mean": statistics.mean(values), "std": spread}
+            # read again just before writing: another process may have added a recipe meanwhile
+            results = json.loads(result_file.read_text()) if result_file.is_file() else {}
             results[name] = {"runs": runs, **summary}
             result_file.write_text(json.dumps(results, indent=2) + "\n")
-    print("| recipe | test accuracy | test balanced accuracy | fit s (mean) |\n|---|---|---|---|")
+    results = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    print("| recipe | test accuracy | test balanced accuracy | validation accuracy | fit s (mean) |\n"
+          "|---|---|---|---|---|")
     for name, value in results.items():
+        validation = value.get("validation_accuracy", {"mean": float("nan"), "std": float("nan")})
         print(f"| {name} | {value['accuracy']['mean']:.3f} ± {value['accuracy']['std']:.3f} | "
               f"{value['balanced_accuracy']['mean']:.3f} ± {value['balanced_accuracy']['std']:.3f} | "
-              f"{value['fit_seconds']['mean']:.0f} |")
+              f"{validation['mean']:.3f} ± {validation['std']:.3f} | {value['fit_seconds']['mean']:.0f} |")
 
 
 if __name__ == "__main__":

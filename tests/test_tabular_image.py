@@ -209,6 +209,32 @@ def test_efficientnet_freezing_and_learning_rates(monkeypatch: pytest.MonkeyPatc
     torch.testing.assert_close(encoder._conv_stem.weight, stem)
 
 
+def test_a_truncated_efficientnet_keeps_its_first_blocks_and_pools_their_spread(tmp_path: Path) -> None:
+    from ensayo.features.image import lite0_weights_path
+
+    feature = ImageFeature("photo", "image", ImagePreprocessing(size=32, normalize="imagenet"))
+    config = EfficientNetConfig(type="efficientnet_lite0", blocks=5, pool="mean_std", trainable_blocks=2)
+    encoder = EfficientNetLite0Encoder(feature, config)
+    assert len(encoder._blocks) == 5 and not hasattr(encoder, "_conv_head")
+    assert encoder.output_dim == 2 * 40 + 1  # block 4 has 40 channels: their means and spreads, the flag
+    state = torch.load(lite0_weights_path(), weights_only=True)
+    torch.testing.assert_close(encoder._blocks[4]._project_conv.weight, state["_blocks.4._project_conv.weight"])
+    assert [b._depthwise_conv.weight.requires_grad for b in encoder._blocks] == [False] * 3 + [True] * 2
+    encoder.eval()
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    textured = flat + torch.randn(1, 3, 32, 32)
+    out = encoder({"pixels": torch.cat([flat, textured]), "missing": torch.zeros(2)})
+    spread = out[:, 40:80]
+    assert spread[0].abs().max() < spread[1].abs().max()  # a flat image has (almost) no spatial spread
+
+    with pytest.raises(ValueError, match="trainable_blocks: 6 is not between 0 and the 5 blocks used"):
+        EfficientNetConfig(type="efficientnet_lite0", blocks=5, trainable_blocks=6)
+    broken = tmp_path / "weights.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("_blocks.3.")}, broken)
+    with pytest.raises(ValueError, match=r"weights.pth: no _blocks\.3\."):
+        EfficientNetLite0Encoder(feature, config.model_copy(update={"weights": str(broken)}))
+
+
 def test_a_saved_pretrained_run_needs_no_weights_package(pois: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     raw = poi_recipe(pois, inputs=[{"name": "photo", "type": "image", "column": "image",

