@@ -226,6 +226,8 @@ def test_a_truncated_efficientnet_keeps_its_first_blocks_and_pools_their_spread(
     out = encoder({"pixels": torch.cat([flat, textured]), "missing": torch.zeros(2)})
     spread = out[:, 40:80]
     assert spread[0].abs().max() < spread[1].abs().max()  # a flat image has (almost) no spatial spread
+    encoder.train()
+    assert encoder({"pixels": textured, "missing": torch.zeros(1)}).shape == (1, 81)  # a last batch of one row
 
     with pytest.raises(ValueError, match="trainable_blocks: 6 is not between 0 and the 5 blocks used"):
         EfficientNetConfig(type="efficientnet_lite0", blocks=5, trainable_blocks=6)

@@ -220,6 +220,16 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
+class PooledNorm(nn.BatchNorm1d):
+    """Batch norm of pooled features that takes a training batch of one row (a split's last batch can be
+    one row, which has no spread to normalize by) with its running statistics."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 def lite0_weights_path() -> Path:
     spec = importlib.util.find_spec(WEIGHTS_PACKAGE)  # finds the file without running the package's code
     if spec is None or not spec.submodule_search_locations:
@@ -286,7 +296,7 @@ class EfficientNetLite0Encoder(Encoder):
         self.frozen = self._freeze(config) if config.pretrained else []
         # a cut network's raw feature map is unbounded (the whole one ends in ReLU6): normalizing what is
         # pooled keeps the first updates of the layers above it sane; made after _freeze, so at full lr
-        self.norm = nn.Identity() if self.whole else nn.BatchNorm1d(self.output_dim - 1)
+        self.norm = nn.Identity() if self.whole else PooledNorm(self.output_dim - 1)
 
     def _freeze(self, config: EfficientNetConfig) -> list[nn.Module]:
         trainable = len(self._blocks) if config.trainable_blocks == "all" else int(config.trainable_blocks)
