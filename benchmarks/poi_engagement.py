@@ -19,6 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 RECIPES = ["metadata-only", "image-only", "cnn", "pretrained"]
+RESULT_FILE = OUT / "poi_engagement.json"
+
+
+def read_results() -> dict:
+    """Read afresh each time: another process of this script may have added a recipe meanwhile."""
+    return json.loads(RESULT_FILE.read_text()) if RESULT_FILE.is_file() else {}
 
 
 def main() -> None:
@@ -29,7 +35,6 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    result_file = OUT / "poi_engagement.json"
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as temporary:
         for name in args.only.split(","):
@@ -49,15 +54,13 @@ def main() -> None:
                 values = [r[key] for r in runs]
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 summary[key] = {"mean": statistics.mean(values), "std": spread}
-            # read again just before writing: another process may have added a recipe meanwhile
-            results = json.loads(result_file.read_text()) if result_file.is_file() else {}
+            results = read_results()
             results[name] = {"runs": runs, **summary}
-            result_file.write_text(json.dumps(results, indent=2) + "\n")
-    results = json.loads(result_file.read_text()) if result_file.is_file() else {}
+            RESULT_FILE.write_text(json.dumps(results, indent=2) + "\n")
     print("| recipe | test accuracy | test balanced accuracy | validation accuracy | fit s (mean) |\n"
           "|---|---|---|---|---|")
-    for name, value in results.items():
-        validation = value.get("validation_accuracy", {"mean": float("nan"), "std": float("nan")})
+    for name, value in read_results().items():
+        validation = value.get("validation_accuracy", {"mean": float("nan"), "std": float("nan")})  # older rows
         print(f"| {name} | {value['accuracy']['mean']:.3f} ± {value['accuracy']['std']:.3f} | "
               f"{value['balanced_accuracy']['mean']:.3f} ± {value['balanced_accuracy']['std']:.3f} | "
               f"{validation['mean']:.3f} ± {validation['std']:.3f} | {value['fit_seconds']['mean']:.0f} |")

@@ -19,7 +19,13 @@ from ensayo.config import load_recipe
 from ensayo.data import DataError, load_splits
 from ensayo.derive import DeriveError, parse_expression
 from ensayo.features.category import CategoryFeature, CategoryPreprocessing
-from ensayo.features.image import EfficientNetConfig, EfficientNetLite0Encoder, ImageFeature, ImagePreprocessing
+from ensayo.features.image import (
+    EfficientNetConfig,
+    EfficientNetLite0Encoder,
+    ImageFeature,
+    ImagePreprocessing,
+    lite0_weights_path,
+)
 from ensayo.features.number import NumberFeature, NumberPreprocessing
 from ensayo.runs import SavedRun
 from ensayo.trainer import make_optimizers, split_parameters
@@ -203,15 +209,11 @@ def test_efficientnet_freezing_and_learning_rates(monkeypatch: pytest.MonkeyPatc
     out = encoder({"pixels": pixels, "missing": torch.tensor([0.0, 1.0])})
     assert out.shape == (2, 1281) and out[:, -1].tolist() == [0.0, 1.0]
     # the ImageNet weights were loaded: the stem is not at its random start
-    from ensayo.features.image import lite0_weights_path
-
     stem = torch.load(lite0_weights_path(), weights_only=True)["_conv_stem.weight"]
     torch.testing.assert_close(encoder._conv_stem.weight, stem)
 
 
 def test_a_truncated_efficientnet_keeps_its_first_blocks_and_pools_their_spread(tmp_path: Path) -> None:
-    from ensayo.features.image import lite0_weights_path
-
     feature = ImageFeature("photo", "image", ImagePreprocessing(size=32, normalize="imagenet"))
     config = EfficientNetConfig(type="efficientnet_lite0", blocks=5, pool="mean_std", trainable_blocks=2)
     encoder = EfficientNetLite0Encoder(feature, config)
