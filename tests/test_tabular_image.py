@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.config import load_recipe
-from ensayo.data import DataError, load_splits
+from ensayo.config import RecipeError, load_recipe
+from ensayo.data import LINE, DataError, load_splits
 from ensayo.derive import DeriveError, parse_expression
 from ensayo.features.category import CategoryFeature, CategoryPreprocessing
 from ensayo.features.image import (
@@ -28,7 +28,7 @@ from ensayo.features.image import (
 )
 from ensayo.features.number import NumberFeature, NumberPreprocessing
 from ensayo.runs import SavedRun
-from ensayo.trainer import make_optimizers, split_parameters
+from ensayo.trainer import encode_split, make_optimizers, split_parameters
 
 COLOURS = {"low": (40, 60, 200), "medium": (60, 180, 60), "high": (220, 50, 40)}
 
@@ -135,6 +135,52 @@ def test_division_by_zero_is_a_bad_row_and_leakage_is_warned(pois: Path, tmp_pat
     recipe.write_text(json.dumps(raw))
     result = CliRunner().invoke(app, ["validate", str(recipe)])
     assert result.exit_code == 0 and "input 'Likes' feeds the target 'level'" in result.output
+
+
+def test_auxiliary_targets_train_a_side_head_that_prediction_does_not_need(pois: Path, tmp_path: Path) -> None:
+    table = pl.read_csv(pois, infer_schema_length=0)
+    # Bookmarks: three times the Likes, missing in every seventh row (those rows add nothing to its loss)
+    bookmarks = [str(3 * int(likes)) if i % 7 else "" for i, likes in enumerate(table["Likes"].to_list())]
+    table = table.with_columns(pl.Series("Bookmarks", bookmarks))
+    table.write_csv(pois)
+    raw = poi_recipe(pois)
+    raw["derive"].append({"name": "log_likes", "expression": "log(Likes)"})
+    raw["output"]["auxiliary"] = [{"column": "log_likes", "weight": 1.0}, {"column": "Bookmarks"}]
+    # keep the last epoch: validation accuracy peaks (and would pick its epoch) before the side head settles
+    raw["train"]["monitor"] = "train/loss"
+    recipe = load_recipe(raw)
+    saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
+    assert np.isfinite(saved.metrics["train/loss"]) and saved.metrics["test/accuracy"] >= 0.9
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    side_losses = [epoch["train/auxiliary_loss"] for epoch in history]
+    assert side_losses[-1] < 0.5 * side_losses[0]  # logged apart: train/loss is the label's, as val/loss is
+
+    # the side head learned both targets: on the test rows its outputs follow them
+    test = load_splits(recipe).test
+    encoded = encode_split(saved.features, test, np.zeros(test.height, dtype=np.int64))
+    saved.model.eval()
+    with torch.no_grad():
+        _, predicted = saved.model(encoded.batch(np.arange(test.height), torch.device("cpu")), auxiliary=True)
+    for column, target in enumerate(("log_likes", "Bookmarks")):
+        values = test[target].cast(pl.Float64, strict=False).to_numpy()
+        known = ~np.isnan(values)
+        assert np.corrcoef(predicted[known, column].numpy(), values[known])[0, 1] > 0.8, target
+
+    # a reloaded run predicts the same from rows that have no target columns at all
+    rows = table.drop("Likes", "Bookmarks").head(6).with_columns(
+        pl.col("image").map_elements(lambda p: str(pois.parent / p), return_dtype=pl.String))
+    np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(rows), saved.predict_proba(rows),
+                               rtol=1e-5)
+
+    line = int(load_splits(recipe).train[LINE][0])  # a training row: only those are learned from
+    table.with_columns(pl.when(pl.int_range(pl.len()) == line - 2).then(pl.lit("many"))
+                       .otherwise(pl.col("Bookmarks")).alias("Bookmarks")).write_csv(pois)
+    with pytest.raises(DataError, match=rf"pois.csv:{line}: output.auxiliary column 'Bookmarks' holds 'many'"):
+        ensayo.run(recipe, output=tmp_path / "bad", track=False)
+    for change, message in (({"model": {"type": "tfidf_linear"}}, "has no shared layers"),
+                            ({"output": {"column": "level", "auxiliary": [{"column": "xps"}]}}, "also inputs")):
+        with pytest.raises(RecipeError, match=message):
+            load_recipe({**raw, **change})
 
 
 def test_number_and_category_preprocessing_fit_on_training_values() -> None:

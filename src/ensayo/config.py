@@ -131,9 +131,19 @@ class InputConfig(Strict):
     preprocessing: Any = Field(default_factory=dict)
 
 
+class AuxiliaryConfig(Strict):
+    """A number column the network also learns to predict while it trains (multi-task learning): a side head
+    on the shared layers regresses it, standardized, by mean squared error times `weight`. It is not an
+    input and is not needed to predict; a row without a value adds nothing to that loss."""
+
+    column: str
+    weight: float = Field(0.5, gt=0)
+
+
 class OutputConfig(Strict):
-    """`category`: one label column to classify. `text`: a language model over the text of `columns`
-    (joined by `separator` into one document per row), at the level of characters or words."""
+    """`category`: one label column to classify, optionally with `auxiliary` number targets learned beside it.
+    `text`: a language model over the text of `columns` (joined by `separator` into one document per row), at
+    the level of characters or words."""
 
     type: Literal["category", "text"] = "category"
     column: str | None = None
@@ -144,11 +154,18 @@ class OutputConfig(Strict):
     max_vocab: int | None = Field(None, gt=0, description="word level: the most frequent words; the rest <unk>")
     min_count: int = Field(1, ge=1)
     lowercase: bool = False
+    auxiliary: list[AuxiliaryConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> OutputConfig:
         if self.type == "category" and not self.column:
             raise ValueError("a category output needs column: the label column")
+        if self.auxiliary and self.type != "category":
+            raise ValueError("output.auxiliary: auxiliary targets go with a category output")
+        columns = [target.column for target in self.auxiliary]
+        if len(set(columns)) != len(columns) or self.column in columns:
+            raise ValueError(f"output.auxiliary: each target needs its own column, other than the label; "
+                             f"got {columns}")
         if self.type == "text" and not self.columns:
             raise ValueError("a text output needs columns: [the text column(s) to model]")
         return self
@@ -273,6 +290,9 @@ class Recipe(Strict):
             if "monitor" not in self.train.model_fields_set:
                 self.train.monitor = "val/bits_per_char"
             return self
+        if self.output.auxiliary and self.model.type != "neural":
+            raise ValueError(f"output.auxiliary: model.type {self.model.type} has no shared layers to train "
+                             "on auxiliary targets; use a neural model")
         if self.model.type == "ensemble":
             return self._check_ensemble()
         if not self.inputs:
@@ -292,6 +312,9 @@ class Recipe(Strict):
             missing = [n for n in names if n not in self.model.encoders]
             if missing:
                 raise ValueError(f"model.encoders has no encoder for inputs {missing}")
+        fed = [t.column for t in self.output.auxiliary if t.column in {self.column_of(f) for f in self.inputs}]
+        if fed:
+            raise ValueError(f"output.auxiliary: {fed} are also inputs; a target the model is given teaches nothing")
         return self
 
     def _check_ensemble(self) -> Recipe:

@@ -1,4 +1,5 @@
-"""Features -> network: one encoder per input, a concatenating combiner, and an MLP head."""
+"""Features -> network: one encoder per input, a concatenating combiner, and an MLP head (plus, with
+`output.auxiliary`, a linear side head on the head's last hidden layer that regresses number targets)."""
 
 from __future__ import annotations
 
@@ -22,19 +23,38 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequ
 
 class EnsayoModel(nn.Module):
     def __init__(self, features: list[Feature], encoders: dict[str, Any], head: HeadConfig,
-                 num_classes: int) -> None:
+                 num_classes: int, auxiliary_weights: list[float] | None = None) -> None:
         super().__init__()
         self.encoders = nn.ModuleDict({f.name: f.build_encoder(encoders[f.name]) for f in features})
         combined = sum(encoder.output_dim for encoder in self.encoders.values())
         self.head = mlp(combined, head.hidden, num_classes, head.dropout)
+        self.auxiliary: nn.Linear | None = None
+        if auxiliary_weights:
+            shared = head.hidden[-1] if head.hidden else combined
+            self.auxiliary = nn.Linear(shared, len(auxiliary_weights))
+            self.register_buffer("auxiliary_weights", torch.tensor(auxiliary_weights), persistent=False)
 
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+    def forward(self, batch: dict[str, Any], auxiliary: bool = False) -> Any:
+        """Class logits; with `auxiliary`, (logits, the auxiliary targets' predictions)."""
         encoded = [encoder(batch[name]) for name, encoder in self.encoders.items()]
-        return self.head(torch.cat(encoded, dim=-1))
+        shared = self.head[:-1](torch.cat(encoded, dim=-1))
+        logits = self.head[-1](shared)
+        if not auxiliary:
+            return logits
+        assert self.auxiliary is not None, "this model has no auxiliary targets"
+        return logits, self.auxiliary(shared)
+
+    def auxiliary_loss(self, predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Weighted mean squared error of each standardized target over the rows that have a value."""
+        known = ~torch.isnan(targets)
+        squared = torch.where(known, predicted - targets.nan_to_num(), 0.0) ** 2
+        per_target = squared.sum(0) / known.sum(0).clamp(min=1)
+        return (per_target * self.auxiliary_weights).sum()
 
 
 def build_model(recipe: Recipe, features: list[Feature], num_classes: int) -> EnsayoModel:
-    return EnsayoModel(features, recipe.model.encoders, recipe.model.head, num_classes)
+    weights = [target.weight for target in recipe.output.auxiliary]
+    return EnsayoModel(features, recipe.model.encoders, recipe.model.head, num_classes, weights)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

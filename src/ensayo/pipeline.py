@@ -20,6 +20,7 @@ from ensayo.config import Recipe, load_recipe
 from ensayo.data import DataReport, Splits, load_splits
 from ensayo.features import Feature
 from ensayo.features.category import CategoryOutput
+from ensayo.features.number import auxiliary_targets
 from ensayo.linear import LinearTextModel
 from ensayo.model import build_model, count_parameters
 from ensayo.tracking import Tracker
@@ -102,6 +103,8 @@ class Experiment:
         device = pick_device(recipe.train.device)
         encoded = {name: encode_split(self.features, table, self.output.transform(_labels(table, recipe)))
                    for name, table in splits.items()}
+        if recipe.output.auxiliary:  # learned from the training rows only; not needed to evaluate or predict
+            encoded["train"].targets = auxiliary_targets(splits.train, recipe.output.auxiliary)
         model = build_model(recipe, self.features, len(self.output))
         sizes = count_parameters(model)
         self.console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")

@@ -22,6 +22,7 @@ from ensayo.features import Feature
 CHECKPOINT = "checkpoint.pt"
 SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1", "val/bits_per_char")
 BEST_WEIGHTS = "best.safetensors"
+AUXILIARY = "__auxiliary__"  # the batch key of the auxiliary targets (no input feature has this name)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class EncodedSplit:
     features: list[Feature]
     columns: dict[str, Any]
     labels: np.ndarray  # class indices, -1 for a label unseen in training
+    targets: np.ndarray | None = None  # (rows, auxiliary targets), standardized; NaN where missing
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,7 +44,10 @@ class EncodedSplit:
         return np.max(np.stack(found), axis=0) if found else None
 
     def batch(self, index: np.ndarray, device: torch.device) -> dict[str, Any]:
-        return {f.name: to_device(f.collate(self.columns[f.name], index), device) for f in self.features}
+        batch = {f.name: to_device(f.collate(self.columns[f.name], index), device) for f in self.features}
+        if self.targets is not None:
+            batch[AUXILIARY] = torch.from_numpy(self.targets[index]).to(device)
+        return batch
 
     def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
                 device: torch.device | None = None) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
@@ -53,9 +58,10 @@ class EncodedSplit:
             yield self.batch(index, device), torch.from_numpy(self.labels[index]).to(device)
 
 
-def encode_split(features: list[Feature], table: Any, labels: np.ndarray) -> EncodedSplit:
+def encode_split(features: list[Feature], table: Any, labels: np.ndarray,
+                 targets: np.ndarray | None = None) -> EncodedSplit:
     columns = {f.name: f.transform(table[f.column].to_list()) for f in features}
-    return EncodedSplit(features, columns, labels)
+    return EncodedSplit(features, columns, labels, targets)
 
 
 def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> np.ndarray:
@@ -159,7 +165,8 @@ class TrainState:
 
     epoch: int = 0  # epochs fully done
     step_in_epoch: int = 0  # batches done in the current epoch
-    loss_sum: float = 0.0  # running training loss of the current epoch
+    loss_sum: float = 0.0  # running training loss of the current epoch (the label's alone)
+    auxiliary_sum: float = 0.0  # running weighted loss of the auxiliary targets, when there are some
     seen: int = 0
     best_score: float | None = None
     best_epoch: int = 0
@@ -252,6 +259,7 @@ class Trainer:
                     started = time.perf_counter()
                     self._train_epoch(train, steps_per_epoch, progress)
                     record = {"epoch": state.epoch + 1, "train/loss": state.loss_sum / max(state.seen, 1),
+                              **self._auxiliary_record(),
                               "lr": self.optimizers[0].param_groups[0]["lr"]}
                     state.fit_seconds += time.perf_counter() - started
                     record["fit_seconds"] = state.fit_seconds
@@ -286,7 +294,7 @@ class Trainer:
             state.stale_epochs += 1
         state.history.append({k: float(v) for k, v in record.items()})
         state.epoch += 1
-        state.step_in_epoch, state.loss_sum, state.seen = 0, 0.0, 0
+        state.step_in_epoch, state.loss_sum, state.auxiliary_sum, state.seen = 0, 0.0, 0.0, 0
         self.save_checkpoint()
         shown = "  ".join(f"{k} {record[k]:.4f}" for k in SHOWN if k in record)
         marker = " *" if state.best_epoch == state.epoch else ""
@@ -305,7 +313,7 @@ class Trainer:
         for batch, labels in train.batches(config.batch_size, order, state.step_in_epoch, self.device):
             # training labels are all known (the classes come from them); for a language model, the labels are
             # the next tokens and len(labels) counts tokens
-            loss = self.loss_fn(self.model(batch), labels)
+            loss, label_loss = self._loss(batch, labels)
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -314,7 +322,8 @@ class Trainer:
             for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
                 optimizer.step()
                 scheduler.step()
-            state.loss_sum += float(loss.detach()) * len(labels)
+            state.loss_sum += float(label_loss.detach()) * len(labels)
+            state.auxiliary_sum += float((loss - label_loss).detach()) * len(labels)
             state.seen += len(labels)
             state.step_in_epoch += 1
             examples += len(labels)
@@ -327,6 +336,21 @@ class Trainer:
                                                             f"loss {state.loss_sum / max(state.seen, 1):.3f}")
                 pending, shown = 0, now
         progress.remove_task(task)
+
+    def _loss(self, batch: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss to minimize, the label's part of it): train/loss stays comparable with val/loss."""
+        targets = batch.pop(AUXILIARY, None)
+        if targets is None:
+            loss = self.loss_fn(self.model(batch), labels)
+            return loss, loss
+        logits, predicted = self.model(batch, auxiliary=True)
+        label_loss = self.loss_fn(logits, labels)
+        return label_loss + self.model.auxiliary_loss(predicted, targets), label_loss
+
+    def _auxiliary_record(self) -> dict[str, float]:
+        if getattr(self.model, "auxiliary", None) is None:
+            return {}
+        return {"train/auxiliary_loss": self.state.auxiliary_sum / max(self.state.seen, 1)}
 
     def _progress(self) -> Progress:
         return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

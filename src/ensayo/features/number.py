@@ -1,15 +1,18 @@
-"""Number feature: one numeric column, imputed and scaled with statistics of the training split."""
+"""Number feature: one numeric column, imputed and scaled with statistics of the training split; and number
+columns as auxiliary training targets (`output.auxiliary`), standardized the same way."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 import numpy as np
+import polars as pl
 import torch
 from pydantic import Field
 from torch import nn
 
-from ensayo.config import Strict
+from ensayo.config import AuxiliaryConfig, Strict
+from ensayo.data import FILE, LINE, DataError
 from ensayo.features import Encoder, Feature, register_feature
 
 
@@ -30,6 +33,28 @@ def _numbers(values: list[Any]) -> np.ndarray:
             continue
     out[~np.isfinite(out)] = np.nan
     return out
+
+
+def auxiliary_targets(table: pl.DataFrame, targets: list[AuxiliaryConfig]) -> np.ndarray:
+    """The training split's auxiliary target columns, each standardized by its own mean and spread: (rows,
+    targets) floats, NaN where a row has no value. A value that is there but not a number is an error."""
+    columns = []
+    for target in targets:
+        if target.column not in table.columns:
+            raise DataError(f"output.auxiliary: column {target.column!r} is not in the data")
+        values = table[target.column].to_list()
+        x = _numbers(values)
+        for i in np.flatnonzero(np.isnan(x)):
+            if values[i] is not None and str(values[i]).strip() not in ("", "nan", "NaN"):
+                where = f"{table[FILE][int(i)]}:{table[LINE][int(i)]}" if FILE in table.columns else f"row {i}"
+                raise DataError(f"{where}: output.auxiliary column {target.column!r} holds {values[i]!r}, "
+                                "not a number")
+        known = x[~np.isnan(x)]
+        if len(known) < 2:
+            raise DataError(f"output.auxiliary: column {target.column!r} has fewer than two numbers in the "
+                            "training split")
+        columns.append((x - known.mean()) / (known.std() or 1.0))
+    return np.stack(columns, axis=1).astype(np.float32)
 
 
 @register_feature("number")
