@@ -84,10 +84,13 @@ def test_ensemble_recipes_are_checked(titles_csv: Path, tmp_path: Path) -> None:
     ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "missing.yaml"]
     with pytest.raises(RecipeError, match=r"members.1 \(missing.yaml\).*not found"):
         ensayo.run(ensemble, base=base, output=tmp_path / "run", track=False)
+    ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "bag.yaml"]
     other = yaml.safe_load((base / "bag.yaml").read_text())
+    other["output"]["auxiliary"] = [{"column": "price"}]  # a member's own side targets: still the same label
+    (base / "bag.yaml").write_text(yaml.safe_dump(other))
+    assert member_recipes(load_recipe(ensemble), base)[1].output.auxiliary[0].column == "price"
     other["output"]["column"] = "language"
     (base / "bag.yaml").write_text(yaml.safe_dump(other))
-    ensemble["model"]["ensemble"]["members"] = ["svm.yaml", "bag.yaml"]
     with pytest.raises(RecipeError, match="its output \\('language'\\) is not the ensemble's \\('category'\\)"):
         ensayo.run(ensemble, base=base, output=tmp_path / "run", track=False)
     assert not (tmp_path / "run").exists()

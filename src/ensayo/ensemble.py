@@ -39,7 +39,8 @@ def member_recipes(recipe: Recipe, base: Path | None) -> list[Recipe]:
             raise RecipeError(f"{where}: {exc}") from None
         if member.model.type not in ("neural", "tfidf_linear"):
             raise RecipeError(f"{where}: a member is a neural or tfidf_linear classifier, not {member.model.type!r}")
-        if member.output != recipe.output:
+        # the same label; each member may learn its own auxiliary targets beside it
+        if (member.output.type, member.output.column) != (recipe.output.type, recipe.output.column):
             raise RecipeError(f"{where}: its output ({member.output.column!r}) is not the ensemble's "
                               f"({recipe.output.column!r})")
         # the ensemble's derived columns (its target's bins, say), then those the member's inputs need
