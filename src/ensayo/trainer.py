@@ -20,7 +20,8 @@ from ensayo.config import TrainConfig
 from ensayo.features import Feature
 
 CHECKPOINT = "checkpoint.pt"
-SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1", "val/bits_per_char")
+SHOWN = ("train/loss", "train/auxiliary_loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1",
+         "val/bits_per_char")
 BEST_WEIGHTS = "best.safetensors"
 AUXILIARY = "__auxiliary__"  # the batch key of the auxiliary targets (no input feature has this name)
 
