@@ -87,7 +87,8 @@ def most_confused(true: Sequence[str], predicted: Sequence[str], top: int = 20) 
 def plot_learning_curves(history: list[dict[str, float]], path: Path, metric: str = "balanced_accuracy") -> Path:
     epochs = [h["epoch"] for h in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train/loss", "train"), ("val/loss", "validation")):
+    for key, label in (("train/loss", "train"), ("val/loss", "validation"),
+                       ("train/auxiliary_loss", "train, auxiliary targets")):
         if any(key in h for h in history):
             left.plot(epochs, [h.get(key, np.nan) for h in history], marker="o", label=label)
     left.set(title="loss (train: epoch mean, with dropout and label smoothing)", xlabel="epoch")
