@@ -177,6 +177,9 @@ def test_auxiliary_targets_train_a_side_head_that_prediction_does_not_need(pois:
                        .otherwise(pl.col("Bookmarks")).alias("Bookmarks")).write_csv(pois)
     with pytest.raises(DataError, match=rf"pois.csv:{line}: output.auxiliary column 'Bookmarks' holds 'many'"):
         ensayo.run(recipe, output=tmp_path / "bad", track=False)
+    misspelt = {**raw, "output": {"column": "level", "auxiliary": [{"column": "Bokmarks"}]}}
+    with pytest.raises(DataError, match="pois.csv: output.auxiliary column 'Bokmarks' is not in the data"):
+        ensayo.run(misspelt, output=tmp_path / "misspelt", track=False)
     for change, message in (({"model": {"type": "tfidf_linear"}}, "has no shared layers"),
                             ({"output": {"column": "level", "auxiliary": [{"column": "xps"}]}}, "also inputs")):
         with pytest.raises(RecipeError, match=message):

@@ -101,10 +101,11 @@ class Experiment:
     def train_neural(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
         recipe = self.recipe
         device = pick_device(recipe.train.device)
-        encoded = {name: encode_split(self.features, table, self.output.transform(_labels(table, recipe)))
+        # auxiliary targets are learned from the training rows only; evaluating and predicting do not need them
+        targets = auxiliary_targets(splits.train, recipe.output.auxiliary) if recipe.output.auxiliary else None
+        encoded = {name: encode_split(self.features, table, self.output.transform(_labels(table, recipe)),
+                                      targets if name == "train" else None)
                    for name, table in splits.items()}
-        if recipe.output.auxiliary:  # learned from the training rows only; not needed to evaluate or predict
-            encoded["train"].targets = auxiliary_targets(splits.train, recipe.output.auxiliary)
         model = build_model(recipe, self.features, len(self.output))
         sizes = count_parameters(model)
         self.console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")

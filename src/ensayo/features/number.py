@@ -41,7 +41,8 @@ def auxiliary_targets(table: pl.DataFrame, targets: list[AuxiliaryConfig]) -> np
     columns = []
     for target in targets:
         if target.column not in table.columns:
-            raise DataError(f"output.auxiliary: column {target.column!r} is not in the data")
+            source = table[FILE][0] if FILE in table.columns and table.height else "the data"
+            raise DataError(f"{source}: output.auxiliary column {target.column!r} is not in the data or derived")
         values = table[target.column].to_list()
         x = _numbers(values)
         for i in np.flatnonzero(np.isnan(x)):
