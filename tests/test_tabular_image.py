@@ -149,6 +149,9 @@ def test_auxiliary_targets_train_a_side_head_that_prediction_does_not_need(pois:
     # keep the last epoch: validation accuracy peaks (and would pick its epoch) before the side head settles
     raw["train"]["monitor"] = "train/loss"
     recipe = load_recipe(raw)
+    (tmp_path / "aux.yaml").write_text(json.dumps(raw))
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "aux.yaml")])
+    assert result.exit_code == 0 and "auxiliary targets log_likes, Bookmarks" in " ".join(result.output.split())
     saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
     assert np.isfinite(saved.metrics["train/loss"]) and saved.metrics["test/accuracy"] >= 0.9
     history = json.loads((tmp_path / "run" / "history.json").read_text())

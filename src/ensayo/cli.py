@@ -72,8 +72,10 @@ def validate(
     for name in leaking_inputs(loaded):
         console.print(f"[yellow]warning[/]: input {name!r} feeds the target {loaded.output.column!r} through "
                       "`derive`: the model can learn the formula instead of the task", soft_wrap=True)
+    side = [target.column for target in loaded.output.auxiliary]
+    learning = f"; auxiliary targets {', '.join(side)}" if side else ""
     stdout.print(f"{recipe}: valid ({loaded.model.type} model, {len(loaded.inputs)} input(s), "
-                 f"output {loaded.output.type} {', '.join(loaded.output.source_columns)})")
+                 f"output {loaded.output.type} {', '.join(loaded.output.source_columns)}{learning})")
 
 
 def _progress() -> Progress:
