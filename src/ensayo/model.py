@@ -34,7 +34,8 @@ class EnsayoModel(nn.Module):
             self.auxiliary = nn.Linear(shared, len(auxiliary_weights))
             self.register_buffer("auxiliary_weights", torch.tensor(auxiliary_weights), persistent=False)
 
-    def forward(self, batch: dict[str, Any], auxiliary: bool = False) -> Any:
+    def forward(self, batch: dict[str, Any],
+                auxiliary: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Class logits; with `auxiliary`, (logits, the auxiliary targets' predictions)."""
         encoded = [encoder(batch[name]) for name, encoder in self.encoders.items()]
         shared = self.head[:-1](torch.cat(encoded, dim=-1))
