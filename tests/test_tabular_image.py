@@ -159,7 +159,8 @@ def test_auxiliary_targets_train_a_side_head_that_prediction_does_not_need(pois:
     assert side_losses[-1] < 0.5 * side_losses[0]  # logged apart: train/loss is the label's, as val/loss is
 
     # the side head learned both targets: on the test rows its outputs follow them
-    test = load_splits(recipe).test
+    splits = load_splits(recipe)
+    test = splits.test
     encoded = encode_split(saved.features, test, np.zeros(test.height, dtype=np.int64))
     saved.model.eval()
     with torch.no_grad():
@@ -175,7 +176,7 @@ def test_auxiliary_targets_train_a_side_head_that_prediction_does_not_need(pois:
     np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(rows), saved.predict_proba(rows),
                                rtol=1e-5)
 
-    line = int(load_splits(recipe).train[LINE][0])  # a training row: only those are learned from
+    line = int(splits.train[LINE][0])  # a training row: only those are learned from
     table.with_columns(pl.when(pl.int_range(pl.len()) == line - 2).then(pl.lit("many"))
                        .otherwise(pl.col("Bookmarks")).alias("Bookmarks")).write_csv(pois)
     with pytest.raises(DataError, match=rf"pois.csv:{line}: output.auxiliary column 'Bookmarks' holds 'many'"):

@@ -259,13 +259,17 @@ def required_columns(recipe: Recipe) -> list[str]:
     return list(dict.fromkeys(binned.get(c, c) for c in columns))
 
 
+def _absent_columns(table: pl.DataFrame, said: str) -> DataError:
+    """The error for columns the recipe names and the data lacks; `said` names them."""
+    source = table[FILE][0] if table.height else "the data"
+    return DataError(f"{source}: {said} (columns: {', '.join(c for c in table.columns if not c.startswith('__'))})")
+
+
 def drop_incomplete_rows(table: pl.DataFrame, columns: list[str], bad: list[BadRow]) -> pl.DataFrame:
     """Rows whose inputs or label are missing or empty are bad rows too."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        source = table[FILE][0] if table.height else "the data"
-        raise DataError(f"{source}: column(s) {missing} named by the recipe are not in the data "
-                        f"(columns: {', '.join(c for c in table.columns if not c.startswith('__'))})")
+        raise _absent_columns(table, f"column(s) {missing} named by the recipe are not in the data")
     empty = pl.lit(False)
     for column in columns:
         value = pl.col(column)
@@ -383,6 +387,10 @@ def _read_source(path: Path, recipe: Recipe, report: DataReport) -> pl.DataFrame
 def _prepare(table: pl.DataFrame, recipe: Recipe, report: DataReport,
              columns: list[str] | None = None, filters: bool = True) -> pl.DataFrame:
     table = apply_expressions(table, recipe, only_possible=columns is not None)
+    if columns is None:  # training: auxiliary targets may be missing in a row, but their column must be there
+        for target in recipe.output.auxiliary:
+            if target.column not in table.columns:
+                raise _absent_columns(table, f"output.auxiliary column {target.column!r} is not in the data")
     table = drop_incomplete_rows(table, columns or required_columns(recipe), report.bad_rows)
     if filters and recipe.data.filters:
         before = table.height

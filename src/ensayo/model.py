@@ -37,13 +37,12 @@ class EnsayoModel(nn.Module):
     def forward(self, batch: dict[str, Any],
                 auxiliary: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Class logits; with `auxiliary`, (logits, the auxiliary targets' predictions)."""
-        encoded = [encoder(batch[name]) for name, encoder in self.encoders.items()]
-        shared = self.head[:-1](torch.cat(encoded, dim=-1))
-        logits = self.head[-1](shared)
+        combined = torch.cat([encoder(batch[name]) for name, encoder in self.encoders.items()], dim=-1)
         if not auxiliary:
-            return logits
+            return self.head(combined)
         assert self.auxiliary is not None, "this model has no auxiliary targets"
-        return logits, self.auxiliary(shared)
+        shared = self.head[:-1](combined)  # the head's last hidden layer, which both heads read
+        return self.head[-1](shared), self.auxiliary(shared)
 
     def auxiliary_loss(self, predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Weighted mean squared error of each standardized target over the rows that have a value."""

@@ -40,9 +40,6 @@ def auxiliary_targets(table: pl.DataFrame, targets: list[AuxiliaryConfig]) -> np
     targets) floats, NaN where a row has no value. A value that is there but not a number is an error."""
     columns = []
     for target in targets:
-        if target.column not in table.columns:
-            source = table[FILE][0] if FILE in table.columns and table.height else "the data"
-            raise DataError(f"{source}: output.auxiliary column {target.column!r} is not in the data or derived")
         values = table[target.column].to_list()
         x = _numbers(values)
         for i in np.flatnonzero(np.isnan(x)):
