@@ -47,10 +47,12 @@ def main() -> None:
                 runs.append({"seed": seed, "accuracy": metrics["test/accuracy"],
                              "balanced_accuracy": metrics["test/balanced_accuracy"],
                              "validation_accuracy": metrics["val/accuracy"],
+                             "loss": metrics["test/loss"], "validation_loss": metrics["val/loss"],
                              "fit_seconds": metrics["fit_seconds"], "best_epoch": metrics["best_epoch"]})
                 print(name, runs[-1], flush=True)
             summary = {}
-            for key in ("accuracy", "balanced_accuracy", "validation_accuracy", "fit_seconds"):
+            for key in ("accuracy", "balanced_accuracy", "validation_accuracy", "loss", "validation_loss",
+                        "fit_seconds"):
                 values = [r[key] for r in runs]
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
                 summary[key] = {"mean": statistics.mean(values), "std": spread}

@@ -147,4 +147,4 @@ def build_feature(type_name: str, name: str, column: str, preprocessing: BaseMod
     return FEATURES[type_name](name, column, preprocessing)
 
 
-from ensayo.features import audio, category, image, number, sentence, text  # noqa: E402, F401  (registers the built-in feature types)
+from ensayo.features import audio, category, image, image_stats, number, sentence, text  # noqa: E402, F401  (registers the built-in feature types)

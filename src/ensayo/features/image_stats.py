@@ -1,0 +1,232 @@
+"""Image statistics feature: a few classical measures of how a photo was taken and stored (JPEG quality,
+bytes per pixel, sharpness, fine detail, noise, exposure, colour, size), read from each image file with
+Pillow, standardized with the training split's statistics. Where the pixels of an image input are what a
+photo shows, these say how good a copy of it the file is, which a network that first shrinks the image
+sees only in part (a JPEG quality table is not in the pixels at all)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field, field_validator
+from rich.progress import track
+from torch import nn
+
+from ensayo.config import Strict
+from ensayo.features import Encoder, Feature, register_feature
+from ensayo.features.image import image_problem
+
+# The luminance quantization table of the JPEG standard (ITU T.81, Annex K), which libjpeg scales by quality.
+JPEG_LUMINANCE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+STATS = ("jpeg_quality", "bytes_per_pixel", "sharpness", "fine_detail", "noise", "brightness", "contrast",
+         "colourfulness", "width", "height")
+
+
+def _libjpeg_table(quality: int) -> np.ndarray:
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((JPEG_LUMINANCE * scale + 50) / 100), 1, 255)
+
+
+LIBJPEG_TABLES = np.stack([_libjpeg_table(q) for q in range(1, 101)])
+
+
+def jpeg_quality(image: Image.Image) -> float:
+    """The libjpeg quality (1-100) whose luminance table is closest to the file's; 100 for a file that is
+    not a JPEG (nothing was lost to compression)."""
+    tables = getattr(image, "quantization", None)
+    if image.format != "JPEG" or not tables:
+        return 100.0
+    table = np.asarray(tables[min(tables)], dtype=np.float64)[:64]
+    return float(np.argmin(np.abs(LIBJPEG_TABLES - table).sum(axis=1)) + 1)
+
+
+def _laplacian(grey: np.ndarray) -> np.ndarray:
+    return (grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1])
+
+
+def _fine_detail(grey: np.ndarray, most: int = 512) -> float:
+    """Log share of the spectrum's power above half the Nyquist frequency: what blurring or upscaling
+    removes first. A share, so the central `most` x `most` pixels of a large photo tell it as well."""
+    top, left = max(0, (grey.shape[0] - most) // 2), max(0, (grey.shape[1] - most) // 2)
+    grey = grey[top: top + most, left: left + most]
+    window = np.outer(np.hanning(grey.shape[0]), np.hanning(grey.shape[1]))
+    power = np.abs(np.fft.fft2((grey - grey.mean()) * window)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(grey.shape[0]), np.fft.fftfreq(grey.shape[1]), indexing="ij")
+    fine = power[np.hypot(fx, fy) > 0.25].sum()
+    return float(np.log((fine + 1e-6) / (power.sum() + 1e-6)))
+
+
+def _noise(grey: np.ndarray) -> float:
+    """Immerkaer's estimate of the standard deviation of Gaussian noise (1996): a mask that cancels
+    smooth structure up to second order."""
+    height, width = grey.shape
+    mask = (grey[:-2, :-2] + grey[:-2, 2:] + grey[2:, :-2] + grey[2:, 2:]
+            - 2 * (grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]) + 4 * grey[1:-1, 1:-1])
+    return float(np.sqrt(np.pi / 2) * np.abs(mask).sum() / (6 * (width - 2) * (height - 2)))
+
+
+def _colourfulness(rgb: np.ndarray) -> float:
+    """Hasler and Suesstrunk's colourfulness (2003), from the opponent channels rg and yb."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    rg, yb = r - g, (r + g) / 2 - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def image_statistics(path: str) -> dict[str, float]:
+    """Every statistic of STATS for one image file (pixel values on a 0-255 scale)."""
+    with Image.open(path) as image:
+        quality = jpeg_quality(image)
+        width, height = image.size
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    grey = rgb @ np.array([0.299, 0.587, 0.114])
+    small = min(width, height) < 3
+    return {
+        "jpeg_quality": quality,
+        "bytes_per_pixel": float(np.log(os.path.getsize(path) / (width * height))),
+        "sharpness": 0.0 if small else float(np.log1p(_laplacian(grey).var())),
+        "fine_detail": 0.0 if small else _fine_detail(grey),
+        "noise": 0.0 if small else _noise(grey),
+        "brightness": float(grey.mean()),
+        "contrast": float(grey.std()),
+        "colourfulness": _colourfulness(rgb),
+        "width": float(np.log(width)),
+        "height": float(np.log(height)),
+    }
+
+
+class ImageStatsPreprocessing(Strict):
+    root: str | None = Field(None, description="folder that relative paths start from (default: the data file's)")
+    stats: list[Literal[STATS]] = Field(default_factory=lambda: list(STATS),  # type: ignore[valid-type]
+                                        min_length=1, description="which statistics, in this order")
+    missing: Literal["skip", "zero"] = Field("skip", description="unreadable image: skip the row, or zeros "
+                                             "(the training mean) with a missing flag")
+
+    @field_validator("stats")
+    @classmethod
+    def _unique(cls, stats: list[str]) -> list[str]:
+        if len(set(stats)) != len(stats):
+            raise ValueError(f"each statistic once; got {stats}")
+        return stats
+
+
+@register_feature("image_stats")
+class ImageStatsFeature(Feature):
+    Preprocessing = ImageStatsPreprocessing
+    reads_files = True
+
+    def __init__(self, name: str, column: str, preprocessing: ImageStatsPreprocessing) -> None:
+        super().__init__(name, column, preprocessing)
+        self.center = np.zeros(len(self.options.stats))
+        self.scale = np.ones(len(self.options.stats))
+
+    @property
+    def options(self) -> ImageStatsPreprocessing:
+        return self.preprocessing  # type: ignore[return-value]
+
+    @classmethod
+    def check_files(cls, paths: list[str], preprocessing: Any) -> dict[int, str]:
+        return {i: reason for i, p in enumerate(paths) if (reason := image_problem(p))}
+
+    @classmethod
+    def keeps_bad_files(cls, preprocessing: Any) -> bool:
+        return preprocessing.missing == "zero"
+
+    def _raw(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        raw = np.zeros((len(paths), len(self.options.stats)))
+        missing = np.zeros(len(paths), dtype=bool)
+        for i, path in enumerate(track(paths, description=f"{self.name}: image statistics", transient=True)):
+            try:
+                stats = image_statistics(path)
+            except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError):
+                missing[i] = True  # only with missing: zero; otherwise the row was dropped when read
+                continue
+            raw[i] = [stats[s] for s in self.options.stats]
+        return raw, missing
+
+    def fit(self, values: list[str]) -> ImageStatsFeature:
+        raw, missing = self._raw(values)
+        if missing.all():
+            raise ValueError(f"input {self.name!r}: no readable image in the training split")
+        self.center = raw[~missing].mean(axis=0)
+        spread = raw[~missing].std(axis=0)
+        self.scale = np.where(spread > 1e-6, spread, 1.0)  # a constant (all photos one size) stays 0
+        return self
+
+    def transform(self, values: list[str]) -> torch.Tensor:
+        raw, missing = self._raw(values)
+        scaled = np.clip((raw - self.center) / self.scale, -5, 5)
+        scaled[missing] = 0.0
+        return torch.from_numpy(np.column_stack([scaled, missing]).astype(np.float32))
+
+    def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        return encoded[torch.from_numpy(np.asarray(index))]
+
+    def state(self) -> dict[str, Any]:
+        return {"center": self.center.tolist(), "scale": self.scale.tolist()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.center, self.scale = np.asarray(state["center"]), np.asarray(state["scale"])
+
+    def describe(self) -> dict[str, Any]:
+        return {name: round(float(c), 3) for name, c in zip(self.options.stats, self.center, strict=True)}
+
+    @classmethod
+    def explore(cls, name: str, values: list[str], labels: list[str], preprocessing: Any, directory: Any) -> list[str]:
+        from ensayo.explore import markdown_table
+
+        feature = cls(name, name, preprocessing)
+        raw, missing = feature._raw(values)
+        raw, kept = raw[~missing], [label for label, m in zip(labels, missing, strict=True) if not m]
+        classes = sorted(set(kept))[:10]
+        header = ["statistic", "all", *classes]
+        rows = []
+        for j, stat in enumerate(preprocessing.stats):
+            by_class = [np.median(raw[[k == c for k in kept], j]) for c in classes]
+            rows.append([stat, f"{np.median(raw[:, j]):.3g}", *(f"{v:.3g}" for v in by_class)])
+        return [f"{len(raw):,} images, {int(missing.sum())} unreadable; medians of each statistic, overall and "
+                "by class:", "", *markdown_table(header, rows)]
+
+
+class StatsPassthroughConfig(Strict):
+    type: Literal["passthrough"]
+
+
+@ImageStatsFeature.register_encoder("passthrough")
+class StatsPassthroughEncoder(Encoder):
+    """The standardized statistics and the missing flag, as they are, for the combiner."""
+
+    Config = StatsPassthroughConfig
+
+    def __init__(self, feature: ImageStatsFeature, config: StatsPassthroughConfig) -> None:
+        super().__init__()
+        self.output_dim = len(feature.options.stats) + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class StatsDenseConfig(Strict):
+    type: Literal["dense"]
+    size: int = Field(16, gt=0)
+
+
+@ImageStatsFeature.register_encoder("dense")
+class StatsDenseEncoder(Encoder):
+    """A learned projection of the statistics (and the missing flag)."""
+
+    Config = StatsDenseConfig
+
+    def __init__(self, feature: ImageStatsFeature, config: StatsDenseConfig) -> None:
+        super().__init__()
+        self.layer = nn.Sequential(nn.Linear(len(feature.options.stats) + 1, config.size), nn.ReLU())
+        self.output_dim = config.size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
