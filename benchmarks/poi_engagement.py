@@ -1,4 +1,4 @@
-"""POI engagement benchmark (seed 002): the four POI recipes on the same grouped split (seed 42), each
+"""POI engagement benchmark (seed 002): the five POI recipes on the same grouped split (seed 42), each
 trained with five seeds; mean and standard deviation of test accuracy and balanced accuracy, and fit time.
 
     python benchmarks/poi_engagement.py
@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
-RECIPES = ["metadata-only", "image-only", "cnn", "pretrained"]
+RECIPES = ["metadata-only", "photo-stats", "image-only", "cnn", "pretrained"]
 RESULT_FILE = OUT / "poi_engagement.json"
 
 
