@@ -45,6 +45,15 @@ def test_each_statistic_reads_what_it_says(tmp_path: Path) -> None:
     wide = image_statistics(str(tmp_path / "wide.png"))
     assert (wide["width"], wide["height"]) == pytest.approx((np.log(96), np.log(48)))
 
+    # a large photo's fine structure is read from its central 512 px at full resolution
+    large = photo(1, size=700)
+    large.save(tmp_path / "large.png")
+    large.crop((94, 94, 606, 606)).save(tmp_path / "centre.png")
+    whole, centre = image_statistics(str(tmp_path / "large.png")), image_statistics(str(tmp_path / "centre.png"))
+    for stat in ("sharpness", "fine_detail", "noise"):
+        assert whole[stat] == pytest.approx(centre[stat]), stat
+    assert whole["width"] == pytest.approx(np.log(700))
+
 
 def make_copies(folder: Path, rows: int = 90) -> Path:
     """The same kind of photo stored well or badly: the label is the copy's quality, not what it shows."""

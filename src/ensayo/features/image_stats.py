@@ -25,6 +25,7 @@ JPEG_LUMINANCE = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L"
 STATS = ("jpeg_quality", "bytes_per_pixel", "sharpness", "fine_detail", "noise", "brightness", "contrast",
          "colourfulness", "width", "height")
 
@@ -51,11 +52,9 @@ def _laplacian(grey: np.ndarray) -> np.ndarray:
     return (grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1])
 
 
-def _fine_detail(grey: np.ndarray, most: int = 512) -> float:
+def _fine_detail(grey: np.ndarray) -> float:
     """Log share of the spectrum's power above half the Nyquist frequency: what blurring or upscaling
-    removes first. A share, so the central `most` x `most` pixels of a large photo tell it as well."""
-    top, left = max(0, (grey.shape[0] - most) // 2), max(0, (grey.shape[1] - most) // 2)
-    grey = grey[top: top + most, left: left + most]
+    removes first."""
     window = np.outer(np.hanning(grey.shape[0]), np.hanning(grey.shape[1]))
     power = np.abs(np.fft.fft2((grey - grey.mean()) * window)) ** 2
     fy, fx = np.meshgrid(np.fft.fftfreq(grey.shape[0]), np.fft.fftfreq(grey.shape[1]), indexing="ij")
@@ -79,23 +78,34 @@ def _colourfulness(rgb: np.ndarray) -> float:
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
-def image_statistics(path: str) -> dict[str, float]:
-    """Every statistic of STATS for one image file (pixel values on a 0-255 scale)."""
+def _central_crop(image: Image.Image, side: int) -> Image.Image:
+    width, height = image.size
+    left, top = max(0, (width - side) // 2), max(0, (height - side) // 2)
+    return image.crop((left, top, min(width, left + side), min(height, top + side)))
+
+
+def image_statistics(path: str, detail_side: int = 512, overview_side: int = 256) -> dict[str, float]:
+    """Every statistic of STATS for one image file (pixel values on a 0-255 scale). The measures of fine
+    structure (sharpness, fine detail, noise) are per-pixel averages, read from the central `detail_side`
+    square at full resolution; exposure and colour from the whole photo shrunk to `overview_side`. A
+    photo of many megapixels costs no more than a small one."""
     with Image.open(path) as image:
         quality = jpeg_quality(image)
         width, height = image.size
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    grey = rgb @ np.array([0.299, 0.587, 0.114])
-    small = min(width, height) < 3
+        rgb = image.convert("RGB")
+    grey = np.asarray(_central_crop(rgb, detail_side), dtype=np.float64) @ LUMA
+    rgb.thumbnail((overview_side, overview_side), Image.Resampling.BOX)
+    overview = np.asarray(rgb, dtype=np.float64)
+    small = min(grey.shape) < 3
     return {
         "jpeg_quality": quality,
         "bytes_per_pixel": float(np.log(os.path.getsize(path) / (width * height))),
         "sharpness": 0.0 if small else float(np.log1p(_laplacian(grey).var())),
         "fine_detail": 0.0 if small else _fine_detail(grey),
         "noise": 0.0 if small else _noise(grey),
-        "brightness": float(grey.mean()),
-        "contrast": float(grey.std()),
-        "colourfulness": _colourfulness(rgb),
+        "brightness": float((overview @ LUMA).mean()),
+        "contrast": float((overview @ LUMA).std()),
+        "colourfulness": _colourfulness(overview),
         "width": float(np.log(width)),
         "height": float(np.log(height)),
     }
@@ -183,6 +193,8 @@ class ImageStatsFeature(Feature):
 
         feature = cls(name, name, preprocessing)
         raw, missing = feature._raw(values)
+        if missing.all():
+            return [f"{len(values):,} images, none readable"]
         raw, kept = raw[~missing], [label for label, m in zip(labels, missing, strict=True) if not m]
         classes = sorted(set(kept))[:10]
         header = ["statistic", "all", *classes]
