@@ -59,10 +59,24 @@ def read_image(path: str, size: int) -> np.ndarray:
         return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
-@register_feature("image")
-class ImageFeature(Feature):
-    Preprocessing = ImagePreprocessing
+class ImageFiles:
+    """For a feature type whose values are image paths: unreadable files are named when the data is read,
+    and `missing: zero` keeps their rows (the feature stands in for the image)."""
+
     reads_files = True
+
+    @classmethod
+    def check_files(cls, paths: list[str], preprocessing: Any) -> dict[int, str]:
+        return {i: reason for i, p in enumerate(paths) if (reason := image_problem(p))}
+
+    @classmethod
+    def keeps_bad_files(cls, preprocessing: Any) -> bool:
+        return preprocessing.missing == "zero"
+
+
+@register_feature("image")
+class ImageFeature(ImageFiles, Feature):
+    Preprocessing = ImagePreprocessing
 
     def __init__(self, name: str, column: str, preprocessing: ImagePreprocessing) -> None:
         super().__init__(name, column, preprocessing)
@@ -73,14 +87,6 @@ class ImageFeature(Feature):
     @property
     def options(self) -> ImagePreprocessing:
         return self.preprocessing  # type: ignore[return-value]
-
-    @classmethod
-    def check_files(cls, paths: list[str], preprocessing: Any) -> dict[int, str]:
-        return {i: reason for i, p in enumerate(paths) if (reason := image_problem(p))}
-
-    @classmethod
-    def keeps_bad_files(cls, preprocessing: Any) -> bool:
-        return preprocessing.missing == "zero"
 
     def _pixels(self, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.options.size

@@ -18,7 +18,7 @@ from torch import nn
 
 from ensayo.config import Strict
 from ensayo.features import Encoder, Feature, register_feature
-from ensayo.features.image import image_problem
+from ensayo.features.image import ImageFiles
 
 # The luminance quantization table of the JPEG standard (ITU T.81, Annex K), which libjpeg scales by quality.
 JPEG_LUMINANCE = np.array([
@@ -127,9 +127,8 @@ class ImageStatsPreprocessing(Strict):
 
 
 @register_feature("image_stats")
-class ImageStatsFeature(Feature):
+class ImageStatsFeature(ImageFiles, Feature):
     Preprocessing = ImageStatsPreprocessing
-    reads_files = True
 
     def __init__(self, name: str, column: str, preprocessing: ImageStatsPreprocessing) -> None:
         super().__init__(name, column, preprocessing)
@@ -139,14 +138,6 @@ class ImageStatsFeature(Feature):
     @property
     def options(self) -> ImageStatsPreprocessing:
         return self.preprocessing  # type: ignore[return-value]
-
-    @classmethod
-    def check_files(cls, paths: list[str], preprocessing: Any) -> dict[int, str]:
-        return {i: reason for i, p in enumerate(paths) if (reason := image_problem(p))}
-
-    @classmethod
-    def keeps_bad_files(cls, preprocessing: Any) -> bool:
-        return preprocessing.missing == "zero"
 
     def _raw(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
         raw = np.zeros((len(paths), len(self.options.stats)))
