@@ -96,6 +96,7 @@ def image_statistics(path: str, detail_side: int = 512, overview_side: int = 256
     grey = np.asarray(_central_crop(rgb, detail_side), dtype=np.float64) @ LUMA
     rgb.thumbnail((overview_side, overview_side), Image.Resampling.BOX)
     overview = np.asarray(rgb, dtype=np.float64)
+    overview_grey = overview @ LUMA
     small = min(grey.shape) < 3
     return {
         "jpeg_quality": quality,
@@ -103,12 +104,26 @@ def image_statistics(path: str, detail_side: int = 512, overview_side: int = 256
         "sharpness": 0.0 if small else float(np.log1p(_laplacian(grey).var())),
         "fine_detail": 0.0 if small else _fine_detail(grey),
         "noise": 0.0 if small else _noise(grey),
-        "brightness": float((overview @ LUMA).mean()),
-        "contrast": float((overview @ LUMA).std()),
+        "brightness": float(overview_grey.mean()),
+        "contrast": float(overview_grey.std()),
         "colourfulness": _colourfulness(overview),
         "width": float(np.log(width)),
         "height": float(np.log(height)),
     }
+
+
+def _statistics_table(paths: list[str], stats: list[str], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, stats) raw values and a flag per row whose file could not be read (left at 0)."""
+    raw = np.zeros((len(paths), len(stats)))
+    missing = np.zeros(len(paths), dtype=bool)
+    for i, path in enumerate(track(paths, description=f"{name}: image statistics", transient=True)):
+        try:
+            found = image_statistics(path)
+        except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError):
+            missing[i] = True  # only with missing: zero; otherwise the row was dropped when read
+            continue
+        raw[i] = [found[s] for s in stats]
+    return raw, missing
 
 
 class ImageStatsPreprocessing(Strict):
@@ -134,25 +149,15 @@ class ImageStatsFeature(ImageFiles, Feature):
         super().__init__(name, column, preprocessing)
         self.center = np.zeros(len(self.options.stats))
         self.scale = np.ones(len(self.options.stats))
+        self._training: tuple[list[str], np.ndarray, np.ndarray] | None = None  # what fit read, for transform
 
     @property
     def options(self) -> ImageStatsPreprocessing:
         return self.preprocessing  # type: ignore[return-value]
 
-    def _raw(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        raw = np.zeros((len(paths), len(self.options.stats)))
-        missing = np.zeros(len(paths), dtype=bool)
-        for i, path in enumerate(track(paths, description=f"{self.name}: image statistics", transient=True)):
-            try:
-                stats = image_statistics(path)
-            except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError):
-                missing[i] = True  # only with missing: zero; otherwise the row was dropped when read
-                continue
-            raw[i] = [stats[s] for s in self.options.stats]
-        return raw, missing
-
     def fit(self, values: list[str]) -> ImageStatsFeature:
-        raw, missing = self._raw(values)
+        raw, missing = _statistics_table(values, self.options.stats, self.name)
+        self._training = (list(values), raw, missing)  # the pipeline transforms the training rows next
         if missing.all():
             raise ValueError(f"input {self.name!r}: no readable image in the training split")
         self.center = raw[~missing].mean(axis=0)
@@ -161,7 +166,10 @@ class ImageStatsFeature(ImageFiles, Feature):
         return self
 
     def transform(self, values: list[str]) -> torch.Tensor:
-        raw, missing = self._raw(values)
+        if self._training is not None and self._training[0] == values:
+            _, raw, missing = self._training
+        else:
+            raw, missing = _statistics_table(values, self.options.stats, self.name)
         scaled = np.clip((raw - self.center) / self.scale, -5, 5)
         scaled[missing] = 0.0
         return torch.from_numpy(np.column_stack([scaled, missing]).astype(np.float32))
@@ -182,8 +190,7 @@ class ImageStatsFeature(ImageFiles, Feature):
     def explore(cls, name: str, values: list[str], labels: list[str], preprocessing: Any, directory: Any) -> list[str]:
         from ensayo.explore import markdown_table
 
-        feature = cls(name, name, preprocessing)
-        raw, missing = feature._raw(values)
+        raw, missing = _statistics_table(values, preprocessing.stats, name)
         if missing.all():
             return [f"{len(values):,} images, none readable"]
         raw, kept = raw[~missing], [label for label, m in zip(labels, missing, strict=True) if not m]
