@@ -42,6 +42,15 @@ def test_each_statistic_reads_what_it_says(tmp_path: Path) -> None:
     assert sharp["colourfulness"] > 10 > image_statistics(str(tmp_path / "grey.png"))["colourfulness"]
     assert image_statistics(str(tmp_path / "q30.jpg"))["bytes_per_pixel"] < image_statistics(
         str(tmp_path / "q95.jpg"))["bytes_per_pixel"]
+    # falloff tells blur from what a photo shows: half the contrast under a broad bright wave lowers
+    # fine_detail (a share of all the power) but leaves the fall from middle to high frequencies alone
+    x = np.arange(64) / 64
+    washed = np.asarray(picture, dtype=np.float64) / 2 + 64 + 60 * np.sin(2 * np.pi * x)[None, :, None]
+    Image.fromarray(np.clip(washed, 0, 255).astype(np.uint8)).save(tmp_path / "washed.png")
+    washed = image_statistics(str(tmp_path / "washed.png"))
+    assert washed["fine_detail"] < sharp["fine_detail"] - 1
+    assert washed["falloff"] == pytest.approx(sharp["falloff"], abs=0.3)
+    assert blurred["falloff"] < sharp["falloff"] - 2
     wide = image_statistics(str(tmp_path / "wide.png"))
     assert (wide["width"], wide["height"]) == pytest.approx((np.log(96), np.log(48)))
 
@@ -50,7 +59,7 @@ def test_each_statistic_reads_what_it_says(tmp_path: Path) -> None:
     large.save(tmp_path / "large.png")
     large.crop((94, 94, 606, 606)).save(tmp_path / "centre.png")
     whole, centre = image_statistics(str(tmp_path / "large.png")), image_statistics(str(tmp_path / "centre.png"))
-    for stat in ("sharpness", "fine_detail", "noise"):
+    for stat in ("sharpness", "fine_detail", "falloff", "noise"):
         assert whole[stat] == pytest.approx(centre[stat]), stat
     assert whole["width"] == pytest.approx(np.log(700))
 

@@ -1,8 +1,8 @@
 """Image statistics feature: a few classical measures of how a photo was taken and stored (JPEG quality,
-bytes per pixel, sharpness, fine detail, noise, exposure, colour, size), read from each image file with
-Pillow, standardized with the training split's statistics. Where the pixels of an image input are what a
-photo shows, these say how good a copy of it the file is, which a network that first shrinks the image
-sees only in part (a JPEG quality table is not in the pixels at all)."""
+bytes per pixel, sharpness, fine detail, spectral falloff, noise, exposure, colour, size), read from each
+image file with Pillow, standardized with the training split's statistics. Where the pixels of an image
+input are what a photo shows, these say how good a copy of it the file is, which a network that first
+shrinks the image sees only in part (a JPEG quality table is not in the pixels at all)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ JPEG_LUMINANCE = np.array([
     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L"
-STATS = ("jpeg_quality", "bytes_per_pixel", "sharpness", "fine_detail", "noise", "brightness", "contrast",
-         "colourfulness", "width", "height")
+STATS = ("jpeg_quality", "bytes_per_pixel", "sharpness", "fine_detail", "falloff", "noise", "brightness",
+         "contrast", "colourfulness", "width", "height")
 
 
 def _libjpeg_table(quality: int) -> np.ndarray:
@@ -52,14 +52,30 @@ def _laplacian(grey: np.ndarray) -> np.ndarray:
     return (grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1])
 
 
-def _fine_detail(grey: np.ndarray) -> float:
-    """Log share of the spectrum's power above half the Nyquist frequency: what blurring or upscaling
-    removes first."""
+def _power_spectrum(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(power, radial frequency in cycles per pixel) of the Hann-windowed image."""
     window = np.outer(np.hanning(grey.shape[0]), np.hanning(grey.shape[1]))
     power = np.abs(np.fft.fft2((grey - grey.mean()) * window)) ** 2
     fy, fx = np.meshgrid(np.fft.fftfreq(grey.shape[0]), np.fft.fftfreq(grey.shape[1]), indexing="ij")
-    fine = power[np.hypot(fx, fy) > 0.25].sum()
+    return power, np.hypot(fx, fy)
+
+
+def _fine_detail(power: np.ndarray, frequency: np.ndarray) -> float:
+    """Log share of the spectrum's power above half the Nyquist frequency: what blurring or upscaling
+    removes first."""
+    fine = power[frequency > 0.25].sum()
     return float(np.log((fine + 1e-6) / (power.sum() + 1e-6)))
+
+
+def _falloff(power: np.ndarray, frequency: np.ndarray) -> float:
+    """Log ratio of the median power at 0.3-0.45 cycles per pixel to that at 0.1-0.2. A natural photo's
+    spectrum falls as a power of frequency; a blurred one falls faster the higher it goes, so this ratio
+    drops where fine_detail, a share of all the power, still depends on what the photo shows. Medians,
+    so that the peaks of JPEG's 8-pixel blocks do not count."""
+    high, middle = power[(frequency >= 0.3) & (frequency < 0.45)], power[(frequency >= 0.1) & (frequency < 0.2)]
+    if high.size == 0 or middle.size == 0:  # a few pixels across
+        return 0.0
+    return float(np.log((np.median(high) + 1e-6) / (np.median(middle) + 1e-6)))
 
 
 def _noise(grey: np.ndarray) -> float:
@@ -86,7 +102,7 @@ def _central_crop(image: Image.Image, side: int) -> Image.Image:
 
 def image_statistics(path: str, detail_side: int = 512, overview_side: int = 256) -> dict[str, float]:
     """Every statistic of STATS for one image file (pixel values on a 0-255 scale). The measures of fine
-    structure (sharpness, fine detail, noise) are per-pixel averages, read from the central `detail_side`
+    structure (sharpness, fine detail, falloff, noise) are per-pixel averages, read from the central `detail_side`
     square at full resolution; exposure and colour from the whole photo shrunk to `overview_side`. A
     photo of many megapixels costs no more than a small one."""
     with Image.open(path) as image:
@@ -98,11 +114,13 @@ def image_statistics(path: str, detail_side: int = 512, overview_side: int = 256
     overview = np.asarray(rgb, dtype=np.float64)
     overview_grey = overview @ LUMA
     small = min(grey.shape) < 3
+    power, frequency = _power_spectrum(grey)
     return {
         "jpeg_quality": quality,
         "bytes_per_pixel": float(np.log(os.path.getsize(path) / (width * height))),
         "sharpness": 0.0 if small else float(np.log1p(_laplacian(grey).var())),
-        "fine_detail": 0.0 if small else _fine_detail(grey),
+        "fine_detail": 0.0 if small else _fine_detail(power, frequency),
+        "falloff": _falloff(power, frequency),
         "noise": 0.0 if small else _noise(grey),
         "brightness": float(overview_grey.mean()),
         "contrast": float(overview_grey.std()),
