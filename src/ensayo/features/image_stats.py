@@ -68,10 +68,10 @@ def _fine_detail(power: np.ndarray, frequency: np.ndarray) -> float:
 
 
 def _falloff(power: np.ndarray, frequency: np.ndarray) -> float:
-    """Log ratio of the median power at 0.3-0.45 cycles per pixel to that at 0.1-0.2. A natural photo's
-    spectrum falls as a power of frequency; a blurred one falls faster the higher it goes, so this ratio
-    drops where fine_detail, a share of all the power, still depends on what the photo shows. Medians,
-    so that the peaks of JPEG's 8-pixel blocks do not count."""
+    """Log ratio of the median power at 0.3-0.45 cycles per pixel to that at 0.1-0.2. A photo's spectrum
+    falls roughly as a power of frequency whatever it shows, and blur makes it fall faster at the top, so
+    this ratio reads blur; fine_detail, a share of all the power, also moves with how much broad structure
+    a photo has. Medians, so that the peaks of JPEG's 8-pixel blocks weigh nothing."""
     high, middle = power[(frequency >= 0.3) & (frequency < 0.45)], power[(frequency >= 0.1) & (frequency < 0.2)]
     if high.size == 0 or middle.size == 0:  # a few pixels across
         return 0.0
@@ -102,9 +102,9 @@ def _central_crop(image: Image.Image, side: int) -> Image.Image:
 
 def image_statistics(path: str, detail_side: int = 512, overview_side: int = 256) -> dict[str, float]:
     """Every statistic of STATS for one image file (pixel values on a 0-255 scale). The measures of fine
-    structure (sharpness, fine detail, falloff, noise) are per-pixel averages, read from the central `detail_side`
-    square at full resolution; exposure and colour from the whole photo shrunk to `overview_side`. A
-    photo of many megapixels costs no more than a small one."""
+    structure (sharpness, fine detail, falloff, noise) do not grow with the photo's size and are read
+    from the central `detail_side` square at full resolution; exposure and colour from the whole photo
+    shrunk to `overview_side`. A photo of many megapixels costs no more than a small one."""
     with Image.open(path) as image:
         quality = jpeg_quality(image)
         width, height = image.size
