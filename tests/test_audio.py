@@ -150,6 +150,9 @@ def test_normalization_statistics_come_from_the_training_clips(clips: Path) -> N
     encoded = feature.transform(train)
     assert encoded.shape == (len(train), 16, feature.frames)
     torch.testing.assert_close(encoded.mean(dim=(0, 2)), torch.zeros(16), atol=1e-4, rtol=0)
+    once = AudioFeature("clip", "path", options)
+    torch.testing.assert_close(once.fit_transform(train), encoded, atol=0, rtol=0)  # one read, same encoding
+    np.testing.assert_array_equal(once.mean, feature.mean)
     other = feature.transform(sorted(str(p) for p in clips.glob("high_*.wav")))
     assert other.mean(dim=(0, 2)).abs().max() > 0.1  # other clips are scaled by the low tones' statistics
 

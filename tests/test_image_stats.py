@@ -106,6 +106,10 @@ def test_a_model_learns_from_image_statistics_and_reloads(tmp_path: Path) -> Non
     np.testing.assert_allclose(state["inputs"]["quality"]["center"], feature.center)  # fitted on the training rows only
     encoded = feature.transform(splits.train["image"].to_list()).numpy()
     np.testing.assert_allclose(encoded[:, :-1].mean(axis=0), 0, atol=1e-5)
+    # the pipeline's one pass over the training files gives what fitting and then encoding give
+    once = ImageStatsFeature("quality", "image", ImageStatsPreprocessing())
+    np.testing.assert_array_equal(once.fit_transform(splits.train["image"].to_list()).numpy(), encoded)
+    np.testing.assert_array_equal(once.center, feature.center)
 
     table = pl.read_csv(source).head(6).with_columns(pl.format(f"{source.parent}/{{}}", "image").alias("image"))
     np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(table), saved.predict_proba(table),

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -67,6 +68,7 @@ class Experiment:
         self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted) for the report
         self.on_epoch: EpochCallback | None = None
         self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
+        self.train_columns: dict[str, Any] | None = None  # the training split as encoded while fitting
         self.base: Path | None = None  # the recipe's folder: relative paths in it start there
 
     def train(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
@@ -91,11 +93,13 @@ class Experiment:
         self.derived = splits.bins.state() if splits.bins else {}
         if self.recipe.model.type in ("tfidf_linear", "ensemble"):
             return  # the vectorizers are fitted with the classifier; an ensemble's members fit their own
+        columns: dict[str, Any] = {}
         for feature in self.features:
             with self.console.status(f"fitting {feature.type_name} input {feature.name!r}"):
-                feature.fit(splits.train[feature.column].to_list())
+                columns[feature.name] = feature.fit_transform(splits.train[feature.column].to_list())
             described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
             self.console.print(f"  {feature.name}: {described}")
+        self.train_columns = columns
         runs.save_state(self.run_dir, self.features, self.output, {"derived": self.derived})
 
     def train_neural(self, splits: Splits, resume: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
@@ -104,7 +108,8 @@ class Experiment:
         # auxiliary targets are learned from the training rows only; evaluating and predicting do not need them
         targets = auxiliary_targets(splits.train, recipe.output.auxiliary) if recipe.output.auxiliary else None
         encoded = {name: encode_split(self.features, table, self.output.transform(_labels(table, recipe)),
-                                      targets if name == "train" else None)
+                                      targets if name == "train" else None,
+                                      self.train_columns if name == "train" else None)
                    for name, table in splits.items()}
         model = build_model(recipe, self.features, len(self.output))
         sizes = count_parameters(model)

@@ -60,8 +60,9 @@ class EncodedSplit:
 
 
 def encode_split(features: list[Feature], table: Any, labels: np.ndarray,
-                 targets: np.ndarray | None = None) -> EncodedSplit:
-    columns = {f.name: f.transform(table[f.column].to_list()) for f in features}
+                 targets: np.ndarray | None = None, columns: dict[str, Any] | None = None) -> EncodedSplit:
+    """`columns`: the features' encodings of `table` where they are known already (from fit_transform)."""
+    columns = columns or {f.name: f.transform(table[f.column].to_list()) for f in features}
     return EncodedSplit(features, columns, labels, targets)
 
 

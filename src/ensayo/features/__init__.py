@@ -94,6 +94,11 @@ class Feature:
         """Encode whole columns once; `collate` then slices them into batches."""
         raise NotImplementedError
 
+    def fit_transform(self, values: list[Any]) -> Any:
+        """Fit on the training values and encode them. A type that reads files overrides it to read
+        each file once."""
+        return self.fit(values).transform(values)
+
     def collate(self, encoded: Any, index: Any) -> Any:
         """The rows `index` of an encoded column as model-ready tensors."""
         raise NotImplementedError

@@ -224,14 +224,23 @@ class AudioFeature(Feature):
         return round(self.options.duration * self.options.sample_rate) // self.options.hop_length + 1
 
     def fit(self, values: list[str]) -> AudioFeature:
-        features = self.spectrograms(values)
-        self.mean = features.mean(dim=(0, 2)).numpy()
-        self.std = features.std(dim=(0, 2)).clamp_min(1e-5).numpy()
-        self.clips = len(values)
+        self._fit_spectrograms(self.spectrograms(values))
         return self
 
     def transform(self, values: list[str]) -> torch.Tensor:
+        return self._normalized(self.spectrograms(values))
+
+    def fit_transform(self, values: list[str]) -> torch.Tensor:
         features = self.spectrograms(values)
+        self._fit_spectrograms(features)
+        return self._normalized(features)
+
+    def _fit_spectrograms(self, features: torch.Tensor) -> None:
+        self.mean = features.mean(dim=(0, 2)).numpy()
+        self.std = features.std(dim=(0, 2)).clamp_min(1e-5).numpy()
+        self.clips = features.shape[0]
+
+    def _normalized(self, features: torch.Tensor) -> torch.Tensor:
         return (features - torch.from_numpy(self.mean)[:, None]) / torch.from_numpy(self.std)[:, None]
 
     def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:

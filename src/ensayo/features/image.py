@@ -102,15 +102,24 @@ class ImageFeature(ImageFiles, Feature):
     def fit(self, values: list[str]) -> ImageFeature:
         self.images = len(values)
         if self.options.normalize == "dataset":
-            pixels, missing = self._pixels(values)
-            present = pixels[missing == 0].float() / 255
-            self.mean = present.mean(dim=(0, 2, 3)).tolist()
-            self.std = present.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+            self._fit_pixels(*self._pixels(values))
         return self
 
     def transform(self, values: list[str]) -> dict[str, torch.Tensor]:
         pixels, missing = self._pixels(values)
         return {"pixels": pixels, "missing": missing}
+
+    def fit_transform(self, values: list[str]) -> dict[str, torch.Tensor]:
+        self.images = len(values)
+        pixels, missing = self._pixels(values)
+        if self.options.normalize == "dataset":
+            self._fit_pixels(pixels, missing)
+        return {"pixels": pixels, "missing": missing}
+
+    def _fit_pixels(self, pixels: torch.Tensor, missing: torch.Tensor) -> None:
+        present = pixels[missing == 0].float() / 255
+        self.mean = present.mean(dim=(0, 2, 3)).tolist()
+        self.std = present.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
     def collate(self, encoded: dict[str, torch.Tensor], index: np.ndarray) -> dict[str, torch.Tensor]:
         rows = torch.from_numpy(np.asarray(index))

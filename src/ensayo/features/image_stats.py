@@ -167,27 +167,31 @@ class ImageStatsFeature(ImageFiles, Feature):
         super().__init__(name, column, preprocessing)
         self.center = np.zeros(len(self.options.stats))
         self.scale = np.ones(len(self.options.stats))
-        self._training: tuple[list[str], np.ndarray, np.ndarray] | None = None  # what fit read, for transform
 
     @property
     def options(self) -> ImageStatsPreprocessing:
         return self.preprocessing  # type: ignore[return-value]
 
     def fit(self, values: list[str]) -> ImageStatsFeature:
+        self._fit_table(*_statistics_table(values, self.options.stats, self.name))
+        return self
+
+    def transform(self, values: list[str]) -> torch.Tensor:
+        return self._scaled(*_statistics_table(values, self.options.stats, self.name))
+
+    def fit_transform(self, values: list[str]) -> torch.Tensor:
         raw, missing = _statistics_table(values, self.options.stats, self.name)
-        self._training = (list(values), raw, missing)  # the pipeline transforms the training rows next
+        self._fit_table(raw, missing)
+        return self._scaled(raw, missing)
+
+    def _fit_table(self, raw: np.ndarray, missing: np.ndarray) -> None:
         if missing.all():
             raise ValueError(f"input {self.name!r}: no readable image in the training split")
         self.center = raw[~missing].mean(axis=0)
         spread = raw[~missing].std(axis=0)
         self.scale = np.where(spread > 1e-6, spread, 1.0)  # a constant (all photos one size) stays 0
-        return self
 
-    def transform(self, values: list[str]) -> torch.Tensor:
-        if self._training is not None and self._training[0] == values:
-            _, raw, missing = self._training
-        else:
-            raw, missing = _statistics_table(values, self.options.stats, self.name)
+    def _scaled(self, raw: np.ndarray, missing: np.ndarray) -> torch.Tensor:
         scaled = np.clip((raw - self.center) / self.scale, -5, 5)
         scaled[missing] = 0.0
         return torch.from_numpy(np.column_stack([scaled, missing]).astype(np.float32))
