@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.config import load_recipe
+from ensayo.models import load_recipe
 from ensayo.data import DataError, load_splits
 from ensayo.features.audio import (
     AudioFeature,

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.config import RecipeError, load_recipe
-from ensayo.embeddings import EmbeddingJob, read_texts, train_word_vectors
+from ensayo.models import load_recipe
+from ensayo.recipe import RecipeError
+from ensayo.studies.embeddings import EmbeddingJob, read_texts, train_word_vectors
 from ensayo.features import sentence
 from ensayo.features.sentence import SentenceFeature, SentencePreprocessing
 from ensayo.features.text import load_word_vectors
@@ -38,11 +39,11 @@ def test_a_recipe_finds_its_words_in_vectors_trained_on_its_titles(tmp_path: Pat
     recipe = recipe_dict(titles_csv, {"type": "bag", "embedding_dim": 16, "freeze_embeddings": True}, epochs=1)
     recipe["inputs"][0]["preprocessing"] = {"embeddings": {"path": str(tmp_path / "t.vec")}}
     saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
-    coverage = saved.features[0].coverage
+    coverage = saved.model.features[0].coverage
     assert coverage["vocabulary_found"] > 0.95 and coverage["dimension"] == 16
     weights = load_file(tmp_path / "run" / "model.safetensors")
     table = next(v for k, v in weights.items() if k.endswith("embed.words.weight"))
-    index = saved.features[0].vocab.lookup(["celular"])[0]
+    index = saved.model.features[0].vocab.lookup(["celular"])[0]
     assert torch.allclose(table[index], torch.tensor(load_word_vectors(tmp_path / "t.vec")["celular"]))
 
 
@@ -52,7 +53,7 @@ def test_vectors_trained_on_the_training_split_only(tmp_path: Path, titles_csv: 
     recipe["inputs"][0]["preprocessing"] = {"embeddings": {"train": train}}
     saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
     # min_count 1: a vector for every word of the training split, the vocabulary's own source
-    assert saved.features[0].coverage == {"vocabulary_found": 1.0, "tokens_found": 1.0, "dimension": 16}
+    assert saved.model.features[0].coverage == {"vocabulary_found": 1.0, "tokens_found": 1.0, "dimension": 16}
     with pytest.raises(RecipeError, match=r"embeddings.path .* or embeddings.train"):
         recipe["inputs"][0]["preprocessing"] = {"embeddings": {"train": train, "path": "v.vec"}}
         load_recipe(recipe)
@@ -114,7 +115,7 @@ def test_a_linear_model_reads_sentence_vectors_beside_its_ngrams(tmp_path: Path,
                                                           "sentence_weight": 2.0}}
     saved = ensayo.run(recipe, output=tmp_path / "run", track=False)
     assert saved.metrics["test/balanced_accuracy"] > 0.9
-    model = saved.model
+    model = saved.model.linear
     words = len(model.vectorizers[0][2].vocabulary_)
     assert model.coef.shape[1] == words + 512
     table = pl.DataFrame({"title": ["Taladro percutor Bosch 650", "Muñeca articulada con accesorios"]})
@@ -128,7 +129,7 @@ def test_a_linear_model_refuses_inputs_it_cannot_read(tmp_path: Path, titles_csv
     recipe = recipe_dict(titles_csv)
     recipe["inputs"].append({"name": "length", "type": "number", "column": "label_quality"})
     recipe["model"] = {"type": "tfidf_linear"}
-    with pytest.raises(RecipeError, match=r"text and sentence inputs only, not 'length' \(number\)"):
+    with pytest.raises(RecipeError, match=r"sentence and text inputs only, not 'length' \(number\)"):
         load_recipe(recipe)
 
 
@@ -144,7 +145,7 @@ def test_minilm_fine_tunes_and_its_weights_are_saved(tmp_path: Path, titles_csv:
     key = next(k for k in tuned if k.endswith("encoder.layer.5.output.dense.weight"))
     pretrained = original[key.split(".transformer.", 1)[1]]
     assert not torch.equal(tuned[key], pretrained)  # trained with the task
-    assert torch.equal(ensayo.load_run(tmp_path / "run").model.state_dict()[key], tuned[key])
+    assert torch.equal(ensayo.load_run(tmp_path / "run").model.network.state_dict()[key], tuned[key])
 
 
 def test_fine_tuning_an_onnx_encoder_is_refused() -> None:

@@ -10,8 +10,9 @@ from conftest import recipe_dict
 from scipy.special import log_softmax, softmax
 
 import ensayo
-from ensayo.config import RecipeError, load_recipe
-from ensayo.ensemble import fit_weights, member_recipes, resolve
+from ensayo.models import load_recipe
+from ensayo.recipe import RecipeError
+from ensayo.models.ensemble import fit_weights, member_recipes, with_members
 from ensayo.runs import SavedRun
 
 
@@ -105,7 +106,7 @@ def test_an_ensemble_reads_the_columns_its_members_derive(titles_csv: Path, tmp_
     joined["model"]["encoders"] = {"text": joined["model"]["encoders"].pop("title")}
     (base / "bag.yaml").write_text(yaml.safe_dump(joined))
     ensemble["derive"] = [{"name": "shout", "join": ["category", "category"]}]
-    resolved = resolve(load_recipe(ensemble), base)
+    resolved = with_members(load_recipe(ensemble), base)
     assert [spec.name for spec in resolved.inputs] == ["title", "text"]
     assert {d.name for d in resolved.derive} == {"shout", "text"}
     members = {m.name: m for m in member_recipes(resolved, base)}

@@ -17,18 +17,13 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.config import LanguageModelConfig, OutputConfig, RecipeError, load_recipe
-from ensayo.language import (
-    HashedNgrams,
-    RecurrentLanguageModel,
-    Spelling,
-    Tokenizer,
-    TokenWindows,
-    documents,
-    language_metrics,
-    picker,
-)
-from ensayo.trainer import CHECKPOINT
+from ensayo.models import load_recipe
+from ensayo.models.language import LanguageModelConfig
+from ensayo.recipe import OutputConfig, RecipeError
+from ensayo.models.language.networks import HashedNgrams, RecurrentLanguageModel
+from ensayo.models.language.scoring import language_metrics, picker
+from ensayo.outputs.text import Spelling, Tokenizer, TokenWindows, documents
+from ensayo.layout import CHECKPOINT
 
 SUBJECTS = ["The bank", "A team", "The company", "Our city", "The minister"]
 VERBS = ["reported", "announced", "denied", "expected"]

@@ -11,9 +11,10 @@ from conftest import interrupt_training, make_titles, recipe_dict, write_challen
 from safetensors.torch import load_file
 
 import ensayo
-from ensayo.config import load_recipe
+from ensayo.models import load_recipe
 from ensayo.runs import SavedRun
-from ensayo.trainer import CHECKPOINT, EncodedSplit
+from ensayo.layout import CHECKPOINT
+from ensayo.training import EncodedSplit
 
 REQUIRED_METRICS = {"test/balanced_accuracy", "test/accuracy", "test/macro_f1", "val/balanced_accuracy",
                     "train/loss", "fit_seconds", "test/macro_precision", "test/macro_recall", "test/loss",
@@ -156,8 +157,8 @@ def test_frozen_pretrained_vectors_stay_as_loaded(titles_csv: Path, tmp_path: Pa
                                    "freeze_embeddings": True}, epochs=2)
     raw["inputs"][0]["preprocessing"]["embeddings"] = {"path": str(vectors)}
     saved = ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
-    weights = saved.model.encoders["title"].embed.words.weight
-    vocabulary = saved.features[0].vocab.index
+    weights = saved.model.network.encoders["title"].embed.words.weight
+    vocabulary = saved.model.features[0].vocab.index
     assert weights[vocabulary["taladro"]].tolist() == [1.0, 2.0, 3.0, 4.0]
     assert weights[vocabulary["novela"]].tolist() == [-1.0, -2.0, -3.0, -4.0]
     coverage = json.loads((tmp_path / "run" / "features.json").read_text())["inputs"]["title"]["coverage"]
@@ -165,7 +166,7 @@ def test_frozen_pretrained_vectors_stay_as_loaded(titles_csv: Path, tmp_path: Pa
 
 
 def test_tracking_store_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ensayo.config import TrackConfig
+    from ensayo.recipe import TrackConfig
     from ensayo.tracking import tracking_uri
 
     assert tracking_uri(TrackConfig()) == f"sqlite:///{tmp_path / 'mlflow.db'}"  # the working directory

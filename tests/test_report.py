@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensayo.report import RunRecord, build_report
+from ensayo.studies.report import RunRecord, build_report
 
 METRIC = "test/balanced_accuracy"
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")

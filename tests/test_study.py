@@ -16,19 +16,14 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from ensayo.cli import app
-from ensayo.config import RecipeError, default_data_dir
-from ensayo.runs import read_json
-from ensayo.study import (
-    Distribution,
-    Study,
-    SweepConfig,
-    TrialPruned,
-    configurations,
-    interval95,
-    load_study,
-    run_study,
-)
-from ensayo.trainer import CHECKPOINT, EncodedSplit
+from ensayo.recipe import RecipeError, default_data_dir
+from ensayo.store import read_json
+from ensayo.evaluate import interval95
+from ensayo.studies import Study, SweepConfig, TrialPruned, load_study, run_study
+from ensayo.studies.schema import Distribution
+from ensayo.studies.sweep import configurations
+from ensayo.layout import CHECKPOINT
+from ensayo.training import EncodedSplit
 
 
 def write_study(tmp_path: Path, titles_csv: Path, sweep: dict[str, Any], track: bool = False,

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.config import RecipeError, load_recipe
+from ensayo.models import load_recipe
+from ensayo.recipe import RecipeError
 from ensayo.data import LINE, DataError, load_splits
-from ensayo.derive import DeriveError, parse_expression
+from ensayo.data import DeriveError, parse_expression
 from ensayo.features.category import CategoryFeature, CategoryPreprocessing
 from ensayo.features.image import (
     EfficientNetConfig,
@@ -28,7 +29,7 @@ from ensayo.features.image import (
 )
 from ensayo.features.number import NumberFeature, NumberPreprocessing
 from ensayo.runs import SavedRun
-from ensayo.trainer import encode_split, make_optimizers, split_parameters
+from ensayo.training import encode_split, make_optimizers, split_parameters
 
 COLOURS = {"low": (40, 60, 200), "medium": (60, 180, 60), "high": (220, 50, 40)}
 
@@ -161,10 +162,10 @@ def test_auxiliary_targets_train_a_side_head_that_prediction_does_not_need(pois:
     # the side head learned both targets: on the test rows its outputs follow them
     splits = load_splits(recipe)
     test = splits.test
-    encoded = encode_split(saved.features, test, np.zeros(test.height, dtype=np.int64))
-    saved.model.eval()
+    encoded = encode_split(saved.model.features, test, np.zeros(test.height, dtype=np.int64))
+    saved.model.network.eval()
     with torch.no_grad():
-        _, predicted = saved.model(encoded.batch(np.arange(test.height), torch.device("cpu")), auxiliary=True)
+        _, predicted = saved.model.network(encoded.batch(np.arange(test.height), torch.device("cpu")), auxiliary=True)
     for column, target in enumerate(("log_likes", "Bookmarks")):
         values = test[target].cast(pl.Float64, strict=False).to_numpy()
         known = ~np.isnan(values)
@@ -257,7 +258,7 @@ def test_efficientnet_freezing_and_learning_rates(monkeypatch: pytest.MonkeyPatc
     assert not encoder._blocks[0]._bn1.training and encoder._blocks[15]._bn1.training
     head = torch.nn.Linear(encoder.output_dim, 3)
     model = torch.nn.ModuleDict({"encoder": encoder, "head": head})
-    from ensayo.config import TrainConfig
+    from ensayo.recipe import TrainConfig
 
     optimizer, = make_optimizers(*split_parameters(model), TrainConfig(lr=1e-3))
     assert sorted(group["lr"] for group in optimizer.param_groups) == pytest.approx([1e-4, 1e-3])

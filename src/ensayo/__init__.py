@@ -1,4 +1,8 @@
-"""ensayo: declarative deep-learning experiments. One YAML recipe to a trained, evaluated, tracked run."""
+"""ensayo: declarative deep-learning experiments. One YAML recipe to a trained, evaluated, tracked run.
+
+The public functions live in `ensayo.api` and are imported on first use, so that `ensayo --help` and
+`import ensayo.training` stay light.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,22 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# Imported on first use, so that `ensayo --help` and `import ensayo.trainer` stay light.
 _EXPORTS = {
-    "run": "ensayo.pipeline",
-    "load_run": "ensayo.runs",
-    "SavedRun": "ensayo.runs",
-    "load_recipe": "ensayo.config",
-    "Recipe": "ensayo.config",
-    "RecipeError": "ensayo.config",
-    "DataError": "ensayo.data",
-    "GeneratorRun": "ensayo.language",
-    "generate": "ensayo.language",
-    "explore": "ensayo.explore",
+    "run": "ensayo.api",
+    "validate": "ensayo.api",
+    "load_run": "ensayo.api",
+    "predict": "ensayo.api",
+    "evaluate": "ensayo.api",
+    "generate": "ensayo.api",
+    "explore": "ensayo.api",
+    "sweep": "ensayo.api",
+    "report": "ensayo.api",
+    "train_embeddings": "ensayo.api",
+    "load_recipe": "ensayo.api",
+    "SavedRun": "ensayo.api",
+    "Recipe": "ensayo.api",
+    "RecipeError": "ensayo.api",
+    "DataError": "ensayo.api",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,5 +1,5 @@
 """The `ensayo` command: run, validate, predict, evaluate, generate, explore, sweep, report, embeddings,
-datasets."""
+datasets. It parses arguments, calls `ensayo.api` and prints what comes back; nothing else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ensayo.config import RecipeError, load_recipe
-from ensayo.data import DataError
+from ensayo import api
+from ensayo.api import DataError, RecipeError
 
 app = typer.Typer(help="Declarative deep-learning experiments: one YAML recipe to a trained, tracked run.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -39,12 +39,10 @@ def run(
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this directory")] = None,
 ) -> None:
     """Train, evaluate, track and save a recipe."""
-    from ensayo.pipeline import run as run_recipe
-
     if recipe is None and resume is None:
         _fail("give a recipe, or --resume RUN_DIR")
     try:
-        saved = run_recipe(recipe, output=output, overrides=overrides or [], track=not no_track,
+        saved = api.run(recipe, output=output, overrides=overrides or [], track=not no_track,
                            resume=resume, console=console)
     except (RecipeError, DataError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -60,22 +58,12 @@ def validate(
 ) -> None:
     """Check a recipe against the schema without running anything."""
     try:
-        loaded = load_recipe(recipe, overrides or [])
-        if loaded.model.type == "ensemble":  # its members are recipes too: check them and take their inputs
-            from ensayo.ensemble import resolve
-
-            loaded = resolve(loaded, recipe.resolve().parent)
+        checked = api.validate(recipe, overrides or [])
     except RecipeError as exc:
         _fail(str(exc))
-    from ensayo.derive import leaking_inputs
-
-    for name in leaking_inputs(loaded):
-        console.print(f"[yellow]warning[/]: input {name!r} feeds the target {loaded.output.column!r} through "
-                      "`derive`: the model can learn the formula instead of the task", soft_wrap=True)
-    side = [target.column for target in loaded.output.auxiliary]
-    learning = f"; auxiliary targets {', '.join(side)}" if side else ""
-    stdout.print(f"{recipe}: valid ({loaded.model.type} model, {len(loaded.inputs)} input(s), "
-                 f"output {loaded.output.type} {', '.join(loaded.output.source_columns)}{learning})")
+    for warning in checked.warnings:
+        console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
+    stdout.print(f"{recipe}: {checked.summary()}")
 
 
 def _progress() -> Progress:
@@ -94,16 +82,13 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="rows per batch")] = 4096,
 ) -> None:
     """Predict the rows of a file: the top-k labels to a CSV, or every class's probability on screen."""
-    from ensayo.predict import predict_file, predict_rows
-    from ensayo.runs import SavedRun
-
     try:
-        saved = SavedRun.load(run_dir)
+        saved = api.load_run(run_dir)
         if output is None:
-            names, probabilities, bad = predict_rows(saved, input)
+            names, probabilities, bad = api.predict_rows(saved, input)
         else:
             with _progress() as progress:
-                result = predict_file(saved, input, output, top_k, batch_size, progress)
+                result = api.predict_to_file(saved, input, output, top_k, batch_size, progress)
             bad = result["bad_rows"]
     except (RecipeError, DataError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -130,11 +115,8 @@ def evaluate(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics JSON to write")] = None,
 ) -> None:
     """Score a labelled file with the same metrics as a run."""
-    from ensayo.predict import evaluate_file
-    from ensayo.runs import SavedRun, write_json
-
     try:
-        metrics, notes = evaluate_file(SavedRun.load(run_dir), input)
+        metrics, notes = api.evaluate(run_dir, input, output)
     except (RecipeError, DataError, FileNotFoundError) as exc:
         _fail(str(exc))
     for note in notes[:10]:
@@ -143,8 +125,6 @@ def evaluate(
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}" if key != "rows" else f"{int(value):,}")
     stdout.print(table)
-    if output:
-        write_json(output, metrics)
 
 
 @app.command()
@@ -158,16 +138,14 @@ def generate(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Stream text from a trained language model."""
-    from ensayo.language import GeneratorRun
-
     try:
-        generator = GeneratorRun.load(run_dir)
+        saved = api.load_run(run_dir)
     except (RecipeError, FileNotFoundError) as exc:
         _fail(str(exc))
-    if generator.recipe.output.type != "text":
-        _fail(f"{run_dir}: not a language model run (its output is {generator.recipe.output.type})")
+    if not saved.can_generate:
+        _fail(f"{run_dir}: not a language model run (its output is {saved.recipe.output.type})")
     stdout.print(prompt, end="", highlight=False, markup=False)
-    for piece in generator.generate(prompt, length, temperature, top_k, top_p, seed):
+    for piece in saved.generate(prompt, length, temperature, top_k, top_p, seed):
         stdout.print(piece, end="", highlight=False, markup=False)
         stdout.file.flush()
     stdout.print()
@@ -180,11 +158,8 @@ def explore(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="report folder")] = None,
 ) -> None:
     """Write a data report with plots for a recipe's data, before training on it."""
-    from ensayo.explore import explore as explore_data
-
     try:
-        loaded = load_recipe(recipe, overrides or [])
-        report = explore_data(loaded, output or Path("explore") / loaded.name, recipe.resolve().parent, console)
+        report = api.explore(recipe, output, overrides or [], console)
     except (RecipeError, DataError, FileNotFoundError) as exc:
         _fail(str(exc))
     stdout.print(str(report))
@@ -203,11 +178,9 @@ def sweep(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="run failed trials again")] = False,
 ) -> None:
     """Run a study: every configuration x repeat, each an MLflow child run; then its report."""
-    from ensayo.study import parse_grid, run_study
-
     try:
-        directory = run_study(study, output, smoke=smoke, track=not no_track, grid=parse_grid(grid or []),
-                              repeats=repeats, console=console, retry_failed=retry_failed)
+        directory = api.sweep(study, output, smoke=smoke, track=not no_track, grid=grid or [], repeats=repeats,
+                              console=console, retry_failed=retry_failed)
     except (RecipeError, DataError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -226,15 +199,8 @@ def report(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store of bare run ids")] = None,
 ) -> None:
     """Write the HTML and Markdown report of a study, or of runs compared side by side."""
-    from ensayo.report import write_runs_report, write_study_report
-    from ensayo.study import STUDY_FILE
-
     try:
-        first = Path(sources[0])
-        if len(sources) == 1 and (first / STUDY_FILE).is_file():
-            page = write_study_report(first, output)
-        else:
-            page = write_runs_report(sources, output or Path("report"), metric, tracking_uri)
+        page = api.report(sources, output, metric, tracking_uri)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     stdout.print(str(page))
@@ -259,13 +225,10 @@ def embeddings_train(
     """Train word vectors on a text column, for a recipe's `preprocessing.embeddings`."""
     from pydantic import ValidationError
 
-    from ensayo.embeddings import EmbeddingJob, read_texts, train_word_vectors
-
     try:
-        job = EmbeddingJob(source=str(source), column=column, method=method, dim=dim, window=window,
-                           min_count=min_count, epochs=epochs, normalize=normalize, numbers=numbers)
         with console.status(f"training {method} vectors on {source}:{column}"):
-            report = train_word_vectors(read_texts(source, column, filters or [], limit), job, output)
+            report = api.train_embeddings(source, output, column, method, dim, window, min_count, epochs, normalize,
+                                          numbers, filters or [], limit)
     except ValidationError as exc:
         _fail("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     except (DataError, FileNotFoundError, ValueError) as exc:
@@ -278,10 +241,9 @@ def embeddings_train(
 @datasets_app.command("list")
 def datasets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show which of the bundled recipes' data sets are present."""
-    from ensayo.config import default_data_dir
-    from ensayo.datasets import list_datasets
+    from ensayo.recipe import default_data_dir
 
-    found = list_datasets()
+    found = api.datasets()
     if as_json:
         stdout.print(json.dumps({info.name: str(path) if path else None for info, path in found}))
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ensayo.config import default_data_dir
+from ensayo.recipe import default_data_dir
 
 
 @dataclass(frozen=True)

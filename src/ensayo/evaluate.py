@@ -1,4 +1,4 @@
-"""Predictions -> metrics, per-class report and plots."""
+"""Predictions -> metrics, intervals, per-class report and plots."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import csv
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import (
@@ -18,7 +21,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from ensayo.features.category import CategoryOutput
+from ensayo import layout
+from ensayo.outputs.category import CategoryOutput
 
 
 def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -146,3 +150,26 @@ def confusion_text(true: Sequence[str], predicted: Sequence[str], max_classes: i
     rows = [label[:width].rjust(width) + "  " + " ".join(str(v).rjust(width) for v in row)
             for label, row in zip(labels, matrix, strict=True)]
     return "\n".join([header, *rows])
+
+
+def write_test_report(directory: Path, true: Sequence[str], predicted: Sequence[str]) -> None:
+    """The test split's confusion (a plot and as text) and per-class scores, into a run directory."""
+    plot_confusion(true, predicted, directory / layout.CONFUSION)
+    (directory / layout.CONFUSION_TEXT).write_text(confusion_text(true, predicted) + "\n")
+    with open(directory / layout.PER_CLASS, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["label", "precision", "recall", "f1", "support"])
+        writer.writeheader()
+        writer.writerows(per_class_report(true, predicted))
+
+
+# ----------------------------------------------------------------------------------------- intervals
+def interval95(values: list[float]) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and the half width of a 95 % Student-t interval."""
+    from scipy import stats
+
+    data = np.asarray(values, dtype=float)
+    mean = float(data.mean())
+    if len(data) < 2:
+        return mean, float("nan"), float("nan")
+    std = float(data.std(ddof=1))
+    return mean, std, float(stats.t.ppf(0.975, len(data) - 1) * std / math.sqrt(len(data)))

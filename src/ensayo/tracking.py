@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ensayo.config import Recipe, TrackConfig, flatten, recipe_to_dict
+from ensayo.recipe import Recipe, TrackConfig, flatten, recipe_to_dict
 
 DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"

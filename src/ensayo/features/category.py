@@ -1,5 +1,4 @@
-"""Categories: the category input feature (single values or lists, embedded or multi-hot) and the
-category output (labels to class indices and back)."""
+"""The category input feature: single values or lists, embedded or multi-hot; unknown values to a bucket."""
 
 from __future__ import annotations
 
@@ -12,47 +11,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ensayo.config import Strict
-from ensayo.features import Encoder, Feature, register_feature
-
-UNKNOWN = -1
+from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.recipe import Strict
 
 
-class CategoryOutput:
-    """Fit on the training labels; a label never seen in training encodes to UNKNOWN (-1)."""
-
-    def __init__(self, column: str) -> None:
-        self.column = column
-        self.classes: list[str] = []
-        self.index: dict[str, int] = {}
-
-    def fit(self, labels: list[Any]) -> CategoryOutput:
-        self.classes = sorted({str(v) for v in labels})
-        self.index = {c: i for i, c in enumerate(self.classes)}
-        return self
-
-    def transform(self, labels: list[Any]) -> np.ndarray:
-        get = self.index.get
-        return np.array([get(str(v), UNKNOWN) for v in labels], dtype=np.int64)
-
-    def inverse(self, indices: np.ndarray) -> list[str]:
-        return [self.classes[i] for i in indices]
-
-    def __len__(self) -> int:
-        return len(self.classes)
-
-    def state(self) -> dict[str, Any]:
-        return {"column": self.column, "classes": self.classes}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> CategoryOutput:
-        output = cls(state["column"])
-        output.classes = list(state["classes"])
-        output.index = {c: i for i, c in enumerate(output.classes)}
-        return output
-
-
-# ------------------------------------------------------------------------------------------- input
 class CategoryPreprocessing(Strict):
     multi: bool = Field(False, description="values are lists, written as JSON or Python lists: \"['a', 'b']\"")
     lowercase: bool = False

@@ -16,8 +16,8 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
-from ensayo.config import Strict, expand_path
-from ensayo.features import Encoder, Feature, conv_stack, loading_saved_run, register_feature
+from ensayo.features.base import Encoder, Feature, conv_stack, loading_saved_run, register_feature
+from ensayo.recipe import Strict, expand_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -29,12 +29,25 @@ class ImageAugmentConfig(Strict):
     jitter: float = Field(0.1, ge=0, lt=1, description="brightness and contrast, +- this share")
 
 
-class ImagePreprocessing(Strict):
+class ImageFileOptions(Strict):
+    """The options of an input whose values are image paths (ensayo.data.FileInput): unreadable files are
+    named when the data is read, and `missing: zero` keeps their rows (the feature stands in for the image)."""
+
     root: str | None = Field(None, description="folder that relative paths start from (default: the data file's)")
+    missing: Literal["skip", "zero"] = Field("skip", description="unreadable image: skip the row, or stand in "
+                                             "for it (a zero image, or the statistics' training mean) with a "
+                                             "missing flag")
+
+    def file_problems(self, paths: list[str]) -> dict[int, str]:
+        return {i: reason for i, p in enumerate(paths) if (reason := image_problem(p))}
+
+    def keeps_bad_files(self) -> bool:
+        return self.missing == "zero"
+
+
+class ImagePreprocessing(ImageFileOptions):
     size: int = Field(128, gt=0, description="square side in pixels")
     normalize: Literal["dataset", "imagenet"] = "dataset"
-    missing: Literal["skip", "zero"] = Field("skip", description="unreadable image: skip the row, or a zero "
-                                             "image with a missing flag")
     augment: ImageAugmentConfig | None = Field(default_factory=ImageAugmentConfig)
 
 
@@ -59,23 +72,8 @@ def read_image(path: str, size: int) -> np.ndarray:
         return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
-class ImageFiles:
-    """For a feature type whose values are image paths: unreadable files are named when the data is read,
-    and `missing: zero` keeps their rows (the feature stands in for the image)."""
-
-    reads_files = True
-
-    @classmethod
-    def check_files(cls, paths: list[str], preprocessing: Any) -> dict[int, str]:
-        return {i: reason for i, p in enumerate(paths) if (reason := image_problem(p))}
-
-    @classmethod
-    def keeps_bad_files(cls, preprocessing: Any) -> bool:
-        return preprocessing.missing == "zero"
-
-
 @register_feature("image")
-class ImageFeature(ImageFiles, Feature):
+class ImageFeature(Feature):
     Preprocessing = ImagePreprocessing
 
     def __init__(self, name: str, column: str, preprocessing: ImagePreprocessing) -> None:
@@ -346,7 +344,7 @@ def explore_images(name: str, paths: list[str], labels: list[str], options: Imag
                    directory: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
-    from ensayo.explore import markdown_table
+    from ensayo.features.report import markdown_table
 
     sizes: dict[tuple[int, int], int] = {}
     modes: dict[str, int] = {}

@@ -16,9 +16,9 @@ from pydantic import Field, field_validator
 from rich.progress import track
 from torch import nn
 
-from ensayo.config import Strict
-from ensayo.features import Encoder, Feature, register_feature
-from ensayo.features.image import ImageFiles
+from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.features.image import ImageFileOptions
+from ensayo.recipe import Strict
 
 # The luminance quantization table of the JPEG standard (ITU T.81, Annex K), which libjpeg scales by quality.
 JPEG_LUMINANCE = np.array([
@@ -144,12 +144,9 @@ def _statistics_table(paths: list[str], stats: list[str], name: str) -> tuple[np
     return raw, missing
 
 
-class ImageStatsPreprocessing(Strict):
-    root: str | None = Field(None, description="folder that relative paths start from (default: the data file's)")
+class ImageStatsPreprocessing(ImageFileOptions):
     stats: list[Literal[STATS]] = Field(default_factory=lambda: list(STATS),  # type: ignore[valid-type]
                                         min_length=1, description="which statistics, in this order")
-    missing: Literal["skip", "zero"] = Field("skip", description="unreadable image: skip the row, or zeros "
-                                             "(the training mean) with a missing flag")
 
     @field_validator("stats")
     @classmethod
@@ -160,7 +157,7 @@ class ImageStatsPreprocessing(Strict):
 
 
 @register_feature("image_stats")
-class ImageStatsFeature(ImageFiles, Feature):
+class ImageStatsFeature(Feature):
     Preprocessing = ImageStatsPreprocessing
 
     def __init__(self, name: str, column: str, preprocessing: ImageStatsPreprocessing) -> None:
@@ -210,7 +207,7 @@ class ImageStatsFeature(ImageFiles, Feature):
 
     @classmethod
     def explore(cls, name: str, values: list[str], labels: list[str], preprocessing: Any, directory: Any) -> list[str]:
-        from ensayo.explore import markdown_table
+        from ensayo.features.report import markdown_table
 
         raw, missing = _statistics_table(values, preprocessing.stats, name)
         if missing.all():

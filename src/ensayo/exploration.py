@@ -1,4 +1,4 @@
-"""Recipe -> a data report: what the rows look like before anything is trained on them.
+"""`ensayo explore`: recipe -> a data report: what the rows look like before anything is trained on them.
 
 The generic part (rows, bad rows, class balance per split) is here; each feature type adds its own
 section through `Feature.explore` (clip durations for audio, lengths and frequent words for text...).
@@ -16,15 +16,11 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 
-from ensayo.config import Recipe
 from ensayo.data import Splits, load_splits
 from ensayo.features import FEATURES
-
-
-def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return lines
+from ensayo.features.report import markdown_table
+from ensayo.features.text import explore_texts
+from ensayo.recipe import Recipe
 
 
 def class_balance(splits: dict[str, pl.DataFrame], column: str, directory: Path) -> list[str]:
@@ -117,8 +113,6 @@ def explore(recipe: Recipe, directory: Path, base: Path | None = None, console: 
     if splits.report.bad_rows:
         lines += ["Bad rows (first 20):", "", *(f"- `{row}`" for row in splits.report.bad_rows[:20]), ""]
     if recipe.output.type == "text":
-        from ensayo.features.text import explore_texts
-
         output = recipe.output
         texts = splits.train.select(pl.concat_str(output.columns, separator=output.separator)).to_series().to_list()
         section = explore_texts("corpus", texts, directory)

@@ -1,4 +1,4 @@
-"""The `tfidf_linear` model: bag of words or TF-IDF over word and character n-grams, with a
+"""The `tfidf_linear` model type: bag of words or TF-IDF over word and character n-grams, with a
 scikit-learn linear classifier. Saved as JSON vocabularies and safetensors arrays, never pickled.
 
 Text inputs give sparse n-gram blocks; sentence inputs give their pretrained vector as a dense block
@@ -9,22 +9,41 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+from pydantic import Field
 from safetensors.numpy import load_file, save_file
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
-from ensayo.config import LinearConfig
+from ensayo import evaluate as ev
+from ensayo import layout
+from ensayo.data import Splits
 from ensayo.features import Feature
 from ensayo.features.sentence import SentenceFeature
 from ensayo.features.text import TextFeature, normalize
+from ensayo.models.base import Classifier, Exports, FitContext, Fitted, Sections, read_state, register_model_type
+from ensayo.models.neural import make_features, save_state
+from ensayo.outputs.category import CategoryOutput
+from ensayo.recipe import Recipe, Strict
 
-WEIGHTS = "linear.safetensors"
+
+class LinearConfig(Strict):
+    """Sparse baseline: bag of words or TF-IDF over word and character n-grams + a linear classifier."""
+
+    weighting: Literal["tfidf", "count", "binary"] = "tfidf"
+    word_ngrams: tuple[int, int] | None = (1, 2)
+    char_ngrams: tuple[int, int] | None = (2, 5)
+    min_df: int = Field(1, ge=1)
+    max_features: int | None = None
+    classifier: Literal["linear_svm", "logistic_regression", "sgd"] = "linear_svm"
+    C: float = Field(1.0, gt=0)
+    sentence_weight: float = Field(1.0, gt=0, description=(
+        "scale of each sentence input's (unit-length) vector beside the n-gram blocks (each of unit length)"))
 
 
 def _vectorizer(config: LinearConfig, analyzer: str, ngrams: tuple[int, int]) -> TfidfVectorizer:
@@ -136,13 +155,56 @@ class LinearTextModel:
             if vectorizer.use_idf:
                 arrays[f"idf.{index}"] = vectorizer.idf_.astype(np.float32)
         # safetensors writes raw buffers in C order; scikit-learn's coef_ is often Fortran-ordered
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(run_dir / WEIGHTS))
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(run_dir / layout.LINEAR_WEIGHTS))
 
     def load(self, run_dir: Path, state: dict[str, Any]) -> None:
-        arrays = load_file(str(run_dir / WEIGHTS))
+        arrays = load_file(str(run_dir / layout.LINEAR_WEIGHTS))
         self.coef, self.intercept = arrays["coef"], arrays["intercept"]
         for index, ((_, _, vectorizer), saved) in enumerate(zip(self.vectorizers, state["vectorizers"], strict=True)):
             vectorizer.vocabulary_ = {token: i for i, token in enumerate(saved["vocabulary"])}
             vectorizer.fixed_vocabulary_ = True
             if vectorizer.use_idf:
                 vectorizer.idf_ = arrays[f"idf.{index}"].astype(np.float64)
+
+
+@register_model_type("tfidf_linear")
+class TfidfLinear(Classifier):
+    """Text inputs as n-grams and sentence inputs as their vectors, one linear classifier; fitted in one go."""
+
+    sections: ClassVar[Sections] = {"linear": LinearConfig}
+    input_types = frozenset({"text", "sentence"})
+    exports: ClassVar[Exports] = {
+        "mlflow": None,
+        "onnx": "a scikit-learn linear model over n-gram vocabularies is not a network; export it to mlflow"}
+    distributed = "a scikit-learn linear classifier fits in one process"
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        self.features = make_features(recipe)
+        self.linear = LinearTextModel(self.features, recipe.model.linear, recipe.train.seed)
+
+    def fit(self, splits: Splits, context: FitContext) -> Fitted:
+        self.classes.fit(self.labels(splits.train))
+        derived = splits.bins.state() if splits.bins else {}
+        train_true = self.classes.transform(self.labels(splits.train))
+        with context.console.status("fitting the vectorizers and the linear classifier"):
+            train_probabilities = self.linear.fit(splits.train, train_true)
+        context.console.print(f"  {self.linear.n_features:,} sparse features, fit in {self.linear.fit_seconds:.1f} s")
+        self.linear.save(context.run_dir)
+        save_state(context.run_dir, self.features, self.classes, {"linear": self.linear.state(), "derived": derived})
+        metrics = {"fit_seconds": self.linear.fit_seconds, "train/loss": ev.log_loss(train_probabilities, train_true)}
+        metrics |= self.score_splits(splits, lambda _, table: self.linear.predict_proba(table))
+        return Fitted(metrics)
+
+    @classmethod
+    def load(cls, run_dir: Path, recipe: Recipe) -> TfidfLinear:
+        model = cls(recipe)
+        state = read_state(run_dir)
+        for feature in model.features:
+            feature.load_state(state["inputs"][feature.name])
+        model.classes = CategoryOutput.from_state(state["output"])
+        model.linear.load(run_dir, state["linear"])
+        return model
+
+    def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
+        return self.linear.predict_proba(table)

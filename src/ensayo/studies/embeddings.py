@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ensayo.config import DataConfig, expand_path
 from ensayo.data import DataError, parse_filter, read_file
-from ensayo.features.text import TextPipeline, TextPreprocessing, WordVectorTraining
+from ensayo.features.text import TextPipeline, TextPreprocessing, WordVectorTraining, fit_word_vectors
+from ensayo.recipe import DataConfig, expand_path
 
 RAW_TEXT = {"lowercase": False, "strip_accents": False, "remove_punctuation": False}
 
@@ -50,19 +50,6 @@ def read_texts(path: Path, column: str, filters: list[str] | None = None, limit:
         raise DataError(f"{path}: no column {column!r} to train word vectors on; columns: {table.columns}")
     texts = [t for t in table[column].cast(str).to_list() if t and t.strip()]
     return texts[:limit] if limit else texts
-
-
-def fit_word_vectors(sentences: list[list[str]], settings: WordVectorTraining, source: str) -> Any:
-    """gensim KeyedVectors trained on token lists; `source` names them in an error."""
-    from gensim.models import FastText, Word2Vec
-
-    if not sentences:
-        raise DataError(f"no text to train word vectors for {source}")
-    trainer = FastText if settings.method == "fasttext" else Word2Vec
-    model = trainer(sentences=sentences, vector_size=settings.dim, window=settings.window,
-                    min_count=settings.min_count, epochs=settings.epochs, sg=int(settings.skip_gram),
-                    seed=settings.seed, workers=2)
-    return model.wv
 
 
 def train_word_vectors(texts: Iterable[str], job: EmbeddingJob, target: Path) -> dict[str, Any]:

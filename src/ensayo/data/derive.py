@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ensayo.config import DeriveConfig, Recipe
+from ensayo.recipe import DeriveConfig, Recipe
 
 
 class DeriveError(ValueError):

@@ -22,10 +22,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import yaml
 
-from ensayo import runs
-from ensayo.config import flatten
-from ensayo.study import RESULTS_FILE, STUDY_FILE, interval95
-from ensayo.trainer import higher_is_better
+from ensayo import layout
+from ensayo.evaluate import interval95
+from ensayo.recipe import TrackConfig, flatten
+from ensayo.store import read_json
+from ensayo.tracking import tracking_uri
+from ensayo.training import higher_is_better
 
 IGNORED_PARAMS = ("train.seed", "track.", "name", "description")
 TABLE_METRICS = ("test/loss", "fit_seconds")
@@ -86,7 +88,7 @@ def records_from_mlflow(uri: str, run_ids: list[str], metric: str, labels: dict[
 
 def study_records(directory: Path) -> tuple[list[RunRecord], dict[str, Any]]:
     """The trials of a study directory: from MLflow when it was tracked, else from its run directories."""
-    state = runs.read_json(directory / STUDY_FILE)
+    state = read_json(directory / layout.STUDY)
     metric = state.get("metric", "test/balanced_accuracy")
     if state.get("parent_run_id"):
         client = _client(state["tracking_uri"])
@@ -101,23 +103,23 @@ def study_records(directory: Path) -> tuple[list[RunRecord], dict[str, Any]]:
 
 
 def _config_order(directory: Path) -> dict[str, int]:
-    results = directory / RESULTS_FILE
+    results = directory / layout.RESULTS
     if not results.is_file():
         return {}
-    names = dict.fromkeys(t["config"] for t in runs.read_json(results)["trials"])
+    names = dict.fromkeys(t["config"] for t in read_json(results)["trials"])
     return {name: index for index, name in enumerate(names)}
 
 
 def _records_from_directory(directory: Path, metric: str) -> list[RunRecord]:
     records = []
-    for trial in runs.read_json(directory / RESULTS_FILE)["trials"]:
+    for trial in read_json(directory / layout.RESULTS)["trials"]:
         run_dir = directory / trial["directory"]
         params = {}
-        if (run_dir / runs.RECIPE).is_file():
-            params = {k: str(v) for k, v in flatten(yaml.safe_load((run_dir / runs.RECIPE).read_text())).items()}
+        if (run_dir / layout.RECIPE).is_file():
+            params = {k: str(v) for k, v in flatten(yaml.safe_load((run_dir / layout.RECIPE).read_text())).items()}
         curves: dict[str, list[tuple[int, float]]] = {}
-        if (run_dir / runs.HISTORY).is_file():
-            history = runs.read_json(run_dir / runs.HISTORY)
+        if (run_dir / layout.HISTORY).is_file():
+            history = read_json(run_dir / layout.HISTORY)
             for key in _curve_keys(metric):
                 points = [(int(h["epoch"]), h[key]) for h in history if key in h]
                 if points:
@@ -323,7 +325,7 @@ def build_report(records: list[RunRecord], metric: str, title: str, description:
     ]
     failures = [r for r in records if r.status != "finished"]
     target.mkdir(parents=True, exist_ok=True)
-    page = target / "report.html"
+    page = target / layout.REPORT_HTML
     settings = settings_lines(records)
     page.write_text(render_html(title, description, header, body, figures, failures, settings))
     text = f"# {title}\n\n{description}\n\n{markdown(header, body)}"
@@ -332,13 +334,13 @@ def build_report(records: list[RunRecord], metric: str, title: str, description:
     if failures:
         text += "\nTrials that did not finish:\n\n" + "".join(
             f"- {r.config} repeat {r.repeat}: {r.status}: {r.error}\n" for r in failures)
-    (target / "report.md").write_text(text)
+    (target / layout.REPORT_MARKDOWN).write_text(text)
     return page
 
 
 def write_study_report(directory: Path, target: Path | None = None) -> Path:
     records, state = study_records(directory)
-    study = runs.read_json(directory / RESULTS_FILE)["study"] if (directory / RESULTS_FILE).is_file() else {}
+    study = read_json(directory / layout.RESULTS)["study"] if (directory / layout.RESULTS).is_file() else {}
     metric = state.get("metric", "test/balanced_accuracy")
     description = study.get("description", "") + f" ({len(records)} trials; study directory {directory})"
     return build_report(records, metric, f"Study {state.get('name', directory.name)}", description.strip(),
@@ -347,14 +349,11 @@ def write_study_report(directory: Path, target: Path | None = None) -> Path:
 
 def write_runs_report(references: list[str], target: Path, metric: str, uri: str | None = None) -> Path:
     """A report over single runs, named by run directory (with its tracking.json) or MLflow run id."""
-    from ensayo.config import TrackConfig
-    from ensayo.tracking import tracking_uri
-
     ids, labels = [], {}
     for reference in references:
         path = Path(reference)
-        if (path / "tracking.json").is_file():
-            tracking = json.loads((path / "tracking.json").read_text())
+        if (path / layout.TRACKING).is_file():
+            tracking = json.loads((path / layout.TRACKING).read_text())
             uri = uri or tracking.get("tracking_uri")
             ids.append(tracking["run_id"])
             labels[tracking["run_id"]] = path.name

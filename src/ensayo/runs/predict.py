@@ -1,4 +1,4 @@
-"""Saved run -> predictions and scores on new files, streamed in batches."""
+"""Saved run -> predictions and scores of new rows: files (streamed in batches) and in-memory rows."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from ensayo.data import FILE, LINE, read_for_inference
 from ensayo.evaluate import score
-from ensayo.runs import SavedRun
+from ensayo.runs.saved import SavedRun
 
 
 def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3, batch_size: int = 4096,
@@ -65,3 +65,22 @@ def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[
     if unseen:
         notes.append(f"{len(unseen)} label(s) not seen in training, always wrong: {', '.join(unseen[:10])}")
     return metrics, notes
+
+
+def predict_table(run: SavedRun, rows: pl.DataFrame | list[dict[str, Any]],
+                  top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+    """The top-k labels and probabilities of in-memory rows (a polars table or a list of mappings), each
+    holding the recipe's input columns."""
+    table = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows)
+    needed = [run.recipe.column_of(spec) for spec in run.recipe.inputs]
+    missing = [c for c in needed if c not in table.columns]
+    if missing and not _derivable(run, missing, table.columns):
+        raise ValueError(f"the rows lack the input column(s) {missing} (inputs: {needed})")
+    return run.predict(table, top_k)
+
+
+def _derivable(run: SavedRun, missing: list[str], columns: list[str]) -> bool:
+    from ensayo.data.derive import reads
+
+    made = {spec.name: spec for spec in run.recipe.derive if spec.bin is None}
+    return all(name in made and reads(made[name]) <= set(columns) for name in missing)

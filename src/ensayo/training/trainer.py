@@ -1,10 +1,10 @@
-"""Model -> trained model: the training loop, schedules, early stopping, checkpoints and resume."""
+"""Any nn.Module -> a trained one: the training loop, schedules, early stopping, checkpoints and resume."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,89 +13,16 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import load_model, save_model
 from torch import nn
 
-from ensayo.config import TrainConfig
-from ensayo.features import Feature
+from ensayo.layout import BEST_WEIGHTS, CHECKPOINT
+from ensayo.outputs.auxiliary import AUXILIARY
+from ensayo.recipe import TrainConfig
+from ensayo.training.batches import Batches, bucketed_order
+from ensayo.training.weights import load_weights, save_weights
 
-CHECKPOINT = "checkpoint.pt"
 SHOWN = ("train/loss", "train/auxiliary_loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1",
          "val/bits_per_char")
-BEST_WEIGHTS = "best.safetensors"
-AUXILIARY = "__auxiliary__"  # the batch key of the auxiliary targets (no input feature has this name)
-
-
-@dataclass
-class EncodedSplit:
-    """One split, each feature encoded once; batches are slices of it."""
-
-    features: list[Feature]
-    columns: dict[str, Any]
-    labels: np.ndarray  # class indices, -1 for a label unseen in training
-    targets: np.ndarray | None = None  # (rows, auxiliary targets), standardized; NaN where missing
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def lengths(self) -> np.ndarray | None:
-        """The longest sequence of each row over its features, or None when no feature has lengths."""
-        found = [f.lengths(self.columns[f.name]) for f in self.features]
-        found = [x for x in found if x is not None]
-        return np.max(np.stack(found), axis=0) if found else None
-
-    def batch(self, index: np.ndarray, device: torch.device) -> dict[str, Any]:
-        batch = {f.name: to_device(f.collate(self.columns[f.name], index), device) for f in self.features}
-        if self.targets is not None:
-            batch[AUXILIARY] = torch.from_numpy(self.targets[index]).to(device)
-        return batch
-
-    def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
-                device: torch.device | None = None) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
-        order = np.arange(len(self)) if order is None else order
-        device = device or torch.device("cpu")
-        for start in range(skip * size, len(order), size):
-            index = order[start: start + size]
-            yield self.batch(index, device), torch.from_numpy(self.labels[index]).to(device)
-
-
-def encode_split(features: list[Feature], table: Any, labels: np.ndarray,
-                 targets: np.ndarray | None = None, columns: dict[str, Any] | None = None) -> EncodedSplit:
-    """`columns`: the features' encodings of `table` where they are known already (from fit_transform)."""
-    columns = columns or {f.name: f.transform(table[f.column].to_list()) for f in features}
-    return EncodedSplit(features, columns, labels, targets)
-
-
-def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> np.ndarray:
-    """A shuffled order whose batches hold rows of similar length, so little compute goes to padding:
-    shuffle, sort each pool of `pool` batches by length, cut into batches, shuffle the batches."""
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * pool
-    pieces = []
-    for start in range(0, len(order), chunk):
-        part = order[start: start + chunk]
-        pieces.append(part[np.argsort(lengths[part], kind="stable")])
-    ordered = np.concatenate(pieces) if pieces else order
-    batches = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
-    return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else ordered
-
-
-def to_device(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value
-
-
-def save_weights(model: nn.Module, path: Path) -> None:
-    """safetensors, tied weights (a language model's input and output embeddings) stored once."""
-    save_model(model, str(path))
-
-
-def load_weights(model: nn.Module, path: Path, device: str | torch.device = "cpu") -> nn.Module:
-    load_model(model, str(path), strict=True, device=str(device))
-    return model
 
 
 def pick_device(name: str) -> torch.device:
@@ -241,7 +168,7 @@ class Trainer:
             return True
         return score > best if higher_is_better(monitor) else score < best
 
-    def fit(self, train: EncodedSplit, evaluate: Evaluate | None,
+    def fit(self, train: Batches, evaluate: Evaluate | None,
             on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainState:
         config = self.config
         steps_per_epoch = math.ceil(len(train) / config.batch_size)
@@ -302,7 +229,7 @@ class Trainer:
         marker = " *" if state.best_epoch == state.epoch else ""
         self.console.print(f"epoch {state.epoch}/{self.config.epochs}  {shown}{marker}")
 
-    def _train_epoch(self, train: EncodedSplit, steps: int, progress: Progress) -> None:
+    def _train_epoch(self, train: Batches, steps: int, progress: Progress) -> None:
         config, state = self.config, self.state
         rng = np.random.default_rng(config.seed + state.epoch)
         lengths = train.lengths()

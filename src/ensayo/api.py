@@ -1,0 +1,139 @@
+"""The Python API: every `ensayo` command as a function a notebook calls the same way. The CLI parses
+arguments, calls these and prints what they return."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from rich.console import Console
+from rich.progress import Progress
+
+from ensayo.data import DataError, leaking_inputs
+from ensayo.datasets import DatasetInfo, list_datasets
+from ensayo.models import load_recipe, model_type_of
+from ensayo.pipeline import run
+from ensayo.recipe import Recipe, RecipeError
+from ensayo.runs import SavedRun, evaluate_file, load_run, predict_file, predict_rows, predict_table
+from ensayo.store import write_json
+
+__all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "SavedRun", "Validation", "datasets", "evaluate",
+           "explore", "generate", "load_recipe", "load_run", "predict", "predict_rows", "predict_to_file", "report",
+           "run", "sweep", "train_embeddings", "validate"]
+
+
+@dataclass
+class Validation:
+    """A recipe that passed every check that needs no data, as it will run, and what deserves a warning."""
+
+    recipe: Recipe
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        recipe = self.recipe
+        side = [target.column for target in recipe.output.auxiliary]
+        learning = f"; auxiliary targets {', '.join(side)}" if side else ""
+        return (f"valid ({recipe.model.type} model, {len(recipe.inputs)} input(s), output {recipe.output.type} "
+                f"{', '.join(recipe.output.source_columns)}{learning})")
+
+
+def validate(recipe: str | Path, overrides: list[str] | None = None) -> Validation:
+    """Check a recipe without reading data: the schema, the registered types, the model type's own checks
+    (an ensemble's member recipes too); warn about inputs that feed the target through `derive`."""
+    path = Path(recipe)
+    loaded = load_recipe(path, overrides or [])
+    loaded = model_type_of(loaded).prepare(loaded, path.resolve().parent)
+    warnings = [f"input {name!r} feeds the target {loaded.output.column!r} through `derive`: the model can learn "
+                "the formula instead of the task" for name in leaking_inputs(loaded)]
+    return Validation(loaded, warnings)
+
+
+def predict(run_dir: str | Path | SavedRun, rows: pl.DataFrame | list[dict[str, Any]],
+            top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+    """The top-k labels and probabilities of in-memory rows (a polars table, or a list of mappings of the
+    recipe's input columns), best first."""
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    return predict_table(saved, rows, top_k)
+
+
+def evaluate(run_dir: str | Path | SavedRun, source: str | Path,
+             output: str | Path | None = None) -> tuple[dict[str, float], list[str]]:
+    """Score a labelled file in the recipe's format with the same metrics as a run: (metrics, notes); with
+    `output`, the metrics are also written there as JSON."""
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    metrics, notes = evaluate_file(saved, Path(source))
+    if output is not None:
+        write_json(Path(output), metrics)
+    return metrics, notes
+
+
+def generate(run_dir: str | Path | SavedRun, prompt: str = "", length: int = 200, temperature: float = 0.8,
+             top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> Iterator[str]:
+    """Stream text from the language model saved in `run_dir` (what `ensayo generate` prints)."""
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    return saved.generate(prompt, length, temperature, top_k, top_p, seed)
+
+
+def explore(recipe: str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
+            console: Console | None = None) -> Path:
+    """Write a data report with plots for a recipe's data, before training on it; returns report.md."""
+    from ensayo.exploration import explore as write_data_report
+
+    path = Path(recipe)
+    loaded = load_recipe(path, overrides or [])
+    return write_data_report(loaded, Path(output) if output else Path("explore") / loaded.name,
+                             path.resolve().parent, console)
+
+
+def sweep(study: str | Path, output: str | Path | None = None, smoke: bool = False, track: bool = True,
+          grid: list[str] | dict[str, list[Any]] | None = None, repeats: int | None = None,
+          console: Console | None = None, retry_failed: bool = False) -> Path:
+    """Run (or continue) a study, or a plain recipe over a `grid` (`["train.lr=1e-3,4e-3"]`); returns its
+    directory, which holds report.html and report.md."""
+    from ensayo.studies import parse_grid, run_study
+
+    parsed = parse_grid(grid) if isinstance(grid, list) else grid
+    return run_study(study, output, smoke=smoke, track=track, grid=parsed or None, repeats=repeats, console=console,
+                     retry_failed=retry_failed)
+
+
+def report(sources: list[str | Path], output: str | Path | None = None, metric: str = "test/balanced_accuracy",
+           tracking_uri: str | None = None) -> Path:
+    """The HTML and Markdown report of a study directory, or of runs (directories or MLflow run ids) side by
+    side; returns the HTML page."""
+    from ensayo import layout
+    from ensayo.studies import write_runs_report, write_study_report
+
+    first = Path(sources[0])
+    if len(sources) == 1 and (first / layout.STUDY).is_file():
+        return write_study_report(first, Path(output) if output else None)
+    return write_runs_report([str(s) for s in sources], Path(output) if output else Path("report"), metric,
+                             tracking_uri)
+
+
+def train_embeddings(source: str | Path, output: str | Path, column: str = "title", method: str = "word2vec",
+                     dim: int = 100, window: int = 5, min_count: int = 2, epochs: int = 5, normalize: bool = True,
+                     numbers: str = "keep", filters: list[str] | None = None,
+                     limit: int | None = None) -> dict[str, Any]:
+    """Train word vectors on a text column and write them as a `.vec` file for `preprocessing.embeddings`."""
+    from ensayo.studies.embeddings import EmbeddingJob, read_texts, train_word_vectors
+
+    job = EmbeddingJob(source=str(source), column=column, method=method, dim=dim, window=window,
+                       min_count=min_count, epochs=epochs, normalize=normalize, numbers=numbers)
+    return train_word_vectors(read_texts(Path(source), column, filters or [], limit), job, Path(output))
+
+
+def datasets(root: Path | None = None) -> list[tuple[DatasetInfo, Path | None]]:
+    """The bundled recipes' data sets with their paths under ENSAYO_DATA (None where absent)."""
+    return list_datasets(root)
+
+
+def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destination: str | Path, top_k: int = 3,
+                    batch_size: int = 4096, progress: Progress | None = None) -> dict[str, Any]:
+    """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress)

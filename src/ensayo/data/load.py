@@ -1,0 +1,115 @@
+"""Recipe -> table: read the source files, count bad rows, filter, sample and split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from ensayo.data.clean import absent_columns, check_files, drop_incomplete_rows, parse_filter, required_columns
+from ensayo.data.derive import Bins, apply_expressions
+from ensayo.data.read import LINE, read_file, read_folder
+from ensayo.data.report import DataError, DataReport, Splits
+from ensayo.data.split import split_table
+from ensayo.recipe import Recipe, expand_path
+
+
+def _read_source(path: Path, recipe: Recipe, report: DataReport) -> pl.DataFrame:
+    bad_before = len(report.bad_rows)
+    table = read_file(path, recipe.data, report.bad_rows)
+    report.rows_read += table.height + len(report.bad_rows) - bad_before
+    return table
+
+
+def _prepare(table: pl.DataFrame, recipe: Recipe, report: DataReport,
+             columns: list[str] | None = None, filters: bool = True) -> pl.DataFrame:
+    table = apply_expressions(table, recipe, only_possible=columns is not None)
+    if columns is None:  # training: auxiliary targets may be missing in a row, but their column must be there
+        for target in recipe.output.auxiliary:
+            if target.column not in table.columns:
+                raise absent_columns(table, f"output.auxiliary column {target.column!r} is not in the data")
+    table = drop_incomplete_rows(table, columns or required_columns(recipe), report.bad_rows)
+    if filters and recipe.data.filters:
+        before = table.height
+        for text in recipe.data.filters:
+            table = table.filter(parse_filter(text, table.columns))
+        report.rows_filtered_out += before - table.height
+    return table
+
+
+def _sample(table: pl.DataFrame, recipe: Recipe) -> pl.DataFrame:
+    sample = recipe.data.sample
+    if sample is None:
+        return table
+    seed = recipe.data.split.seed
+    if isinstance(sample, float) and sample <= 1:
+        return table.sample(fraction=sample, seed=seed).sort(LINE)
+    return table.sample(n=min(int(sample), table.height), seed=seed).sort(LINE)
+
+
+def _fail_on_bad_rows(report: DataReport, recipe: Recipe) -> None:
+    if report.bad_rows and recipe.data.bad_rows == "fail":
+        shown = "\n  ".join(map(str, report.bad_rows[:20]))
+        more = f"\n  ... and {len(report.bad_rows) - 20} more" if len(report.bad_rows) > 20 else ""
+        raise DataError(f"{len(report.bad_rows)} bad row(s) and data.bad_rows is 'fail':\n  {shown}{more}")
+
+
+def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
+    """Read, clean, filter, sample and split the recipe's data."""
+    report = DataReport()
+    split = recipe.data.split
+    if split.method == "files":
+        parts = {}
+        for name in ("train", "validation", "test"):
+            source = (split.files or {}).get(name)
+            if source is None:
+                parts[name] = None
+                continue
+            table = _read_source(expand_path(source, base), recipe, report)
+            parts[name] = check_files(_prepare(table, recipe, report), recipe, report, base)
+        train = _sample(parts["train"], recipe)  # files checked before sampling: few sets have both
+        empty = train.head(0)
+        validation = parts["validation"] if parts["validation"] is not None else empty
+        test = parts["test"] if parts["test"] is not None else empty
+    else:
+        table = _read_source(expand_path(recipe.data.source or "", base), recipe, report)
+        table = _sample(_prepare(table, recipe, report), recipe)
+        table = check_files(table, recipe, report, base)
+        train, validation, test = split_table(table, recipe)
+    _fail_on_bad_rows(report, recipe)
+    if train.height == 0:
+        raise DataError(f"{recipe.data.source}: no training rows left after cleaning, filtering and splitting")
+    bins = Bins(recipe.derive).fit(train)
+    train, validation, test = (bins.transform(part) for part in (train, validation, test))
+    report.split_sizes = {"train": train.height, "validation": validation.height, "test": test.height}
+    if recipe.output.type != "category":
+        return Splits(train, validation, test, report, bins)
+    known = set(train[recipe.output.column].cast(pl.String).to_list())
+    for name, part in (("validation", validation), ("test", test)):
+        unseen = sorted(set(part[recipe.output.column].cast(pl.String).to_list()) - known)
+        if unseen:
+            report.labels_only_in_eval[name] = unseen
+    return Splits(train, validation, test, report, bins)
+
+
+def read_for_inference(path: Path, recipe: Recipe, need_label: bool,
+                       bins: Bins | None = None) -> tuple[pl.DataFrame, DataReport]:
+    """Read a file in the recipe's format with the same bad-row rules. Scoring (`need_label`) applies the
+    recipe's filters, as its test split did; predicting answers for every well-formed row. For a folder
+    recipe, `path` is one file or a folder, and predicting needs no label in the file names."""
+    report = DataReport()
+    if recipe.data.format == "folder":
+        table = read_folder(path, recipe.data, report.bad_rows, need_fields=need_label)
+        report.rows_read = table.height + len(report.bad_rows)
+    else:
+        table = _read_source(path, recipe, report)
+    columns = [recipe.column_of(f) for f in recipe.inputs]
+    if need_label:
+        label = recipe.output.column or ""
+        columns.append(next((d.bin.column for d in recipe.derive if d.bin and d.name == label), label))
+    table = _prepare(table, recipe, report, columns, filters=need_label)
+    table = check_files(table, recipe, report, None)
+    if bins is not None:
+        table = bins.transform(table)
+    _fail_on_bad_rows(report, recipe)
+    return table, report

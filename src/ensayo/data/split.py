@@ -1,0 +1,70 @@
+"""Usable rows -> train, validation and test: stratified, random, grouped, by files or by a filter."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+from ensayo.data.clean import parse_filter
+from ensayo.data.derive import Bins
+from ensayo.data.report import DataError
+from ensayo.recipe import Recipe
+
+
+def _stratify_labels(labels: np.ndarray, min_count: int) -> np.ndarray:
+    """Labels too rare to stratify are pooled, so that sklearn can split the rest by class."""
+    values, counts = np.unique(labels, return_counts=True)
+    rare = set(values[counts < min_count].tolist())
+    if not rare:
+        return labels
+    return np.array(["\0rare" if v in rare else v for v in labels], dtype=object)
+
+
+def _two_way(index: np.ndarray, size: float, labels: np.ndarray | None, groups: np.ndarray | None,
+             seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if size <= 0:
+        return index, index[:0]
+    if groups is not None:
+        splitter = GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+        keep, held = next(splitter.split(index, groups=groups[index]))
+        return index[keep], index[held]
+    stratify = _stratify_labels(labels[index], 2) if labels is not None else None
+    if stratify is not None and len(np.unique(stratify)) > len(index) * size:
+        stratify = None  # fewer held-out rows than classes: sklearn cannot stratify
+    keep, held = train_test_split(index, test_size=size, random_state=seed, stratify=stratify)
+    return np.sort(keep), np.sort(held)
+
+
+def _stratification_labels(table: pl.DataFrame, recipe: Recipe) -> np.ndarray:
+    """The label of each row; a label binned after the split is stood in for by the same bins of all rows
+    (used to stratify only: the real edges are fitted on the training split)."""
+    column = recipe.output.column or ""
+    if column in table.columns:
+        return table[column].cast(pl.String).to_numpy()
+    spec = next(d for d in recipe.derive if d.name == column and d.bin is not None)
+    provisional = Bins([spec]).fit(table).transform(table)
+    return provisional[column].cast(pl.String).to_numpy()
+
+
+def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    split = recipe.data.split
+    index = np.arange(table.height)
+    classify = recipe.output.type == "category" and split.method in ("stratified", "filter")
+    labels = _stratification_labels(table, recipe) if classify else None
+    if split.method == "filter":
+        chosen = table.select(parse_filter(split.test_filter or "", table.columns)).to_series().fill_null(False)
+        test, rest = index[chosen.to_numpy()], index[~chosen.to_numpy()]
+        train, validation = _two_way(rest, split.validation, labels, None, split.seed)
+        return table[train], table[validation], table[test]
+    groups = None
+    if split.method == "group":
+        if split.group_column not in table.columns:
+            raise DataError(f"data.split.group_column: column {split.group_column!r} is not in the data")
+        groups = table[split.group_column].cast(pl.String).to_numpy()
+    rest, test = _two_way(index, split.test, labels, groups, split.seed)
+    val_share = split.validation / (split.train + split.validation)
+    train, validation = _two_way(rest, val_share, labels, groups, split.seed + 1)
+    return table[train], table[validation], table[test]
+
+

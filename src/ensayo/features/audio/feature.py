@@ -1,0 +1,87 @@
+"""The audio feature: a column of audio file paths -> normalized (bins, frames) spectrograms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ensayo.features.audio.preprocessing import AudioPreprocessing, Spectrogram, prepare_clip
+from ensayo.features.base import Feature, register_feature
+
+
+@register_feature("audio")
+class AudioFeature(Feature):
+    """A column of audio file paths; each clip becomes a normalized (bins, frames) spectrogram."""
+
+    Preprocessing = AudioPreprocessing
+
+    def __init__(self, name: str, column: str, preprocessing: AudioPreprocessing) -> None:
+        super().__init__(name, column, preprocessing)
+        self.spectrogram = Spectrogram(preprocessing)
+        self.mean = np.zeros(self.spectrogram.bins, dtype=np.float32)
+        self.std = np.ones(self.spectrogram.bins, dtype=np.float32)
+        self.clips = 0
+
+    @property
+    def options(self) -> AudioPreprocessing:
+        return self.preprocessing  # type: ignore[return-value]
+
+    @classmethod
+    def explore(cls, name: str, values: list[str], labels: list[str], preprocessing: Any,
+                directory: Path) -> list[str]:
+        from ensayo.features.audio.explore import explore_clips
+
+        return explore_clips(name, values, labels, preprocessing, directory)
+
+    def spectrograms(self, paths: list[str], batch: int = 256) -> torch.Tensor:
+        """Un-normalized (rows, bins, frames) spectrograms of the clips."""
+        chunks = []
+        for start in range(0, len(paths), batch):
+            clips = np.stack([prepare_clip(p, self.options) for p in paths[start: start + batch]])
+            chunks.append(self.spectrogram(torch.from_numpy(clips)))
+        if not chunks:
+            return torch.zeros(0, self.spectrogram.bins, self.frames)
+        return torch.cat(chunks)
+
+    @property
+    def frames(self) -> int:
+        return round(self.options.duration * self.options.sample_rate) // self.options.hop_length + 1
+
+    def fit(self, values: list[str]) -> AudioFeature:
+        self._fit_spectrograms(self.spectrograms(values))
+        return self
+
+    def transform(self, values: list[str]) -> torch.Tensor:
+        return self._normalized(self.spectrograms(values))
+
+    def fit_transform(self, values: list[str]) -> torch.Tensor:
+        features = self.spectrograms(values)
+        self._fit_spectrograms(features)
+        return self._normalized(features)
+
+    def _fit_spectrograms(self, features: torch.Tensor) -> None:
+        self.mean = features.mean(dim=(0, 2)).numpy()
+        self.std = features.std(dim=(0, 2)).clamp_min(1e-5).numpy()
+        self.clips = features.shape[0]
+
+    def _normalized(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - torch.from_numpy(self.mean)[:, None]) / torch.from_numpy(self.std)[:, None]
+
+    def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        return encoded[torch.from_numpy(np.asarray(index))]
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "clips": self.clips}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.mean = np.asarray(state["mean"], dtype=np.float32)
+        self.std = np.asarray(state["std"], dtype=np.float32)
+        self.clips = state["clips"]
+
+    def describe(self) -> dict[str, Any]:
+        return {"clips": self.clips, "spectrogram": f"{self.spectrogram.bins} bins x {self.frames} frames"}
+
+

@@ -1,0 +1,180 @@
+"""Audio preprocessing: the schema, reading any rate and channel count, trimming silence, levelling,
+fixing the length, and log-mel or MFCC spectrograms."""
+
+from __future__ import annotations
+
+import wave
+from fractions import Fraction
+from typing import Literal
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+import soundfile as sf
+import torch
+from pydantic import Field
+
+from ensayo.recipe import Strict
+
+
+class AugmentConfig(Strict):
+    """Training-time only: SpecAugment masks and a random shift in time."""
+
+    time_masks: int = Field(2, ge=0)
+    time_mask_width: int = Field(8, ge=0, description="frames, at most")
+    freq_masks: int = Field(2, ge=0)
+    freq_mask_width: int = Field(5, ge=0, description="bins, at most")
+    time_shift: float = Field(0.1, ge=0, description="seconds, at most, either way")
+
+
+class AudioPreprocessing(Strict):
+    root: str | None = Field(None, description="folder that relative paths start from (default: the data file's)")
+    sample_rate: int = Field(8000, gt=0)
+    duration: float = Field(1.0, gt=0, description="seconds; clips are centred and padded or cropped to it")
+    trim_db: float | None = Field(30.0, gt=0, description="trim edges quieter than the loudest frame by this")
+    loudness: Literal["rms", "peak", "none"] = "rms"
+    target_db: float = Field(-20.0, le=0, description="level that `loudness` brings every clip to, in dBFS")
+    representation: Literal["log_mel", "mfcc"] = "log_mel"
+    n_fft: int = Field(256, gt=0)
+    hop_length: int = Field(80, gt=0)
+    n_mels: int = Field(40, gt=0)
+    n_mfcc: int = Field(20, gt=0)
+    f_min: float = Field(20.0, ge=0)
+    f_max: float | None = Field(None, gt=0)
+    top_db: float = Field(80.0, gt=0, description="floor of the log spectrogram below its peak")
+    augment: AugmentConfig | None = Field(default_factory=AugmentConfig)
+
+    # an input whose values are file paths (ensayo.data.FileInput)
+    def file_problems(self, paths: list[str]) -> dict[int, str]:
+        return {index: reason for index, path in enumerate(paths) if (reason := audio_problem(path))}
+
+    def keeps_bad_files(self) -> bool:
+        return False
+
+
+# ------------------------------------------------------------------------------------------ reading
+def read_audio(path: str, sample_rate: int) -> np.ndarray:
+    """Mono float32 samples at `sample_rate`, whatever the file's rate and channels."""
+    samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = samples.mean(axis=1)
+    if rate != sample_rate:
+        ratio = Fraction(sample_rate, rate)
+        mono = scipy.signal.resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
+    return mono
+
+
+def audio_problem(path: str) -> str | None:
+    """Why a file cannot be used as a clip, or None when it can."""
+    try:
+        info = sf.info(path)
+        samples, _ = sf.read(path, dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        return "file not found"
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        return f"not readable as audio ({exc})".replace(f"'{path}'", "").replace("  ", " ")
+    if len(samples) == 0:
+        return "empty: no samples"
+    declared = _declared_wav_frames(path) if info.format == "WAV" else None
+    if declared is not None and declared > info.frames:
+        return f"truncated: the header declares {declared} samples, the file holds {info.frames}"
+    if not np.isfinite(samples).all():
+        return "holds NaN or infinite samples"
+    return None
+
+
+def _declared_wav_frames(path: str) -> int | None:
+    """The sample count a PCM WAV header promises (libsndfile reads a cut file without complaint)."""
+    try:
+        with wave.open(path, "rb") as handle:
+            return handle.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return None
+
+
+def trim_silence(samples: np.ndarray, top_db: float, frame: int) -> np.ndarray:
+    """Drop leading and trailing frames quieter than the loudest frame by more than `top_db`."""
+    count = len(samples) // frame
+    if count < 2:
+        return samples
+    power = np.square(samples[: count * frame].reshape(count, frame)).mean(axis=1)
+    level = 10 * np.log10(np.maximum(power, 1e-12))
+    loud = np.flatnonzero(level > level.max() - top_db)
+    return samples[loud[0] * frame: (loud[-1] + 1) * frame]
+
+
+def level(samples: np.ndarray, mode: str, target_db: float) -> np.ndarray:
+    """Bring a clip to `target_db` dBFS by its RMS or its peak; clipping is avoided."""
+    if mode == "none":
+        return samples
+    measure = np.sqrt(np.mean(np.square(samples))) if mode == "rms" else np.abs(samples).max()
+    if measure <= 1e-8:
+        return samples
+    gain = 10 ** (target_db / 20) / measure
+    peak = np.abs(samples).max() * gain
+    return (samples * (gain / max(peak, 1.0))).astype(np.float32)
+
+
+def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
+    """Centre a clip in `length` samples: zeros on both sides, or its middle kept."""
+    if len(samples) >= length:
+        start = (len(samples) - length) // 2
+        return samples[start: start + length]
+    before = (length - len(samples)) // 2
+    return np.pad(samples, (before, length - len(samples) - before))
+
+
+def prepare_clip(path: str, options: AudioPreprocessing) -> np.ndarray:
+    samples = read_audio(path, options.sample_rate)
+    if options.trim_db is not None:
+        samples = trim_silence(samples, options.trim_db, options.hop_length)
+    samples = level(samples, options.loudness, options.target_db)
+    return fit_length(samples, round(options.duration * options.sample_rate))
+
+
+# ------------------------------------------------------------------------------------- spectrograms
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * (10 ** (mel / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_fft: int, sample_rate: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """(n_mels, n_fft // 2 + 1) triangular filters evenly spaced on the HTK mel scale."""
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(np.array(f_min)), hz_to_mel(np.array(f_max)), n_mels + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins[None, :] - lower) / np.maximum(centre - lower, 1e-9)
+    falling = (upper - bins[None, :]) / np.maximum(upper - centre, 1e-9)
+    return torch.from_numpy(np.clip(np.minimum(rising, falling), 0, None).astype(np.float32))
+
+
+class Spectrogram:
+    """Fixed-length clips (batch, samples) -> (batch, bins, frames) log-mel spectrograms or MFCCs."""
+
+    def __init__(self, options: AudioPreprocessing) -> None:
+        self.options = options
+        f_max = options.f_max or options.sample_rate / 2
+        self.filters = mel_filterbank(options.n_fft, options.sample_rate, options.n_mels, options.f_min, f_max)
+        self.window = torch.hann_window(options.n_fft)
+        self.dct = None
+        if options.representation == "mfcc":
+            basis = scipy.fft.dct(np.eye(options.n_mels), type=2, norm="ortho", axis=0)[: options.n_mfcc]
+            self.dct = torch.from_numpy(basis.astype(np.float32))
+
+    @property
+    def bins(self) -> int:
+        return self.options.n_mfcc if self.options.representation == "mfcc" else self.options.n_mels
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        options = self.options
+        spectrum = torch.stft(clips, options.n_fft, options.hop_length, window=self.window, center=True,
+                              return_complex=True).abs().square()
+        decibels = 10 * torch.log10((self.filters @ spectrum).clamp_min(1e-10))
+        # a floor below each clip's peak, so that the zeros of padding do not dominate the statistics
+        peak = decibels.amax(dim=(1, 2), keepdim=True)
+        decibels = torch.maximum(decibels, peak - options.top_db)
+        return decibels if self.dct is None else self.dct @ decibels
+
+

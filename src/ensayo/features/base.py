@@ -1,0 +1,137 @@
+"""What every feature type is: a `Feature` (fit on training values, transform, collate, save state)
+with its pydantic `Preprocessing` schema and its `Encoder`s, and the registry of feature types."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+FEATURES: dict[str, type[Feature]] = {}
+_LOADING_SAVED_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("loading_saved_run", default=False)
+
+
+@contextlib.contextmanager
+def saved_run_loading() -> Iterator[None]:
+    """While a saved run is rebuilt, encoders skip loading pretrained weights: the run's own replace them."""
+    token = _LOADING_SAVED_RUN.set(True)
+    try:
+        yield
+    finally:
+        _LOADING_SAVED_RUN.reset(token)
+
+
+def loading_saved_run() -> bool:
+    return _LOADING_SAVED_RUN.get()
+
+
+class Encoder(nn.Module):
+    """Turns a batch of one feature into a (batch, output_dim) tensor."""
+
+    Config: ClassVar[type[BaseModel]]
+    output_dim: int
+
+
+class Feature:
+    """One input column: fit on the training split, transform rows, collate batches, save state."""
+
+    type_name: ClassVar[str]
+    Preprocessing: ClassVar[type[BaseModel]]
+    encoders: ClassVar[dict[str, type[Encoder]]]
+
+    def __init__(self, name: str, column: str, preprocessing: BaseModel) -> None:
+        self.name = name
+        self.column = column
+        self.preprocessing = preprocessing
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.encoders = {}
+
+    @classmethod
+    def register_encoder(cls, name: str):
+        def decorate(encoder: type[Encoder]) -> type[Encoder]:
+            cls.encoders[name] = encoder
+            return encoder
+
+        return decorate
+
+    @classmethod
+    def explore(cls, name: str, values: list[Any], labels: list[str], preprocessing: BaseModel,
+                directory: Path) -> list[str]:
+        """Markdown lines (and plots written to `directory`) describing raw training values, for
+        `ensayo explore`."""
+        return ["(this input type has no exploration yet)"]
+
+    # sklearn's vocabulary: fit on training values, transform any values.
+    def fit(self, values: list[Any]) -> Feature:
+        raise NotImplementedError
+
+    def transform(self, values: list[Any]) -> Any:
+        """Encode whole columns once; `collate` then slices them into batches."""
+        raise NotImplementedError
+
+    def fit_transform(self, values: list[Any]) -> Any:
+        """Fit on the training values and encode them. A type that reads files overrides it to read
+        each file once."""
+        return self.fit(values).transform(values)
+
+    def collate(self, encoded: Any, index: Any) -> Any:
+        """The rows `index` of an encoded column as model-ready tensors."""
+        raise NotImplementedError
+
+    def lengths(self, encoded: Any) -> Any:
+        """Per-row sequence lengths of an encoded column (for length-bucketed batches), or None."""
+        return None
+
+    def build_encoder(self, config: BaseModel) -> Encoder:
+        return self.encoders[config.type](self, config)  # type: ignore[attr-defined]
+
+    def state(self) -> dict[str, Any]:
+        """Everything fitted, as JSON-ready data (never pickled)."""
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """A few fitted facts worth printing (vocabulary size, coverage...)."""
+        return {}
+
+    def init_tensors(self) -> dict[str, torch.Tensor]:
+        """Large fitted arrays (e.g. pretrained vectors) that the encoder starts from."""
+        return {}
+
+
+def conv_stack(channels_in: int, channels: list[int], convs: int) -> nn.Sequential:
+    """2-D convolution blocks shared by the spectrogram and image encoders: per entry of `channels`,
+    `convs` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling."""
+    blocks = []
+    for block_in, block_out in itertools.pairwise([channels_in, *channels]):
+        layers: list[nn.Module] = []
+        for index in range(convs):
+            layers += [nn.Conv2d(block_in if index == 0 else block_out, block_out, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(block_out), nn.ReLU(inplace=True)]
+        blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
+    return nn.Sequential(*blocks)
+
+
+def register_feature(name: str):
+    def decorate(cls: type[Feature]) -> type[Feature]:
+        cls.type_name = name
+        FEATURES[name] = cls
+        return cls
+
+    return decorate
+
+
+def build_feature(type_name: str, name: str, column: str, preprocessing: BaseModel) -> Feature:
+    return FEATURES[type_name](name, column, preprocessing)
+

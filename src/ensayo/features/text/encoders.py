@@ -1,0 +1,179 @@
+"""Text encoders: bag of embeddings, CNN and recurrent, over word (and subword) embeddings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ensayo.features.base import Encoder
+from ensayo.features.text.feature import TextFeature
+from ensayo.recipe import Strict
+
+
+class TokenEmbedding(nn.Module):
+    """Word embeddings, plus fastText-style subword embeddings averaged in when the feature has them."""
+
+    def __init__(self, feature: TextFeature, dim: int, freeze: bool) -> None:
+        super().__init__()
+        vectors = feature.init_tensors()
+        if vectors and vectors["vectors"].shape[1] != dim:
+            raise ValueError(f"input {feature.name!r}: embedding_dim is {dim} but the word vectors "
+                             f"({feature.options.embeddings.path or 'trained'}) have "
+                             f"{vectors['vectors'].shape[1]} dimensions")
+        self.words = nn.Embedding(len(feature.vocab), dim, padding_idx=0, sparse=True)
+        # PyTorch's N(0, 1) start makes every token a large random vector that Adam needs thousands of
+        # steps to move; a small start (as Keras and fastText use) lets the few examples of a rare class count.
+        nn.init.uniform_(self.words.weight, -0.05, 0.05)
+        with torch.no_grad():
+            self.words.weight[0].zero_()
+        if vectors:
+            with torch.no_grad():
+                found = vectors["found"]
+                self.words.weight[found] = vectors["vectors"][found]
+        self.words.weight.requires_grad_(not freeze)
+        self.subwords = None
+        if feature.subword_vocab is not None:
+            self.subwords = nn.EmbeddingBag(len(feature.subword_vocab), dim, mode="sum", padding_idx=0,
+                                            sparse=True)
+            nn.init.uniform_(self.subwords.weight, -0.05, 0.05)
+            with torch.no_grad():
+                self.subwords.weight[0].zero_()
+        self.dim = dim
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = batch["ids"]
+        embedded = self.words(ids)
+        if self.subwords is not None:
+            summed = self.subwords(batch["sub_ids"], batch["sub_offsets"]).view_as(embedded)
+            counts = batch["sub_counts"].view(ids.shape).unsqueeze(-1).to(embedded.dtype)
+            embedded = (embedded + summed) / (1.0 + counts)
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        mask = positions.unsqueeze(0) < batch["lengths"].unsqueeze(1)
+        return embedded, mask
+
+
+class BagEncoderConfig(Strict):
+    type: Literal["bag"]
+    embedding_dim: int = Field(100, gt=0)
+    pooling: Literal["mean", "mean_max"] = "mean"
+    freeze_embeddings: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+@TextFeature.register_encoder("bag")
+class BagEncoder(Encoder):
+    """Mean (and optionally max) of the token embeddings: fastText's architecture."""
+
+    Config = BagEncoderConfig
+
+    def __init__(self, feature: TextFeature, config: BagEncoderConfig) -> None:
+        super().__init__()
+        self.embed = TokenEmbedding(feature, config.embedding_dim, config.freeze_embeddings)
+        self.pooling = config.pooling
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_dim = config.embedding_dim * (2 if config.pooling == "mean_max" else 1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        embedded, mask = self.embed(batch)
+        weights = mask.unsqueeze(-1).to(embedded.dtype)
+        pooled = (embedded * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        if self.pooling == "mean_max":
+            pooled = torch.cat([pooled, embedded.masked_fill(~mask.unsqueeze(-1), -1e4).amax(1)], dim=-1)
+        return self.dropout(pooled)
+
+
+class CnnEncoderConfig(Strict):
+    type: Literal["cnn"]
+    embedding_dim: int = Field(100, gt=0)
+    filter_widths: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
+    filters_count: int = Field(100, gt=0)
+    freeze_embeddings: bool = False
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+@TextFeature.register_encoder("cnn")
+class CnnEncoder(Encoder):
+    """Parallel 1-D convolutions of several widths over the embeddings, max-pooled over time."""
+
+    Config = CnnEncoderConfig
+
+    def __init__(self, feature: TextFeature, config: CnnEncoderConfig) -> None:
+        super().__init__()
+        self.embed = TokenEmbedding(feature, config.embedding_dim, config.freeze_embeddings)
+        # Each convolution is one matrix product over unfolded windows: on a CPU this is several times
+        # faster than mkldnn's Conv1d for short texts, forward and backward.
+        self.convs = nn.ModuleList(
+            nn.Linear(config.embedding_dim * width, config.filters_count) for width in config.filter_widths
+        )
+        self.widths = list(config.filter_widths)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_dim = config.filters_count * len(config.filter_widths)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        embedded, _ = self.embed(batch)
+        lengths = batch["lengths"]
+        shortfall = max(self.widths) - embedded.shape[1]
+        if shortfall > 0:
+            embedded = nn.functional.pad(embedded, (0, 0, 0, shortfall))
+        embedded = self.dropout(embedded)
+        pooled = []
+        for width, conv in zip(self.widths, self.convs, strict=True):
+            windows = embedded.unfold(1, width, 1).flatten(2)  # (batch, positions, width * dim)
+            activations = torch.relu(conv(windows))
+            positions = torch.arange(activations.shape[1], device=activations.device)
+            # a window is valid if it starts inside the text (or is the first one of a short text)
+            valid = positions.unsqueeze(0) <= (lengths - width).clamp_min(0).unsqueeze(1)
+            pooled.append(activations.masked_fill(~valid.unsqueeze(-1), 0.0).amax(1))
+        return self.dropout(torch.cat(pooled, dim=-1))
+
+
+class RnnEncoderConfig(Strict):
+    type: Literal["rnn"]
+    embedding_dim: int = Field(100, gt=0)
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden_size: int = Field(128, gt=0)
+    layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    pooling: Literal["max", "mean", "last"] = "max"
+    freeze_embeddings: bool = False
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+@TextFeature.register_encoder("rnn")
+class RnnEncoder(Encoder):
+    """A (bidirectional) LSTM or GRU over the embeddings, pooled over time."""
+
+    Config = RnnEncoderConfig
+
+    def __init__(self, feature: TextFeature, config: RnnEncoderConfig) -> None:
+        super().__init__()
+        self.embed = TokenEmbedding(feature, config.embedding_dim, config.freeze_embeddings)
+        cell = nn.LSTM if config.cell == "lstm" else nn.GRU
+        self.rnn = cell(config.embedding_dim, config.hidden_size, num_layers=config.layers, batch_first=True,
+                        bidirectional=config.bidirectional, dropout=config.dropout if config.layers > 1 else 0.0)
+        self.pooling = config.pooling
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_dim = config.hidden_size * (2 if config.bidirectional else 1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        embedded, mask = self.embed(batch)
+        packed = pack_padded_sequence(self.dropout(embedded), batch["lengths"].cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        outputs, state = self.rnn(packed)
+        if self.pooling == "last":
+            hidden = state[0] if isinstance(state, tuple) else state
+            directions = 2 if self.rnn.bidirectional else 1
+            return self.dropout(torch.cat(list(hidden[-directions:]), dim=-1))
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=mask.shape[1])
+        if self.pooling == "max":
+            pooled = outputs.masked_fill(~mask.unsqueeze(-1), -1e4).amax(1)
+        else:
+            weights = mask.unsqueeze(-1).to(outputs.dtype)
+            pooled = (outputs * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return self.dropout(pooled)
+
+

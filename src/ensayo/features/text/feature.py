@@ -1,0 +1,181 @@
+"""The text feature: a column of texts -> padded token ids (and subword ids), fitted on the training split."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ensayo.features.base import Feature, register_feature
+from ensayo.features.text.preprocessing import (
+    PAD,
+    UNK,
+    TextPipeline,
+    TextPreprocessing,
+    Vocabulary,
+    fit_word_vectors,
+    load_word_vectors,
+    subwords,
+)
+from ensayo.recipe import expand_path
+
+
+@dataclass
+class EncodedText:
+    ids: np.ndarray  # (rows, length) token ids, 0-padded
+    lengths: np.ndarray  # (rows,)
+    sub_ids: np.ndarray | None = None  # all subword ids, flat
+    sub_start: np.ndarray | None = None  # (rows, length) where each token's subwords start
+    sub_count: np.ndarray | None = None  # (rows, length) how many subwords each token has
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+@register_feature("text")
+class TextFeature(Feature):
+    Preprocessing = TextPreprocessing
+
+    def __init__(self, name: str, column: str, preprocessing: TextPreprocessing) -> None:
+        super().__init__(name, column, preprocessing)
+        self.pipeline = TextPipeline(preprocessing)
+        self.vocab = Vocabulary([PAD, UNK])
+        self.subword_vocab: Vocabulary | None = None
+        self.coverage: dict[str, float] | None = None
+        self._vectors: np.ndarray | None = None
+        self._found: np.ndarray | None = None
+        self._subword_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def options(self) -> TextPreprocessing:
+        return self.preprocessing  # type: ignore[return-value]
+
+    def fit(self, values: list[str]) -> TextFeature:
+        tokenized = [self.pipeline(v) for v in values]
+        counts = Counter(t for tokens in tokenized for t in tokens)
+        self._subword_cache = None
+        self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
+        if self.options.char_ngrams:
+            low, high = self.options.char_ngrams
+            sub_counts: Counter[str] = Counter()
+            for token, count in counts.items():
+                for gram in subwords(token, low, high):
+                    sub_counts[gram] += count
+            self.subword_vocab = Vocabulary.build(sub_counts, self.options.subword_min_count,
+                                                  self.options.max_subwords, [PAD])
+        spec = self.options.embeddings
+        if spec and spec.train:
+            sentences = [t for t in tokenized if t]
+            self._attach_vectors(counts, fit_word_vectors(sentences, spec.train, f"input {self.name!r}"))
+        elif spec and spec.path:
+            self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
+        return self
+
+    def _attach_vectors(self, counts: Counter[str], vectors: Any) -> None:
+        matrix = np.zeros((len(self.vocab), vectors.vector_size), dtype=np.float32)
+        found = np.zeros(len(self.vocab), dtype=bool)
+        for index, token in enumerate(self.vocab.tokens[2:], start=2):
+            for candidate in (token, token.lower()):
+                if candidate in vectors.key_to_index:
+                    matrix[index] = vectors[candidate]
+                    found[index] = True
+                    break
+        total = sum(counts.values())
+        words = self.vocab.tokens[2:]
+        tokens_found = sum(counts[t] for t, f in zip(words, found[2:], strict=True) if f)
+        self.coverage = {
+            "vocabulary_found": float(found[2:].mean()) if words else 0.0,
+            "tokens_found": tokens_found / total if total else 0.0,
+            "dimension": int(vectors.vector_size),
+        }
+        self._vectors, self._found = matrix, found
+
+    def init_tensors(self) -> dict[str, torch.Tensor]:
+        if self._vectors is None or self._found is None:
+            return {}
+        return {"vectors": torch.from_numpy(self._vectors), "found": torch.from_numpy(self._found)}
+
+    def transform(self, values: list[str]) -> EncodedText:
+        cap = self.options.max_length
+        rows = [self.vocab.lookup(self.pipeline(v))[:cap] for v in values]
+        rows = [row or [1] for row in rows]  # a text with no tokens left reads as one unknown token
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        width = int(lengths.max()) if len(rows) else 1
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+        encoded = EncodedText(ids, lengths)
+        if self.subword_vocab is not None:
+            self._attach_subwords(encoded)
+        return encoded
+
+    def _subword_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every vocabulary token's subword ids, flat, with where each token's run starts and how long it is.
+        Built once per fitted vocabulary: predicting a file in chunks would otherwise rebuild it per chunk."""
+        if self._subword_cache is None:
+            assert self.subword_vocab is not None and self.options.char_ngrams
+            low, high = self.options.char_ngrams
+            table = [self.subword_vocab.lookup(subwords(t, low, high), default=None) if i > 1 else []
+                     for i, t in enumerate(self.vocab.tokens)]
+            counts = np.array([len(s) for s in table], dtype=np.int64)
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            self._subword_cache = (np.array([i for s in table for i in s], dtype=np.int64), starts, counts)
+        return self._subword_cache
+
+    def _attach_subwords(self, encoded: EncodedText) -> None:
+        flat, starts, counts = self._subword_index()
+        encoded.sub_ids = flat
+        encoded.sub_start = starts[encoded.ids]
+        encoded.sub_count = counts[encoded.ids]
+
+    def lengths(self, encoded: EncodedText) -> np.ndarray:
+        return encoded.lengths
+
+    def collate(self, encoded: EncodedText, index: np.ndarray) -> dict[str, torch.Tensor]:
+        lengths = encoded.lengths[index]
+        width = int(lengths.max())
+        batch = {"ids": torch.from_numpy(encoded.ids[index, :width]), "lengths": torch.from_numpy(lengths)}
+        if encoded.sub_ids is not None:
+            counts = encoded.sub_count[index, :width].reshape(-1)
+            starts = encoded.sub_start[index, :width].reshape(-1)
+            bag_offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            positions = np.repeat(starts - bag_offsets, counts) + np.arange(int(counts.sum()))
+            batch["sub_ids"] = torch.from_numpy(encoded.sub_ids[positions])
+            batch["sub_offsets"] = torch.from_numpy(bag_offsets)
+            batch["sub_counts"] = torch.from_numpy(counts)
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "vocabulary": self.vocab.tokens,
+            "subword_vocabulary": self.subword_vocab.tokens if self.subword_vocab else None,
+            "coverage": self.coverage,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._subword_cache = None
+        self.vocab = Vocabulary(state["vocabulary"])
+        if state.get("subword_vocabulary"):
+            self.subword_vocab = Vocabulary(state["subword_vocabulary"])
+        self.coverage = state.get("coverage")
+
+    @classmethod
+    def explore(cls, name: str, values: list[str], labels: list[str], preprocessing: Any,
+                directory: Path) -> list[str]:
+        from ensayo.features.text.explore import explore_texts
+
+        return explore_texts(name, values, directory)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"vocabulary": len(self.vocab)}
+        if self.subword_vocab is not None:
+            info["subwords"] = len(self.subword_vocab)
+        if self.coverage:
+            info["embedding_coverage"] = self.coverage
+        return info
+
+

@@ -1,0 +1,44 @@
+"""Every file name of a run directory and of a study directory, defined once.
+
+A run directory is what `ensayo run` writes and what predicting, serving and exporting read. Its
+format version is written into it (`FORMAT`); runs saved before the format had a version (ensayo
+0.1.0) read as version 1.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 2
+
+# ----------------------------------------------------------------------------------------- a run
+FORMAT = "format.json"  # {"version": FORMAT_VERSION, "model_type": ...}
+RECIPE = "recipe.yaml"  # the recipe as run: every key, defaults included
+STATE = "features.json"  # fitted preprocessing of the inputs and the output, as JSON
+WEIGHTS = "model.safetensors"  # a network's weights
+LINEAR_WEIGHTS = "linear.safetensors"  # a linear model's coefficients, intercepts and idf
+MEMBERS = "members"  # an ensemble's member runs, one folder each
+METRICS = "metrics.json"  # final scores; its presence marks a finished run
+HISTORY = "history.json"  # one record per epoch
+DATA_REPORT = "data_report.json"  # rows read, bad rows, split sizes
+TRACKING = "tracking.json"  # the MLflow run id and store of the run
+CHECKPOINT = "checkpoint.pt"  # while training: the last consistent state, removed when the run ends
+BEST_WEIGHTS = "best.safetensors"  # while training: the best epoch's weights, removed when the run ends
+
+# what a run writes for a person to look at
+LEARNING_CURVES = "learning_curves.png"
+CONFUSION = "confusion.png"
+CONFUSION_TEXT = "confusion.txt"
+PER_CLASS = "per_class.csv"
+SAMPLES = "samples.txt"
+REPORT_FILES = (LEARNING_CURVES, CONFUSION, PER_CLASS, SAMPLES)
+
+TRAINING_ONLY = (CHECKPOINT, BEST_WEIGHTS)  # not part of a finished run
+
+# -------------------------------------------------------------------------------------- a study
+STUDY = "study.json"  # the study's MLflow parent run
+RESULTS = "results.json"  # every trial's status and metrics, and the summary
+TRIALS = "trials"  # trials/<configuration>/seed<k>/: one run directory each
+TRIAL_ERROR = "error.txt"  # in a trial folder: why it failed or was pruned
+EMBEDDINGS = "embeddings"  # word vectors trained for the study: embeddings/<name>.vec
+OPTUNA_DB = "optuna.db"
+REPORT_HTML = "report.html"
+REPORT_MARKDOWN = "report.md"

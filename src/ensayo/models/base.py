@@ -1,0 +1,219 @@
+"""Model types: the unit of extension for what is trained. Each is one module of this package with one
+`ModelType` subclass registered by `@register_model_type("name")`.
+
+A model type says what it can do (the output it gives, the inputs it reads, the formats it exports to,
+whether it trains on several processes), owns its recipe sections (`model.<key>`, validated when the
+recipe is resolved), and follows scikit-learn's vocabulary: the constructor stores the recipe, `fit`
+learns from the splits and leaves the run directory complete, `load` rebuilds the trained model from
+a run directory, and a trained model answers with `predict_proba` (a `Classifier`) or `generate` (a
+`Generator`).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel
+from rich.console import Console
+
+from ensayo import evaluate as ev
+from ensayo import layout
+from ensayo.data import Splits, apply_expressions
+from ensayo.outputs.category import CategoryOutput
+from ensayo.recipe import Recipe
+
+Sections = dict[str, type[BaseModel] | None]  # model.<key> -> its schema (None marks `encoders`)
+Exports = dict[str, str | None]  # format -> None where a model type can be exported to it, else why not
+EpochCallback = Callable[[dict[str, float]], None]
+# Trains a member recipe into a run directory (resuming it when asked) and returns the trained member:
+# how an ensemble trains its members through the pipeline without importing it.
+TrainMember = Callable[[Recipe, Path, bool], "Classifier"]
+
+
+@dataclass
+class FitContext:
+    """What `fit` gets besides the data: where the run lives and what to tell whom while it trains."""
+
+    run_dir: Path
+    resume: bool = False
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    on_epoch: EpochCallback | None = None  # each epoch's record (MLflow, a study's pruner; may raise)
+    base: Path | None = None  # the recipe's folder: relative paths in it start there
+    train_member: TrainMember | None = None
+
+
+@dataclass
+class Fitted:
+    """What training gave: the final metrics and one record per epoch (none for a model fitted in one go)."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class ModelType(ABC):
+    """One kind of model. Subclasses set the class attributes and implement `fit` and `load`."""
+
+    name: ClassVar[str]
+    # model.<key> -> the schema of that section; None marks `encoders` (one per input, typed by the inputs)
+    sections: ClassVar[Sections] = {}
+    output: ClassVar[str] = "category"  # the output type it gives: category or text
+    input_types: ClassVar[frozenset[str] | None] = None  # the input types it reads; None: any
+    exports: ClassVar[Exports] = {}
+    distributed: ClassVar[str | None] = "it trains in one process"  # None: it can train on several processes
+    curve_metric: ClassVar[str] = "balanced_accuracy"  # the validation metric its learning curves show
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+
+    # ------------------------------------------------------------------ what it can do
+    @classmethod
+    def check(cls, recipe: Recipe) -> list[str]:
+        """Problems of a recipe for this model type, one line each (`key: why`); its sections are typed."""
+        problems = []
+        if recipe.output.type != cls.output:
+            problems.append(f"model.type: {cls.name} gives a {cls.output} output, but output.type is "
+                            f"{recipe.output.type!r}")
+        if cls.input_types == frozenset() and recipe.inputs:
+            problems.append(f"inputs: model.type {cls.name} takes no inputs")
+        elif cls.input_types is not None:
+            unusable = [f"{spec.name!r} ({spec.type})" for spec in recipe.inputs if spec.type not in cls.input_types]
+            if unusable:
+                readable = " and ".join(sorted(cls.input_types)) or "no"
+                problems.append(f"inputs: model.type {cls.name} reads {readable} inputs only, "
+                                f"not {', '.join(unusable)}")
+        return problems
+
+    @classmethod
+    def prepare(cls, recipe: Recipe, base: Path | None) -> Recipe:
+        """The recipe as it will be run (an ensemble takes its members' inputs); most types change nothing."""
+        return recipe
+
+    @classmethod
+    def export_problem(cls, fmt: str) -> str | None:
+        """Why this model type cannot be exported to `fmt`, or None when it can."""
+        if fmt not in cls.exports:
+            return f"model type {cls.name} has no {fmt} export"
+        return cls.exports[fmt]
+
+    # ------------------------------------------------------------------ training and loading
+    @abstractmethod
+    def fit(self, splits: Splits, context: FitContext) -> Fitted:
+        """Learn from the splits, score validation and test, and write the model's files into the run directory."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, run_dir: Path, recipe: Recipe) -> ModelType:
+        """The trained model saved in `run_dir` (reads JSON and safetensors only: no code runs)."""
+
+    def write_report(self, run_dir: Path) -> None:  # noqa: B027  (most types add nothing)
+        """Plots and tables of the finished run for a person to look at (beyond the learning curves)."""
+
+
+class Classifier(ModelType):
+    """A model type whose output is a category: every row gets each class's probability."""
+
+    output = "category"
+    inputs_of_its_own: ClassVar[bool] = True  # False: its inputs are those of other recipes (an ensemble's members)
+    learns_auxiliary: ClassVar[bool] = False  # whether it can learn output.auxiliary targets beside the label
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        self.classes = CategoryOutput(recipe.output.column or "")
+        self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted), for the report
+
+    @classmethod
+    def check(cls, recipe: Recipe) -> list[str]:
+        problems = super().check(recipe)
+        if not recipe.inputs and cls.inputs_of_its_own:
+            problems.append("inputs: a classifier needs at least one input")
+        if recipe.output.auxiliary and not cls.learns_auxiliary:
+            problems.append(f"output.auxiliary: model.type {cls.name} has no shared layers to train on auxiliary "
+                            "targets; use a neural model")
+        return problems
+
+    def predict_proba(self, table: pl.DataFrame) -> np.ndarray:
+        """(rows, classes) probabilities; an input that is a derived column is derived first."""
+        if not {self.recipe.column_of(spec) for spec in self.recipe.inputs} <= set(table.columns):
+            table = apply_expressions(table, self.recipe, only_possible=True)
+        return self._predict_proba(table)
+
+    @abstractmethod
+    def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
+        """Probabilities of rows that hold every input column."""
+
+    def predict(self, table: pl.DataFrame, top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+        """The `top_k` likeliest labels of each row, best first, with their probabilities."""
+        probabilities = self.predict_proba(table)
+        k = min(top_k, probabilities.shape[1])
+        top = np.argsort(-probabilities, axis=1)[:, :k]
+        labels = [[self.classes.classes[i] for i in row] for row in top]
+        return labels, np.take_along_axis(probabilities, top, axis=1)
+
+    def labels(self, table: pl.DataFrame) -> list[str]:
+        return table[self.recipe.output.column].cast(pl.String).to_list()
+
+    def score_splits(self, splits: Splits, predict: Callable[[str, pl.DataFrame], np.ndarray]) -> dict[str, float]:
+        """Final metrics of the validation and test splits; `predict(split_name, table)` gives probabilities."""
+        metrics: dict[str, float] = {}
+        for name, prefix in (("validation", "val/"), ("test", "test/")):
+            table = getattr(splits, name)
+            if table.height == 0:
+                continue
+            started = time.perf_counter()
+            probabilities = predict(name, table)
+            true = self.labels(table)
+            metrics |= ev.score(probabilities, true, self.classes, prefix)
+            metrics[f"{prefix}predict_seconds"] = time.perf_counter() - started
+            if name == "test" or self.test_predictions is None:
+                self.test_predictions = (true, self.classes.inverse(probabilities.argmax(axis=1)))
+        return metrics
+
+    def write_report(self, run_dir: Path) -> None:
+        if self.test_predictions:
+            ev.write_test_report(run_dir, *self.test_predictions)
+
+
+class Generator(ModelType):
+    """A model type whose output is text: it streams new text after a prompt."""
+
+    output = "text"
+    input_types = frozenset()
+    curve_metric = "bits_per_char"
+
+    @abstractmethod
+    def generate(self, prompt: str = "", length: int = 200, temperature: float = 0.8, top_k: int | None = None,
+                 top_p: float | None = None, seed: int = 0) -> Iterator[str]:
+        """Yield the text of each new token as it is sampled; `length` counts tokens."""
+
+
+MODEL_TYPES: dict[str, type[ModelType]] = {}
+
+
+def register_model_type(name: str) -> Callable[[type[ModelType]], type[ModelType]]:
+    def decorate(cls: type[ModelType]) -> type[ModelType]:
+        cls.name = name
+        MODEL_TYPES[name] = cls
+        return cls
+
+    return decorate
+
+
+def model_type_of(recipe: Recipe) -> type[ModelType]:
+    return MODEL_TYPES[recipe.model.type]
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """A run's fitted preprocessing (features.json), named when it is missing."""
+    from ensayo.store import read_json
+
+    path = run_dir / layout.STATE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
+    return read_json(path)

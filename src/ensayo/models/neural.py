@@ -1,0 +1,196 @@
+"""The `neural` model type: one encoder per input, their outputs concatenated, and an MLP head (plus, with
+`output.auxiliary`, a linear side head on the head's last hidden layer that regresses number targets),
+trained by the trainer; the preprocessing is fitted on the training split and saved beside the weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from ensayo import evaluate as ev
+from ensayo import layout
+from ensayo.data import Splits
+from ensayo.features import Feature, build_feature, saved_run_loading
+from ensayo.models.base import Classifier, Exports, FitContext, Fitted, Sections, read_state, register_model_type
+from ensayo.outputs.auxiliary import auxiliary_targets
+from ensayo.outputs.category import CategoryOutput
+from ensayo.recipe import HeadConfig, Recipe
+from ensayo.store import write_json
+from ensayo.training import EncodedSplit, Trainer, encode_split, load_weights, pick_device, save_weights
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(dropout)]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsayoModel(nn.Module):
+    def __init__(self, features: list[Feature], encoders: dict[str, Any], head: HeadConfig,
+                 num_classes: int, auxiliary_weights: list[float] | None = None) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict({f.name: f.build_encoder(encoders[f.name]) for f in features})
+        combined = sum(encoder.output_dim for encoder in self.encoders.values())
+        self.head = mlp(combined, head.hidden, num_classes, head.dropout)
+        self.auxiliary: nn.Linear | None = None
+        if auxiliary_weights:
+            shared = head.hidden[-1] if head.hidden else combined
+            self.auxiliary = nn.Linear(shared, len(auxiliary_weights))
+            self.register_buffer("auxiliary_weights", torch.tensor(auxiliary_weights), persistent=False)
+
+    def forward(self, batch: dict[str, Any],
+                auxiliary: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Class logits; with `auxiliary`, (logits, the auxiliary targets' predictions)."""
+        combined = torch.cat([encoder(batch[name]) for name, encoder in self.encoders.items()], dim=-1)
+        if not auxiliary:
+            return self.head(combined)
+        assert self.auxiliary is not None, "this model has no auxiliary targets"
+        shared = self.head[:-1](combined)  # the head's last hidden layer, which both heads read
+        return self.head[-1](shared), self.auxiliary(shared)
+
+    def auxiliary_loss(self, predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Weighted mean squared error of each standardized target over the rows that have a value."""
+        known = ~torch.isnan(targets)
+        squared = torch.where(known, predicted - targets.nan_to_num(), 0.0) ** 2
+        per_target = squared.sum(0) / known.sum(0).clamp(min=1)
+        return (per_target * self.auxiliary_weights).sum()
+
+
+def build_network(recipe: Recipe, features: list[Feature], num_classes: int) -> EnsayoModel:
+    weights = [target.weight for target in recipe.output.auxiliary]
+    return EnsayoModel(features, recipe.model.encoders, recipe.model.head, num_classes, weights)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+@torch.no_grad()
+def network_probabilities(network: nn.Module, split: EncodedSplit, batch_size: int) -> np.ndarray:
+    network.eval()
+    device = next(network.parameters()).device
+    chunks = [torch.softmax(network(batch).float(), dim=-1).cpu().numpy()
+              for batch, _ in split.batches(batch_size, device=device)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+
+
+def make_features(recipe: Recipe) -> list[Feature]:
+    return [build_feature(spec.type, spec.name, recipe.column_of(spec), spec.preprocessing) for spec in recipe.inputs]
+
+
+def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput, extra: dict[str, Any]) -> None:
+    """The fitted preprocessing of the inputs and the output (features.json), and whatever the type adds."""
+    write_json(run_dir / layout.STATE, {"inputs": {f.name: f.state() for f in features}, "output": classes.state(),
+                                        **extra})
+
+
+@register_model_type("neural")
+class NeuralClassifier(Classifier):
+    sections: ClassVar[Sections] = {"encoders": None, "head": HeadConfig}
+    exports: ClassVar[Exports] = {"mlflow": None, "onnx": None}
+    distributed = None
+    learns_auxiliary = True
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        self.features = make_features(recipe)
+        self.network: EnsayoModel | None = None
+        self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
+        self.train_columns: dict[str, Any] | None = None  # the training split as encoded while fitting
+
+    @classmethod
+    def check(cls, recipe: Recipe) -> list[str]:
+        problems = super().check(recipe)
+        missing = [spec.name for spec in recipe.inputs if spec.name not in recipe.model.encoders]
+        if missing:
+            problems.append(f"model.encoders has no encoder for inputs {missing}")
+        return problems
+
+    # ------------------------------------------------------------------ training
+    def fit(self, splits: Splits, context: FitContext) -> Fitted:
+        self._fit_preprocessing(splits, context)
+        recipe, console = self.recipe, context.console
+        device = pick_device(recipe.train.device)
+        # auxiliary targets are learned from the training rows only; evaluating and predicting do not need them
+        targets = auxiliary_targets(splits.train, recipe.output.auxiliary) if recipe.output.auxiliary else None
+        encoded = {name: encode_split(self.features, table, self.classes.transform(self.labels(table)),
+                                      targets if name == "train" else None,
+                                      self.train_columns if name == "train" else None)
+                   for name, table in splits.items()}
+        network = build_network(recipe, self.features, len(self.classes))
+        sizes = count_parameters(network)
+        console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")
+        trainer = Trainer(network, recipe.train, context.run_dir, device, console)
+        if context.resume and trainer.load_checkpoint():
+            console.print(f"resuming after epoch {trainer.state.epoch}, step {trainer.state.step_in_epoch} of the next")
+        validation = encoded["validation"]
+        val_true = self.labels(splits.validation)
+        size = recipe.train.eval_batch_size
+
+        def evaluate(current: nn.Module) -> dict[str, float]:
+            return ev.score(network_probabilities(current, validation, size), val_true, self.classes, "val/")
+
+        state = trainer.fit(encoded["train"], evaluate if len(validation) else None, context.on_epoch)
+        self.network = trainer.model  # type: ignore[assignment]
+        self.save(context.run_dir)
+        metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
+                   "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
+        scores = self.score_splits(splits, lambda name, _: network_probabilities(trainer.model, encoded[name], size))
+        return Fitted(metrics | scores, state.history)
+
+    def _fit_preprocessing(self, splits: Splits, context: FitContext) -> None:
+        """Fit each input on the training split and save the state; resuming, read the saved state instead."""
+        state_file = context.run_dir / layout.STATE
+        if context.resume and state_file.is_file():
+            self._load_state(read_state(context.run_dir))
+            return
+        self.classes.fit(self.labels(splits.train))
+        self.derived = splits.bins.state() if splits.bins else {}
+        columns: dict[str, Any] = {}
+        for feature in self.features:
+            with context.console.status(f"fitting {feature.type_name} input {feature.name!r}"):
+                columns[feature.name] = feature.fit_transform(splits.train[feature.column].to_list())
+            described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
+            context.console.print(f"  {feature.name}: {described}")
+        self.train_columns = columns
+        save_state(context.run_dir, self.features, self.classes, {"derived": self.derived})
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        for feature in self.features:
+            feature.load_state(state["inputs"][feature.name])
+        self.classes = CategoryOutput.from_state(state["output"])
+        self.derived = state.get("derived", {})
+
+    def save(self, run_dir: Path) -> None:
+        assert self.network is not None, "fit or load the model first"
+        save_weights(self.network, run_dir / layout.WEIGHTS)
+
+    # ------------------------------------------------------------------ a trained model
+    @classmethod
+    def load(cls, run_dir: Path, recipe: Recipe, device: str = "cpu") -> NeuralClassifier:
+        model = cls(recipe)
+        model._load_state(read_state(run_dir))
+        weights = run_dir / layout.WEIGHTS
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: the run has no trained weights (did training finish? "
+                                    "continue it with `ensayo run --resume`)")
+        with saved_run_loading():
+            network = build_network(recipe, model.features, len(model.classes))
+        load_weights(network, weights)
+        model.network = network.to(pick_device(device)).eval()
+        return model
+
+    def _predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:
+        assert self.network is not None, "fit or load the model first"
+        split = encode_split(self.features, table, np.zeros(table.height, dtype=np.int64))
+        return network_probabilities(self.network, split, batch_size or self.recipe.train.eval_batch_size)

@@ -1,0 +1,81 @@
+"""Recipes resolved against the registered feature and model types, and trained models read back from run
+directories of any format version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ensayo import layout
+from ensayo.features import FEATURES
+from ensayo.models.base import MODEL_TYPES, ModelType
+from ensayo.recipe import Recipe, RecipeError, read_raw, validate_schema
+from ensayo.recipe.resolve import resolve
+from ensayo.store import read_json
+
+
+def resolve_recipe(recipe: Recipe, label: str = "<recipe>") -> Recipe:
+    """Type and check a schema-valid recipe with the registered feature and model types."""
+    return resolve(recipe, FEATURES, MODEL_TYPES, label)
+
+
+def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None,
+                label: str = "<recipe>") -> Recipe:
+    """Read, override, validate and resolve a recipe; raises RecipeError naming every bad key (and `label`,
+    the recipe's origin, when `source` is a mapping)."""
+    raw, label = read_raw(source, overrides, label)
+    return resolve_recipe(validate_schema(raw, label), label)
+
+
+def format_version(run_dir: Path) -> int:
+    """The run format a run directory was written in; runs from before the format had a version are 1."""
+    path = run_dir / layout.FORMAT
+    return int(read_json(path)["version"]) if path.is_file() else 1
+
+
+def run_recipe(run_dir: Path) -> Recipe:
+    """The recipe a run was trained with, brought up to the current format."""
+    path = run_dir / layout.RECIPE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
+    raw, label = read_raw(path)
+    version = format_version(run_dir)
+    if version > layout.FORMAT_VERSION:
+        raise RecipeError(f"{run_dir}: run format {version} is newer than this ensayo reads "
+                          f"({layout.FORMAT_VERSION}); upgrade ensayo")
+    if version == 1:
+        raw = _upgrade_from_1(raw)
+    return resolve_recipe(validate_schema(raw, label), label)
+
+
+def _upgrade_from_1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 saved every model type's section (and a `combiner`, always concat) whatever the type: keep
+    the type's own sections only."""
+    model = dict(raw.get("model") or {})
+    kind = model.get("type", "neural")
+    own = MODEL_TYPES[kind].sections if kind in MODEL_TYPES else {}
+    raw["model"] = {key: value for key, value in model.items() if key == "type" or key in own}
+    return raw
+
+
+def load_trained(run_dir: str | Path) -> tuple[Recipe, ModelType]:
+    """The recipe and the trained model of a run directory."""
+    run_dir = Path(run_dir)
+    recipe = run_recipe(run_dir)
+    return recipe, MODEL_TYPES[recipe.model.type].load(run_dir, recipe)
+
+
+def write_format(run_dir: Path, recipe: Recipe) -> None:
+    from ensayo.store import write_json
+
+    write_json(run_dir / layout.FORMAT, {"version": layout.FORMAT_VERSION, "model_type": recipe.model.type})
+
+
+def save_recipe(recipe: Recipe, run_dir: Path) -> None:
+    """The recipe as run, every key written (defaults included), and the run's format version."""
+    from ensayo.recipe import recipe_to_dict
+
+    (run_dir / layout.RECIPE).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True))
+    write_format(run_dir, recipe)

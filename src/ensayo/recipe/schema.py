@@ -1,0 +1,252 @@
+"""Recipe schema: the one YAML file a user writes, validated before any work starts.
+
+It knows no registry. Sections that belong to a feature type (`inputs[].preprocessing`, the encoders)
+or to a model type (`model.linear`, `model.ensemble`...) are kept as written here and validated by the
+registered type at the resolve step (`ensayo.recipe.resolve`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run; the message names the key path and what was expected."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------------------------- data
+class SplitConfig(Strict):
+    """`filter` sends the rows matching `test_filter` to test (FSDD's official split: `index < 5`) and
+    splits the rest into train and validation, `validation` being a share of those rows."""
+
+    method: Literal["stratified", "random", "group", "files", "filter"] = "stratified"
+    train: float = Field(0.8, gt=0, le=1)
+    validation: float = Field(0.0, ge=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+    group_column: str | None = None
+    files: dict[Literal["train", "validation", "test"], str] | None = None
+    test_filter: str | None = None
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _check(self) -> SplitConfig:
+        if self.method == "files":
+            if not self.files or "train" not in self.files:
+                raise ValueError("method 'files' needs files: {train: ..., validation: ..., test: ...}")
+            return self
+        if self.method == "filter":
+            if not self.test_filter:
+                raise ValueError("method 'filter' needs test_filter, e.g. 'index < 5'")
+            return self
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError(
+                f"train + validation + test must add up to 1, got "
+                f"{self.train} + {self.validation} + {self.test}"
+            )
+        if self.method == "group" and not self.group_column:
+            raise ValueError("method 'group' needs group_column")
+        return self
+
+
+class DataConfig(Strict):
+    source: str | None = None
+    format: Literal["auto", "csv", "parquet", "jsonl", "folder"] = "auto"
+    # folder: one row per file; `pattern` names the columns that the file name carries
+    pattern: str | None = Field(None, description="e.g. '{digit}_{speaker}_{index}.wav'")
+    path_column: str = "path"
+    header: bool = True
+    columns: list[str] | None = None
+    separator: str = ","
+    filters: list[str] = Field(default_factory=list)
+    sample: float | int | None = None
+    limit: int | None = Field(None, gt=0)
+    bad_rows: Literal["skip", "fail"] = "skip"
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.source is None and self.split.method != "files":
+            raise ValueError("data needs a source, or split.method 'files' with files per split")
+        if self.format == "folder" and not self.pattern:
+            raise ValueError("format 'folder' needs pattern, e.g. '{label}_{take}.wav'")
+        if not self.header and not self.columns and self.format != "folder":
+            raise ValueError("a file without header needs columns: [name, ...]")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ derive
+class BinConfig(Strict):
+    """Cut a numeric column into classes: by `quantiles` (equal-frequency, edges fitted on the training
+    split) or by given inner `edges`; `labels` name the classes from lowest to highest."""
+
+    column: str
+    quantiles: int | None = Field(None, ge=2)
+    edges: list[float] | None = Field(None, min_length=1)
+    labels: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BinConfig:
+        if (self.quantiles is None) == (self.edges is None):
+            raise ValueError("give either quantiles (a count) or edges (inner bin edges)")
+        if self.edges is not None and sorted(self.edges) != self.edges:
+            raise ValueError(f"edges must increase, got {self.edges}")
+        bins = self.quantiles if self.quantiles is not None else len(self.edges or []) + 1
+        if self.labels is not None and len(self.labels) != bins:
+            raise ValueError(f"{bins} bins need {bins} labels, got {len(self.labels)}")
+        return self
+
+
+class DeriveConfig(Strict):
+    """A new column: an arithmetic `expression` over other columns, a `bin` of one, or the text of several
+    `join`ed by `separator` (e.g. a title and its description, for one sentence encoder to read whole)."""
+
+    name: str
+    expression: str | None = Field(None, description="e.g. ((Likes * Bookmarks**2 - Dislikes) / Visits) * (1 / tier)")
+    bin: BinConfig | None = None
+    join: list[str] | None = Field(None, min_length=2, description="columns whose text is joined, in this order")
+    separator: str = Field(" ", description="put between the joined texts")
+
+    @model_validator(mode="after")
+    def _check(self) -> DeriveConfig:
+        if sum(kind is not None for kind in (self.expression, self.bin, self.join)) != 1:
+            raise ValueError("a derived column needs exactly one of expression, bin or join")
+        return self
+
+
+# ----------------------------------------------------------------------------------------- features
+class InputConfig(Strict):
+    """One input feature. `preprocessing` is validated by the feature type's own schema
+    (see ensayo.features), so a new modality needs no edit here."""
+
+    name: str
+    type: str
+    column: str | None = None
+    preprocessing: Any = Field(default_factory=dict)
+
+
+class AuxiliaryConfig(Strict):
+    """A number column the network also learns to predict while it trains (multi-task learning): a side head
+    on the shared layers regresses it, standardized, by mean squared error times `weight`. It is not an
+    input and is not needed to predict; a row without a value adds nothing to that loss."""
+
+    column: str
+    weight: float = Field(0.5, gt=0)
+
+
+class OutputConfig(Strict):
+    """`category`: one label column to classify, optionally with `auxiliary` number targets learned beside it.
+    `text`: a language model over the text of `columns` (joined by `separator` into one document per row), at
+    the level of characters or words."""
+
+    type: Literal["category", "text"] = "category"
+    column: str | None = None
+    columns: list[str] = Field(default_factory=list)
+    separator: str = "\n"
+    level: Literal["char", "word"] = "char"
+    context: int = Field(256, ge=2, description="tokens a model sees at once")
+    max_vocab: int | None = Field(None, gt=0, description="word level: the most frequent words; the rest <unk>")
+    min_count: int = Field(1, ge=1)
+    lowercase: bool = False
+    auxiliary: list[AuxiliaryConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> OutputConfig:
+        if self.type == "category" and not self.column:
+            raise ValueError("a category output needs column: the label column")
+        if self.auxiliary and self.type != "category":
+            raise ValueError("output.auxiliary: auxiliary targets go with a category output")
+        columns = [target.column for target in self.auxiliary]
+        if len(set(columns)) != len(columns) or self.column in columns:
+            raise ValueError(f"output.auxiliary: each target needs its own column, other than the label; "
+                             f"got {columns}")
+        if self.type == "text" and not self.columns:
+            raise ValueError("a text output needs columns: [the text column(s) to model]")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        return list(self.columns) if self.type == "text" else [self.column or ""]
+
+
+# -------------------------------------------------------------------------------------------- model
+class HeadConfig(Strict):
+    hidden: list[int] = Field(default_factory=list)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class ModelConfig(BaseModel):
+    """`type` names a registered model type; the other keys are that type's sections (`encoders` and
+    `head` for `neural`, `linear` for `tfidf_linear`...), validated by it when the recipe is resolved."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "neural"
+
+    @property
+    def sections(self) -> dict[str, Any]:
+        return dict(self.__pydantic_extra__ or {})
+
+    def section(self, key: str) -> Any:
+        return (self.__pydantic_extra__ or {})[key]
+
+
+# ---------------------------------------------------------------------------------------- training
+class TrainConfig(Strict):
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0)
+    step_size: int = Field(5, ge=1)
+    step_gamma: float = Field(0.5, gt=0, le=1)
+    grad_clip: float | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    early_stopping: int | None = Field(None, ge=1)
+    monitor: str = "val/balanced_accuracy"
+    seed: int = 42
+    threads: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class TrackConfig(Strict):
+    enabled: bool = True
+    experiment: str | None = None
+    uri: str | None = None
+
+
+class Recipe(Strict):
+    name: str = "recipe"
+    description: str = ""
+    data: DataConfig
+    derive: list[DeriveConfig] = Field(default_factory=list)
+    inputs: list[InputConfig] = Field(default_factory=list)
+    output: OutputConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> Recipe:
+        """What holds whatever the model type; each type checks the rest when the recipe is resolved."""
+        if self.output.type == "text" and "monitor" not in self.train.model_fields_set:
+            self.train.monitor = "val/bits_per_char"
+        names = [feature.name for feature in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique, got {names}")
+        fed = [t.column for t in self.output.auxiliary if t.column in {self.column_of(f) for f in self.inputs}]
+        if fed:
+            raise ValueError(f"output.auxiliary: {fed} are also inputs; a target the model is given teaches nothing")
+        return self
+
+    def column_of(self, feature: InputConfig) -> str:
+        return feature.column or feature.name
+
+

@@ -1,0 +1,88 @@
+"""Encoded splits and their batches: each feature encodes a split once, batches are slices of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ensayo.features import Feature
+from ensayo.outputs.auxiliary import AUXILIARY
+
+
+class Batches(Protocol):
+    """What the trainer trains on: an encoded split (classification) or token windows (language models)."""
+
+    def __len__(self) -> int: ...
+
+    def lengths(self) -> np.ndarray | None: ...
+
+    def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
+                device: torch.device | None = None) -> Iterator[tuple[Any, torch.Tensor]]: ...
+
+
+@dataclass
+class EncodedSplit:
+    """One split, each feature encoded once; batches are slices of it."""
+
+    features: list[Feature]
+    columns: dict[str, Any]
+    labels: np.ndarray  # class indices, -1 for a label unseen in training
+    targets: np.ndarray | None = None  # (rows, auxiliary targets), standardized; NaN where missing
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def lengths(self) -> np.ndarray | None:
+        """The longest sequence of each row over its features, or None when no feature has lengths."""
+        found = [f.lengths(self.columns[f.name]) for f in self.features]
+        found = [x for x in found if x is not None]
+        return np.max(np.stack(found), axis=0) if found else None
+
+    def batch(self, index: np.ndarray, device: torch.device) -> dict[str, Any]:
+        batch = {f.name: to_device(f.collate(self.columns[f.name], index), device) for f in self.features}
+        if self.targets is not None:
+            batch[AUXILIARY] = torch.from_numpy(self.targets[index]).to(device)
+        return batch
+
+    def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
+                device: torch.device | None = None) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        order = np.arange(len(self)) if order is None else order
+        device = device or torch.device("cpu")
+        for start in range(skip * size, len(order), size):
+            index = order[start: start + size]
+            yield self.batch(index, device), torch.from_numpy(self.labels[index]).to(device)
+
+
+def encode_split(features: list[Feature], table: Any, labels: np.ndarray,
+                 targets: np.ndarray | None = None, columns: dict[str, Any] | None = None) -> EncodedSplit:
+    """`columns`: the features' encodings of `table` where they are known already (from fit_transform)."""
+    columns = columns or {f.name: f.transform(table[f.column].to_list()) for f in features}
+    return EncodedSplit(features, columns, labels, targets)
+
+
+def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 50) -> np.ndarray:
+    """A shuffled order whose batches hold rows of similar length, so little compute goes to padding:
+    shuffle, sort each pool of `pool` batches by length, cut into batches, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * pool
+    pieces = []
+    for start in range(0, len(order), chunk):
+        part = order[start: start + chunk]
+        pieces.append(part[np.argsort(lengths[part], kind="stable")])
+    ordered = np.concatenate(pieces) if pieces else order
+    batches = [ordered[i: i + batch_size] for i in range(0, len(ordered), batch_size)]
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))]) if batches else ordered
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+

@@ -1,0 +1,19 @@
+"""Weights as safetensors: no pickle, so loading runs no code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """safetensors, tied weights (a language model's input and output embeddings) stored once."""
+    save_model(model, str(path))
+
+
+def load_weights(model: nn.Module, path: Path, device: str | torch.device = "cpu") -> nn.Module:
+    load_model(model, str(path), strict=True, device=str(device))
+    return model
