@@ -37,10 +37,12 @@ demo: install
 
 test: install-dev chromium
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: install-dev
 	$(PY) benchmarks/text_classification.py --dataset meli

@@ -100,9 +100,9 @@ class KneserNey:
 
 
 def kneser_ney_baseline(recipe_name: str, order: int = 5) -> dict:
-    from ensayo.config import load_recipe
     from ensayo.data import load_splits
-    from ensayo.language import Tokenizer, documents
+    from ensayo.models import load_recipe
+    from ensayo.outputs.text import Tokenizer, documents
 
     recipe = load_recipe(ROOT / "recipes" / recipe_name)
     splits = load_splits(recipe)
@@ -121,10 +121,9 @@ def kneser_ney_baseline(recipe_name: str, order: int = 5) -> dict:
 def train_recipe(recipe: str, output: Path, existing: Path | None = None) -> dict:
     """Train the recipe (or read a finished run of it in `existing`) and sample from it."""
     import ensayo
-    from ensayo.language import GeneratorRun
 
     if existing is not None:
-        run = GeneratorRun.load(existing)
+        run = ensayo.load_run(existing)
         if run.recipe.name != Path(recipe).stem:
             raise SystemExit(f"{existing} is a run of {run.recipe.name}, not of {recipe}")
         output = existing

@@ -55,9 +55,9 @@ def accuracy(answer: dict[tuple, str], cells: list[tuple], labels: list[str], ro
 def main() -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from ensayo.config import load_recipe
     from ensayo.data import load_splits
     from ensayo.features.image_stats import STATS, image_statistics
+    from ensayo.models import load_recipe
 
     splits = load_splits(load_recipe(RECIPE))
     everything = pl.concat([getattr(splits, s).with_columns(pl.lit(s).alias("split")) for s in SPLITS],

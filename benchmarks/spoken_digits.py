@@ -65,8 +65,7 @@ def espeak_clips(folder: Path) -> list[tuple[Path, str]]:
 
 
 def own_recordings(run_dir: Path, work: Path) -> dict:
-    from ensayo.predict import predict_rows
-    from ensayo.runs import SavedRun
+    from ensayo.runs import SavedRun, predict_rows
 
     if shutil.which("espeak-ng") is None:
         return {"skipped": "espeak-ng is not installed (apt-get install espeak-ng)"}

@@ -61,9 +61,9 @@ def child_fasttext(recipe: str, epochs: int) -> dict:
     import fasttext
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-    from ensayo.config import load_recipe
     from ensayo.data import load_splits
     from ensayo.features.text import normalize
+    from ensayo.models import load_recipe
 
     began = time.perf_counter()
     spec = load_recipe(ROOT / "recipes" / recipe, ["data.split.validation=0.0", "data.split.train=0.8"])

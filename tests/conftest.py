@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 
 CLASSES = {
     "PHONES": ["celular", "smartphone", "iphone", "samsung", "galaxy", "pantalla", "libre"],
@@ -44,6 +45,13 @@ def write_challenge_csv(path: Path, rows: list[tuple[str, str]], extra_lines: li
     if extra_lines:
         with open(path, "a", encoding="utf-8") as handle:
             handle.writelines(line + "\n" for line in extra_lines)
+    return path
+
+
+def write_recipe(tmp_path: Path, source: Path, **train: Any) -> Path:
+    """The tiny recipe as a YAML file."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict(source, **train)))
     return path
 
 
@@ -106,3 +114,75 @@ def explore_report(recipe: dict[str, Any], directory: Path) -> str:
     result = CliRunner().invoke(app, ["explore", str(recipe_file), "--output", str(directory / "report")])
     assert result.exit_code == 0, result.output
     return (directory / "report" / "report.md").read_text()
+
+
+# ------------------------------------------------------------------------------------ a news corpus
+SUBJECTS = ["The bank", "A team", "The company", "Our city", "The minister"]
+VERBS = ["reported", "announced", "denied", "expected"]
+OBJECTS = ["record profits.", "a new plan.", "higher prices.", "the final result."]
+
+
+def write_corpus(path: Path, rows: int = 240, seed: int = 0) -> Path:
+    """AG News' layout (no header: topic, title, description) with a small, learnable grammar and the
+    corpus's debris: '#39;' for an apostrophe and escaped new lines."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        for _ in range(rows):
+            title = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
+            body = " ".join(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}" for _ in range(2))
+            writer.writerow([rng.randint(1, 4), title, body + "\\\\It #39;s news."])
+    return path
+
+
+def lm_recipe(source: Path, **model: Any) -> dict[str, Any]:
+    level = model.pop("level", "char")
+    return {
+        "name": "tiny-lm",
+        "data": {"source": str(source), "header": False, "columns": ["topic", "title", "description"],
+                 "split": {"method": "random", "train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0}},
+        "output": {"type": "text", "columns": ["title", "description"], "level": level, "context": 32},
+        "model": {"type": "language_model",
+                  "language_model": {"architecture": "lstm", "dim": 32, "hidden_size": 64, "layers": 1,
+                                     "heads": 2, "dropout": 0.0, **model}},
+        "train": {"lr": 0.01, "epochs": 3, "batch_size": 16, "seed": 0},
+        "track": {"enabled": False},
+    }
+
+
+# -------------------------------------------------------------------- tiny runs shared by the tests
+ENSEMBLE_MEMBERS = {
+    "member-bag": {"type": "neural"},
+    "member-tfidf": {"type": "tfidf_linear", "linear": {"word_ngrams": [1, 1], "char_ngrams": [2, 3]}},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One small finished run of each built-in model type, trained once per session: read them, never
+    write into them (copy one first)."""
+    import ensayo
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tiny-runs")
+    titles = write_challenge_csv(root / "titles.csv", make_titles())
+    runs: dict[str, Path] = {}
+    neural = recipe_dict(titles)
+    runs["neural"] = ensayo.run(neural, output=root / "neural", track=False).path
+    linear = {**recipe_dict(titles), "model": ENSEMBLE_MEMBERS["member-tfidf"]}
+    runs["tfidf_linear"] = ensayo.run(linear, output=root / "tfidf_linear", track=False).path
+    members = []
+    for name, model in ENSEMBLE_MEMBERS.items():
+        member = {**recipe_dict(titles), "name": name}
+        if model["type"] != "neural":
+            member["model"] = model
+        (root / f"{name}.yaml").write_text(yaml.safe_dump(member))
+        members.append(f"{name}.yaml")
+    ensemble = {**recipe_dict(titles), "name": "tiny-ensemble", "inputs": [],
+                "model": {"type": "ensemble", "ensemble": {"members": members}}}
+    (root / "ensemble.yaml").write_text(yaml.safe_dump(ensemble))
+    runs["ensemble"] = ensayo.run(root / "ensemble.yaml", output=root / "ensemble", track=False).path
+    corpus = write_corpus(root / "news.csv")
+    runs["language_model"] = ensayo.run({**lm_recipe(corpus), "train": {"lr": 0.01, "epochs": 1, "batch_size": 16}},
+                                        output=root / "language_model", track=False).path
+    return runs

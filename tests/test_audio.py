@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.models import load_recipe
 from ensayo.data import DataError, load_splits
 from ensayo.features.audio import (
     AudioFeature,
@@ -26,6 +25,7 @@ from ensayo.features.audio import (
     read_audio,
     trim_silence,
 )
+from ensayo.models import load_recipe
 from ensayo.runs import SavedRun
 
 RATE = 8000

@@ -4,9 +4,9 @@ import pytest
 import yaml
 from conftest import recipe_dict
 
+from ensayo.features.text import CnnEncoderConfig, TextPreprocessing
 from ensayo.models import load_recipe
 from ensayo.recipe import RecipeError, apply_overrides, expand_path, flatten
-from ensayo.features.text import CnnEncoderConfig, TextPreprocessing
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

@@ -8,10 +8,9 @@ import pytest
 from conftest import make_titles, recipe_dict, write_challenge_csv
 
 import ensayo
+from ensayo.data import DataError, DeriveError, load_splits, parse_filter, read_for_inference
 from ensayo.models import load_recipe
 from ensayo.recipe import RecipeError
-from ensayo.data import DataError, load_splits, parse_filter, read_for_inference
-from ensayo.data import DeriveError
 
 
 def splits_of(raw: dict):

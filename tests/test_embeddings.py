@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.models import load_recipe
-from ensayo.recipe import RecipeError
-from ensayo.studies.embeddings import EmbeddingJob, read_texts, train_word_vectors
 from ensayo.features import sentence
 from ensayo.features.sentence import SentenceFeature, SentencePreprocessing
 from ensayo.features.text import load_word_vectors
+from ensayo.models import load_recipe
+from ensayo.recipe import RecipeError
+from ensayo.studies.embeddings import EmbeddingJob, read_texts, train_word_vectors
 
 
 def test_word_vectors_use_the_text_features_tokens(tmp_path: Path) -> None:

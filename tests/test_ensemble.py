@@ -11,8 +11,8 @@ from scipy.special import log_softmax, softmax
 
 import ensayo
 from ensayo.models import load_recipe
-from ensayo.recipe import RecipeError
 from ensayo.models.ensemble import fit_weights, member_recipes, with_members
+from ensayo.recipe import RecipeError
 from ensayo.runs import SavedRun
 
 

@@ -11,10 +11,10 @@ from conftest import explore_report
 from PIL import Image, ImageFilter
 
 import ensayo
-from ensayo.models import load_recipe
-from ensayo.recipe import RecipeError
 from ensayo.data import DataError, load_splits
 from ensayo.features.image_stats import ImageStatsFeature, ImageStatsPreprocessing, image_statistics
+from ensayo.models import load_recipe
+from ensayo.recipe import RecipeError
 from ensayo.runs import SavedRun
 
 

@@ -1,61 +1,26 @@
 """Text output: language models over a corpus, bits per character, generation from a saved run."""
 
-import csv
 import itertools
 import json
 import math
-import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import explore_report, interrupt_training
+from conftest import explore_report, interrupt_training, lm_recipe, write_corpus
 from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
+from ensayo.layout import CHECKPOINT
 from ensayo.models import load_recipe
 from ensayo.models.language import LanguageModelConfig
-from ensayo.recipe import OutputConfig, RecipeError
 from ensayo.models.language.networks import HashedNgrams, RecurrentLanguageModel
 from ensayo.models.language.scoring import language_metrics, picker
 from ensayo.outputs.text import Spelling, Tokenizer, TokenWindows, documents
-from ensayo.layout import CHECKPOINT
-
-SUBJECTS = ["The bank", "A team", "The company", "Our city", "The minister"]
-VERBS = ["reported", "announced", "denied", "expected"]
-OBJECTS = ["record profits.", "a new plan.", "higher prices.", "the final result."]
-
-
-def write_corpus(path: Path, rows: int = 240, seed: int = 0) -> Path:
-    """AG News' layout (no header: topic, title, description) with a small, learnable grammar and the
-    corpus's debris: '#39;' for an apostrophe and escaped new lines."""
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        for _ in range(rows):
-            title = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}"
-            body = " ".join(f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}" for _ in range(2))
-            writer.writerow([rng.randint(1, 4), title, body + "\\\\It #39;s news."])
-    return path
-
-
-def lm_recipe(source: Path, **model: Any) -> dict[str, Any]:
-    level = model.pop("level", "char")
-    return {
-        "name": "tiny-lm",
-        "data": {"source": str(source), "header": False, "columns": ["topic", "title", "description"],
-                 "split": {"method": "random", "train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0}},
-        "output": {"type": "text", "columns": ["title", "description"], "level": level, "context": 32},
-        "model": {"type": "language_model",
-                  "language_model": {"architecture": "lstm", "dim": 32, "hidden_size": 64, "layers": 1,
-                                     "heads": 2, "dropout": 0.0, **model}},
-        "train": {"lr": 0.01, "epochs": 3, "batch_size": 16, "seed": 0},
-        "track": {"enabled": False},
-    }
+from ensayo.recipe import OutputConfig, RecipeError
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from ensayo.cli import app
+from ensayo.layout import CHECKPOINT
+from ensayo.metrics import interval95
 from ensayo.recipe import RecipeError, default_data_dir
 from ensayo.store import read_json
-from ensayo.evaluate import interval95
 from ensayo.studies import Study, SweepConfig, TrialPruned, load_study, run_study
 from ensayo.studies.schema import Distribution
 from ensayo.studies.sweep import configurations
-from ensayo.layout import CHECKPOINT
 from ensayo.training import EncodedSplit
 
 

@@ -15,10 +15,7 @@ from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.models import load_recipe
-from ensayo.recipe import RecipeError
-from ensayo.data import LINE, DataError, load_splits
-from ensayo.data import DeriveError, parse_expression
+from ensayo.data import LINE, DataError, DeriveError, load_splits, parse_expression
 from ensayo.features.category import CategoryFeature, CategoryPreprocessing
 from ensayo.features.image import (
     EfficientNetConfig,
@@ -28,6 +25,8 @@ from ensayo.features.image import (
     lite0_weights_path,
 )
 from ensayo.features.number import NumberFeature, NumberPreprocessing
+from ensayo.models import load_recipe
+from ensayo.recipe import RecipeError
 from ensayo.runs import SavedRun
 from ensayo.training import encode_split, make_optimizers, split_parameters
 

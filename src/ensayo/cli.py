@@ -1,5 +1,6 @@
 """The `ensayo` command: run, validate, predict, evaluate, generate, explore, sweep, report, embeddings,
-datasets. It parses arguments, calls `ensayo.api` and prints what comes back; nothing else."""
+datasets. It parses arguments, calls `ensayo.api` and prints what comes back; nothing else. Each command
+imports the API when it runs, so that `ensayo --help` stays light."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ensayo import api
-from ensayo.api import DataError, RecipeError
+from ensayo.data import DataError
+from ensayo.recipe import RecipeError
 
 app = typer.Typer(help="Declarative deep-learning experiments: one YAML recipe to a trained, tracked run.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -39,6 +40,8 @@ def run(
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this directory")] = None,
 ) -> None:
     """Train, evaluate, track and save a recipe."""
+    from ensayo import api
+
     if recipe is None and resume is None:
         _fail("give a recipe, or --resume RUN_DIR")
     try:
@@ -57,6 +60,8 @@ def validate(
     overrides: Annotated[list[str] | None, typer.Argument(help="key.path=value overrides")] = None,
 ) -> None:
     """Check a recipe against the schema without running anything."""
+    from ensayo import api
+
     try:
         checked = api.validate(recipe, overrides or [])
     except RecipeError as exc:
@@ -82,6 +87,8 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="rows per batch")] = 4096,
 ) -> None:
     """Predict the rows of a file: the top-k labels to a CSV, or every class's probability on screen."""
+    from ensayo import api
+
     try:
         saved = api.load_run(run_dir)
         if output is None:
@@ -115,6 +122,8 @@ def evaluate(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics JSON to write")] = None,
 ) -> None:
     """Score a labelled file with the same metrics as a run."""
+    from ensayo import api
+
     try:
         metrics, notes = api.evaluate(run_dir, input, output)
     except (RecipeError, DataError, FileNotFoundError) as exc:
@@ -138,6 +147,8 @@ def generate(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Stream text from a trained language model."""
+    from ensayo import api
+
     try:
         saved = api.load_run(run_dir)
     except (RecipeError, FileNotFoundError) as exc:
@@ -158,6 +169,8 @@ def explore(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="report folder")] = None,
 ) -> None:
     """Write a data report with plots for a recipe's data, before training on it."""
+    from ensayo import api
+
     try:
         report = api.explore(recipe, output, overrides or [], console)
     except (RecipeError, DataError, FileNotFoundError) as exc:
@@ -178,6 +191,8 @@ def sweep(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="run failed trials again")] = False,
 ) -> None:
     """Run a study: every configuration x repeat, each an MLflow child run; then its report."""
+    from ensayo import api
+
     try:
         directory = api.sweep(study, output, smoke=smoke, track=not no_track, grid=grid or [], repeats=repeats,
                               console=console, retry_failed=retry_failed)
@@ -199,6 +214,8 @@ def report(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store of bare run ids")] = None,
 ) -> None:
     """Write the HTML and Markdown report of a study, or of runs compared side by side."""
+    from ensayo import api
+
     try:
         page = api.report(sources, output, metric, tracking_uri)
     except (ValueError, FileNotFoundError) as exc:
@@ -225,6 +242,8 @@ def embeddings_train(
     """Train word vectors on a text column, for a recipe's `preprocessing.embeddings`."""
     from pydantic import ValidationError
 
+    from ensayo import api
+
     try:
         with console.status(f"training {method} vectors on {source}:{column}"):
             report = api.train_embeddings(source, output, column, method, dim, window, min_count, epochs, normalize,
@@ -241,6 +260,7 @@ def embeddings_train(
 @datasets_app.command("list")
 def datasets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show which of the bundled recipes' data sets are present."""
+    from ensayo import api
     from ensayo.recipe import default_data_dir
 
     found = api.datasets()

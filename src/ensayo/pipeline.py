@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from ensayo import evaluate as ev
 from ensayo import layout
+from ensayo import metrics as ev
 from ensayo.data import DataReport, load_splits
 from ensayo.models import Classifier, FitContext, Fitted, ModelType, load_recipe, model_type_of, save_recipe
 from ensayo.models.base import EpochCallback

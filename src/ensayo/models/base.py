@@ -23,8 +23,8 @@ import polars as pl
 from pydantic import BaseModel
 from rich.console import Console
 
-from ensayo import evaluate as ev
 from ensayo import layout
+from ensayo import metrics as ev
 from ensayo.data import Splits, apply_expressions
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe

@@ -21,8 +21,8 @@ from pydantic import Field
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
-from ensayo import evaluate as ev
 from ensayo import layout
+from ensayo import metrics as ev
 from ensayo.data import Splits
 from ensayo.models.base import (
     Classifier,

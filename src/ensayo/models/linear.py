@@ -20,8 +20,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
-from ensayo import evaluate as ev
 from ensayo import layout
+from ensayo import metrics as ev
 from ensayo.data import Splits
 from ensayo.features import Feature
 from ensayo.features.sentence import SentenceFeature

@@ -12,8 +12,8 @@ import polars as pl
 import torch
 from torch import nn
 
-from ensayo import evaluate as ev
 from ensayo import layout
+from ensayo import metrics as ev
 from ensayo.data import Splits
 from ensayo.features import Feature, build_feature, saved_run_loading
 from ensayo.models.base import Classifier, Exports, FitContext, Fitted, Sections, read_state, register_model_type

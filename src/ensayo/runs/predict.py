@@ -11,7 +11,7 @@ import polars as pl
 from rich.progress import Progress
 
 from ensayo.data import FILE, LINE, read_for_inference
-from ensayo.evaluate import score
+from ensayo.metrics import score
 from ensayo.runs.saved import SavedRun
 
 

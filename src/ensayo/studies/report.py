@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from ensayo import layout
-from ensayo.evaluate import interval95
+from ensayo.metrics import interval95
 from ensayo.recipe import TrackConfig, flatten
 from ensayo.store import read_json
 from ensayo.tracking import tracking_uri

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ensayo.evaluate import interval95
+from ensayo.metrics import interval95
 from ensayo.studies.schema import Distribution, SweepConfig
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from ensayo.evaluate import (
+from ensayo.metrics import (
     classification_metrics,
     confusion_text,
     log_loss,

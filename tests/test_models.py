@@ -1,0 +1,159 @@
+"""The model-type registry: a model type defined in this file, registered here and nowhere in the
+package, goes through `ensayo validate`, `run` and `predict`; the built-in types say what they can do."""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from pydantic import Field
+from scipy.special import softmax
+from typer.testing import CliRunner
+
+import ensayo
+from ensayo import layout
+from ensayo.cli import app
+from ensayo.data import Splits
+from ensayo.models import MODEL_TYPES, Classifier, FitContext, Fitted, load_recipe, register_model_type
+from ensayo.models.base import Sections, read_state
+from ensayo.outputs import CategoryOutput
+from ensayo.recipe import Recipe, RecipeError, Strict
+from ensayo.store import write_json
+
+runner = CliRunner()
+CENTRES = {"north": (0.0, 5.0), "south": (0.0, -5.0), "east": (5.0, 0.0)}
+
+
+class CentroidConfig(Strict):
+    temperature: float = Field(1.0, gt=0, description="softmax temperature over negative squared distances")
+
+
+class NearestCentroid(Classifier):
+    """Each class's mean of the number inputs; a row's probabilities are a softmax of minus its squared distances."""
+
+    sections: ClassVar[Sections] = {"centroid": CentroidConfig}
+    input_types = frozenset({"number"})
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        self.centroids = np.zeros((0, 0))
+
+    def _matrix(self, table: pl.DataFrame) -> np.ndarray:
+        columns = [self.recipe.column_of(spec) for spec in self.recipe.inputs]
+        return table.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+
+    def fit(self, splits: Splits, context: FitContext) -> Fitted:
+        labels = self.classes.fit(self.labels(splits.train)).transform(self.labels(splits.train))
+        matrix = self._matrix(splits.train)
+        self.centroids = np.stack([matrix[labels == k].mean(axis=0) for k in range(len(self.classes))])
+        write_json(context.run_dir / layout.STATE, {"inputs": {}, "output": self.classes.state(),
+                                                    "centroids": self.centroids.tolist()})
+        scores = self.score_splits(splits, lambda _, table: self._predict_proba(table))
+        return Fitted({"fit_seconds": 0.0, **scores})
+
+    @classmethod
+    def load(cls, run_dir: Path, recipe: Recipe) -> NearestCentroid:
+        model = cls(recipe)
+        state = read_state(run_dir)
+        model.classes = CategoryOutput.from_state(state["output"])
+        model.centroids = np.asarray(state["centroids"])
+        return model
+
+    def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
+        distances = ((self._matrix(table)[:, None, :] - self.centroids[None]) ** 2).sum(axis=2)
+        return softmax(-distances / self.recipe.model.centroid.temperature, axis=1)
+
+
+@pytest.fixture
+def centroid_type() -> Iterator[type[NearestCentroid]]:
+    register_model_type("nearest_centroid")(NearestCentroid)
+    yield NearestCentroid
+    del MODEL_TYPES["nearest_centroid"]
+
+
+def write_points(path: Path, per_class: int = 40, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["x", "y", "place"])
+        for place, (x, y) in CENTRES.items():
+            for _ in range(per_class):
+                writer.writerow([round(x + rng.gauss(0, 1), 3), round(y + rng.gauss(0, 1), 3), place])
+    return path
+
+
+def points_recipe(source: Path, **model: object) -> dict[str, object]:
+    return {"name": "points", "data": {"source": str(source), "split": {"train": 0.6, "validation": 0.2,
+                                                                       "test": 0.2, "seed": 0}},
+            "inputs": [{"name": "x", "type": "number"}, {"name": "y", "type": "number"}],
+            "output": {"column": "place"},
+            "model": {"type": "nearest_centroid", "centroid": {"temperature": 2.0}, **model},
+            "track": {"enabled": False}}
+
+
+def test_a_model_type_registered_outside_the_package_validates_runs_and_predicts(
+        centroid_type: type[NearestCentroid], tmp_path: Path) -> None:
+    recipe = tmp_path / "points.yaml"
+    recipe.write_text(yaml.safe_dump(points_recipe(write_points(tmp_path / "points.csv"))))
+    checked = runner.invoke(app, ["validate", str(recipe)])
+    assert checked.exit_code == 0, checked.output
+    assert "valid (nearest_centroid model, 2 input(s), output category place)" in " ".join(checked.stdout.split())
+
+    trained = runner.invoke(app, ["run", str(recipe), "--no-track", "--output", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output
+    saved = ensayo.load_run(tmp_path / "run")
+    assert isinstance(saved.model, NearestCentroid) and saved.model_type == "nearest_centroid"
+    assert saved.recipe.model.centroid.temperature == 2.0
+    assert saved.metrics["test/accuracy"] > 0.9
+
+    new = tmp_path / "new.csv"
+    pl.DataFrame({"x": [0.2, 5.1, -0.3], "y": [4.8, 0.1, -5.2]}).write_csv(new)
+    predicted = runner.invoke(app, ["predict", str(tmp_path / "run"), "--input", str(new), "--output",
+                                    str(tmp_path / "p.csv"), "--top-k", "1"])
+    assert predicted.exit_code == 0, predicted.output
+    assert pl.read_csv(tmp_path / "p.csv")["label_1"].to_list() == ["north", "east", "south"]
+    labels, _ = ensayo.predict(tmp_path / "run", [{"x": 4.9, "y": 0.3}])
+    assert labels == [["east"]]
+
+
+def test_a_registered_type_checks_its_own_section_and_inputs(centroid_type: type[NearestCentroid],
+                                                             tmp_path: Path) -> None:
+    source = write_points(tmp_path / "points.csv")
+    with pytest.raises(RecipeError, match=r"model.centroid.temprature: unknown key; did you mean 'temperature'"):
+        load_recipe(points_recipe(source, centroid={"temprature": 2.0}))
+    with pytest.raises(RecipeError, match=r"model.centroid.temperature: Input should be greater than 0"):
+        load_recipe(points_recipe(source, centroid={"temperature": 0}))
+    with pytest.raises(RecipeError, match=r"model.encoders: unknown key for model type 'nearest_centroid'"):
+        load_recipe(points_recipe(source, encoders={}))
+    text = points_recipe(source)
+    text["inputs"] = [{"name": "x", "type": "text"}]
+    with pytest.raises(RecipeError, match=r"reads number inputs only, not 'x' \(text\)"):
+        load_recipe(text)
+    with pytest.raises(RecipeError, match=r"unknown model type 'nearest_centriod'; did you mean 'nearest_centroid'"):
+        load_recipe(points_recipe(source, type="nearest_centriod"))
+
+
+def test_an_unregistered_model_type_is_named_with_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r"unknown model type 'nueral'; did you mean 'neural'\? \(known: ensemble, "
+                                          r"language_model, neural, tfidf_linear\)"):
+        load_recipe(points_recipe(tmp_path / "points.csv", type="nueral"))
+
+
+def test_the_built_in_types_say_what_they_can_do() -> None:
+    assert MODEL_TYPES["neural"].export_problem("onnx") is None
+    assert MODEL_TYPES["neural"].export_problem("mlflow") is None
+    for name in ("tfidf_linear", "ensemble", "language_model"):
+        assert MODEL_TYPES[name].export_problem("onnx"), name  # a reason, in words
+        assert MODEL_TYPES[name].export_problem("mlflow") is None, name
+    assert MODEL_TYPES["neural"].export_problem("pickle") == "model type neural has no pickle export"
+    assert MODEL_TYPES["neural"].distributed is None and MODEL_TYPES["language_model"].distributed is None
+    assert MODEL_TYPES["tfidf_linear"].distributed and MODEL_TYPES["ensemble"].distributed
+    assert {name: MODEL_TYPES[name].output for name in MODEL_TYPES} == {
+        "neural": "category", "tfidf_linear": "category", "ensemble": "category", "language_model": "text"}

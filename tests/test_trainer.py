@@ -1,0 +1,80 @@
+"""The trainer: determinism, exact resume after an interrupt, early stopping, the kept epoch."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import interrupt_training, recipe_dict
+from safetensors.torch import load_file
+
+import ensayo
+from ensayo.layout import CHECKPOINT
+from ensayo.models import load_recipe
+from ensayo.training import EncodedSplit
+
+
+def test_training_is_deterministic(titles_csv: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(recipe_dict(titles_csv, {"type": "cnn", "embedding_dim": 8, "filters_count": 8}))
+    ensayo.run(recipe, output=tmp_path / "a", track=False)
+    ensayo.run(recipe, output=tmp_path / "b", track=False)
+    first = load_file(str(tmp_path / "a" / "model.safetensors"))
+    second = load_file(str(tmp_path / "b" / "model.safetensors"))
+    for key in first:
+        torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)
+
+
+def test_interrupted_training_resumes_to_the_same_model(titles_csv: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = recipe_dict(titles_csv, {"type": "cnn", "embedding_dim": 8, "filters_count": 8, "dropout": 0.3},
+                      epochs=3, schedule="cosine", warmup_epochs=0.5)
+    recipe = load_recipe(raw)
+    ensayo.run(recipe, output=tmp_path / "whole", track=False)
+
+    # the interrupt lands mid-way through epoch 2
+    restore = interrupt_training(monkeypatch, EncodedSplit, at_batch=15)
+    with pytest.raises(KeyboardInterrupt):
+        ensayo.run(recipe, output=tmp_path / "cut", track=False)
+    restore()
+    assert (tmp_path / "cut" / CHECKPOINT).is_file()
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    checkpoint = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
+    # 11 batches an epoch: 14 were done when the 15th was refused
+    assert checkpoint["state"]["epoch"] == 1 and checkpoint["state"]["step_in_epoch"] == 3
+
+    ensayo.run(None, resume=tmp_path / "cut", track=False)
+    with pytest.raises(ValueError, match="has finished"):
+        ensayo.run(None, resume=tmp_path / "cut", track=False)
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert resumed["test/loss"] == pytest.approx(whole["test/loss"], rel=1e-6)
+    first = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    second = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    for key in first:
+        torch.testing.assert_close(first[key], second[key])
+
+
+def test_early_stopping_keeps_the_best_epoch(titles_csv: Path, tmp_path: Path) -> None:
+    raw = recipe_dict(titles_csv, epochs=30, early_stopping=2, lr=0.05)
+    ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(history) < 30
+    best = max(h["val/balanced_accuracy"] for h in history)
+    best_epoch = int(metrics["best_epoch"])
+    assert history[best_epoch - 1]["val/balanced_accuracy"] == best
+    assert all(h["val/balanced_accuracy"] <= best for h in history[best_epoch:])
+    assert len(history) == best_epoch + 2
+    # the saved model is the best epoch's, not the last one's
+    assert metrics["val/loss"] == pytest.approx(history[best_epoch - 1]["val/loss"], rel=1e-5)
+
+
+def test_without_validation_the_lowest_training_loss_is_kept(titles_csv: Path, tmp_path: Path) -> None:
+    raw = recipe_dict(titles_csv, epochs=4)
+    raw["data"]["split"].update(train=0.8, validation=0.0, test=0.2)
+    ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    losses = [h["train/loss"] for h in history]
+    assert losses[-1] < losses[0]
+    assert int(metrics["best_epoch"]) == 1 + losses.index(min(losses))
