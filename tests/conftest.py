@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,9 +85,9 @@ def _small_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def interrupt_training(monkeypatch: pytest.MonkeyPatch, split_type: type, at_batch: int,
                        min_rows: int = 100) -> Callable[[], None]:
-    """Make the training split's `batches` raise KeyboardInterrupt (Ctrl-C) when asked for its
-    `at_batch`-th batch; splits with `min_rows` rows or fewer (validation, test) are left alone.
-    Returns what puts the original back."""
+    """Send this process a real SIGINT (Ctrl-C) when the training split's `batches` is asked for its
+    `at_batch`-th batch: training stops once that step is done. Splits with `min_rows` rows or fewer
+    (validation, test) are left alone. Returns what puts the original back."""
     original = split_type.batches
     served = {"count": 0}
 
@@ -94,7 +96,7 @@ def interrupt_training(monkeypatch: pytest.MonkeyPatch, split_type: type, at_bat
             if len(self) > min_rows:
                 served["count"] += 1
                 if served["count"] == at_batch:
-                    raise KeyboardInterrupt
+                    os.kill(os.getpid(), signal.SIGINT)
             yield item
 
     monkeypatch.setattr(split_type, "batches", interrupting)

@@ -106,7 +106,7 @@ def test_interrupted_study_continues_where_it_stopped(tmp_path: Path, titles_csv
     log = io.StringIO()
     run_study(path, tmp_path / "out", report=False, console=Console(file=log, width=200))
     assert (first / "metrics.json").stat().st_mtime_ns == finished_at  # not rerun
-    assert "resuming after epoch 0, step 7" in log.getvalue()
+    assert "resuming after epoch 0, step 8" in log.getvalue()  # the 30th step was finished before stopping
     assert [t["status"] for t in trials(tmp_path / "out")] == ["finished", "finished"]
 
 

@@ -39,8 +39,8 @@ def test_interrupted_training_resumes_to_the_same_model(titles_csv: Path, tmp_pa
     assert (tmp_path / "cut" / CHECKPOINT).is_file()
     assert not (tmp_path / "cut" / "metrics.json").exists()
     checkpoint = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
-    # 11 batches an epoch: 14 were done when the 15th was refused
-    assert checkpoint["state"]["epoch"] == 1 and checkpoint["state"]["step_in_epoch"] == 3
+    # 11 batches an epoch: the signal came as the 15th was asked for, and training stopped once it was done
+    assert checkpoint["state"]["epoch"] == 1 and checkpoint["state"]["step_in_epoch"] == 4
 
     ensayo.run(None, resume=tmp_path / "cut", track=False)
     with pytest.raises(ValueError, match="has finished"):

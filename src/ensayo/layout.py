@@ -33,6 +33,11 @@ REPORT_FILES = (LEARNING_CURVES, CONFUSION, PER_CLASS, SAMPLES)
 
 TRAINING_ONLY = (CHECKPOINT, BEST_WEIGHTS)  # not part of a finished run
 
+# ------------------------------------------------------------------------------- any directory
+LOCK = ".lock"  # held (flock) by the one process that writes the directory; the system frees it when it dies
+LOCK_HOLDER = ".lock.holder"  # who holds it: process, host, command, since when
+BOOKKEEPING = (LOCK, LOCK_HOLDER)
+
 # -------------------------------------------------------------------------------------- a study
 STUDY = "study.json"  # the study's MLflow parent run
 RESULTS = "results.json"  # every trial's status and metrics, and the summary

@@ -23,6 +23,7 @@ from sklearn.metrics import (
 
 from ensayo import layout
 from ensayo.outputs.category import CategoryOutput
+from ensayo.store import atomic_path, write_text
 
 
 def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -103,9 +104,7 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path, metric: st
     right.set(title="validation metrics", xlabel="epoch")
     if right.lines:
         right.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -134,9 +133,7 @@ def plot_confusion(true: Sequence[str], predicted: Sequence[str], path: Path, ma
         axes.barh(names, [p["count"] for p in pairs][::-1], color="tab:red")
         axes.set(xlabel="test rows", title=f"most confused pairs ({len(labels)} classes)")
         axes.tick_params(axis="y", labelsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -152,11 +149,18 @@ def confusion_text(true: Sequence[str], predicted: Sequence[str], max_classes: i
     return "\n".join([header, *rows])
 
 
+def _save(figure: Any, path: Path) -> None:
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110)
+    plt.close(figure)
+
+
 def write_test_report(directory: Path, true: Sequence[str], predicted: Sequence[str]) -> None:
     """The test split's confusion (a plot and as text) and per-class scores, into a run directory."""
     plot_confusion(true, predicted, directory / layout.CONFUSION)
-    (directory / layout.CONFUSION_TEXT).write_text(confusion_text(true, predicted) + "\n")
-    with open(directory / layout.PER_CLASS, "w", newline="") as handle:
+    write_text(directory / layout.CONFUSION_TEXT, confusion_text(true, predicted) + "\n")
+    with atomic_path(directory / layout.PER_CLASS) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["label", "precision", "recall", "f1", "support"])
         writer.writeheader()
         writer.writerows(per_class_report(true, predicted))

@@ -7,6 +7,7 @@ and keeps the run directory and its MLflow run in step.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -14,12 +15,12 @@ from rich.console import Console
 
 from ensayo import layout
 from ensayo import metrics as ev
-from ensayo.data import DataReport, load_splits
+from ensayo.data import DataReport, Splits, load_splits
 from ensayo.models import Classifier, FitContext, Fitted, ModelType, load_recipe, model_type_of, save_recipe
 from ensayo.models.base import EpochCallback
 from ensayo.recipe import Recipe
 from ensayo.runs import SavedRun
-from ensayo.store import read_json, write_json
+from ensayo.store import contents, locked, read_json, write_json
 from ensayo.tracking import Tracker
 from ensayo.training import seed_everything
 
@@ -85,6 +86,32 @@ def _prepare(recipe: Recipe | str | Path | dict, overrides: list[str] | None, ba
     return model_type_of(recipe).prepare(recipe, base), base
 
 
+class OutputTaken(ValueError):
+    """`--output` names a folder that holds something already; the message says what, and what to do."""
+
+
+def check_output(run_dir: Path, force: bool) -> None:
+    """A new run goes into a missing or empty folder; a finished run, an unfinished one or other files there
+    are refused by name unless `force`."""
+    found = contents(run_dir)
+    if not found or force:
+        return
+    if (run_dir / layout.METRICS).is_file():
+        raise OutputTaken(f"{run_dir}: holds a finished run; choose another --output, or --force to replace it")
+    if (run_dir / layout.RECIPE).is_file():
+        raise OutputTaken(f"{run_dir}: holds an unfinished run; continue it with `ensayo run --resume {run_dir}`, "
+                          "or --force to start again")
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    raise OutputTaken(f"{run_dir}: not empty and not a run (it holds {shown}); choose another --output, or "
+                      "--force to empty it")
+
+
+def _empty(run_dir: Path) -> None:
+    for name in contents(run_dir):
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
 def new_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
     from datetime import datetime
 
@@ -95,21 +122,32 @@ def new_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
 def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, overrides: list[str] | None = None,
         track: bool = True, resume: str | Path | None = None, console: Console | None = None,
         base: Path | None = None, parent_id: str | None = None, tags: dict[str, str] | None = None,
-        on_epoch: EpochCallback | None = None) -> SavedRun:
+        on_epoch: EpochCallback | None = None, force: bool = False) -> SavedRun:
     """Train, evaluate, track and save one recipe; returns the saved run.
 
-    With `resume`, continue the interrupted run in that directory from its last checkpoint. A study
-    passes its MLflow `parent_id` and `tags`, and `on_epoch` (which may raise to stop the run).
+    With `resume`, continue the interrupted run in that directory from its last checkpoint. The run
+    directory is locked while this process writes it; `output` must be missing or empty unless `force`.
+    A study passes its MLflow `parent_id` and `tags`, and `on_epoch` (which may raise to stop the run).
     """
     console = console or Console(stderr=True)
     recipe, base = _prepare(recipe, overrides, base, resume)
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
+    if resume is None:
+        check_output(run_dir, force)  # before reading any data; again once the folder is locked
     _set_threads(recipe)
     seed_everything(recipe.train.seed)
     splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
-    if resume is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_recipe(recipe, run_dir)
+    with locked(run_dir, "a run"):
+        if resume is None:
+            check_output(run_dir, force)
+            _empty(run_dir)
+            save_recipe(recipe, run_dir)
+        return _train(recipe, run_dir, splits, console, base, resume is not None, track, parent_id, tags, on_epoch)
+
+
+def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base: Path | None, resume: bool,
+           track: bool, parent_id: str | None, tags: dict[str, str] | None,
+           on_epoch: EpochCallback | None) -> SavedRun:
     console.print(f"[bold]{recipe.name}[/]: run directory {run_dir}")
     for line in splits.report.summary_lines():
         console.print(f"  {line}")
@@ -122,7 +160,7 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
         write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri})
 
     model = model_type_of(recipe)(recipe)
-    context = FitContext(run_dir, resume is not None, console, _epoch_logger(tracker, on_epoch), base,
+    context = FitContext(run_dir, resume, console, _epoch_logger(tracker, on_epoch), base,
                          _member_trainer(console, base))
     try:
         fitted = model.fit(splits, context)
@@ -134,7 +172,7 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
         tracker.end("FAILED")
         raise
     tracker.log_metrics(fitted.metrics, step=len(fitted.history))  # the final scores sit after the last epoch
-    tracker.log_artifacts(run_dir, skip=layout.TRAINING_ONLY)
+    tracker.log_artifacts(run_dir, skip=(*layout.TRAINING_ONLY, *layout.BOOKKEEPING))
     tracker.end()
     for leftover in layout.TRAINING_ONLY:
         (run_dir / leftover).unlink(missing_ok=True)

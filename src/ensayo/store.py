@@ -1,15 +1,52 @@
-"""Reading and writing the JSON files of runs and studies."""
+"""Writing the files of runs and studies safely: every file atomically (a temporary file, then a rename,
+so that a reader or a crash never sees half a file), and a directory locked while a process writes it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+from filelock import FileLock, Timeout
+
+from ensayo import layout
+
+
+class Locked(RuntimeError):
+    """A directory that another process is writing; the message names it."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` (same suffix, so that writers that read it pick the same format);
+    it replaces `path` when the block ends, and is removed when the block fails."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n")
+    write_text(path, json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n")
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def _clean(value: Any) -> Any:
@@ -24,4 +61,46 @@ def _clean(value: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    """A JSON file of ensayo's; a damaged one is named, never half-read."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: damaged, not valid JSON ({exc})") from None
+
+
+@contextlib.contextmanager
+def locked(directory: Path, what: str) -> Iterator[None]:
+    """Hold `directory` (made if needed) for this process while the block runs; another process that asks
+    gets `Locked`, naming the holder. The operating system frees the lock when its holder dies, so a killed
+    process leaves no stale lock."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / layout.LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise Locked(f"{directory}: {what} is being written there by {holder(directory)}; wait for it to end "
+                     "or stop it, or choose another directory") from None
+    holder_file = directory / layout.LOCK_HOLDER
+    try:
+        write_json(holder_file, {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv),
+                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+        yield
+    finally:
+        holder_file.unlink(missing_ok=True)
+        lock.release()
+
+
+def holder(directory: Path) -> str:
+    """Who holds a directory's lock, in words."""
+    try:
+        found = json.loads((directory / layout.LOCK_HOLDER).read_text())
+    except (OSError, ValueError):
+        return "another process"
+    return f"process {found['pid']} on {found['host']} since {found['since']} ({found['command']})"
+
+
+def contents(directory: Path) -> list[str]:
+    """The names in a directory, ensayo's lock files left out."""
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.name not in layout.BOOKKEEPING)

@@ -30,6 +30,7 @@ from ensayo.models.base import Classifier, Exports, FitContext, Fitted, Sections
 from ensayo.models.neural import make_features, save_state
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe, Strict
+from ensayo.store import atomic_path
 
 
 class LinearConfig(Strict):
@@ -155,7 +156,8 @@ class LinearTextModel:
             if vectorizer.use_idf:
                 arrays[f"idf.{index}"] = vectorizer.idf_.astype(np.float32)
         # safetensors writes raw buffers in C order; scikit-learn's coef_ is often Fortran-ordered
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(run_dir / layout.LINEAR_WEIGHTS))
+        with atomic_path(run_dir / layout.LINEAR_WEIGHTS) as temporary:
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(temporary))
 
     def load(self, run_dir: Path, state: dict[str, Any]) -> None:
         arrays = load_file(str(run_dir / layout.LINEAR_WEIGHTS))

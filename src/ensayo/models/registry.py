@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ensayo import layout
 from ensayo.features import FEATURES
 from ensayo.models.base import MODEL_TYPES, ModelType
@@ -76,6 +74,7 @@ def write_format(run_dir: Path, recipe: Recipe) -> None:
 def save_recipe(recipe: Recipe, run_dir: Path) -> None:
     """The recipe as run, every key written (defaults included), and the run's format version."""
     from ensayo.recipe import recipe_to_dict
+    from ensayo.store import write_yaml
 
-    (run_dir / layout.RECIPE).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, allow_unicode=True))
+    write_yaml(run_dir / layout.RECIPE, recipe_to_dict(recipe))
     write_format(run_dir, recipe)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +22,24 @@ from torch import nn
 from ensayo.layout import BEST_WEIGHTS, CHECKPOINT
 from ensayo.outputs.auxiliary import AUXILIARY
 from ensayo.recipe import TrainConfig
+from ensayo.store import atomic_path
 from ensayo.training.batches import Batches, bucketed_order
 from ensayo.training.weights import load_weights, save_weights
 
 SHOWN = ("train/loss", "train/auxiliary_loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1",
          "val/bits_per_char")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT or SIGTERM once the step under way was done, its checkpoint saved."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+class TrainingError(ValueError):
+    """Training that cannot go on (a loss that is no longer a number); the message names where it stopped."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -112,21 +129,24 @@ Evaluate = Callable[[nn.Module], dict[str, float]]
 
 class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, run_dir: Path, device: torch.device,
-                 console: Console | None = None, checkpoint_seconds: float = 300.0) -> None:
+                 console: Console | None = None, checkpoint_seconds: float | None = None) -> None:
         self.model = model.to(device)
         self.config = config
         self.run_dir = run_dir
         self.device = device
         self.console = console or Console(stderr=True)
-        # Besides every epoch's end and Ctrl-C: at most this much training is lost to a hard kill. A count of
-        # steps would rewrite a checkpoint (weights and Adam moments, 160 MB for the MeLi CNN) needlessly often.
-        self.checkpoint_seconds = checkpoint_seconds
+        # Besides every epoch's end and a signal: at most this much training (ENSAYO_CHECKPOINT_SECONDS) is lost
+        # to a kill -9. A count of steps would rewrite a checkpoint (weights and Adam moments, 160 MB for the MeLi
+        # CNN) needlessly often.
+        self.checkpoint_seconds = float(os.environ.get("ENSAYO_CHECKPOINT_SECONDS", 300)) \
+            if checkpoint_seconds is None else checkpoint_seconds
         self._last_checkpoint = time.monotonic()
         self.dense_parameters, sparse_parameters = split_parameters(model)
         self.optimizers = make_optimizers(self.dense_parameters, sparse_parameters, config)
         self.state = TrainState()
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
         self._pending: dict[str, Any] | None = None
+        self._signal: int | None = None  # SIGINT or SIGTERM received: stop after the step under way
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     # checkpoints: tensors and plain values only, so that torch.load(weights_only=True) reads them
@@ -139,9 +159,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
-        temporary = self.run_dir / (CHECKPOINT + ".tmp")
-        torch.save(payload, temporary)
-        temporary.replace(self.run_dir / CHECKPOINT)
+        with atomic_path(self.run_dir / CHECKPOINT) as temporary:
+            torch.save(payload, temporary)
         self._last_checkpoint = time.monotonic()
 
     def load_checkpoint(self) -> bool:
@@ -182,29 +201,57 @@ class Trainer:
             self._pending = None
         monitor = config.monitor if evaluate is not None else "train/loss"
         state = self.state
-        try:
-            with self._progress() as progress:
-                while state.epoch < config.epochs and not self._should_stop():
-                    started = time.perf_counter()
-                    self._train_epoch(train, steps_per_epoch, progress)
-                    record = {"epoch": state.epoch + 1, "train/loss": state.loss_sum / max(state.seen, 1),
-                              **self._auxiliary_record(),
-                              "lr": self.optimizers[0].param_groups[0]["lr"]}
-                    state.fit_seconds += time.perf_counter() - started
-                    record["fit_seconds"] = state.fit_seconds
-                    if evaluate is not None:
-                        record.update(evaluate(self.model))
-                    self._end_epoch(record, monitor)
-                    if on_epoch:
-                        on_epoch(record)
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            self.console.print(f"[yellow]interrupted: checkpoint saved in {self.run_dir}; "
-                               "continue with `ensayo run --resume`[/]")
-            raise
+        with self._signals_deferred(), self._progress() as progress:
+            while state.epoch < config.epochs and not self._should_stop():
+                started = time.perf_counter()
+                self._train_epoch(train, steps_per_epoch, progress)
+                record = {"epoch": state.epoch + 1, "train/loss": state.loss_sum / max(state.seen, 1),
+                          **self._auxiliary_record(),
+                          "lr": self.optimizers[0].param_groups[0]["lr"]}
+                state.fit_seconds += time.perf_counter() - started
+                record["fit_seconds"] = state.fit_seconds
+                if evaluate is not None:
+                    record.update(evaluate(self.model))
+                self._end_epoch(record, monitor)
+                self._stop_if_signalled(saved=True)
+                if on_epoch:
+                    on_epoch(record)
         if (self.run_dir / BEST_WEIGHTS).is_file():
             load_weights(self.model, self.run_dir / BEST_WEIGHTS, self.device)
         return state
+
+    @contextlib.contextmanager
+    def _signals_deferred(self) -> Iterator[None]:
+        """SIGINT and SIGTERM stop training once the step under way is done and its checkpoint saved, so that a
+        resumed run is exactly the uninterrupted one; a second signal stops at once (from the last checkpoint)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
+        def defer(number: int, frame: Any) -> None:
+            if self._signal is not None:
+                raise Interrupted(number)
+            self._signal = number
+
+        for number in previous:
+            signal.signal(number, defer)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _stop_if_signalled(self, saved: bool = False) -> None:
+        if self._signal is None:
+            return
+        if not saved:
+            self.save_checkpoint()
+        state = self.state
+        self.console.print(f"[yellow]stopped by {signal.Signals(self._signal).name} after epoch {state.epoch}, step "
+                           f"{state.step_in_epoch} of the next: checkpoint saved in {self.run_dir}; continue with "
+                           f"`ensayo run --resume {self.run_dir}`[/]")
+        raise Interrupted(self._signal)
 
     def _should_stop(self) -> bool:
         patience = self.config.early_stopping
@@ -243,6 +290,12 @@ class Trainer:
             # training labels are all known (the classes come from them); for a language model, the labels are
             # the next tokens and len(labels) counts tokens
             loss, label_loss = self._loss(batch, labels)
+            total, label_value = float(loss.detach()), float(label_loss.detach())
+            if not math.isfinite(total):
+                raise TrainingError(f"the training loss became {total} at epoch {state.epoch + 1}, step "
+                                    f"{state.step_in_epoch + 1} (learning rate "
+                                    f"{self.optimizers[0].param_groups[0]['lr']:.3g}); training stopped. Lower "
+                                    "train.lr, set train.grad_clip, or look for extreme input values")
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -251,13 +304,14 @@ class Trainer:
             for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
                 optimizer.step()
                 scheduler.step()
-            state.loss_sum += float(label_loss.detach()) * len(labels)
-            state.auxiliary_sum += float((loss - label_loss).detach()) * len(labels)
+            state.loss_sum += label_value * len(labels)
+            state.auxiliary_sum += (total - label_value) * len(labels)
             state.seen += len(labels)
             state.step_in_epoch += 1
             examples += len(labels)
             if time.monotonic() - self._last_checkpoint > self.checkpoint_seconds:
                 self.save_checkpoint()
+            self._stop_if_signalled()
             pending += 1
             now = time.perf_counter()
             if now - shown >= 0.25:  # a language model takes thousands of small steps an epoch

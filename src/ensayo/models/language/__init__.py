@@ -24,7 +24,7 @@ from ensayo.models.language.scoring import language_metrics, picker
 from ensayo.models.neural import count_parameters
 from ensayo.outputs.text import Spelling, Tokenizer, TokenWindows, documents
 from ensayo.recipe import Recipe
-from ensayo.store import write_json
+from ensayo.store import write_json, write_text
 from ensayo.training import Trainer, load_weights, pick_device, save_weights
 
 __all__ = ["LANGUAGE_MODELS", "LanguageModel", "LanguageModelConfig", "register_language_model"]
@@ -131,4 +131,4 @@ class LanguageModel(Generator):
             text = "".join(trained.generate(prompt, length=300 if self.recipe.output.level == "char" else 60,
                                             temperature=0.8, seed=seed))
             samples.append(f"--- prompt {prompt!r}, temperature 0.8, seed {seed}\n{prompt}{text}\n")
-        (run_dir / layout.SAMPLES).write_text("\n".join(samples))
+        write_text(run_dir / layout.SAMPLES, "\n".join(samples))
