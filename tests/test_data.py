@@ -38,12 +38,14 @@ def test_bad_rows_are_reported_with_file_and_line(titles_csv: Path) -> None:
 
 def test_multiline_quoted_rows_keep_their_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "multi.csv"
-    path.write_text('title,label_quality,language,category\n"a\nb",reliable,spanish,X\n"",reliable,spanish,Y\n')
+    path.write_text('title,label_quality,language,category\n"a\nb",reliable,spanish,X\n"",reliable,spanish,Y\n'
+                    'c,reliable,spanish,Y\n')
     raw = recipe_dict(path)
     raw["data"].update(filters=[], split={"method": "random", "train": 1.0, "validation": 0.0, "test": 0.0})
     splits = splits_of(raw)
-    assert splits.train["title"].to_list() == ["a\nb"]
+    assert splits.train["title"].to_list() == ["a\nb", "c"]
     assert [(b.line, b.reason) for b in splits.report.bad_rows] == [(4, "empty title")]
+    assert splits.train["__line__"].to_list() == [2, 5]
 
 
 def test_filters_and_formats_agree(tmp_path: Path, titles_csv: Path) -> None:

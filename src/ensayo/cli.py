@@ -4,17 +4,22 @@ imports the API when it runs, so that `ensayo --help` stays light."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ensayo import layout
 from ensayo.data import DataError
 from ensayo.recipe import RecipeError
+from ensayo.store import Locked
 
 app = typer.Typer(help="Declarative deep-learning experiments: one YAML recipe to a trained, tracked run.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -26,9 +31,25 @@ console = Console(stderr=True)
 stdout = Console()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+@contextlib.contextmanager
+def _reported(interrupted: str = "") -> Iterator[None]:
+    """A user's mistake, bad data, a damaged run or a full disk ends the command with one line naming the
+    culprit and exit code 2; a signal with 128 + its number."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if interrupted:
+            console.print(f"[yellow]{interrupted}[/]")
+        raise typer.Exit(code=128 + getattr(exc, "signal_number", signal.SIGINT)) from None
+    except OSError as exc:  # the disk is full, a file cannot be written...
+        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+    except (RecipeError, DataError, ValueError, TypeError, Locked) as exc:
+        _fail(str(exc))
 
 
 @app.command()
@@ -38,19 +59,16 @@ def run(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="run directory")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this directory")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace what --output holds (a run, other files)")] = False,
 ) -> None:
     """Train, evaluate, track and save a recipe."""
     from ensayo import api
 
     if recipe is None and resume is None:
         _fail("give a recipe, or --resume RUN_DIR")
-    try:
-        saved = api.run(recipe, output=output, overrides=overrides or [], track=not no_track,
-                           resume=resume, console=console)
-    except (RecipeError, DataError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        raise typer.Exit(code=130) from None
+    with _reported():
+        saved = api.run(recipe, output=output, overrides=overrides or [], track=not no_track, resume=resume,
+                        console=console, force=force)
     stdout.print(str(saved.path))
 
 
@@ -62,10 +80,8 @@ def validate(
     """Check a recipe against the schema without running anything."""
     from ensayo import api
 
-    try:
+    with _reported():
         checked = api.validate(recipe, overrides or [])
-    except RecipeError as exc:
-        _fail(str(exc))
     for warning in checked.warnings:
         console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
     stdout.print(f"{recipe}: {checked.summary()}")
@@ -83,13 +99,13 @@ def predict(
                                         "recipe (audio, images), one file or a folder")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV to write; without it, every "
                                                 "class's probability is printed")] = None,
-    top_k: Annotated[int, typer.Option(help="labels per row in the CSV")] = 3,
-    batch_size: Annotated[int, typer.Option(help="rows per batch")] = 4096,
+    top_k: Annotated[int, typer.Option(help="labels per row in the CSV", min=1)] = 3,
+    batch_size: Annotated[int, typer.Option(help="rows per batch", min=1)] = 4096,
 ) -> None:
     """Predict the rows of a file: the top-k labels to a CSV, or every class's probability on screen."""
     from ensayo import api
 
-    try:
+    with _reported():
         saved = api.load_run(run_dir)
         if output is None:
             names, probabilities, bad = api.predict_rows(saved, input)
@@ -97,8 +113,6 @@ def predict(
             with _progress() as progress:
                 result = api.predict_to_file(saved, input, output, top_k, batch_size, progress)
             bad = result["bad_rows"]
-    except (RecipeError, DataError, FileNotFoundError) as exc:
-        _fail(str(exc))
     if bad:
         console.print(f"skipped {len(bad)} bad row(s): " + "; ".join(bad[:5]), soft_wrap=True)
     if output is not None:
@@ -124,10 +138,8 @@ def evaluate(
     """Score a labelled file with the same metrics as a run."""
     from ensayo import api
 
-    try:
+    with _reported():
         metrics, notes = api.evaluate(run_dir, input, output)
-    except (RecipeError, DataError, FileNotFoundError) as exc:
-        _fail(str(exc))
     for note in notes[:10]:
         console.print(f"note: {note}")
     table = Table("metric", "value")
@@ -140,19 +152,18 @@ def evaluate(
 def generate(
     run_dir: Annotated[Path, typer.Argument(help="saved run of a text-output recipe")],
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
-    length: Annotated[int, typer.Option(help="tokens to generate (characters or words)")] = 300,
-    temperature: Annotated[float, typer.Option(help="0 is greedy; higher is more varied")] = 0.8,
-    top_k: Annotated[int | None, typer.Option(help="sample among the k likeliest tokens")] = None,
-    top_p: Annotated[float | None, typer.Option(help="sample within this probability mass")] = None,
+    length: Annotated[int, typer.Option(help="tokens to generate (characters or words)", min=1)] = 300,
+    temperature: Annotated[float, typer.Option(help="0 is greedy; higher is more varied", min=0.0)] = 0.8,
+    top_k: Annotated[int | None, typer.Option(help="sample among the k likeliest tokens", min=1)] = None,
+    top_p: Annotated[float | None, typer.Option(help="sample within this probability mass (0 to 1]",
+                                                    min=0.0, max=1.0)] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Stream text from a trained language model."""
     from ensayo import api
 
-    try:
+    with _reported():
         saved = api.load_run(run_dir)
-    except (RecipeError, FileNotFoundError) as exc:
-        _fail(str(exc))
     if not saved.can_generate:
         _fail(f"{run_dir}: not a language model run (its output is {saved.recipe.output.type})")
     stdout.print(prompt, end="", highlight=False, markup=False)
@@ -171,10 +182,8 @@ def explore(
     """Write a data report with plots for a recipe's data, before training on it."""
     from ensayo import api
 
-    try:
+    with _reported():
         report = api.explore(recipe, output, overrides or [], console)
-    except (RecipeError, DataError, FileNotFoundError) as exc:
-        _fail(str(exc))
     stdout.print(str(report))
 
 
@@ -193,15 +202,10 @@ def sweep(
     """Run a study: every configuration x repeat, each an MLflow child run; then its report."""
     from ensayo import api
 
-    try:
+    with _reported("interrupted: run the same command again to continue the study"):
         directory = api.sweep(study, output, smoke=smoke, track=not no_track, grid=grid or [], repeats=repeats,
                               console=console, retry_failed=retry_failed)
-    except (RecipeError, DataError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: run the same command again to continue the study[/]")
-        raise typer.Exit(code=130) from None
-    console.print(f"report: {directory / 'report.html'} and report.md")
+    console.print(f"report: {directory / layout.REPORT_HTML} and {layout.REPORT_MARKDOWN}")
     stdout.print(str(directory))
 
 
@@ -216,10 +220,8 @@ def report(
     """Write the HTML and Markdown report of a study, or of runs compared side by side."""
     from ensayo import api
 
-    try:
+    with _reported():
         page = api.report(sources, output, metric, tracking_uri)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
     stdout.print(str(page))
 
 
@@ -244,14 +246,13 @@ def embeddings_train(
 
     from ensayo import api
 
-    try:
-        with console.status(f"training {method} vectors on {source}:{column}"):
-            report = api.train_embeddings(source, output, column, method, dim, window, min_count, epochs, normalize,
-                                          numbers, filters or [], limit)
-    except ValidationError as exc:
-        _fail("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors()))
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    with _reported():
+        try:
+            with console.status(f"training {method} vectors on {source}:{column}"):
+                report = api.train_embeddings(source, output, column, method, dim, window, min_count, epochs,
+                                              normalize, numbers, filters or [], limit)
+        except ValidationError as exc:
+            _fail("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     console.print(f"{report['words']:,} words x {report['dimension']} from {report['texts']:,} texts "
                   f"({report['tokens']:,} tokens) in {report['seconds']} s")
     stdout.print(str(output))

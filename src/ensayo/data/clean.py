@@ -27,15 +27,39 @@ class FileInput(Protocol):
     def keeps_bad_files(self) -> bool: ...
 
 
-_FILTER = re.compile(r"^\s*([\w.]+)\s*(==|!=|>=|<=|>|<|not in|in)\s*(.+?)\s*$")
+_FILTER = re.compile(r"^\s*([\w.]+)\s*(==|!=|>=|<=|>|<|not in|in)\s*([^=<>!\s].*?)\s*$")
+
+
+def check_filter(text: str) -> str | None:
+    """Why a filter cannot be read, or None: checked by `ensayo validate` before any data is read."""
+    match = _FILTER.match(text)
+    if not match:
+        return (f"cannot read {text!r}; expected 'column op value' with op one of ==, !=, <, <=, >, >=, in, "
+                "not in")
+    try:
+        yaml.safe_load(match.group(3))
+    except yaml.YAMLError:
+        return f"cannot read the value of {text!r}"
+    return None
+
+
+def filter_values(table: pl.DataFrame, text: str) -> str:
+    """What a filter's column holds, to say why it kept nothing."""
+    match = _FILTER.match(text)
+    if not match or match.group(1) not in table.columns:
+        return "no row matches"
+    column = match.group(1)
+    values = table[column].cast(pl.String).value_counts(sort=True).head(8)[column].to_list()
+    return f"{column!r} holds {', '.join(repr(v) for v in values)}" + (", ..." if len(values) == 8 else "")
 
 
 def parse_filter(text: str, columns: list[str]) -> pl.Expr:
     """`language == spanish`, `label_quality in [reliable]`, `tier >= 2` -> a polars expression."""
+    problem = check_filter(text)
+    if problem:
+        raise DataError(f"data.filters: {problem}")
     match = _FILTER.match(text)
-    if not match:
-        raise DataError(f"data.filters: cannot read {text!r}; expected 'column op value' "
-                        "with op one of ==, !=, <, <=, >, >=, in, not in")
+    assert match is not None
     column, op, raw = match.groups()
     if column not in columns:
         raise DataError(f"data.filters: {text!r} names column {column!r}, which the data does not have "
@@ -67,8 +91,10 @@ def absent_columns(table: pl.DataFrame, said: str) -> DataError:
     return DataError(f"{source}: {said} (columns: {', '.join(c for c in table.columns if not c.startswith('__'))})")
 
 
-def drop_incomplete_rows(table: pl.DataFrame, columns: list[str], bad: list[BadRow]) -> pl.DataFrame:
-    """Rows whose inputs or label are missing or empty are bad rows too."""
+def drop_incomplete_rows(table: pl.DataFrame, columns: list[str], bad: list[BadRow],
+                         computed: set[str] | frozenset[str] = frozenset()) -> pl.DataFrame:
+    """Rows whose inputs or label are missing or empty are bad rows too; an empty `computed` column (a derived
+    expression) is one whose value was not a finite number (a division by zero, the log of 0...)."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise absent_columns(table, f"column(s) {missing} named by the recipe are not in the data")
@@ -82,7 +108,9 @@ def drop_incomplete_rows(table: pl.DataFrame, columns: list[str], bad: list[BadR
     flagged = table.filter(empty)
     for row in flagged.iter_rows(named=True):
         empties = [c for c in columns if row[c] is None or (isinstance(row[c], str) and not row[c].strip())]
-        bad.append(BadRow(row[FILE], row[LINE], f"empty {', '.join(empties)}"))
+        said = [f"{c} is not a finite number (a division by zero, the log of 0 or less...)" if c in computed
+                else f"empty {c}" for c in empties]
+        bad.append(BadRow(row[FILE], row[LINE], "; ".join(said)))
     return table.filter(~empty)
 
 

@@ -39,12 +39,21 @@ def _no_such_column(where: str, what: str, name: str, columns: list[str]) -> Der
     return DeriveError(f"{where}: {what} names column {name!r}, which the data does not have{hint}")
 
 
-def parse_expression(text: str, columns: list[str], where: str) -> pl.Expr:
-    """`((Likes * Bookmarks**2 - Dislikes) / Visits) * (1 / tier)` -> a polars expression (floats)."""
+MAX_DEPTH = 100  # nested operations in one expression; deeper ones are refused, not a RecursionError
+
+
+def parse_expression(text: str, columns: list[str] | None, where: str) -> pl.Expr:
+    """`((Likes * Bookmarks**2 - Dislikes) / Visits) * (1 / tier)` -> a polars expression (floats). With
+    `columns` None (checking a recipe before its data is read), any column name is taken."""
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise DeriveError(f"{where}: cannot parse {text!r}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise DeriveError(f"{where}: {text[:40]!r}...: nested too deeply to read") from None
+    depth = _depth(tree)
+    if depth > MAX_DEPTH:
+        raise DeriveError(f"{where}: {text[:40]!r}...: nested {depth} levels deep (at most {MAX_DEPTH})")
 
     def build(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -57,7 +66,7 @@ def parse_expression(text: str, columns: list[str], where: str) -> pl.Expr:
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
             return pl.lit(float(node.value))
         if isinstance(node, ast.Name):
-            if node.id not in columns:
+            if columns is not None and node.id not in columns:
                 raise _no_such_column(where, repr(text), node.id, columns)
             return pl.col(node.id).cast(pl.Float64, strict=False)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
@@ -66,6 +75,27 @@ def parse_expression(text: str, columns: list[str], where: str) -> pl.Expr:
                           f"+ - * / // % **, and {', '.join(_FUNCTIONS)})")
 
     return build(tree)
+
+
+def _depth(tree: ast.AST) -> int:
+    deepest, pending = 0, [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        pending += [(child, depth + 1) for child in ast.iter_child_nodes(node)]
+    return deepest
+
+
+def check_derived(recipe: Recipe) -> list[str]:
+    """What cannot work in the recipe's expressions (syntax, what they may use), before any data is read."""
+    problems = []
+    for index, spec in enumerate(recipe.derive):
+        if spec.expression is not None:
+            try:
+                parse_expression(spec.expression, None, f"derive.{index} ({spec.name})")
+            except DeriveError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def expression_columns(text: str) -> set[str]:

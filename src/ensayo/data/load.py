@@ -6,8 +6,16 @@ from pathlib import Path
 
 import polars as pl
 
-from ensayo.data.clean import absent_columns, check_files, drop_incomplete_rows, parse_filter, required_columns
-from ensayo.data.derive import Bins, apply_expressions
+from ensayo.data.clean import (
+    absent_columns,
+    check_files,
+    check_filter,
+    drop_incomplete_rows,
+    filter_values,
+    parse_filter,
+    required_columns,
+)
+from ensayo.data.derive import Bins, apply_expressions, check_derived
 from ensayo.data.read import LINE, read_file, read_folder
 from ensayo.data.report import DataError, DataReport, Splits
 from ensayo.data.split import split_table
@@ -28,11 +36,16 @@ def _prepare(table: pl.DataFrame, recipe: Recipe, report: DataReport,
         for target in recipe.output.auxiliary:
             if target.column not in table.columns:
                 raise absent_columns(table, f"output.auxiliary column {target.column!r} is not in the data")
-    table = drop_incomplete_rows(table, columns or required_columns(recipe), report.bad_rows)
+    derived = {spec.name for spec in recipe.derive if spec.expression is not None}
+    table = drop_incomplete_rows(table, columns or required_columns(recipe), report.bad_rows, derived)
     if filters and recipe.data.filters:
         before = table.height
-        for text in recipe.data.filters:
-            table = table.filter(parse_filter(text, table.columns))
+        for index, text in enumerate(recipe.data.filters):
+            kept = table.filter(parse_filter(text, table.columns))
+            if kept.height == 0 and table.height > 0:
+                raise DataError(f"data.filters.{index}: {text!r} leaves no row of {table.height:,} "
+                                f"({filter_values(table, text)})")
+            table = kept
         report.rows_filtered_out += before - table.height
     return table
 
@@ -54,6 +67,35 @@ def _fail_on_bad_rows(report: DataReport, recipe: Recipe) -> None:
         raise DataError(f"{len(report.bad_rows)} bad row(s) and data.bad_rows is 'fail':\n  {shown}{more}")
 
 
+def recipe_problems(recipe: Recipe) -> list[str]:
+    """What in the recipe's filters and expressions cannot work, found without reading any data."""
+    problems = [f"data.filters.{index}: {problem}" for index, text in enumerate(recipe.data.filters)
+                if (problem := check_filter(text))]
+    test_filter = recipe.data.split.test_filter
+    if test_filter and (problem := check_filter(test_filter)):
+        problems.append(f"data.split.test_filter: {problem}")
+    return problems + check_derived(recipe)
+
+
+def _check_rows(table: pl.DataFrame, path: Path, report: DataReport, bad_before: int) -> None:
+    """A file that gave no usable row is named with why: no rows at all, or every row bad."""
+    if table.height:
+        return
+    bad = report.bad_rows[bad_before:]
+    if bad:
+        raise DataError(f"{path}: every row of the file is bad ({len(bad):,}), e.g. "
+                        + "; ".join(str(b) for b in bad[:3]))
+    raise DataError(f"{path}: the file has no data rows" + (" (a header only)" if path.is_file() else ""))
+
+
+def _check_classes(train: pl.DataFrame, recipe: Recipe) -> None:
+    classes = train[recipe.output.column].cast(pl.String).unique().to_list()
+    if len(classes) < 2:
+        raise DataError(f"output.column {recipe.output.column!r}: the training split holds one class only "
+                        f"({classes[0]!r}, {train.height:,} rows); a classifier needs two or more (look at "
+                        "data.filters, data.sample and the split)")
+
+
 def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
     """Read, clean, filter, sample and split the recipe's data."""
     report = DataReport()
@@ -65,22 +107,30 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
             if source is None:
                 parts[name] = None
                 continue
-            table = _read_source(expand_path(source, base), recipe, report)
+            path, bad_before = expand_path(source, base), len(report.bad_rows)
+            table = _read_source(path, recipe, report)
+            _check_rows(table, path, report, bad_before)
             parts[name] = check_files(_prepare(table, recipe, report), recipe, report, base)
         train = _sample(parts["train"], recipe)  # files checked before sampling: few sets have both
         empty = train.head(0)
         validation = parts["validation"] if parts["validation"] is not None else empty
         test = parts["test"] if parts["test"] is not None else empty
     else:
-        table = _read_source(expand_path(recipe.data.source or "", base), recipe, report)
+        path = expand_path(recipe.data.source or "", base)
+        table = _read_source(path, recipe, report)
+        _check_rows(table, path, report, 0)
         table = _sample(_prepare(table, recipe, report), recipe)
         table = check_files(table, recipe, report, base)
         train, validation, test = split_table(table, recipe)
     _fail_on_bad_rows(report, recipe)
     if train.height == 0:
-        raise DataError(f"{recipe.data.source}: no training rows left after cleaning, filtering and splitting")
+        raise DataError(f"{recipe.data.source}: no training rows left: {report.rows_read:,} read, "
+                        f"{len(report.bad_rows):,} bad, {report.rows_filtered_out:,} filtered out, the rest in "
+                        f"validation ({validation.height:,}) and test ({test.height:,})")
     bins = Bins(recipe.derive).fit(train)
     train, validation, test = (bins.transform(part) for part in (train, validation, test))
+    if recipe.output.type == "category":
+        _check_classes(train, recipe)
     report.split_sizes = {"train": train.height, "validation": validation.height, "test": test.height}
     if recipe.output.type != "category":
         return Splits(train, validation, test, report, bins)

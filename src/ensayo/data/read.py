@@ -3,11 +3,15 @@ folders of files whose names carry fields."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import json
 import re
+import zlib
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +34,43 @@ def detect_format(path: Path) -> str:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    """UTF-8 text, a byte-order mark at the start dropped (it would hide in the first column's name)."""
     if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Text that is not UTF-8, and a compressed file cut short or damaged, are named with where they break."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        line = _first_undecodable_line(path)
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r}); "
+                        "save the file as UTF-8 (from Latin-1: iconv -f latin1 -t utf-8)") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: the compressed file is cut short or damaged ({exc or type(exc).__name__})") from None
+
+
+def _first_undecodable_line(path: Path) -> int | str:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except (OSError, EOFError, zlib.error):
+        pass
+    return "?"
 
 
 def _read_csv(path: Path, config: DataConfig, bad: list[BadRow]) -> tuple[list[str], list[list[str]], list[int]]:
     rows: list[list[str]] = []
     lines: list[int] = []
-    with _open_text(path) as handle:
+    with _readable(path), _open_text(path) as handle:
         reader = csv.reader(handle, delimiter=config.separator)
         if config.header:
             try:
@@ -69,7 +101,7 @@ def _read_csv(path: Path, config: DataConfig, bad: list[BadRow]) -> tuple[list[s
 def _read_jsonl(path: Path, bad: list[BadRow]) -> tuple[list[str], list[list[Any]], list[int]]:
     records: list[dict[str, Any]] = []
     lines: list[int] = []
-    with _open_text(path) as handle:
+    with _readable(path), _open_text(path) as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -84,8 +116,53 @@ def _read_jsonl(path: Path, bad: list[BadRow]) -> tuple[list[str], list[list[Any
             records.append(record)
             lines.append(number)
     columns = list(dict.fromkeys(key for record in records for key in record))
-    rows = [[record.get(c) for c in columns] for record in records]
-    return columns, rows, lines
+    keep = _consistent_fields(path, records, lines, columns, bad)
+    rows = [[record.get(c) for c in columns] for record, kept in zip(records, keep, strict=True) if kept]
+    lines = [line for line, kept in zip(lines, keep, strict=True) if kept]
+    return columns, _scalars_as_text(rows, len(columns)), lines
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return "value"
+
+
+def _consistent_fields(path: Path, records: list[dict[str, Any]], lines: list[int], columns: list[str],
+                       bad: list[BadRow]) -> list[bool]:
+    """A field that holds a list or an object in some rows and plain values in others: the rows that differ
+    from most are bad rows, naming the field."""
+    keep = [True] * len(records)
+    for column in columns:
+        kinds = [_kind(r[column]) if r.get(column) is not None else None for r in records]
+        counted = Counter(k for k in kinds if k is not None)
+        if len(counted) < 2:
+            continue
+        usual = counted.most_common(1)[0][0]
+        for index, kind in enumerate(kinds):
+            if kind is not None and kind != usual and keep[index]:
+                keep[index] = False
+                what = {"list": "a list", "object": "an object", "value": "a plain value"}
+                bad.append(BadRow(str(path), lines[index], f"field {column!r} is {what[kind]}, in other rows "
+                                                            f"{what[usual]}"))
+    return keep
+
+
+def _scalars_as_text(rows: list[list[Any]], width: int) -> list[list[Any]]:
+    """A column of plain values of more than one JSON type is read as text (as a CSV column would be), or as
+    floats where they are all numbers."""
+    for index in range(width):
+        types = {type(row[index]) for row in rows if row[index] is not None and _kind(row[index]) == "value"}
+        if len(types) < 2:
+            continue
+        numbers = types <= {int, float}
+        for row in rows:
+            value = row[index]
+            if value is not None and _kind(value) == "value":
+                row[index] = float(value) if numbers else value if isinstance(value, str) else json.dumps(value)
+    return rows
 
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -108,8 +185,16 @@ def read_folder(path: Path, config: DataConfig, bad: list[BadRow], need_fields: 
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                       and p.name.lower().endswith(suffix.lower()))
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith(".")
+                         and p.name.lower().endswith(suffix.lower()))
+        files = []
+        for entry in entries:  # a folder or a dangling link named like a file is a bad row, not left out unsaid
+            if entry.is_file():
+                files.append(entry)
+            else:
+                reason = "a folder, not a file" if entry.is_dir() else "a link to nothing" if entry.is_symlink() \
+                    else "not a regular file"
+                bad.append(BadRow(str(entry), None, reason))
     else:
         raise DataError(f"{path}: no such file or folder")
     regex = pattern_regex(pattern)
@@ -140,7 +225,10 @@ def read_file(path: Path, config: DataConfig, bad: list[BadRow]) -> pl.DataFrame
         raise DataError(f"{path}: data file not found")
     fmt = detect_format(path) if config.format == "auto" else config.format
     if fmt == "parquet":
-        table = pl.read_parquet(path)
+        try:
+            table = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         if config.limit:
             table = table.head(config.limit)
         return table.with_columns(pl.int_range(1, table.height + 1).alias(LINE), pl.lit(str(path)).alias(FILE))

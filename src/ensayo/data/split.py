@@ -18,11 +18,24 @@ def _stratify_labels(labels: np.ndarray, min_count: int) -> np.ndarray:
     rare = set(values[counts < min_count].tolist())
     if not rare:
         return labels
-    return np.array(["\0rare" if v in rare else v for v in labels], dtype=object)
+    pooled = np.array(["\0rare" if v in rare else v for v in labels], dtype=object)
+    if len(rare) == len(values) or (pooled == "\0rare").sum() < 2:
+        # a lone rare row, or nothing but rare labels: stratify it with the commonest label
+        pooled[pooled == "\0rare"] = values[np.argmax(counts)]
+    return pooled
 
 
 def _two_way(index: np.ndarray, size: float, labels: np.ndarray | None, groups: np.ndarray | None,
              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return _split_two_way(index, size, labels, groups, seed)
+    except ValueError as exc:  # scikit-learn's words for too few rows or groups to split
+        what = f"{len(np.unique(groups[index]))} groups" if groups is not None else f"{len(index)} rows"
+        raise DataError(f"data.split: cannot hold out a {size:.3g} share of {what} ({exc})") from None
+
+
+def _split_two_way(index: np.ndarray, size: float, labels: np.ndarray | None, groups: np.ndarray | None,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
     if size <= 0:
         return index, index[:0]
     if groups is not None:

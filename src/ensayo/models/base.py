@@ -150,6 +150,8 @@ class Classifier(ModelType):
 
     def predict(self, table: pl.DataFrame, top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
         """The `top_k` likeliest labels of each row, best first, with their probabilities."""
+        if top_k < 1:
+            raise ValueError(f"top_k is {top_k}: ask for one label or more")
         probabilities = self.predict_proba(table)
         k = min(top_k, probabilities.shape[1])
         top = np.argsort(-probabilities, axis=1)[:, :k]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ensayo import layout
+from ensayo.data import recipe_problems
 from ensayo.features import FEATURES
 from ensayo.models.base import MODEL_TYPES, ModelType
 from ensayo.recipe import Recipe, RecipeError, read_raw, validate_schema
@@ -15,8 +16,13 @@ from ensayo.store import read_json
 
 
 def resolve_recipe(recipe: Recipe, label: str = "<recipe>") -> Recipe:
-    """Type and check a schema-valid recipe with the registered feature and model types."""
-    return resolve(recipe, FEATURES, MODEL_TYPES, label)
+    """Type and check a schema-valid recipe with the registered feature and model types, and its filters and
+    expressions as far as they can be without data."""
+    resolve(recipe, FEATURES, MODEL_TYPES, label)
+    problems = recipe_problems(recipe)
+    if problems:
+        raise RecipeError("\n".join([f"{label}: the recipe is not valid", *(f"  {line}" for line in problems)]))
+    return recipe
 
 
 def load_recipe(source: str | Path | dict[str, Any], overrides: list[str] | None = None,

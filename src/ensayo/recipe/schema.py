@@ -15,8 +15,13 @@ class RecipeError(ValueError):
     """A recipe that cannot be run; the message names the key path and what was expected."""
 
 
+MAX_SEED = 2**32 - 1_000_000  # numpy and scikit-learn take seeds below 2**32; studies add repeats to a seed
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every section: unknown keys are errors, and so are numbers that are not finite (`inf`, `nan`)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -31,7 +36,7 @@ class SplitConfig(Strict):
     group_column: str | None = None
     files: dict[Literal["train", "validation", "test"], str] | None = None
     test_filter: str | None = None
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
@@ -63,7 +68,7 @@ class DataConfig(Strict):
     columns: list[str] | None = None
     separator: str = ","
     filters: list[str] = Field(default_factory=list)
-    sample: float | int | None = None
+    sample: float | int | None = Field(None, gt=0, description="rows (a whole number) or a fraction of them")
     limit: int | None = Field(None, gt=0)
     bad_rows: Literal["skip", "fail"] = "skip"
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -183,7 +188,7 @@ class ModelConfig(BaseModel):
     """`type` names a registered model type; the other keys are that type's sections (`encoders` and
     `head` for `neural`, `linear` for `tfidf_linear`...), validated by it when the recipe is resolved."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     type: str = "neural"
 
@@ -211,7 +216,7 @@ class TrainConfig(Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     early_stopping: int | None = Field(None, ge=1)
     monitor: str = "val/balanced_accuracy"
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=MAX_SEED)
     threads: int | None = Field(None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
