@@ -20,6 +20,7 @@ from ensayo import layout
 from ensayo.data import DataError
 from ensayo.recipe import RecipeError
 from ensayo.store import Locked
+from ensayo.tracking import TrackingError
 
 app = typer.Typer(help="Declarative deep-learning experiments: one YAML recipe to a trained, tracked run.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -48,7 +49,7 @@ def _reported(interrupted: str = "") -> Iterator[None]:
         raise typer.Exit(code=128 + getattr(exc, "signal_number", signal.SIGINT)) from None
     except OSError as exc:  # the disk is full, a file cannot be written...
         _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
-    except (RecipeError, DataError, ValueError, TypeError, Locked) as exc:
+    except (RecipeError, DataError, ValueError, TypeError, Locked, TrackingError) as exc:
         _fail(str(exc))
 
 

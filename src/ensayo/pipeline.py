@@ -134,6 +134,9 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
     if resume is None:
         check_output(run_dir, force)  # before reading any data; again once the folder is locked
+    tracker = Tracker(recipe.track, enabled=track)
+    tracker.console = console
+    tracker.check()  # a store that does not answer fails the run in seconds, before any work
     _set_threads(recipe)
     seed_everything(recipe.train.seed)
     splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
@@ -142,17 +145,17 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
             check_output(run_dir, force)
             _empty(run_dir)
             save_recipe(recipe, run_dir)
-        return _train(recipe, run_dir, splits, console, base, resume is not None, track, parent_id, tags, on_epoch)
+        return _train(recipe, run_dir, splits, console, base, resume is not None, tracker, parent_id, tags,
+                      on_epoch)
 
 
 def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base: Path | None, resume: bool,
-           track: bool, parent_id: str | None, tags: dict[str, str] | None,
+           tracker: Tracker, parent_id: str | None, tags: dict[str, str] | None,
            on_epoch: EpochCallback | None) -> SavedRun:
     console.print(f"[bold]{recipe.name}[/]: run directory {run_dir}")
     for line in splits.report.summary_lines():
         console.print(f"  {line}")
 
-    tracker = Tracker(recipe.track, enabled=track)
     tracking_file = run_dir / layout.TRACKING
     previous = read_json(tracking_file).get("run_id") if resume and tracking_file.is_file() else None
     run_id = tracker.start(recipe, run_dir.name, resume_id=previous, parent_id=parent_id, tags=tags)
@@ -174,6 +177,8 @@ def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base
     tracker.log_metrics(fitted.metrics, step=len(fitted.history))  # the final scores sit after the last epoch
     tracker.log_artifacts(run_dir, skip=(*layout.TRAINING_ONLY, *layout.BOOKKEEPING))
     tracker.end()
+    if tracker.failure:
+        write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri, "failure": tracker.failure})
     for leftover in layout.TRAINING_ONLY:
         (run_dir / leftover).unlink(missing_ok=True)
     _print_summary(console, fitted.metrics, run_dir, tracker)

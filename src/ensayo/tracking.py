@@ -9,6 +9,7 @@ from typing import Any
 
 from ensayo.recipe import Recipe, TrackConfig, flatten, recipe_to_dict
 
+TRACKING_TIMEOUT_SECONDS = 5  # per HTTP request to a tracking server, with no retries: fail in seconds, not minutes
 DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 MAX_PARAM_LENGTH = 500
@@ -23,8 +24,14 @@ def tracking_uri(config: TrackConfig) -> str:
     return f"sqlite:///{Path(DEFAULT_STORE).resolve()}"
 
 
+class TrackingError(RuntimeError):
+    """A tracking store that cannot be reached when the run starts; the message names its URI."""
+
+
 class Tracker:
-    """A thin MLflow wrapper that does nothing when tracking is off."""
+    """A thin MLflow wrapper that does nothing when tracking is off. A store that does not answer at the start
+    fails the run at once (or, with `track.required: false`, is warned about once); one that fails later
+    stops the tracking, not the run."""
 
     def __init__(self, config: TrackConfig, enabled: bool = True) -> None:
         self.config = config
@@ -33,6 +40,8 @@ class Tracker:
         self.uri: str | None = None
         self.experiment_id: str | None = None
         self._client: Any = None
+        self.failure: str | None = None  # why tracking stopped during the run, when it did
+        self.console: Any = None  # where the warnings go (the run's console)
 
     def start(self, recipe: Recipe, run_name: str, resume_id: str | None = None,
               parent_id: str | None = None, tags: dict[str, str] | None = None) -> str | None:
@@ -43,11 +52,33 @@ class Tracker:
         """The parent run of a study: its settings as parameters, its trials as child runs."""
         return self._start(self.config.experiment or name, name, study, resume_id, None, {"ensayo.kind": "study"})
 
+    def check(self) -> None:
+        """Reach the store now, before any work: raises TrackingError (or warns) when it does not answer."""
+        self._reached(lambda: self._client or self._connect())
+
     def _start(self, experiment_name: str, run_name: str, params: dict[str, Any], resume_id: str | None,
                parent_id: str | None, tags: dict[str, str] | None) -> str | None:
+        return self._reached(lambda: self._open_run(experiment_name, run_name, params, resume_id, parent_id, tags))
+
+    def _reached(self, action: Any) -> Any:
         if not self.enabled:
             return None
-        self._client = client = self._connect()
+        try:
+            return action()
+        except Exception as exc:  # MLflow's own errors, requests', sqlite's...
+            self.run_id = None
+            reason = " ".join(str(exc).split())[:300]
+            if self.config.required:
+                raise TrackingError(f"track.uri {self.uri}: the tracking store cannot be reached ({reason}); "
+                                    "start it, point track.uri elsewhere, run with --no-track, or set "
+                                    "track.required: false to train untracked") from None
+            self._warn(f"the tracking store {self.uri} cannot be reached ({reason}); training untracked")
+            self.enabled = False
+            return None
+
+    def _open_run(self, experiment_name: str, run_name: str, params: dict[str, Any], resume_id: str | None,
+                  parent_id: str | None, tags: dict[str, str] | None) -> str:
+        self._client = client = self._client or self._connect()
         self.experiment_id = self._experiment(experiment_name)
         if resume_id:
             self.run_id = resume_id
@@ -67,8 +98,30 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         uri = self.uri = tracking_uri(self.config)
+        # MLflow's default retries a server that does not answer for minutes
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(TRACKING_TIMEOUT_SECONDS))
         mlflow.set_tracking_uri(uri)
-        return MlflowClient(uri)
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # answers, or raises now rather than mid-run
+        return client
+
+    def _warn(self, message: str) -> None:
+        from rich.console import Console
+
+        (self.console or Console(stderr=True)).print(f"[yellow]warning[/]: {message}", soft_wrap=True)
+
+    def _guarded(self, action: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one MLflow call; a failure stops the tracking (warned once), never the run."""
+        if not self.run_id or self.failure:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            self.failure = f"{action}: {' '.join(str(exc).split())[:300]}"
+            self._warn(f"tracking to {self.uri} failed ({self.failure}); the run goes on untracked and its folder "
+                       "is complete")
+            return None
 
     def _experiment(self, name: str) -> str:
         experiment = self._client.get_experiment_by_name(name)
@@ -80,8 +133,10 @@ class Tracker:
     def record_child(self, run_id: str | None, parent_id: str, run_name: str, tags: dict[str, str],
                      status: str) -> None:
         """Tag a child run that did not finish, creating it when the trial failed before it had one."""
-        if not self.run_id:
-            return
+        self._guarded("recording a trial", self._record_child, run_id, parent_id, run_name, tags, status)
+
+    def _record_child(self, run_id: str | None, parent_id: str, run_name: str, tags: dict[str, str],
+                      status: str) -> None:
         if run_id is None:
             run_id = self._client.create_run(self.experiment_id, tags={"mlflow.runName": run_name,
                                                                        "mlflow.parentRunId": parent_id}).info.run_id
@@ -98,23 +153,23 @@ class Tracker:
         entries = [Metric(_key(k), float(v), now, step or 0) for k, v in metrics.items()
                    if isinstance(v, int | float) and v == v]
         for start in range(0, len(entries), 500):
-            self._client.log_batch(self.run_id, metrics=entries[start: start + 500])
+            self._guarded("logging metrics", self._client.log_batch, self.run_id, metrics=entries[start: start + 500])
 
     def log_artifacts(self, directory: Path, skip: tuple[str, ...] = ()) -> None:
         if not self.run_id:
             return
         for path in sorted(directory.iterdir()):
             if path.is_file() and path.name not in skip:
-                self._client.log_artifact(self.run_id, str(path))
+                self._guarded(f"logging {path.name}", self._client.log_artifact, self.run_id, str(path))
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if self.run_id:
             for key, value in tags.items():
-                self._client.set_tag(self.run_id, key, value)
+                self._guarded("tagging the run", self._client.set_tag, self.run_id, key, value)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id:
-            self._client.set_terminated(self.run_id, status=status)
+            self._guarded("ending the run", self._client.set_terminated, self.run_id, status=status)
 
 
 def _key(name: str) -> str:

@@ -59,7 +59,7 @@ def image_problem(path: str) -> str | None:
             image.load()  # verify() does not decode: a truncated file fails only here
     except FileNotFoundError:
         return "image file not found"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"not a readable image ({type(exc).__name__}: {exc})"
     return None
 
@@ -93,7 +93,7 @@ class ImageFeature(Feature):
         for i, path in enumerate(paths):
             try:
                 pixels[i] = read_image(path, size)
-            except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError):
+            except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
                 missing[i] = 1.0  # only with missing: zero; otherwise the row was dropped when read
         return torch.from_numpy(pixels), torch.from_numpy(missing)
 
@@ -354,7 +354,7 @@ def explore_images(name: str, paths: list[str], labels: list[str], options: Imag
             with Image.open(path) as image:
                 sizes[image.size] = sizes.get(image.size, 0) + 1
                 modes[image.mode] = modes.get(image.mode, 0) + 1
-        except (FileNotFoundError, UnidentifiedImageError, OSError):
+        except (FileNotFoundError, UnidentifiedImageError, OSError, Image.DecompressionBombError):
             unreadable += 1
     lines = [f"{len(paths):,} images, {unreadable} unreadable; channels (Pillow modes): {modes}", "",
              *markdown_table(["width x height", "images"],

@@ -137,7 +137,7 @@ def _statistics_table(paths: list[str], stats: list[str], name: str) -> tuple[np
     for i, path in enumerate(track(paths, description=f"{name}: image statistics", transient=True)):
         try:
             found = image_statistics(path)
-        except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError):
+        except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             missing[i] = True  # only with missing: zero; otherwise the row was dropped when read
             continue
         raw[i] = [found[s] for s in stats]

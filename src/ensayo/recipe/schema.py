@@ -225,6 +225,8 @@ class TrackConfig(Strict):
     enabled: bool = True
     experiment: str | None = None
     uri: str | None = None
+    required: bool = Field(True, description="a tracking store that cannot be reached fails the run before it "
+                                             "trains; false: warn once and train untracked")
 
 
 class Recipe(Strict):

@@ -18,6 +18,8 @@ from ensayo.runs.saved import SavedRun
 def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3, batch_size: int = 4096,
                  progress: Progress | None = None) -> dict[str, Any]:
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
+    if top_k < 1:
+        raise ValueError(f"top_k is {top_k}: ask for one label or more")
     table, report = read_for_inference(source, run.recipe, need_label=False)
     k = min(top_k, len(run.output))
     by_file = run.recipe.data.format == "folder"

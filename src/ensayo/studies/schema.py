@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from ensayo.recipe import RecipeError, Strict, error_lines
 from ensayo.studies.embeddings import EmbeddingJob
@@ -91,6 +91,12 @@ class StudyConfig(Strict):
     embeddings: dict[str, EmbeddingJob] = Field(default_factory=dict,
                                                 description="word vectors trained before the trials")
     smoke: SmokeConfig = Field(default_factory=SmokeConfig)
+    # with --smoke: the smoke mode's own keys, set after each configuration's so that they win
+    _set_last: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def set_last(self) -> dict[str, Any]:
+        return self._set_last
 
 
 def load_study(path: str | Path, smoke: bool = False) -> tuple[StudyConfig, Path]:
@@ -117,7 +123,7 @@ def load_study(path: str | Path, smoke: bool = False) -> tuple[StudyConfig, Path
 def apply_smoke(study: StudyConfig) -> StudyConfig:
     smoke = study.smoke
     study = study.model_copy(deep=True)
-    study.set = {**study.set, **smoke.set}
+    study._set_last = dict(smoke.set)
     study.repeats = smoke.repeats
     if smoke.experiments is not None:
         known = {e.name for e in study.sweep.experiments}
@@ -134,7 +140,7 @@ def apply_smoke(study: StudyConfig) -> StudyConfig:
 
 
 def _referenced_embeddings(study: StudyConfig) -> set[str]:
-    text = json.dumps([study.set, [e.set for e in study.sweep.experiments]])
+    text = json.dumps([study.set, study.set_last, [e.set for e in study.sweep.experiments]])
     return {name for name in study.embeddings if f"embeddings/{name}." in text}
 
 

@@ -25,7 +25,7 @@ from ensayo.data import load_splits
 from ensayo.models import load_recipe
 from ensayo.pipeline import run
 from ensayo.recipe import RecipeError, TrackConfig, expand_path, set_key
-from ensayo.store import read_json, write_json
+from ensayo.store import locked, read_json, write_json
 from ensayo.studies.embeddings import train_job
 from ensayo.studies.report import write_study_report
 from ensayo.studies.schema import Distribution, StudyConfig, SweepConfig, load_study
@@ -68,7 +68,12 @@ class Study:
 
     # ------------------------------------------------------------------ public
     def run(self) -> list[dict[str, Any]]:
-        self.output.mkdir(parents=True, exist_ok=True)
+        """Run (or continue) every trial; the study directory is locked meanwhile, so that a second `ensayo
+        sweep` into it is refused instead of running the same trials."""
+        with locked(self.output, "a study"):
+            return self._run()
+
+    def _run(self) -> list[dict[str, Any]]:
         self._check_recipes()
         self._train_embeddings()
         self._start_parent()
@@ -94,7 +99,7 @@ class Study:
 
     def trial_recipe(self, settings: dict[str, Any], repeat: int) -> Any:
         raw = copy.deepcopy(self.recipe_raw)
-        for key, value in {**self.config.set, **settings}.items():
+        for key, value in {**self.config.set, **settings, **self.config.set_last}.items():
             set_key(raw, key, self._substitute(value))
         train = raw.setdefault("train", {})
         train["seed"] = int(train.get("seed", 42)) + repeat

@@ -167,7 +167,12 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             return False
-        payload = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            payload = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # torch raises many kinds for a cut or foreign file; none is read in part
+            raise TrainingError(f"{path}: the last checkpoint is damaged and was not read "
+                                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); delete it to train "
+                                "this run again from the start") from None
         self.model.load_state_dict(payload["model"])
         self.state = TrainState(**payload["state"])
         torch.set_rng_state(payload["torch_rng"].cpu())
