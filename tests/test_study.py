@@ -203,10 +203,12 @@ def test_smoke_mode_keeps_the_named_experiments_and_their_embeddings(tmp_path: P
         {"name": "b", "set": {"inputs.0.preprocessing.embeddings.path": "${STUDY_DIR}/embeddings/vb.vec"}}]},
         repeats=4, embeddings={"va": {"dim": 8}, "vb": {"dim": 8}},
         smoke={"experiments": ["b"], "set": {"train.epochs": 1}, "embeddings": {"epochs": 1}})
-    study, _ = load_study(path, smoke=True)
+    study, base = load_study(path, smoke=True)
     assert [e.name for e in study.sweep.experiments] == ["b"]
     assert list(study.embeddings) == ["vb"] and study.embeddings["vb"].epochs == 1
-    assert study.repeats == 1 and study.set == {"train.epochs": 1}
+    assert study.repeats == 1 and study.set_last == {"train.epochs": 1}
+    # the smoke mode's own keys win over an experiment's (which would otherwise train 3 epochs in a smoke test)
+    assert Study(study, base, tmp_path / "out").trial_recipe({"train.epochs": 3}, 0).train.epochs == 1
 
 
 REAL_MELI = (default_data_dir() or Path("/nonexistent")) / "meli" / "spanish.csv.gz"
