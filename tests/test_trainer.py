@@ -1,11 +1,17 @@
 """The trainer: determinism, exact resume after an interrupt, early stopping, the kept epoch."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import interrupt_training, recipe_dict
+import yaml
+from conftest import interrupt_training, make_titles, recipe_dict, write_challenge_csv
 from safetensors.torch import load_file
 
 import ensayo
@@ -78,3 +84,45 @@ def test_without_validation_the_lowest_training_loss_is_kept(titles_csv: Path, t
     losses = [h["train/loss"] for h in history]
     assert losses[-1] < losses[0]
     assert int(metrics["best_epoch"]) == 1 + losses.index(min(losses))
+
+
+@pytest.fixture(scope="module")
+def signalled_recipe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A recipe that trains for a few seconds with a checkpoint every step, and its uninterrupted weights."""
+    root = tmp_path_factory.mktemp("signals")
+    raw = recipe_dict(write_challenge_csv(root / "titles.csv", make_titles()),
+                      {"type": "cnn", "embedding_dim": 8, "filters_count": 8, "dropout": 0.3},
+                      epochs=8, schedule="cosine", warmup_epochs=0.5)
+    recipe = root / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    torch.set_num_threads(1)
+    ensayo.run(load_recipe(raw), output=root / "whole", track=False)
+    return recipe, load_file(str(root / "whole" / "model.safetensors"))
+
+
+@pytest.mark.parametrize("stop, delay, code", [
+    (signal.SIGINT, 0.05, 130),  # early, in the first epoch
+    (signal.SIGTERM, 0.3, 143),  # inside a step, or while a checkpoint is written: one is, every step
+    (signal.SIGKILL, 0.5, -9),   # no chance to save: it resumes from the last whole checkpoint
+])
+def test_a_real_signal_anywhere_then_resume_gives_the_uninterrupted_weights(
+        stop: signal.Signals, delay: float, code: int, signalled_recipe: tuple[Path, dict[str, torch.Tensor]],
+        tmp_path: Path) -> None:
+    recipe, whole = signalled_recipe
+    env = {**os.environ, "ENSAYO_THREADS": "1", "ENSAYO_CHECKPOINT_SECONDS": "0"}  # a checkpoint every step
+    cut = tmp_path / "cut"
+    process = subprocess.Popen([sys.executable, "-m", "ensayo", "run", str(recipe), "--no-track", "--output", str(cut)],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (cut / CHECKPOINT).is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # training has started once the first checkpoint is there
+    time.sleep(delay)
+    process.send_signal(stop)
+    assert process.wait(timeout=120) == code
+    assert not (cut / "metrics.json").exists(), "the signal came after training ended: lower the delay"
+
+    ensayo.run(None, resume=cut, track=False)
+    resumed = load_file(str(cut / "model.safetensors"))
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0)
+    assert not [p.name for p in cut.iterdir() if ".tmp" in p.name]

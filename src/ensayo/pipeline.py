@@ -145,6 +145,8 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
             check_output(run_dir, force)
             _empty(run_dir)
             save_recipe(recipe, run_dir)
+        for partial in run_dir.glob(".*.tmp*"):  # half-written by a process that was killed: never read
+            partial.unlink()
         return _train(recipe, run_dir, splits, console, base, resume is not None, tracker, parent_id, tags,
                       on_epoch)
 

@@ -159,7 +159,7 @@ class Tracker:
         if not self.run_id:
             return
         for path in sorted(directory.iterdir()):
-            if path.is_file() and path.name not in skip:
+            if path.is_file() and path.name not in skip and not path.name.startswith("."):
                 self._guarded(f"logging {path.name}", self._client.log_artifact, self.run_id, str(path))
 
     def set_tags(self, tags: dict[str, str]) -> None:

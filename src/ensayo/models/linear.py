@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 from pydantic import Field
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -160,7 +161,11 @@ class LinearTextModel:
             save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(temporary))
 
     def load(self, run_dir: Path, state: dict[str, Any]) -> None:
-        arrays = load_file(str(run_dir / layout.LINEAR_WEIGHTS))
+        path = run_dir / layout.LINEAR_WEIGHTS
+        try:
+            arrays = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"{path}: damaged or missing, not readable as safetensors ({exc})") from None
         self.coef, self.intercept = arrays["coef"], arrays["intercept"]
         for index, ((_, _, vectorizer), saved) in enumerate(zip(self.vectorizers, state["vectorizers"], strict=True)):
             vectorizer.vocabulary_ = {token: i for i, token in enumerate(saved["vocabulary"])}
