@@ -13,6 +13,7 @@ from rich.progress import Progress
 from ensayo.data import FILE, LINE, read_for_inference
 from ensayo.metrics import score
 from ensayo.runs.saved import SavedRun
+from ensayo.store import atomic_path
 
 
 def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3, batch_size: int = 4096,
@@ -27,7 +28,7 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3,
                                                 for kind in ("label", "probability")]
     destination.parent.mkdir(parents=True, exist_ok=True)
     task = progress.add_task(f"predicting {source.name}", total=table.height) if progress else None
-    with open(destination, "w", newline="") as handle:
+    with atomic_path(destination) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for start in range(0, table.height, batch_size):

@@ -25,7 +25,7 @@ import yaml
 from ensayo import layout
 from ensayo.metrics import interval95
 from ensayo.recipe import TrackConfig, flatten
-from ensayo.store import read_json
+from ensayo.store import read_json, write_text
 from ensayo.tracking import tracking_uri
 from ensayo.training import higher_is_better
 
@@ -327,14 +327,14 @@ def build_report(records: list[RunRecord], metric: str, title: str, description:
     target.mkdir(parents=True, exist_ok=True)
     page = target / layout.REPORT_HTML
     settings = settings_lines(records)
-    page.write_text(render_html(title, description, header, body, figures, failures, settings))
+    write_text(page, render_html(title, description, header, body, figures, failures, settings))
     text = f"# {title}\n\n{description}\n\n{markdown(header, body)}"
     if settings:
         text += "\nWhat each configuration sets:\n\n" + "".join(f"- {name}: {line}\n" for name, line in settings)
     if failures:
         text += "\nTrials that did not finish:\n\n" + "".join(
             f"- {r.config} repeat {r.repeat}: {r.status}: {r.error}\n" for r in failures)
-    (target / layout.REPORT_MARKDOWN).write_text(text)
+    write_text(target / layout.REPORT_MARKDOWN, text)
     return page
 
 

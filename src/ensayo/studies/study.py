@@ -25,7 +25,7 @@ from ensayo.data import load_splits
 from ensayo.models import load_recipe
 from ensayo.pipeline import run
 from ensayo.recipe import RecipeError, TrackConfig, expand_path, set_key
-from ensayo.store import locked, read_json, write_json
+from ensayo.store import locked, read_json, write_json, write_text
 from ensayo.studies.embeddings import train_job
 from ensayo.studies.report import write_study_report
 from ensayo.studies.schema import Distribution, StudyConfig, SweepConfig, load_study
@@ -186,7 +186,7 @@ class Study:
         if result.status != "finished":
             directory.mkdir(parents=True, exist_ok=True)
             detail = "" if result.status == "pruned" else traceback.format_exc()
-            (directory / layout.TRIAL_ERROR).write_text(f"{result.status}\n{result.error}\n{detail}")
+            write_text(directory / layout.TRIAL_ERROR, f"{result.status}\n{result.error}\n{detail}")
             self._tag_unfinished(directory, result, tags)
         return result
 
