@@ -1,0 +1,103 @@
+"""Saved runs: a directory with the recipe, the fitted preprocessing as JSON and weights as safetensors
+(file names in `ensayo.layout`). One class serves every model type: a classifier's run predicts, a
+generator's run generates. Loading reads JSON, YAML and safetensors only: nothing is unpickled and no
+code runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ensayo import layout
+from ensayo.data import Bins
+from ensayo.models import Classifier, Generator, ModelType, format_version, load_trained
+from ensayo.outputs.category import CategoryOutput
+from ensayo.recipe import Recipe
+from ensayo.store import read_json
+
+
+@dataclass
+class SavedRun:
+    """A trained run: `SavedRun.load(dir).predict(table)`, or `.generate(prompt)` for a text output."""
+
+    path: Path
+    recipe: Recipe
+    model: ModelType
+    bins: Bins | None = None  # the derived bins fitted on the training split (to score labelled files)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SavedRun:
+        path = Path(path)
+        if not (path / layout.RECIPE).is_file() or not (path / layout.STATE).is_file():
+            raise FileNotFoundError(f"{path}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
+        recipe, model = load_trained(path)
+        bins = Bins(recipe.derive).load_state(read_json(path / layout.STATE).get("derived", {}))
+        return cls(path, recipe, model, bins)
+
+    # ------------------------------------------------------------------ what it is
+    @property
+    def model_type(self) -> str:
+        return self.recipe.model.type
+
+    @property
+    def format_version(self) -> int:
+        return format_version(self.path)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self._json(layout.METRICS, {})
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self._json(layout.HISTORY, [])
+
+    def _json(self, name: str, default: Any) -> Any:
+        file = self.path / name
+        return read_json(file) if file.is_file() else default
+
+    @property
+    def can_predict(self) -> bool:
+        return isinstance(self.model, Classifier)
+
+    @property
+    def can_generate(self) -> bool:
+        return isinstance(self.model, Generator)
+
+    # ------------------------------------------------------------------ a classifier's run
+    @property
+    def classifier(self) -> Classifier:
+        if not isinstance(self.model, Classifier):
+            raise TypeError(f"{self.path}: a {self.recipe.output.type}-output run ({self.model_type}) does not "
+                            "predict classes; use generate")
+        return self.model
+
+    @property
+    def output(self) -> CategoryOutput:
+        """The classes the run predicts."""
+        return self.classifier.classes
+
+    def predict_proba(self, table: pl.DataFrame) -> np.ndarray:
+        """(rows, classes) probabilities, classes in `output.classes` order."""
+        return self.classifier.predict_proba(table)
+
+    def predict(self, table: pl.DataFrame, top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+        """The `top_k` likeliest labels of each row, best first, with their probabilities."""
+        return self.classifier.predict(table, top_k)
+
+    # ------------------------------------------------------------------ a generator's run
+    def generate(self, prompt: str = "", length: int = 200, temperature: float = 0.8, top_k: int | None = None,
+                 top_p: float | None = None, seed: int = 0) -> Iterator[str]:
+        """Yield the text of each new token as it is sampled; `length` counts tokens."""
+        if not isinstance(self.model, Generator):
+            raise TypeError(f"{self.path}: not a language model run (its output is {self.recipe.output.type})")
+        return self.model.generate(prompt, length, temperature, top_k, top_p, seed)
+
+
+def load_run(path: str | Path) -> SavedRun:
+    """A saved run of any recipe."""
+    return SavedRun.load(path)
