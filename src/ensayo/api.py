@@ -13,6 +13,7 @@ import polars as pl
 from rich.console import Console
 from rich.progress import Progress
 
+from ensayo import layout
 from ensayo.data import DataError, leaking_inputs
 from ensayo.datasets import DatasetInfo, list_datasets
 from ensayo.models import load_recipe, model_type_of
@@ -105,7 +106,6 @@ def report(sources: list[str | Path], output: str | Path | None = None, metric: 
            tracking_uri: str | None = None) -> Path:
     """The HTML and Markdown report of a study directory, or of runs (directories or MLflow run ids) side by
     side; returns the HTML page."""
-    from ensayo import layout
     from ensayo.studies import write_runs_report, write_study_report
 
     first = Path(sources[0])

@@ -49,7 +49,7 @@ def _reported(interrupted: str = "") -> Iterator[None]:
         raise typer.Exit(code=128 + getattr(exc, "signal_number", signal.SIGINT)) from None
     except OSError as exc:  # the disk is full, a file cannot be written...
         _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
-    except (RecipeError, DataError, ValueError, TypeError, Locked, TrackingError) as exc:
+    except (RecipeError, DataError, ValueError, Locked, TrackingError) as exc:
         _fail(str(exc))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from ensayo import metrics as ev
 from ensayo.data import DataReport, Splits, load_splits
 from ensayo.models import Classifier, FitContext, Fitted, ModelType, load_recipe, model_type_of, save_recipe
 from ensayo.models.base import EpochCallback
+from ensayo.models.registry import run_recipe
 from ensayo.recipe import Recipe
 from ensayo.runs import SavedRun
 from ensayo.store import contents, locked, read_json, write_json
@@ -75,8 +77,6 @@ def _prepare(recipe: Recipe | str | Path | dict, overrides: list[str] | None, ba
             raise FileNotFoundError(f"{run_dir}: no {layout.RECIPE}; not a run directory to resume")
         if (run_dir / layout.METRICS).is_file():
             raise ValueError(f"{run_dir}: this run has finished (it has {layout.METRICS}); nothing to resume")
-        from ensayo.models.registry import run_recipe
-
         return run_recipe(run_dir), base
     if isinstance(recipe, dict):
         recipe = load_recipe(recipe, overrides)
@@ -113,8 +113,6 @@ def _empty(run_dir: Path) -> None:
 
 
 def new_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
-    from datetime import datetime
-
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
     return root / recipe.name / stamp
 

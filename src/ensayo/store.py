@@ -93,7 +93,7 @@ def locked(directory: Path, what: str) -> Iterator[None]:
 def holder(directory: Path) -> str:
     """Who holds a directory's lock, in words."""
     try:
-        found = json.loads((directory / layout.LOCK_HOLDER).read_text())
+        found = read_json(directory / layout.LOCK_HOLDER)
     except (OSError, ValueError):
         return "another process"
     return f"process {found['pid']} on {found['host']} since {found['since']} ({found['command']})"

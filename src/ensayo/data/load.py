@@ -77,7 +77,7 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     return problems + check_derived(recipe)
 
 
-def _check_rows(table: pl.DataFrame, path: Path, report: DataReport, bad_before: int) -> None:
+def _check_rows(table: pl.DataFrame, path: Path, recipe: Recipe, report: DataReport, bad_before: int) -> None:
     """A file that gave no usable row is named with why: no rows at all, or every row bad."""
     if table.height:
         return
@@ -85,7 +85,8 @@ def _check_rows(table: pl.DataFrame, path: Path, report: DataReport, bad_before:
     if bad:
         raise DataError(f"{path}: every row of the file is bad ({len(bad):,}), e.g. "
                         + "; ".join(str(b) for b in bad[:3]))
-    raise DataError(f"{path}: the file has no data rows" + (" (a header only)" if path.is_file() else ""))
+    header_only = path.is_file() and recipe.data.format != "folder" and recipe.data.header
+    raise DataError(f"{path}: the file has no data rows" + (" (a header only)" if header_only else ""))
 
 
 def _check_classes(train: pl.DataFrame, recipe: Recipe) -> None:
@@ -109,7 +110,7 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
                 continue
             path, bad_before = expand_path(source, base), len(report.bad_rows)
             table = _read_source(path, recipe, report)
-            _check_rows(table, path, report, bad_before)
+            _check_rows(table, path, recipe, report, bad_before)
             parts[name] = check_files(_prepare(table, recipe, report), recipe, report, base)
         train = _sample(parts["train"], recipe)  # files checked before sampling: few sets have both
         empty = train.head(0)
@@ -118,7 +119,7 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
     else:
         path = expand_path(recipe.data.source or "", base)
         table = _read_source(path, recipe, report)
-        _check_rows(table, path, report, 0)
+        _check_rows(table, path, recipe, report, 0)
         table = _sample(_prepare(table, recipe, report), recipe)
         table = check_files(table, recipe, report, base)
         train, validation, test = split_table(table, recipe)

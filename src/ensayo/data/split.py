@@ -19,8 +19,7 @@ def _stratify_labels(labels: np.ndarray, min_count: int) -> np.ndarray:
     if not rare:
         return labels
     pooled = np.array(["\0rare" if v in rare else v for v in labels], dtype=object)
-    if len(rare) == len(values) or (pooled == "\0rare").sum() < 2:
-        # a lone rare row, or nothing but rare labels: stratify it with the commonest label
+    if (pooled == "\0rare").sum() < 2:  # a lone rare row: stratified with the commonest label
         pooled[pooled == "\0rare"] = values[np.argmax(counts)]
     return pooled
 

@@ -28,6 +28,7 @@ from ensayo import metrics as ev
 from ensayo.data import Splits, apply_expressions
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
+from ensayo.store import read_json
 
 Sections = dict[str, type[BaseModel] | None]  # model.<key> -> its schema (None marks `encoders`)
 Exports = dict[str, str | None]  # format -> None where a model type can be exported to it, else why not
@@ -81,7 +82,8 @@ class ModelType(ABC):
             problems.append(f"model.type: {cls.name} gives a {cls.output} output, but output.type is "
                             f"{recipe.output.type!r}")
         if cls.input_types == frozenset() and recipe.inputs:
-            problems.append(f"inputs: model.type {cls.name} takes no inputs")
+            source = ": its text comes from output.columns" if cls.output == "text" else ""
+            problems.append(f"inputs: model.type {cls.name} has no inputs{source}")
         elif cls.input_types is not None:
             unusable = [f"{spec.name!r} ({spec.type})" for spec in recipe.inputs if spec.type not in cls.input_types]
             if unusable:
@@ -213,8 +215,6 @@ def model_type_of(recipe: Recipe) -> type[ModelType]:
 
 def read_state(run_dir: Path) -> dict[str, Any]:
     """A run's fitted preprocessing (features.json), named when it is missing."""
-    from ensayo.store import read_json
-
     path = run_dir / layout.STATE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")

@@ -37,7 +37,7 @@ from ensayo.models.base import (
 from ensayo.models.registry import load_recipe, load_trained
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import InputConfig, Recipe, RecipeError, Strict, expand_path
-from ensayo.store import write_json
+from ensayo.store import read_json, write_json
 
 
 class EnsembleConfig(Strict):
@@ -172,7 +172,7 @@ class Ensemble(Classifier):
             context.console.rule(f"member {recipe.name}")
             member = context.train_member(recipe, member_dir, context.resume)
             members.append(member)
-            scores = _read_metrics(member_dir)
+            scores = read_json(member_dir / layout.METRICS)
             metrics["fit_seconds"] += scores["fit_seconds"]
             for key in ("test/balanced_accuracy", "val/balanced_accuracy", "fit_seconds"):
                 metrics[f"{layout.MEMBERS}/{recipe.name}/{key}"] = scores[key]
@@ -218,8 +218,3 @@ class Ensemble(Classifier):
         assert self.pool is not None, "fit or load the model first"
         return self.pool.predict_proba(table)
 
-
-def _read_metrics(run_dir: Path) -> dict[str, float]:
-    from ensayo.store import read_json
-
-    return read_json(run_dir / layout.METRICS)

@@ -10,9 +10,9 @@ from ensayo import layout
 from ensayo.data import recipe_problems
 from ensayo.features import FEATURES
 from ensayo.models.base import MODEL_TYPES, ModelType
-from ensayo.recipe import Recipe, RecipeError, read_raw, validate_schema
+from ensayo.recipe import Recipe, RecipeError, read_raw, recipe_to_dict, validate_schema
 from ensayo.recipe.resolve import resolve
-from ensayo.store import read_json
+from ensayo.store import read_json, write_json, write_yaml
 
 
 def resolve_recipe(recipe: Recipe, label: str = "<recipe>") -> Recipe:
@@ -72,15 +72,10 @@ def load_trained(run_dir: str | Path) -> tuple[Recipe, ModelType]:
 
 
 def write_format(run_dir: Path, recipe: Recipe) -> None:
-    from ensayo.store import write_json
-
     write_json(run_dir / layout.FORMAT, {"version": layout.FORMAT_VERSION, "model_type": recipe.model.type})
 
 
 def save_recipe(recipe: Recipe, run_dir: Path) -> None:
     """The recipe as run, every key written (defaults included), and the run's format version."""
-    from ensayo.recipe import recipe_to_dict
-    from ensayo.store import write_yaml
-
     write_yaml(run_dir / layout.RECIPE, recipe_to_dict(recipe))
     write_format(run_dir, recipe)

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from rich.progress import Progress
 
-from ensayo.data import FILE, LINE, read_for_inference
+from ensayo.data import FILE, LINE, apply_expressions, read_for_inference
 from ensayo.metrics import score
 from ensayo.runs.saved import SavedRun
 from ensayo.store import atomic_path
@@ -75,15 +75,9 @@ def predict_table(run: SavedRun, rows: pl.DataFrame | list[dict[str, Any]],
     """The top-k labels and probabilities of in-memory rows (a polars table or a list of mappings), each
     holding the recipe's input columns."""
     table = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows)
+    table = apply_expressions(table, run.recipe, only_possible=True)  # inputs that are derived columns
     needed = [run.recipe.column_of(spec) for spec in run.recipe.inputs]
     missing = [c for c in needed if c not in table.columns]
-    if missing and not _derivable(run, missing, table.columns):
+    if missing:
         raise ValueError(f"the rows lack the input column(s) {missing} (inputs: {needed})")
     return run.predict(table, top_k)
-
-
-def _derivable(run: SavedRun, missing: list[str], columns: list[str]) -> bool:
-    from ensayo.data.derive import reads
-
-    made = {spec.name: spec for spec in run.recipe.derive if spec.bin is None}
-    return all(name in made and reads(made[name]) <= set(columns) for name in missing)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,11 @@ from ensayo.recipe import Recipe
 from ensayo.store import read_json
 
 
+class WrongKindOfRun(TypeError, ValueError):
+    """Asking a run for what its model type does not do (classes of a generator, text of a classifier): a
+    TypeError, and a ValueError so that the CLI reports it in one line with a user's other mistakes."""
+
+
 @dataclass
 class SavedRun:
     """A trained run: `SavedRun.load(dir).predict(table)`, or `.generate(prompt)` for a text output."""
@@ -28,7 +34,6 @@ class SavedRun:
     path: Path
     recipe: Recipe
     model: ModelType
-    bins: Bins | None = None  # the derived bins fitted on the training split (to score labelled files)
 
     @classmethod
     def load(cls, path: str | Path) -> SavedRun:
@@ -36,8 +41,12 @@ class SavedRun:
         if not (path / layout.RECIPE).is_file() or not (path / layout.STATE).is_file():
             raise FileNotFoundError(f"{path}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
         recipe, model = load_trained(path)
-        bins = Bins(recipe.derive).load_state(read_json(path / layout.STATE).get("derived", {}))
-        return cls(path, recipe, model, bins)
+        return cls(path, recipe, model)
+
+    @cached_property
+    def bins(self) -> Bins:
+        """The derived bins fitted on the training split, read when a labelled file is scored."""
+        return Bins(self.recipe.derive).load_state(read_json(self.path / layout.STATE).get("derived", {}))
 
     # ------------------------------------------------------------------ what it is
     @property
@@ -72,7 +81,7 @@ class SavedRun:
     @property
     def classifier(self) -> Classifier:
         if not isinstance(self.model, Classifier):
-            raise TypeError(f"{self.path}: a {self.recipe.output.type}-output run ({self.model_type}) does not "
+            raise WrongKindOfRun(f"{self.path}: a {self.recipe.output.type}-output run ({self.model_type}) does not "
                             "predict classes; use generate")
         return self.model
 
@@ -94,7 +103,7 @@ class SavedRun:
                  top_p: float | None = None, seed: int = 0) -> Iterator[str]:
         """Yield the text of each new token as it is sampled; `length` counts tokens."""
         if not isinstance(self.model, Generator):
-            raise TypeError(f"{self.path}: not a language model run (its output is {self.recipe.output.type})")
+            raise WrongKindOfRun(f"{self.path}: not a language model run (its output is {self.recipe.output.type})")
         return self.model.generate(prompt, length, temperature, top_k, top_p, seed)
 
 

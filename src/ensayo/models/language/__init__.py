@@ -46,9 +46,7 @@ class LanguageModel(Generator):
 
     @classmethod
     def check(cls, recipe: Recipe) -> list[str]:
-        problems = [line for line in super().check(recipe) if not line.startswith("inputs:")]
-        if recipe.inputs:
-            problems.append("inputs: a language model has no inputs: its text comes from output.columns")
+        problems = super().check(recipe)
         architecture = recipe.model.language_model.architecture
         if architecture not in LANGUAGE_MODELS:
             from ensayo.recipe.load import choice_error
