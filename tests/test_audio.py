@@ -2,14 +2,13 @@
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 import soundfile as sf
 import torch
-from conftest import explore_report
+from conftest import RATE, SPEAKERS, audio_recipe, explore_report, make_clips, tone
 from typer.testing import CliRunner
 
 import ensayo
@@ -27,52 +26,6 @@ from ensayo.features.audio import (
 )
 from ensayo.models import load_recipe
 from ensayo.runs import SavedRun
-
-RATE = 8000
-SPEAKERS = ["ana", "bo", "cy"]
-
-
-def tone(label: str, rng: np.random.Generator, rate: int = RATE, gain: float | None = None) -> np.ndarray:
-    """'low' a 300 Hz tone, 'high' a 1500 Hz tone, 'sweep' a 300 -> 2500 Hz chirp; with silence around."""
-    seconds = rng.uniform(0.25, 0.4)
-    t = np.arange(int(seconds * rate)) / rate
-    if label == "sweep":
-        phase = 2 * np.pi * (300 * t + (2200 / (2 * seconds)) * t**2)
-    else:
-        phase = 2 * np.pi * (300 if label == "low" else 1500) * t
-    sound = np.sin(phase) * np.hanning(len(t)) * (gain if gain is not None else rng.uniform(0.1, 0.8))
-    silence = np.zeros(int(rng.uniform(0.05, 0.2) * rate))
-    clip = np.concatenate([silence, sound, silence])
-    return (clip + rng.normal(0, 0.003, len(clip))).astype(np.float32)
-
-
-def make_clips(folder: Path, takes: int = 12, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for label in ("low", "high", "sweep"):
-        for speaker in SPEAKERS:
-            for take in range(takes):
-                sf.write(folder / f"{label}_{speaker}_{take}.wav", tone(label, rng), RATE, subtype="PCM_16")
-    (folder / "README.txt").write_text("not data: ignored, its name has another suffix\n")
-    return folder
-
-
-def audio_recipe(folder: Path, encoder: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
-    return {
-        "name": "tones",
-        "data": {"source": str(folder), "format": "folder", "pattern": "{label}_{speaker}_{take}.wav",
-                 "split": {"method": "filter", "test_filter": "take < 2", "validation": 0.15, "seed": 0},
-                 **changes.pop("data", {})},
-        "inputs": [{"name": "clip", "type": "audio", "column": "path",
-                    "preprocessing": {"duration": 0.5, "n_mels": 16, "n_fft": 256, "hop_length": 128,
-                                      **changes.pop("preprocessing", {})}}],
-        "output": {"column": "label"},
-        "model": {"encoders": {"clip": encoder or {"type": "cnn2d", "channels": [8, 16]}},
-                  "head": {"hidden": [], "dropout": 0.0}},
-        "train": {"lr": 0.01, "epochs": 8, "batch_size": 16, "seed": 0, "monitor": "val/accuracy",
-                  **changes.pop("train", {})},
-        "track": {"enabled": False},
-    }
 
 
 @pytest.fixture

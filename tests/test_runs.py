@@ -27,8 +27,10 @@ TITLES = pl.DataFrame({"title": ["Taladro Bosch percutor 700 watts", "Novela tap
 
 def test_every_run_writes_its_format_and_loads_as_one_class(tiny_runs: dict[str, Path]) -> None:
     for kind, path in tiny_runs.items():
-        assert read_json(path / layout.FORMAT) == {"version": layout.FORMAT_VERSION, "model_type": kind}
+        written = read_json(path / layout.FORMAT)
+        assert written == {"version": layout.FORMAT_VERSION, "model_type": kind, "trained_at": written["trained_at"]}
         saved = ensayo.load_run(path)
+        assert saved.trained_at == written["trained_at"] and saved.run_id == path.name  # not tracked: its folder
         assert isinstance(saved, SavedRun) and saved.model_type == kind and saved.format_version == 2
         assert saved.can_generate == (kind == "language_model") and saved.can_predict == (kind != "language_model")
         assert saved.metrics and isinstance(saved.history, list)

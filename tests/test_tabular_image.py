@@ -1,16 +1,13 @@
 """Numbers, categories and images together, with a target derived from the table (the POI workload)."""
 
-import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import explore_report
-from PIL import Image
+from conftest import explore_report, make_pois, poi_recipe
 from typer.testing import CliRunner
 
 import ensayo
@@ -29,55 +26,6 @@ from ensayo.models import load_recipe
 from ensayo.recipe import RecipeError
 from ensayo.runs import SavedRun
 from ensayo.training import encode_split, make_optimizers, split_parameters
-
-COLOURS = {"low": (40, 60, 200), "medium": (60, 180, 60), "high": (220, 50, 40)}
-
-
-def make_pois(folder: Path, rows: int = 150, seed: int = 0) -> Path:
-    """POI-like rows: engagement = Likes / Visits; the photo's colour and the categories follow it."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "pois.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "categories", "tags", "xps", "locationLon", "Likes", "Visits", "tier", "image"])
-        for row in range(rows):
-            level = ["low", "medium", "high"][row % 3]
-            likes = {"low": 10, "medium": 50, "high": 90}[level] + rng.integers(0, 10)
-            poi_id = f"poi{row if row % 10 else row - 1}"  # every tenth row repeats the previous id
-            image = folder / "images" / f"{row}.png"
-            image.parent.mkdir(exist_ok=True)
-            colour = np.array(COLOURS[level]) + rng.integers(-20, 20, 3)
-            pixels = np.clip(colour + rng.normal(0, 15, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(image)
-            categories = {"low": "['Parque']", "medium": "['Museo', 'Arte']", "high": "['Historia', 'Arte']"}[level]
-            writer.writerow([poi_id, categories, "[]", rng.choice([250, 500]), rng.uniform(-4, 3), likes, 100,
-                             1, f"images/{row}.png"])
-    return folder / "pois.csv"
-
-
-def poi_recipe(source: Path, **changes: Any) -> dict[str, Any]:
-    return {
-        "name": "pois",
-        "data": {"source": str(source),
-                 "split": {"method": "group", "group_column": "id", "train": 0.6, "validation": 0.2, "test": 0.2}},
-        "derive": [{"name": "engagement", "expression": "((Likes * 2**2 - 0) / Visits) * (1 / tier)"},
-                   {"name": "level", "bin": {"column": "engagement", "quantiles": 3,
-                                             "labels": ["low", "medium", "high"]}}],
-        "inputs": changes.pop("inputs", [
-            {"name": "photo", "type": "image", "column": "image", "preprocessing": {"size": 32}},
-            {"name": "categories", "type": "category", "preprocessing": {"multi": True}},
-            {"name": "xps", "type": "number"},
-        ]),
-        "output": {"column": "level"},
-        "model": {"encoders": changes.pop("encoders", {
-            "photo": {"type": "cnn", "channels": [8, 16]},
-            "categories": {"type": "embedding", "dim": 4},
-            "xps": {"type": "passthrough"}}),
-            "head": {"hidden": [16], "dropout": 0.0}},
-        "train": {"lr": 0.01, "epochs": 10, "batch_size": 16, "seed": 0, "monitor": "val/accuracy"},
-        "track": {"enabled": False},
-        **changes,
-    }
 
 
 @pytest.fixture

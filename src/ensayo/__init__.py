@@ -22,6 +22,8 @@ _EXPORTS = {
     "sweep": "ensayo.api",
     "report": "ensayo.api",
     "train_embeddings": "ensayo.api",
+    "serve": "ensayo.api",
+    "export": "ensayo.api",
     "load_recipe": "ensayo.api",
     "SavedRun": "ensayo.api",
     "Recipe": "ensayo.api",

@@ -23,8 +23,8 @@ from ensayo.runs import SavedRun, evaluate_file, load_run, predict_file, predict
 from ensayo.store import write_json
 
 __all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "SavedRun", "Validation", "datasets", "evaluate",
-           "explore", "generate", "load_recipe", "load_run", "predict", "predict_rows", "predict_to_file", "report",
-           "run", "sweep", "train_embeddings", "validate"]
+           "explore", "export", "generate", "load_recipe", "load_run", "predict", "predict_rows", "predict_to_file",
+           "report", "run", "serve", "sweep", "train_embeddings", "validate"]
 
 
 @dataclass
@@ -137,3 +137,33 @@ def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destinat
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
     return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress)
+
+
+def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          max_rows: int = 1024, max_upload_mb: float = 16.0, batch_rows: int = 256, batch_wait_ms: float = 2.0,
+          access_log: bool = False) -> None:
+    """Serve runs (`"NAME=RUN"` or `RUN`) over HTTP until interrupted: a JSON API, MLflow's /invocations, a
+    page at / to try each model. Needs `ensayo[serve]`."""
+    from ensayo.serving import ServeOptions, parse_targets
+    from ensayo.serving import serve as start
+
+    options = ServeOptions(max_rows=max_rows, max_upload_mb=max_upload_mb, batch_rows=batch_rows,
+                           batch_wait_ms=batch_wait_ms)
+    start(parse_targets([str(r) for r in runs]), host, port, workers, options, access_log)
+
+
+def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | None = None,
+           register: str | None = None) -> Path:
+    """Export a run: `mlflow` (a pyfunc model folder, logged to the run's MLflow run and registered as
+    `register`) or `onnx` (the network beside the run's state); returns the folder written."""
+    from ensayo.exporting import FORMATS, export_mlflow, export_onnx
+
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    target = Path(output) if output else None
+    if format == "mlflow":
+        return export_mlflow(saved, target, register).path
+    if format == "onnx":
+        if register:
+            raise ValueError("--register is for the mlflow format")
+        return export_onnx(saved, target)
+    raise ValueError(f"format {format!r}: choose {' or '.join(FORMATS)}")

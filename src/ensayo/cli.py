@@ -102,12 +102,14 @@ def predict(
                                                 "class's probability is printed")] = None,
     top_k: Annotated[int, typer.Option(help="labels per row in the CSV", min=1)] = 3,
     batch_size: Annotated[int, typer.Option(help="rows per batch", min=1)] = 4096,
+    engine: Annotated[str, typer.Option(help="torch, or onnx: the network exported by `ensayo export "
+                                        "--format onnx`, run by ONNX Runtime")] = "torch",
 ) -> None:
     """Predict the rows of a file: the top-k labels to a CSV, or every class's probability on screen."""
     from ensayo import api
 
     with _reported():
-        saved = api.load_run(run_dir)
+        saved = api.load_run(run_dir, engine)
         if output is None:
             names, probabilities, bad = api.predict_rows(saved, input)
         else:
@@ -172,6 +174,43 @@ def generate(
         stdout.print(piece, end="", highlight=False, markup=False)
         stdout.file.flush()
     stdout.print()
+
+
+@app.command()
+def serve(
+    runs: Annotated[list[str], typer.Argument(help="[NAME=]RUN: saved runs to serve, each named by its recipe "
+                                              "unless NAME= gives another")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes, each holding every model", min=1)] = 1,
+    max_rows: Annotated[int, typer.Option(help="rows in one request, at most", min=1)] = 1024,
+    max_upload_mb: Annotated[float, typer.Option(help="size of one request body, at most (MiB)", min=0.001)] = 16.0,
+    batch_rows: Annotated[int, typer.Option(help="rows gathered into one model call, at most", min=1)] = 256,
+    batch_wait_ms: Annotated[float, typer.Option(help="how long a model call waits for more requests", min=0)] = 2.0,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+) -> None:
+    """Serve runs over HTTP: a JSON API, MLflow's /invocations, and a page at / to try each model."""
+    from ensayo import api
+
+    with _reported():
+        api.serve(runs, host, port, workers, max_rows, max_upload_mb, batch_rows, batch_wait_ms, access_log)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="saved run directory")],
+    format: Annotated[str, typer.Option("--format", "-f", help="mlflow (any model type) or onnx (a neural "
+                                        "classifier's network)")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="folder to write (mlflow: RUN/mlflow-model;"
+                                                " onnx: the run itself)")] = None,
+    register: Annotated[str | None, typer.Option(help="mlflow: register the logged model under this name")] = None,
+) -> None:
+    """Export a run as an MLflow pyfunc model or as ONNX."""
+    from ensayo import api
+
+    with _reported():
+        written = api.export(run_dir, format, output, register)
+    stdout.print(str(written))
 
 
 @app.command()
@@ -274,3 +313,7 @@ def datasets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     for info, path in found:
         table.add_row(info.name, "yes" if path else "no", str(path or "-"), info.description)
     stdout.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -22,6 +22,9 @@ DATA_REPORT = "data_report.json"  # rows read, bad rows, split sizes
 TRACKING = "tracking.json"  # the MLflow run id and store of the run
 CHECKPOINT = "checkpoint.pt"  # while training: the last consistent state, removed when the run ends
 BEST_WEIGHTS = "best.safetensors"  # while training: the best epoch's weights, removed when the run ends
+ONNX_MODEL = "model.onnx"  # `ensayo export --format onnx`: the network, answering probabilities
+ONNX_INPUTS = "onnx.json"  # the ONNX model's input tensors, in order, and the opset
+MLFLOW_MODEL = "mlflow-model"  # `ensayo export --format mlflow` writes this folder unless told another
 
 # what a run writes for a person to look at
 LEARNING_CURVES = "learning_curves.png"

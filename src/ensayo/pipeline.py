@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from ensayo import metrics as ev
 from ensayo.data import DataReport, Splits, load_splits
 from ensayo.models import Classifier, FitContext, Fitted, ModelType, load_recipe, model_type_of, save_recipe
 from ensayo.models.base import EpochCallback
-from ensayo.models.registry import run_recipe
+from ensayo.models.registry import run_recipe, write_format
 from ensayo.recipe import Recipe
 from ensayo.runs import SavedRun
 from ensayo.store import contents, locked, read_json, write_json
@@ -174,6 +174,7 @@ def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base
     except Exception:
         tracker.end("FAILED")
         raise
+    write_format(run_dir, recipe, trained_at=datetime.now(UTC).isoformat(timespec="seconds"))
     tracker.log_metrics(fitted.metrics, step=len(fitted.history))  # the final scores sit after the last epoch
     tracker.log_artifacts(run_dir, skip=(*layout.TRAINING_ONLY, *layout.BOOKKEEPING))
     tracker.end()

@@ -9,8 +9,10 @@ modality is one new module here plus its line below.
 from ensayo.features import audio, category, image, image_stats, number, sentence, text  # noqa: F401  (registers the built-in types)
 from ensayo.features.base import (
     FEATURES,
+    IMAGE_FILES,
     Encoder,
     Feature,
+    Values,
     build_feature,
     conv_stack,
     loading_saved_run,
@@ -18,5 +20,15 @@ from ensayo.features.base import (
     saved_run_loading,
 )
 
-__all__ = ["FEATURES", "Encoder", "Feature", "build_feature", "conv_stack", "loading_saved_run", "register_feature",
-           "saved_run_loading"]
+__all__ = [
+    "FEATURES",
+    "IMAGE_FILES",
+    "Encoder",
+    "Feature",
+    "Values",
+    "build_feature",
+    "conv_stack",
+    "loading_saved_run",
+    "register_feature",
+    "saved_run_loading",
+]

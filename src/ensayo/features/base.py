@@ -7,8 +7,9 @@ import contextlib
 import contextvars
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel
@@ -32,11 +33,27 @@ def loading_saved_run() -> bool:
     return _LOADING_SAVED_RUN.get()
 
 
+@dataclass(frozen=True)
+class Values:
+    """What one input column holds, as a client of a saved run sends it (the server, its page, the exports):
+    text, a number, a category (or a list of them), or a file of a `media` kind given as bytes."""
+
+    kind: Literal["text", "number", "category", "file"]
+    multi: bool = False
+    media: Literal["audio", "image"] | None = None
+    suffixes: tuple[str, ...] = ()  # the file formats it reads, for the file chooser of the page
+
+
+IMAGE_FILES = Values("file", media="image", suffixes=(".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"))
+
+
 class Encoder(nn.Module):
-    """Turns a batch of one feature into a (batch, output_dim) tensor."""
+    """Turns a batch of one feature into a (batch, output_dim) tensor. `onnx_problem` says why a network
+    with this encoder cannot be exported to ONNX (None: it can)."""
 
     Config: ClassVar[type[BaseModel]]
     output_dim: int
+    onnx_problem: ClassVar[str | None] = None
 
 
 class Feature:
@@ -45,6 +62,12 @@ class Feature:
     type_name: ClassVar[str]
     Preprocessing: ClassVar[type[BaseModel]]
     encoders: ClassVar[dict[str, type[Encoder]]]
+    values: ClassVar[Values] = Values("text")
+
+    @classmethod
+    def values_of(cls, preprocessing: BaseModel) -> Values:
+        """What a row holds for this input with these options (a list-valued category overrides it)."""
+        return cls.values
 
     def __init__(self, name: str, column: str, preprocessing: BaseModel) -> None:
         self.name = name

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.features.base import Encoder, Feature, Values, register_feature
 from ensayo.recipe import Strict
 
 
@@ -47,6 +47,11 @@ class CategoryFeature(Feature):
     values unseen in training (or too rare) map to it at prediction time."""
 
     Preprocessing = CategoryPreprocessing
+    values = Values("category")
+
+    @classmethod
+    def values_of(cls, preprocessing: CategoryPreprocessing) -> Values:  # type: ignore[override]
+        return Values("category", multi=preprocessing.multi)
 
     def __init__(self, name: str, column: str, preprocessing: CategoryPreprocessing) -> None:
         super().__init__(name, column, preprocessing)

@@ -16,7 +16,14 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
-from ensayo.features.base import Encoder, Feature, conv_stack, loading_saved_run, register_feature
+from ensayo.features.base import (
+    IMAGE_FILES,
+    Encoder,
+    Feature,
+    conv_stack,
+    loading_saved_run,
+    register_feature,
+)
 from ensayo.recipe import Strict, expand_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -75,6 +82,7 @@ def read_image(path: str, size: int) -> np.ndarray:
 @register_feature("image")
 class ImageFeature(Feature):
     Preprocessing = ImagePreprocessing
+    values = IMAGE_FILES
 
     def __init__(self, name: str, column: str, preprocessing: ImagePreprocessing) -> None:
         super().__init__(name, column, preprocessing)

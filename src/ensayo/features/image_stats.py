@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 from rich.progress import track
 from torch import nn
 
-from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.features.base import IMAGE_FILES, Encoder, Feature, register_feature
 from ensayo.features.image import ImageFileOptions
 from ensayo.recipe import Strict
 
@@ -159,6 +159,7 @@ class ImageStatsPreprocessing(ImageFileOptions):
 @register_feature("image_stats")
 class ImageStatsFeature(Feature):
     Preprocessing = ImageStatsPreprocessing
+    values = IMAGE_FILES
 
     def __init__(self, name: str, column: str, preprocessing: ImageStatsPreprocessing) -> None:
         super().__init__(name, column, preprocessing)

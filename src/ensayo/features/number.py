@@ -10,7 +10,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.features.base import Encoder, Feature, Values, register_feature
 from ensayo.recipe import Strict
 
 
@@ -36,6 +36,7 @@ def to_numbers(values: list[Any]) -> np.ndarray:
 @register_feature("number")
 class NumberFeature(Feature):
     Preprocessing = NumberPreprocessing
+    values = Values("number")
 
     def __init__(self, name: str, column: str, preprocessing: NumberPreprocessing) -> None:
         super().__init__(name, column, preprocessing)

@@ -71,8 +71,10 @@ def load_trained(run_dir: str | Path) -> tuple[Recipe, ModelType]:
     return recipe, MODEL_TYPES[recipe.model.type].load(run_dir, recipe)
 
 
-def write_format(run_dir: Path, recipe: Recipe) -> None:
-    write_json(run_dir / layout.FORMAT, {"version": layout.FORMAT_VERSION, "model_type": recipe.model.type})
+def write_format(run_dir: Path, recipe: Recipe, trained_at: str | None = None) -> None:
+    """The run's format version and model type; once training is done, when it finished."""
+    done = {"trained_at": trained_at} if trained_at else {}
+    write_json(run_dir / layout.FORMAT, {"version": layout.FORMAT_VERSION, "model_type": recipe.model.type, **done})
 
 
 def save_recipe(recipe: Recipe, run_dir: Path) -> None:

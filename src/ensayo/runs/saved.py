@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,15 @@ import polars as pl
 
 from ensayo import layout
 from ensayo.data import Bins
-from ensayo.models import Classifier, Generator, ModelType, format_version, load_trained
+from ensayo.models import Classifier, Generator, ModelType, format_version, load_trained, model_type_of
+from ensayo.models.onnx import OnnxNeuralClassifier
+from ensayo.models.registry import run_recipe
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
+from ensayo.runs.inputs import InputField, input_fields
 from ensayo.store import read_json
+
+ENGINES = ("torch", "onnx")
 
 
 class WrongKindOfRun(TypeError, ValueError):
@@ -36,12 +42,22 @@ class SavedRun:
     model: ModelType
 
     @classmethod
-    def load(cls, path: str | Path) -> SavedRun:
+    def load(cls, path: str | Path, engine: str = "torch") -> SavedRun:
+        """A run as saved; with `engine="onnx"`, a neural classifier whose network runs in ONNX Runtime (from
+        `ensayo export --format onnx`)."""
         path = Path(path)
         if not (path / layout.RECIPE).is_file() or not (path / layout.STATE).is_file():
             raise FileNotFoundError(f"{path}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
-        recipe, model = load_trained(path)
-        return cls(path, recipe, model)
+        if engine not in ENGINES:
+            raise ValueError(f"engine {engine!r}: choose {' or '.join(ENGINES)}")
+        if engine == "torch":
+            recipe, model = load_trained(path)
+            return cls(path, recipe, model)
+        recipe = run_recipe(path)
+        problem = model_type_of(recipe).export_problem("onnx")
+        if problem:
+            raise ValueError(f"{path}: no ONNX engine for this run: {problem}")
+        return cls(path, recipe, OnnxNeuralClassifier.load(path, recipe))
 
     @cached_property
     def bins(self) -> Bins:
@@ -50,8 +66,49 @@ class SavedRun:
 
     # ------------------------------------------------------------------ what it is
     @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    @property
     def model_type(self) -> str:
         return self.recipe.model.type
+
+    @property
+    def run_id(self) -> str:
+        """The MLflow run id where the run was tracked, else the run directory's name."""
+        return str(self._json(layout.TRACKING, {}).get("run_id") or self.path.name)
+
+    @property
+    def trained_at(self) -> str:
+        """When training finished (UTC, ISO 8601): as recorded, or for older runs when the metrics were written."""
+        recorded = self._json(layout.FORMAT, {}).get("trained_at")
+        if recorded:
+            return str(recorded)
+        finished = self.path / layout.METRICS
+        stamp = finished.stat().st_mtime if finished.is_file() else (self.path / layout.STATE).stat().st_mtime
+        return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+    @cached_property
+    def fields(self) -> list[InputField]:
+        """The columns a row sends to predict (none for a generator)."""
+        return input_fields(self.recipe) if self.can_predict else []
+
+    def identity(self) -> dict[str, str]:
+        """Which run answers: its name, run id and when it was trained."""
+        return {"name": self.name, "run_id": self.run_id, "trained_at": self.trained_at}
+
+    def describe(self) -> dict[str, Any]:
+        """What a client needs to know: the model type, the inputs, the classes or the text level, the test
+        scores."""
+        described: dict[str, Any] = {**self.identity(), "model_type": self.model_type,
+                                     "output": self.recipe.output.type,
+                                     "inputs": [field.describe() for field in self.fields]}
+        if self.can_predict:
+            described["classes"] = list(self.output.classes)
+        else:
+            described["level"] = getattr(self.recipe.output, "level", None)
+        described["metrics"] = {k: v for k, v in self.metrics.items() if k.startswith("test/")}
+        return described
 
     @property
     def format_version(self) -> int:
@@ -107,6 +164,6 @@ class SavedRun:
         return self.model.generate(prompt, length, temperature, top_k, top_p, seed)
 
 
-def load_run(path: str | Path) -> SavedRun:
+def load_run(path: str | Path, engine: str = "torch") -> SavedRun:
     """A saved run of any recipe."""
-    return SavedRun.load(path)
+    return SavedRun.load(path, engine)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ensayo.features.audio.preprocessing import AudioPreprocessing, Spectrogram, prepare_clip
-from ensayo.features.base import Feature, register_feature
+from ensayo.features.base import Feature, Values, register_feature
 
 
 @register_feature("audio")
@@ -17,6 +17,7 @@ class AudioFeature(Feature):
     """A column of audio file paths; each clip becomes a normalized (bins, frames) spectrogram."""
 
     Preprocessing = AudioPreprocessing
+    values = Values("file", media="audio", suffixes=(".wav", ".flac", ".ogg"))
 
     def __init__(self, name: str, column: str, preprocessing: AudioPreprocessing) -> None:
         super().__init__(name, column, preprocessing)

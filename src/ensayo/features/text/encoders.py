@@ -36,7 +36,10 @@ class TokenEmbedding(nn.Module):
                 self.words.weight[found] = vectors["vectors"][found]
         self.words.weight.requires_grad_(not freeze)
         self.subwords = None
+        self.onnx_problem: str | None = None  # see Encoder.onnx_problem
         if feature.subword_vocab is not None:
+            self.onnx_problem = ("sums subword (char_ngrams) embeddings in bags with a padding index, which ONNX "
+                                 "export does not support")
             self.subwords = nn.EmbeddingBag(len(feature.subword_vocab), dim, mode="sum", padding_idx=0,
                                             sparse=True)
             nn.init.uniform_(self.subwords.weight, -0.05, 0.05)
@@ -95,6 +98,12 @@ class CnnEncoderConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+def _windows(embedded: torch.Tensor, width: int) -> torch.Tensor:
+    """`embedded.unfold(1, width, 1).flatten(2)` from slices, which ONNX has: (batch, positions, dim * width)."""
+    positions = embedded.shape[1] - width + 1
+    return torch.stack([embedded[:, i: i + positions] for i in range(width)], dim=-1).flatten(2)
+
+
 @TextFeature.register_encoder("cnn")
 class CnnEncoder(Encoder):
     """Parallel 1-D convolutions of several widths over the embeddings, max-pooled over time."""
@@ -116,13 +125,16 @@ class CnnEncoder(Encoder):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         embedded, _ = self.embed(batch)
         lengths = batch["lengths"]
-        shortfall = max(self.widths) - embedded.shape[1]
+        exporting = torch.onnx.is_in_onnx_export()
+        # ONNX has no unfold, and a traced graph keeps no Python `if` on a length: exporting, every text gets
+        # the widest filter's padding (the windows it adds are masked below, so the answers do not change)
+        shortfall = max(self.widths) - 1 if exporting else max(self.widths) - embedded.shape[1]
         if shortfall > 0:
             embedded = nn.functional.pad(embedded, (0, 0, 0, shortfall))
         embedded = self.dropout(embedded)
         pooled = []
         for width, conv in zip(self.widths, self.convs, strict=True):
-            windows = embedded.unfold(1, width, 1).flatten(2)  # (batch, positions, width * dim)
+            windows = _windows(embedded, width) if exporting else embedded.unfold(1, width, 1).flatten(2)
             activations = torch.relu(conv(windows))
             positions = torch.arange(activations.shape[1], device=activations.device)
             # a window is valid if it starts inside the text (or is the first one of a short text)
@@ -158,6 +170,9 @@ class RnnEncoder(Encoder):
         self.pooling = config.pooling
         self.dropout = nn.Dropout(config.dropout)
         self.output_dim = config.hidden_size * (2 if config.bidirectional else 1)
+        if config.pooling == "last":
+            self.onnx_problem = ("pools the last state of packed sequences, which ONNX export cannot trace "
+                                 "(pooling: mean or max exports)")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         embedded, mask = self.embed(batch)

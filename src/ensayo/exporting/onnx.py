@@ -1,0 +1,70 @@
+"""`ensayo export RUN --format onnx`: a neural classifier's network as ONNX, beside the run's JSON state, so
+that ONNX Runtime predicts what torch predicts (within 1e-4) with ensayo's own preprocessing."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ensayo import layout
+from ensayo.models import model_type_of
+from ensayo.models.neural import NeuralClassifier
+from ensayo.models.onnx import ProbabilityNetwork, first_batch, flatten
+from ensayo.runs import SavedRun, example_rows, rows_to_table
+from ensayo.store import atomic_path, write_json
+
+OPSET = 18
+RUN_FILES = (layout.FORMAT, layout.RECIPE, layout.STATE)  # what predicting with the ONNX model reads
+
+
+def onnx_problem(run: SavedRun) -> str | None:
+    """Why this run cannot be exported to ONNX, or None when it can."""
+    problem = model_type_of(run.recipe).export_problem("onnx")
+    if problem:
+        return problem
+    assert isinstance(run.model, NeuralClassifier)
+    network = run.model.network
+    assert network is not None
+    for name, encoder in network.encoders.items():
+        for part in encoder.modules():  # an encoder, or a module inside it, may say why it cannot be exported
+            if getattr(part, "onnx_problem", None):
+                return f"input {name!r}: its {type(encoder).__name__} {part.onnx_problem}"
+    return None
+
+
+def export_onnx(run: SavedRun, output: Path | None = None) -> Path:
+    """Write the ONNX network (and, into another folder, the files predicting needs); returns the folder."""
+    problem = onnx_problem(run)
+    if problem:
+        raise ValueError(f"{run.path}: cannot export to ONNX: {problem}")
+    assert isinstance(run.model, NeuralClassifier) and run.model.network is not None
+    target = output or run.path
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ensayo-onnx-") as folder:
+        small = first_batch(run.model, rows_to_table(run.fields, example_rows(run.fields, 2, short=True), Path(folder)))
+        large = first_batch(run.model, rows_to_table(run.fields, example_rows(run.fields, 5), Path(folder)))
+    flat, other = flatten(small), flatten(large)
+    names = list(flat)
+    dynamic = {name: {axis: f"{name}_{axis}" for axis in range(flat[name].dim())
+                      if axis == 0 or flat[name].shape[axis] != other[name].shape[axis]} for name in names}
+    network = ProbabilityNetwork(run.model.network.eval(), names)
+    with atomic_path(target / layout.ONNX_MODEL) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, tuple(flat[n] for n in names), str(temporary), input_names=names,
+                          output_names=["probabilities"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    write_json(target / layout.ONNX_INPUTS, {"inputs": names, "opset": OPSET})
+    if target != run.path:
+        for name in RUN_FILES:
+            shutil.copy2(run.path / name, target / name)
+    return target
+
+
+def compare_engines(run: SavedRun, onnx_run: SavedRun, rows: Any) -> float:
+    """The largest difference between torch's and ONNX Runtime's probabilities on the same rows."""
+    return float(np.abs(run.predict_proba(rows) - onnx_run.predict_proba(rows)).max())

@@ -1,0 +1,133 @@
+"""The pydantic models of the web service: built per served model from its input columns, so that the
+OpenAPI schema says what each model takes (a title is a non-empty string, a count a number) and FastAPI
+turns a wrong row into a 422 that names the row and field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from ensayo.recipe.schema import MAX_SEED
+from ensayo.runs import InputField, SavedRun
+
+NonEmptyText = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+Base64File = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9+/=\s]+$")]
+
+
+class Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunIdentity(BaseModel):
+    """Which run answered."""
+
+    name: str
+    run_id: str
+    trained_at: str
+
+
+class InputDescription(BaseModel):
+    name: str
+    kind: str
+    input_types: list[str]
+    multi: bool | None = None
+    media: str | None = None
+    suffixes: list[str] | None = None
+
+
+class ModelDescription(RunIdentity):
+    model_type: str
+    output: str
+    inputs: list[InputDescription]
+    classes: list[str] | None = None
+    level: str | None = None
+    metrics: dict[str, float]
+    endpoints: dict[str, str]
+    content_type: str | None = Field(None, description="how /predict takes rows: JSON, or one multipart form per row")
+    stats: dict[str, int]
+
+
+class ModelList(BaseModel):
+    models: list[ModelDescription]
+
+
+class Health(BaseModel):
+    status: str
+    models: list[str]
+
+
+class Prediction(BaseModel):
+    labels: list[str] = Field(description="the likeliest classes, best first")
+    probabilities: list[float]
+
+
+class PredictAnswer(BaseModel):
+    model: RunIdentity
+    predictions: list[Prediction] = Field(description="one per row, in request order")
+
+
+class InvocationsAnswer(BaseModel):
+    predictions: list[Prediction] | list[str] = Field(description="a classifier's labels, or a generator's texts")
+    model: RunIdentity
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """What every 4xx answer holds: where the problem is, and what it is."""
+
+    detail: list[ErrorItem] | str
+    error_code: str | None = None
+    message: str | None = None
+
+
+def _value_type(field: InputField, files_as_text: bool) -> Any:
+    kind = field.values.kind
+    if kind == "text":
+        return NonEmptyText
+    if kind == "number":
+        return float | None
+    if kind == "category":
+        return list[str] | str | None if field.values.multi else str | None
+    return Base64File if files_as_text else bytes
+
+
+def row_model(run: SavedRun, model_name: str, files_as_text: bool = True) -> type[BaseModel]:
+    """One row of the model's input columns; files as base64 text (MLflow's protocol for bytes)."""
+    fields: dict[str, Any] = {}
+    for index, field in enumerate(run.fields):
+        described = f"{field.values.kind} ({', '.join(field.input_types)})"
+        if field.values.kind == "file":
+            described = f"{field.values.media} file as base64 ({', '.join(field.values.suffixes)})"
+        fields[f"f{index}"] = (_value_type(field, files_as_text), Field(alias=field.name, description=described))
+    return create_model(f"{_identifier(model_name)}Row", __config__=ConfigDict(extra="forbid", populate_by_name=False),
+                        **fields)
+
+
+def predict_request_model(run: SavedRun, model_name: str, row: type[BaseModel], max_rows: int) -> type[BaseModel]:
+    classes = len(run.output)
+    return create_model(
+        f"{_identifier(model_name)}PredictRequest", __base__=Closed,
+        rows=(list[row], Field(min_length=1, max_length=max_rows, description="rows of the input columns")),  # type: ignore[valid-type]
+        top_k=(int, Field(min(3, classes), ge=1, le=classes, description="labels per row, best first")),
+        all_classes=(bool, Field(False, description="every class, best first (overrides top_k)")),
+    )
+
+
+class GenerateRequest(Closed):
+    prompt: str = Field("", max_length=10_000, description="the text to continue")
+    length: int = Field(200, ge=1, le=5000, description="tokens to sample")
+    temperature: float = Field(0.8, gt=0, le=10)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed gives the same text as `ensayo generate`")
+
+
+def _identifier(name: str) -> str:
+    cleaned = "".join(part.capitalize() for part in "".join(c if c.isalnum() else " " for c in name).split())
+    return cleaned or "Model"

@@ -1,0 +1,58 @@
+"""`ensayo serve`: runs named on the command line, served by uvicorn with one or more worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from ensayo.models.registry import run_recipe
+from ensayo.runs import load_run
+from ensayo.serving.app import ServeOptions, create_app
+
+CONFIG_VARIABLE = "ENSAYO_SERVE_CONFIG"  # how worker processes learn what to serve
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def parse_targets(targets: list[str]) -> dict[str, Path]:
+    """`[NAME=]RUN` arguments as name -> run directory; a run's name is its recipe's unless given."""
+    if not targets:
+        raise ValueError("name at least one run to serve: ensayo serve [NAME=]RUN ...")
+    named: dict[str, Path] = {}
+    for target in targets:
+        name, _, path = target.rpartition("=") if "=" in target and not Path(target).exists() else ("", "", target)
+        run_dir = Path(path)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: no such run directory")
+        name = name or run_recipe(run_dir).name
+        if not NAME.match(name):
+            raise ValueError(f"{target}: a model name is letters, digits, '.', '_' or '-' (got {name!r}); "
+                             "give one with NAME=RUN")
+        if name in named:
+            raise ValueError(f"two runs are named {name!r}: name one of them with NAME=RUN")
+        named[name] = run_dir
+    return named
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process, from the configuration the parent left in the environment."""
+    config = json.loads(os.environ[CONFIG_VARIABLE])
+    runs = {name: load_run(path) for name, path in config["runs"].items()}
+    return create_app(runs, ServeOptions(**config["options"]))
+
+
+def serve(targets: dict[str, Path], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          options: ServeOptions | None = None, access_log: bool = False) -> None:
+    """Serve the runs until interrupted. Each worker loads every run once and warms it up."""
+    options = options or ServeOptions()
+    os.environ[CONFIG_VARIABLE] = json.dumps({"runs": {k: str(v.resolve()) for k, v in targets.items()},
+                                              "options": options.__dict__})
+    if workers > 1:
+        uvicorn.run("ensayo.serving.server:app_from_environment", factory=True, host=host, port=port,
+                    workers=workers, access_log=access_log, log_level="info")
+    else:
+        uvicorn.run(app_from_environment(), host=host, port=port, access_log=access_log, log_level="info")

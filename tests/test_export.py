@@ -1,0 +1,223 @@
+"""`ensayo export`: an MLflow pyfunc model of every model type that `mlflow models serve` serves with the answers
+of `ensayo predict` and `ensayo generate`, logged and registered in MLflow; and ONNX networks that ONNX Runtime
+runs to within 1e-4 of torch, used by `ensayo predict --engine onnx`."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+import requests
+import yaml
+from conftest import make_titles, recipe_dict, write_challenge_csv
+from typer.testing import CliRunner
+
+import ensayo
+from ensayo import layout
+from ensayo.cli import app
+from ensayo.data import load_splits
+from ensayo.runs import load_run
+
+TITLES = ["Celular Samsung Galaxy libre", "Zapatillas Nike running talle 42", "Taladro percutor Bosch 600 watts",
+          "Libro novela tapa dura", "Lego bloques didactico niños"]
+
+
+def export(run_dir: Path, fmt: str, output: Path, *more: str) -> str:
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--format", fmt, "--output", str(output), *more])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def predicted_csv(run_dir: Path, source: Path, output: Path, *more: str) -> list[list[str]]:
+    result = CliRunner().invoke(app, ["predict", str(run_dir), "--input", str(source), "--output", str(output),
+                                      "--top-k", "3", *more])
+    assert result.exit_code == 0, result.output
+    with open(output) as handle:
+        return list(csv.reader(handle))[1:]
+
+
+def titles_file(folder: Path) -> Path:
+    return write_challenge_csv(folder / "new.csv", [(t, "BOOKS") for t in TITLES])
+
+
+# ------------------------------------------------------------------------------------------ mlflow
+@pytest.mark.parametrize("kind", ["neural", "tfidf_linear", "ensemble", "language_model"])
+def test_every_model_type_exports_a_pyfunc_model_without_pickles(tiny_runs: dict[str, Path], tmp_path: Path,
+                                                                 kind: str) -> None:
+    import mlflow
+
+    model_dir = tmp_path / "model"
+    export(tiny_runs[kind], "mlflow", model_dir)
+    described = yaml.safe_load((model_dir / "MLmodel").read_text())
+    flavour = described["flavors"]["python_function"]
+    assert flavour["loader_module"] == "ensayo.exporting.pyfunc" and "python_model" not in flavour
+    assert f"ensayo=={ensayo.__version__}" in (model_dir / "requirements.txt").read_text()
+    stored = [p.name for p in model_dir.rglob("*") if p.is_file()]
+    assert not [n for n in stored if n.endswith((".pkl", ".pickle", ".pt", ".py", ".cloudpickle"))], stored
+    assert layout.LOCK not in stored and layout.RECIPE in stored
+    loaded = mlflow.pyfunc.load_model(str(model_dir))
+    if kind == "language_model":
+        texts = loaded.predict(pl.DataFrame({"prompt": ["The "]}).to_pandas(), params={"length": 30, "seed": 2})
+        assert texts == ["".join(ensayo.generate(tiny_runs[kind], "The ", 30, seed=2))]
+        return
+    answer = loaded.predict(pl.DataFrame({"title": TITLES}).to_pandas(), params={"top_k": 2})
+    labels, probabilities = ensayo.predict(tiny_runs[kind], [{"title": t} for t in TITLES], top_k=2)
+    assert answer["labels"].tolist() == labels
+    assert np.allclose(np.array(answer["probabilities"].tolist()), probabilities, atol=1e-6)
+
+
+def mlflow_serve(model_dir: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen([str(mlflow), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
+                               "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PATH": f"{mlflow.parent}{os.pathsep}{os.environ['PATH']}"})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if requests.get(url + "/ping", timeout=1).status_code == 200:
+                return server, url
+        except requests.ConnectionError:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("mlflow models serve did not start")
+
+
+def test_mlflow_models_serve_answers_what_ensayo_predict_and_generate_give(tiny_runs: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    export(tiny_runs["neural"], "mlflow", tmp_path / "classifier")
+    export(tiny_runs["language_model"], "mlflow", tmp_path / "generator")
+    rows = predicted_csv(tiny_runs["neural"], titles_file(tmp_path), tmp_path / "predicted.csv")
+    server, url = mlflow_serve(tmp_path / "classifier")
+    try:
+        answer = requests.post(url + "/invocations", json={"dataframe_split": {"columns": ["title"],
+                                                                               "data": [[t] for t in TITLES]},
+                                                         "params": {"top_k": 3}}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        served = answer.json()["predictions"]
+    finally:
+        server.terminate()
+        server.wait(20)
+    assert [p["labels"] for p in served] == [[row[1], row[3], row[5]] for row in rows]
+    assert np.allclose([p["probabilities"] for p in served], [[float(row[i]) for i in (2, 4, 6)] for row in rows],
+                       atol=1e-6)
+    server, url = mlflow_serve(tmp_path / "generator")
+    try:
+        answer = requests.post(url + "/invocations", json={"dataframe_records": [{"prompt": "The "}],
+                                                         "params": {"length": 25, "seed": 4}}, timeout=30)
+    finally:
+        server.terminate()
+        server.wait(20)
+    printed = CliRunner().invoke(app, ["generate", str(tiny_runs["language_model"]), "--prompt", "The ",
+                                       "--length", "25", "--seed", "4"]).output
+    assert answer.status_code == 200 and "The " + answer.json()["predictions"][0] == printed.rstrip("\n")
+
+
+def test_a_tracked_run_logs_its_model_and_registers_it(tmp_path: Path) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recipe = {**recipe_dict(write_challenge_csv(tmp_path / "titles.csv", make_titles())),
+              "track": {"enabled": True, "uri": uri, "experiment": "export"}}
+    run = ensayo.run(recipe, output=tmp_path / "run")
+    output = export(run.path, "mlflow", tmp_path / "model", "--register", "titles-classifier")
+    assert "titles-classifier" in output or (tmp_path / "model" / "MLmodel").is_file()
+    client = MlflowClient(uri)
+    version = client.get_latest_versions("titles-classifier")[0]
+    assert version.run_id == run.run_id
+    mlflow.set_tracking_uri(uri)
+    registered = mlflow.pyfunc.load_model("models:/titles-classifier/1")
+    answer = registered.predict(pl.DataFrame({"title": TITLES[:2]}).to_pandas())
+    assert answer["labels"].tolist() == ensayo.predict(run, [{"title": t} for t in TITLES[:2]], top_k=3)[0]
+
+
+def test_untracked_runs_cannot_be_registered_and_taken_folders_are_kept(tiny_runs: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", str(tiny_runs["neural"]), "--format", "mlflow", "--output",
+                                      str(tmp_path / "m"), "--register", "x"])
+    assert result.exit_code == 2 and "not tracked" in result.output
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["export", str(tiny_runs["neural"]), "--format", "mlflow", "--output",
+                                      str(tmp_path / "taken")])
+    assert result.exit_code == 2 and "already holds files" in result.output
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+    result = CliRunner().invoke(app, ["export", str(tiny_runs["neural"]), "--format", "pickle"])
+    assert result.exit_code == 2 and "mlflow or onnx" in result.output
+
+
+# -------------------------------------------------------------------------------------------- onnx
+def test_onnx_runtime_matches_torch_on_a_test_split_and_serves_predict(tiny_runs: dict[str, Path],
+                                                                       file_runs: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    source = titles_file(tmp_path)
+    for name, run_dir in [("neural", tiny_runs["neural"]), ("tones", file_runs["tones"]),
+                          ("pois", file_runs["pois"])]:
+        out = tmp_path / f"{name}-onnx"
+        export(run_dir, "onnx", out)
+        assert {layout.ONNX_MODEL, layout.ONNX_INPUTS, layout.STATE, layout.RECIPE} <= {p.name for p in out.iterdir()}
+        assert not (out / layout.WEIGHTS).exists()
+        torch_run, onnx_run = load_run(run_dir), load_run(out, engine="onnx")
+        test = load_splits(torch_run.recipe, None).test  # the test split, read as the run read it
+        gap = np.abs(torch_run.predict_proba(test) - onnx_run.predict_proba(test)).max()
+        assert test.height > 5 and gap < 1e-4, (name, gap)
+    by_torch = predicted_csv(tiny_runs["neural"], source, tmp_path / "torch.csv")
+    by_onnx = predicted_csv(tmp_path / "neural-onnx", source, tmp_path / "onnx.csv", "--engine", "onnx")
+    assert [r[1::2] for r in by_torch] == [r[1::2] for r in by_onnx]
+    assert np.allclose([[float(x) for x in r[2::2]] for r in by_torch], [[float(x) for x in r[2::2]]
+                                                                         for r in by_onnx], atol=1e-4)
+
+
+def test_onnx_export_into_the_run_itself_and_the_engine_needs_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_runs["neural"], run_dir)
+    missing = CliRunner().invoke(app, ["predict", str(run_dir), "--input", str(titles_file(tmp_path)),
+                                       "--engine", "onnx"])
+    assert missing.exit_code == 2 and "ensayo export" in missing.output
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--format", "onnx"])
+    assert result.exit_code == 0 and (run_dir / layout.ONNX_MODEL).is_file()
+    assert load_run(run_dir, "onnx").predict(pl.DataFrame({"title": TITLES}))[0] == \
+        load_run(run_dir).predict(pl.DataFrame({"title": TITLES}))[0]
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("tfidf_linear", "not a network"), ("ensemble", "pools its members"), ("language_model", "one token at a time")])
+def test_model_types_that_do_not_export_to_onnx_say_why(tiny_runs: dict[str, Path], kind: str, reason: str) -> None:
+    result = CliRunner().invoke(app, ["export", str(tiny_runs[kind]), "--format", "onnx"])
+    assert result.exit_code == 2 and reason in result.output
+
+
+@pytest.mark.parametrize(("encoder", "preprocessing", "exported"), [
+    ({"type": "cnn", "embedding_dim": 8, "filters_count": 8}, {}, True),
+    ({"type": "rnn", "embedding_dim": 8, "hidden_size": 8, "pooling": "max"}, {}, True),
+    ({"type": "rnn", "embedding_dim": 8, "hidden_size": 8, "pooling": "last"}, {}, False),
+    ({"type": "bag", "embedding_dim": 8}, {"char_ngrams": [3, 4]}, False),
+])
+def test_encoders_export_to_onnx_or_say_why_not(tmp_path: Path, encoder: dict[str, Any],
+                                                preprocessing: dict[str, Any], exported: bool) -> None:
+    recipe = recipe_dict(write_challenge_csv(tmp_path / "titles.csv", make_titles(20)), encoder=encoder, epochs=1)
+    recipe["inputs"][0]["preprocessing"].update(preprocessing)
+    run = ensayo.run(recipe, output=tmp_path / "run", track=False)
+    result = CliRunner().invoke(app, ["export", str(run.path), "--format", "onnx", "--output", str(tmp_path / "o")])
+    if not exported:
+        assert result.exit_code == 2 and "cannot export to ONNX: input 'title'" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    table = pl.DataFrame({"title": [*TITLES, "x", "una sola palabra con muchas mas palabras que el resto " * 3]})
+    gap = np.abs(run.predict_proba(table) - load_run(tmp_path / "o", "onnx").predict_proba(table)).max()
+    assert gap < 1e-4
