@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 import requests
 import yaml
-from conftest import make_titles, recipe_dict, write_challenge_csv
+from conftest import audio_recipe, make_clips, make_titles, recipe_dict, write_challenge_csv
 from typer.testing import CliRunner
 
 import ensayo
@@ -204,9 +204,10 @@ def test_model_types_that_do_not_export_to_onnx_say_why(tiny_runs: dict[str, Pat
 
 @pytest.mark.parametrize(("encoder", "preprocessing", "exported"), [
     ({"type": "cnn", "embedding_dim": 8, "filters_count": 8}, {}, True),
+    ({"type": "cnn", "embedding_dim": 8, "filters_count": 8}, {"char_ngrams": [3, 4]}, True),  # the demo's
     ({"type": "rnn", "embedding_dim": 8, "hidden_size": 8, "pooling": "max"}, {}, True),
     ({"type": "rnn", "embedding_dim": 8, "hidden_size": 8, "pooling": "last"}, {}, False),
-    ({"type": "bag", "embedding_dim": 8}, {"char_ngrams": [3, 4]}, False),
+    ({"type": "bag", "embedding_dim": 8}, {"char_ngrams": [3, 4]}, True),
 ])
 def test_encoders_export_to_onnx_or_say_why_not(tmp_path: Path, encoder: dict[str, Any],
                                                 preprocessing: dict[str, Any], exported: bool) -> None:
@@ -221,3 +222,13 @@ def test_encoders_export_to_onnx_or_say_why_not(tmp_path: Path, encoder: dict[st
     table = pl.DataFrame({"title": [*TITLES, "x", "una sola palabra con muchas mas palabras que el resto " * 3]})
     gap = np.abs(run.predict_proba(table) - load_run(tmp_path / "o", "onnx").predict_proba(table)).max()
     assert gap < 1e-4
+
+
+@pytest.mark.parametrize("encoder", [{"type": "rnn", "hidden_size": 8, "layers": 1},
+                                     {"type": "cnn_rnn", "channels": [4], "hidden_size": 8, "pooling": "last"}])
+def test_audio_encoders_export_to_onnx(tmp_path: Path, encoder: dict[str, Any]) -> None:
+    recipe = audio_recipe(make_clips(tmp_path / "clips", takes=4), encoder, train={"epochs": 1})
+    run = ensayo.run(recipe, output=tmp_path / "run", track=False)
+    export(run.path, "onnx", tmp_path / "o")
+    clips = pl.DataFrame({"path": [str(p) for p in sorted((tmp_path / "clips").glob("*.wav"))[:9]]})
+    assert np.abs(run.predict_proba(clips) - load_run(tmp_path / "o", "onnx").predict_proba(clips)).max() < 1e-4

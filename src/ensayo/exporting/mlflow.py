@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def export_mlflow(run: SavedRun, output: Path | None = None, register: str | Non
     if register and not tracking.get("run_id"):
         raise ValueError(f"{run.path}: the run was not tracked in MLflow, so there is no run to register the "
                          "model from; export it without --register, or train it with tracking")
-    with tempfile.TemporaryDirectory(prefix="ensayo-export-") as folder:
+    with tempfile.TemporaryDirectory(prefix="ensayo-export-") as folder, warnings.catch_warnings():
+        # the signature is explicit; an input example would only make MLflow run the model once more
+        warnings.filterwarnings("ignore", message="An input example was not provided")
         data = Path(folder) / run.path.name
         shutil.copytree(run.path, data, ignore=shutil.ignore_patterns(*NOT_EXPORTED))
         arguments = {"loader_module": LOADER, "data_path": str(data), "signature": signature(run),

@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ensayo import layout
@@ -47,8 +46,8 @@ def export_onnx(run: SavedRun, output: Path | None = None) -> Path:
     target = output or run.path
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ensayo-onnx-") as folder:
-        small = first_batch(run.model, rows_to_table(run.fields, example_rows(run.fields, 2, short=True), Path(folder)))
-        large = first_batch(run.model, rows_to_table(run.fields, example_rows(run.fields, 5), Path(folder)))
+        small = first_batch(run.model, rows_to_table(run.fields, _rows(run.model, run, 2, True), Path(folder)))
+        large = first_batch(run.model, rows_to_table(run.fields, _rows(run.model, run, 5, False), Path(folder)))
     flat, other = flatten(small), flatten(large)
     names = list(flat)
     dynamic = {name: {axis: f"{name}_{axis}" for axis in range(flat[name].dim())
@@ -65,6 +64,15 @@ def export_onnx(run: SavedRun, output: Path | None = None) -> Path:
     return target
 
 
-def compare_engines(run: SavedRun, onnx_run: SavedRun, rows: Any) -> float:
-    """The largest difference between torch's and ONNX Runtime's probabilities on the same rows."""
-    return float(np.abs(run.predict_proba(rows) - onnx_run.predict_proba(rows)).max())
+
+def _rows(model: NeuralClassifier, run: SavedRun, count: int, short: bool) -> list[dict[str, Any]]:
+    """Rows to trace the network with: the features' own values where they have some (a text of known words
+    exercises every branch a real one does), any value of the input's kind elsewhere. `short` rows have
+    shorter texts, so that comparing two traces tells which tensor dimensions vary."""
+    rows = example_rows(run.fields, count, short)
+    for feature in model.features:
+        values = feature.example_values(count, short)
+        if values is not None and feature.column in rows[0]:
+            for row, value in zip(rows, values, strict=True):
+                row[feature.column] = value
+    return rows

@@ -128,6 +128,11 @@ class Feature:
         """A few fitted facts worth printing (vocabulary size, coverage...)."""
         return {}
 
+    def example_values(self, count: int, short: bool = False) -> list[Any] | None:
+        """`count` values this fitted feature knows (texts of its own words), to trace a network with; None:
+        any value of the input's kind will do."""
+        return None
+
     def init_tensors(self) -> dict[str, torch.Tensor]:
         """Large fitted arrays (e.g. pretrained vectors) that the encoder starts from."""
         return {}

@@ -5,7 +5,7 @@ trained by the trainer; the preprocessing is fitted on the training split and sa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
@@ -177,9 +177,15 @@ class NeuralClassifier(Classifier):
 
     # ------------------------------------------------------------------ a trained model
     @classmethod
-    def load(cls, run_dir: Path, recipe: Recipe, device: str = "cpu") -> NeuralClassifier:
+    def with_state(cls, run_dir: Path, recipe: Recipe) -> Self:
+        """The model with its fitted preprocessing and classes read from the run, and no network yet."""
         model = cls(recipe)
         model._load_state(read_state(run_dir))
+        return model
+
+    @classmethod
+    def load(cls, run_dir: Path, recipe: Recipe, device: str = "cpu") -> NeuralClassifier:
+        model = cls.with_state(run_dir, recipe)
         weights = run_dir / layout.WEIGHTS
         if not weights.is_file():
             raise FileNotFoundError(f"{weights}: the run has no trained weights (did training finish? "

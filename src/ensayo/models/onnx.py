@@ -5,7 +5,7 @@ from the run's JSON state; only the network changes engine."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -13,10 +13,8 @@ import torch
 from torch import nn
 
 from ensayo import layout
-from ensayo.models.base import read_state
 from ensayo.models.neural import NeuralClassifier
 from ensayo.recipe import Recipe
-from ensayo.store import read_json
 from ensayo.training import encode_split
 
 SEPARATOR = "."  # an input's tensor names: "title.ids", "photo.pixels"; a lone tensor is named as its input
@@ -64,21 +62,21 @@ def first_batch(model: NeuralClassifier, table: pl.DataFrame) -> dict[str, Any]:
 class OnnxNeuralClassifier(NeuralClassifier):
     """A neural run whose network runs in ONNX Runtime (`layout.ONNX_MODEL`, written by `ensayo export`)."""
 
-    engine: ClassVar[str] = "onnx"
+    session: Any  # onnxruntime.InferenceSession
+    names: list[str]  # its input tensors
 
     @classmethod
     def load(cls, run_dir: Path, recipe: Recipe, device: str = "cpu") -> OnnxNeuralClassifier:
         import onnxruntime
 
-        model = cls(recipe)
-        model._load_state(read_state(run_dir))
+        model = cls.with_state(run_dir, recipe)
         path = run_dir / layout.ONNX_MODEL
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no ONNX model; write it with `ensayo export {run_dir} --format onnx`")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         model.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        model.names = read_json(run_dir / layout.ONNX_INPUTS)["inputs"]
+        model.names = [tensor.name for tensor in model.session.get_inputs()]  # the exporter drops unused ones
         return model
 
     def _predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:

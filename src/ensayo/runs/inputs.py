@@ -89,8 +89,8 @@ def rows_to_table(fields: Sequence[InputField], rows: Sequence[Any], files: Path
         extra = [str(key) for key in row if key not in columns]
         if extra:
             raise InputError(f"not an input of this model (inputs: {names})", index, extra[0])
-        for field in fields:
-            columns[field.name].append(_value(field, row[field.name], index, files))
+        for position, field in enumerate(fields):
+            columns[field.name].append(_value(field, row[field.name], index, files / f"row{index}-{position}"))
     return pl.DataFrame({f.name: pl.Series(f.name, columns[f.name], dtype=_dtype(f.values)) for f in fields})
 
 
@@ -98,7 +98,7 @@ def _dtype(values: Values) -> pl.DataType:
     return pl.Float64() if values.kind == "number" else pl.String()
 
 
-def _value(field: InputField, value: Any, row: int, files: Path) -> Any:
+def _value(field: InputField, value: Any, row: int, file: Path) -> Any:
     kind = field.values.kind
     if kind == "text":
         return _text(value, row, field.name)
@@ -106,7 +106,7 @@ def _value(field: InputField, value: Any, row: int, files: Path) -> Any:
         return _number(value, row, field.name)
     if kind == "category":
         return _category(value, field.values.multi, row, field.name)
-    return _file(field, value, row, files)
+    return _file(field, value, row, file)
 
 
 def _is_missing(value: Any) -> bool:
@@ -150,11 +150,11 @@ def _category(value: Any, multi: bool, row: int, name: str) -> str | None:
     return str(value)
 
 
-def _file(field: InputField, value: Any, row: int, files: Path) -> str:
+def _file(field: InputField, value: Any, row: int, file: Path) -> str:
     media = field.values.media or "file"
     if isinstance(value, str):
         try:
-            value = base64.b64decode(value, validate=True)
+            value = base64.b64decode("".join(value.split()), validate=True)  # line breaks are allowed
         except (binascii.Error, ValueError):
             raise InputError(f"an {media} file expected as base64 text (a path is never read)", row,
                              field.name) from None
@@ -162,7 +162,7 @@ def _file(field: InputField, value: Any, row: int, files: Path) -> str:
         raise InputError(f"an {media} file expected, got {_kind(value)}", row, field.name)
     if not value:
         raise InputError(f"an empty file is not {media}", row, field.name)
-    path = files / f"{row}-{len(list(files.iterdir()))}.{media}"
+    path = file.with_suffix(f".{media}")
     path.write_bytes(value)
     for spec in field.inputs:
         problems = spec.preprocessing.file_problems([str(path)])

@@ -3,11 +3,14 @@ schema are built from each run's input columns. Predictions run off the event lo
 bad input is a 4xx whose JSON names the row, field or file, never a 500."""
 
 # no `from __future__ import annotations`: the routes' annotations are classes built at run time
+import asyncio
+import contextlib
 import inspect
 import io
 import json
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -65,6 +68,9 @@ class ServedModel:
             self.row = row_model(run, name)
             self.request = predict_request_model(run, name, self.row, options.max_rows)
         self.has_files = any(field.values.kind == "file" for field in run.fields)
+        # uploads are decoded and checked on one thread per model: one request is prepared while the model
+        # answers others, and the preparing never crowds the model's own thread off the CPU
+        self.preparing = ThreadPoolExecutor(1, thread_name_prefix=f"ensayo-{name}-files") if self.has_files else None
 
     def identity(self) -> dict[str, str]:
         return {**self.run.identity(), "name": self.name}
@@ -96,7 +102,8 @@ class ServedModel:
             probabilities = await self.batcher.predict(rows_to_table(self.run.fields, rows, NO_FILES))
         else:
             with tempfile.TemporaryDirectory(prefix="ensayo-request-") as folder:  # the uploads, while predicted
-                table = await run_in_threadpool(rows_to_table, self.run.fields, rows, Path(folder))
+                table = await asyncio.get_running_loop().run_in_executor(self.preparing, rows_to_table,
+                                                                         self.run.fields, rows, Path(folder))
                 probabilities = await self.batcher.predict(table)
         return top_labels(probabilities, self.run.output.classes, len(self.run.output) if all_classes else top_k)
 
@@ -167,7 +174,16 @@ def create_app(models: dict[str, SavedRun], options: ServeOptions | None = None)
     served = {name: ServedModel(name, run, options) for name, run in models.items()}
     for model in served.values():
         model.warm_up()
-    app = FastAPI(title="ensayo", version=__version__,
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for model in served.values():
+            if model.batcher is not None:
+                model.batcher.close()
+            if model.preparing is not None:
+                model.preparing.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="ensayo", version=__version__, lifespan=lifespan,
                   description="Models trained by ensayo: " + ", ".join(served),
                   responses={413: {"model": ErrorBody}})
     app.state.served = served
@@ -211,12 +227,6 @@ def create_app(models: dict[str, SavedRun], options: ServeOptions | None = None)
             raise _unknown(name, served)
         raise _error(404, ["path", "action"], f"model {name!r} has no {action!r} (it has "
                      f"{', '.join(a for a in served[name].describe()['endpoints'])})", "not_found")
-
-    @app.on_event("shutdown")
-    def close_batchers() -> None:
-        for model in served.values():
-            if model.batcher is not None:
-                model.batcher.close()
 
     return app
 
@@ -351,12 +361,13 @@ def parse_invocation(body: bytes, content_type: str) -> tuple[list[Any], dict[st
 
 
 class _InvocationParams(BaseModel):
+    """The `params` of an MLflow request: a classifier's, or a generator's (those of the exported model)."""
+
     top_k: int = Field(3, ge=1)
     all_classes: bool = False
-    prompt: str | None = None
-    length: int = 200
-    temperature: float = 0.8
-    seed: int = 0
+    length: int = Field(200, ge=1, le=5000)
+    temperature: float = Field(0.8, ge=0, le=10)
+    seed: int = Field(0, ge=0)
 
 
 def _invocation_schema(model: ServedModel) -> dict[str, Any]:

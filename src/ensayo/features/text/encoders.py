@@ -36,10 +36,7 @@ class TokenEmbedding(nn.Module):
                 self.words.weight[found] = vectors["vectors"][found]
         self.words.weight.requires_grad_(not freeze)
         self.subwords = None
-        self.onnx_problem: str | None = None  # see Encoder.onnx_problem
         if feature.subword_vocab is not None:
-            self.onnx_problem = ("sums subword (char_ngrams) embeddings in bags with a padding index, which ONNX "
-                                 "export does not support")
             self.subwords = nn.EmbeddingBag(len(feature.subword_vocab), dim, mode="sum", padding_idx=0,
                                             sparse=True)
             nn.init.uniform_(self.subwords.weight, -0.05, 0.05)
@@ -51,12 +48,25 @@ class TokenEmbedding(nn.Module):
         ids = batch["ids"]
         embedded = self.words(ids)
         if self.subwords is not None:
-            summed = self.subwords(batch["sub_ids"], batch["sub_offsets"]).view_as(embedded)
+            if torch.onnx.is_in_onnx_export():
+                summed = self._bag_sums(batch["sub_ids"], batch["sub_offsets"], batch["sub_counts"]).view_as(embedded)
+            else:
+                summed = self.subwords(batch["sub_ids"], batch["sub_offsets"]).view_as(embedded)
             counts = batch["sub_counts"].view(ids.shape).unsqueeze(-1).to(embedded.dtype)
             embedded = (embedded + summed) / (1.0 + counts)
         positions = torch.arange(ids.shape[1], device=ids.device)
         mask = positions.unsqueeze(0) < batch["lengths"].unsqueeze(1)
         return embedded, mask
+
+    def _bag_sums(self, sub_ids: torch.Tensor, offsets: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """The subword bags' sums from operations ONNX Runtime runs fast (it has no EmbeddingBag with a padding
+        index; a scatter-add is slow and repeat_interleave a loop): differences of a running sum, in float64 so
+        that subtracting two large sums loses nothing that float32 keeps."""
+        assert self.subwords is not None
+        vectors = self.subwords.weight.index_select(0, sub_ids).double()
+        running = torch.cat([torch.zeros(1, self.dim, dtype=vectors.dtype), vectors.cumsum(0)])
+        summed = running.index_select(0, offsets + counts) - running.index_select(0, offsets)
+        return summed.to(self.subwords.weight.dtype)
 
 
 class BagEncoderConfig(Strict):

@@ -170,6 +170,10 @@ class TextFeature(Feature):
 
         return explore_texts(name, values, directory)
 
+    def example_values(self, count: int, short: bool = False) -> list[str]:
+        known = self.vocab.tokens[2:] or ["?"]  # past the padding and unknown tokens
+        return [" ".join(known[(i + j) % len(known)] for j in range(2 if short else 3 + i)) for i in range(count)]
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"vocabulary": len(self.vocab)}
         if self.subword_vocab is not None:
