@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,13 +48,12 @@ def ensure_run(recipe: str) -> Path:
     return run_dir
 
 
-def ensure_export(run_dir: Path, fmt: str) -> Path:
+def export(run_dir: Path, fmt: str) -> Path:
+    """Exported afresh each time: an export of an older ensayo measures the older code."""
     target = OUT / "exports" / f"{run_dir.name}-{fmt}"
-    marker = target / ("MLmodel" if fmt == "mlflow" else "model.onnx")
-    if not marker.is_file():
-        subprocess.run(["rm", "-rf", str(target)], check=True)
-        subprocess.run([str(BIN / "ensayo"), "export", str(run_dir), "--format", fmt, "--output", str(target)],
-                       check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run([str(BIN / "ensayo"), "export", str(run_dir), "--format", fmt, "--output", str(target)],
+                   check=True, stdout=subprocess.DEVNULL)
     return target
 
 
@@ -161,9 +161,16 @@ def load(requests_: list[dict[str, Any]], clients: int, seconds: float) -> dict[
             "errors": float(sum(errors)), "answered": float(len(every))}
 
 
+def model_calls(kind: str, url: str) -> tuple[int, int]:
+    if kind != "ensayo":
+        return 0, 0
+    stats = requests.get(url + "/v1/models/model", timeout=10).json()["stats"]
+    return stats["model_calls"], stats["rows"]
+
+
 def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
-    model = ensure_export(run_dir, "mlflow")
+    model = export(run_dir, "mlflow")
     for kind, target in (("ensayo", run_dir), ("mlflow", model)):
         server, url = start(kind, target, args.workers)
         try:
@@ -172,12 +179,18 @@ def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse
                 prepared = [ensayo_request(url, b) if kind == "ensayo" else mlflow_request(url, b) for b in batches]
                 load(prepared[:20], 2, 1.0)  # warm both ends
                 for clients in args.concurrency:
+                    before = model_calls(kind, url)
                     figures = load(prepared, clients, args.seconds)
                     figures["rows_per_s"] = figures["requests_per_s"] * size
+                    if kind == "ensayo":  # how many rows each model call answered: what batching gathered
+                        calls, rows_ = (after - earlier for after, earlier in zip(model_calls(kind, url), before,
+                                                                                  strict=True))
+                        figures["rows_per_call"] = rows_ / max(calls, 1)
                     results.append({"data": name, "server": kind, "rows": size, "clients": clients, **figures})
                     print(f"  {name:6} {kind:6} rows {size:2} clients {clients:2}: {figures['requests_per_s']:8.1f} "
                           f"req/s {figures['rows_per_s']:9.1f} rows/s  p50 {figures['p50_ms']:7.1f}  "
-                          f"p99 {figures['p99_ms']:7.1f} ms  errors {int(figures['errors'])}", flush=True)
+                          f"p99 {figures['p99_ms']:7.1f} ms  errors {int(figures['errors'])}  rows/call "
+                          f"{figures.get('rows_per_call', 1):.1f}", flush=True)
         finally:
             stop(server)
     return results
@@ -190,7 +203,7 @@ def onnx_against_torch(run_dir: Path) -> dict[str, float]:
     from ensayo.data import load_splits
     from ensayo.runs import load_run
 
-    exported = ensure_export(run_dir, "onnx")
+    exported = export(run_dir, "onnx")
     by_torch, by_onnx = load_run(run_dir), load_run(exported, engine="onnx")
     test = load_splits(by_torch.recipe, ROOT / "recipes").test
     timings = {}
@@ -213,11 +226,12 @@ def onnx_against_torch(run_dir: Path) -> dict[str, float]:
 def table(results: list[dict[str, Any]]) -> list[str]:
     peer = {(r["data"], r["rows"], r["clients"]): r for r in results if r["server"] == "mlflow"}
     lines = ["| data | rows/request | clients | server | requests/s | rows/s | p50 ms | p95 ms | p99 ms | "
-             "x peer req/s | x peer p99 |", "|" + "---|" * 11]
+             "rows/model call | x peer req/s | x peer p99 |", "|" + "---|" * 12]
     for r in sorted(results, key=lambda r: (r["data"], r["rows"], r["clients"], r["server"])):
         other = peer[(r["data"], r["rows"], r["clients"])]
         lines.append(f"| {r['data']} | {r['rows']} | {r['clients']} | {r['server']} | {r['requests_per_s']:.1f} | "
                      f"{r['rows_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+                     f"{r.get('rows_per_call', r['rows']):.1f} | "
                      f"{r['requests_per_s'] / other['requests_per_s']:.2f} | {r['p99_ms'] / other['p99_ms']:.2f} |")
     return lines
 

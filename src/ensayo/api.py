@@ -16,6 +16,7 @@ from rich.progress import Progress
 from ensayo import layout
 from ensayo.data import DataError, leaking_inputs
 from ensayo.datasets import DatasetInfo, list_datasets
+from ensayo.exporting import Exported
 from ensayo.models import load_recipe, model_type_of
 from ensayo.pipeline import run
 from ensayo.recipe import Recipe, RecipeError
@@ -153,15 +154,16 @@ def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, wor
 
 
 def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | None = None,
-           register: str | None = None) -> Path:
+           register: str | None = None) -> Exported:
     """Export a run: `mlflow` (a pyfunc model folder, logged to the run's MLflow run and registered as
-    `register`) or `onnx` (the network beside the run's state); returns the folder written."""
+    `register`) or `onnx` (the network beside the run's state); says what it wrote (`.path`), where it
+    logged it (`.model_uri`) and registered it (`.registered`)."""
     from ensayo.exporting import FORMATS, export_mlflow, export_onnx
 
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
     target = Path(output) if output else None
     if format == "mlflow":
-        return export_mlflow(saved, target, register).path
+        return export_mlflow(saved, target, register)
     if format == "onnx":
         if register:
             raise ValueError("--register is for the mlflow format")

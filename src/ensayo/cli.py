@@ -209,8 +209,12 @@ def export(
     from ensayo import api
 
     with _reported():
-        written = api.export(run_dir, format, output, register)
-    stdout.print(str(written))
+        exported = api.export(run_dir, format, output, register)
+    if exported.model_uri:
+        console.print(f"logged to MLflow as {exported.model_uri}", soft_wrap=True)
+    if exported.registered:
+        console.print(f"registered as {exported.registered}")
+    stdout.print(str(exported.path))
 
 
 @app.command()

@@ -21,7 +21,9 @@ NOT_EXPORTED = (*layout.BOOKKEEPING, *layout.TRAINING_ONLY, layout.MLFLOW_MODEL)
 
 
 @dataclass
-class MlflowExport:
+class Exported:
+    """What an export wrote, and for MLflow where it was logged and registered."""
+
     path: Path
     model_uri: str | None = None  # where it was logged, when the run was tracked
     registered: str | None = None  # "name version N" with --register
@@ -45,7 +47,7 @@ def signature(run: SavedRun):
     return ModelSignature(inputs=inputs, params=params)
 
 
-def export_mlflow(run: SavedRun, output: Path | None = None, register: str | None = None) -> MlflowExport:
+def export_mlflow(run: SavedRun, output: Path | None = None, register: str | None = None) -> Exported:
     import mlflow
 
     problem = model_type_of(run.recipe).export_problem("mlflow")
@@ -60,7 +62,7 @@ def export_mlflow(run: SavedRun, output: Path | None = None, register: str | Non
                          "model from; export it without --register, or train it with tracking")
     with tempfile.TemporaryDirectory(prefix="ensayo-export-") as folder, warnings.catch_warnings():
         # the signature is explicit; an input example would only make MLflow run the model once more
-        warnings.filterwarnings("ignore", message="An input example was not provided")
+        warnings.filterwarnings("ignore", message=".*An input example was not provided")
         data = Path(folder) / run.path.name
         shutil.copytree(run.path, data, ignore=shutil.ignore_patterns(*NOT_EXPORTED))
         arguments = {"loader_module": LOADER, "data_path": str(data), "signature": signature(run),
@@ -68,13 +70,23 @@ def export_mlflow(run: SavedRun, output: Path | None = None, register: str | Non
         if target.exists():
             target.rmdir()
         mlflow.pyfunc.save_model(str(target), **arguments)
-        result = MlflowExport(target)
+        result = Exported(target)
         if tracking.get("run_id"):
-            mlflow.set_tracking_uri(tracking["tracking_uri"])
-            with mlflow.start_run(run_id=tracking["run_id"]):
-                info = mlflow.pyfunc.log_model(name="model", **arguments)
-            result.model_uri = info.model_uri
-            if register:
-                version = mlflow.register_model(info.model_uri, register)
-                result.registered = f"{version.name} version {version.version}"
+            try:
+                _log(result, tracking, arguments, register)
+            except Exception as exc:  # the store is down, the run was deleted...: the folder is written all the same
+                raise ValueError(f"{target} is written, but logging it to MLflow run {tracking['run_id']} at "
+                                 f"{tracking['tracking_uri']} failed: {exc}") from exc
     return result
+
+
+def _log(result: Exported, tracking: dict[str, str], arguments: dict[str, object], register: str | None) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking["tracking_uri"])
+    with mlflow.start_run(run_id=tracking["run_id"]):
+        info = mlflow.pyfunc.log_model(name="model", **arguments)
+    result.model_uri = info.model_uri
+    if register:
+        version = mlflow.register_model(info.model_uri, register)
+        result.registered = f"{version.name} version {version.version}"

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ensayo import layout
+from ensayo.exporting.mlflow import Exported
 from ensayo.models import model_type_of
 from ensayo.models.neural import NeuralClassifier
 from ensayo.models.onnx import ProbabilityNetwork, first_batch, flatten
@@ -37,7 +38,7 @@ def onnx_problem(run: SavedRun) -> str | None:
     return None
 
 
-def export_onnx(run: SavedRun, output: Path | None = None) -> Path:
+def export_onnx(run: SavedRun, output: Path | None = None) -> Exported:
     """Write the ONNX network (and, into another folder, the files predicting needs); returns the folder."""
     problem = onnx_problem(run)
     if problem:
@@ -61,7 +62,7 @@ def export_onnx(run: SavedRun, output: Path | None = None) -> Path:
     if target != run.path:
         for name in RUN_FILES:
             shutil.copy2(run.path / name, target / name)
-    return target
+    return Exported(target)
 
 
 

@@ -174,6 +174,7 @@ def create_app(models: dict[str, SavedRun], options: ServeOptions | None = None)
     served = {name: ServedModel(name, run, options) for name, run in models.items()}
     for model in served.values():
         model.warm_up()
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield

@@ -122,7 +122,7 @@ def predict_request_model(run: SavedRun, model_name: str, row: type[BaseModel], 
 class GenerateRequest(Closed):
     prompt: str = Field("", max_length=10_000, description="the text to continue")
     length: int = Field(200, ge=1, le=5000, description="tokens to sample")
-    temperature: float = Field(0.8, gt=0, le=10)
+    temperature: float = Field(0.8, ge=0, le=10, description="0 is greedy")
     top_k: int | None = Field(None, ge=1)
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed gives the same text as `ensayo generate`")

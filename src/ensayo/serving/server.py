@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -40,6 +41,9 @@ def parse_targets(targets: list[str]) -> dict[str, Path]:
 
 def app_from_environment() -> FastAPI:
     """The app of one worker process, from the configuration the parent left in the environment."""
+    # the event loop and the model's thread share the GIL: hand it over every millisecond rather than every 5,
+    # so that a request does not wait behind the Python part of another's model call
+    sys.setswitchinterval(0.001)
     config = json.loads(os.environ[CONFIG_VARIABLE])
     runs = {name: load_run(path) for name, path in config["runs"].items()}
     return create_app(runs, ServeOptions(**config["options"]))
