@@ -250,3 +250,16 @@ def test_explore_a_corpus(corpus: Path, tmp_path: Path) -> None:
     assert "#39;" not in report
     assert (tmp_path / "report" / "corpus_lengths.png").stat().st_size > 1000
     assert np.isfinite(float(report.split("words per text | ")[1].split(" |")[0]))
+
+
+def test_a_stream_left_unfinished_leaves_every_threads_gradients_on(tiny_runs: dict[str, Path]) -> None:
+    """A server streams text step by step on pool threads, and a client may leave halfway: no thread may be
+    left with gradients off (the test suite's next training run would learn nothing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stream = ensayo.load_run(tiny_runs["language_model"]).generate("The ", 20)
+    next(stream)  # one step on this thread, as a server's pool thread runs one
+    assert torch.is_grad_enabled()
+    with ThreadPoolExecutor(1) as pool:  # then the stream is abandoned, and closed on another thread
+        assert pool.submit(lambda: (stream.close(), torch.is_grad_enabled())[1]).result()
+    assert torch.is_grad_enabled()

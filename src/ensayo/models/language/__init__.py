@@ -116,10 +116,12 @@ class LanguageModel(Generator):
         pick = picker(temperature, top_k, top_p, generator)
         previous = ids[-1] if text else None
         self.network.eval()
-        with torch.no_grad():
-            for token in self.network.sample(ids, length, pick):  # type: ignore[operator]
-                yield self.tokenizer.decode_token(token, previous)
-                previous = token
+        # `sample` turns gradients off for each step it runs; a `with no_grad()` held across these yields would
+        # leak: a stream left unfinished is closed later by whichever thread collects it, which then loses its
+        # gradients for good (the server's streams and the test suite's training met that way)
+        for token in self.network.sample(ids, length, pick):  # type: ignore[operator]
+            yield self.tokenizer.decode_token(token, previous)
+            previous = token
 
     def write_report(self, run_dir: Path) -> None:
         """A few samples, seeded, from the best weights as saved (what `ensayo generate` would write)."""
