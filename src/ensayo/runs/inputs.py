@@ -90,7 +90,11 @@ def rows_to_table(fields: Sequence[InputField], rows: Sequence[Any], files: Path
         if extra:
             raise InputError(f"not an input of this model (inputs: {names})", index, extra[0])
         for position, field in enumerate(fields):
-            columns[field.name].append(_value(field, row[field.name], index, files / f"row{index}-{position}"))
+            value = row[field.name]
+            if field.values.kind == "file":
+                columns[field.name].append(_file(field, value, index, files / f"row{index}-{position}"))
+            else:
+                columns[field.name].append(_value(field, value, index))
     return pl.DataFrame({f.name: pl.Series(f.name, columns[f.name], dtype=_dtype(f.values)) for f in fields})
 
 
@@ -98,15 +102,13 @@ def _dtype(values: Values) -> pl.DataType:
     return pl.Float64() if values.kind == "number" else pl.String()
 
 
-def _value(field: InputField, value: Any, row: int, file: Path) -> Any:
+def _value(field: InputField, value: Any, row: int) -> Any:
     kind = field.values.kind
     if kind == "text":
         return _text(value, row, field.name)
     if kind == "number":
         return _number(value, row, field.name)
-    if kind == "category":
-        return _category(value, field.values.multi, row, field.name)
-    return _file(field, value, row, file)
+    return _category(value, field.values.multi, row, field.name)
 
 
 def _is_missing(value: Any) -> bool:
@@ -164,8 +166,9 @@ def _file(field: InputField, value: Any, row: int, file: Path) -> str:
         raise InputError(f"an empty file is not {media}", row, field.name)
     path = file.with_suffix(f".{media}")
     path.write_bytes(value)
-    for spec in field.inputs:
-        problems = spec.preprocessing.file_problems([str(path)])
+    checks = {spec.preprocessing.file_problems.__func__: spec.preprocessing for spec in field.inputs}
+    for preprocessing in checks.values():  # two inputs reading one photo check it once
+        problems = preprocessing.file_problems([str(path)])
         if problems:
             raise InputError(problems[0], row, field.name)
     return str(path)

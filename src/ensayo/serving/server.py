@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import uvicorn
@@ -25,7 +26,7 @@ def parse_targets(targets: list[str]) -> dict[str, Path]:
         raise ValueError("name at least one run to serve: ensayo serve [NAME=]RUN ...")
     named: dict[str, Path] = {}
     for target in targets:
-        name, _, path = target.rpartition("=") if "=" in target and not Path(target).exists() else ("", "", target)
+        name, _, path = target.partition("=") if "=" in target and not Path(target).exists() else ("", "", target)
         run_dir = Path(path)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run directory")
@@ -54,7 +55,7 @@ def serve(targets: dict[str, Path], host: str = "127.0.0.1", port: int = 8000, w
     """Serve the runs until interrupted. Each worker loads every run once and warms it up."""
     options = options or ServeOptions()
     os.environ[CONFIG_VARIABLE] = json.dumps({"runs": {k: str(v.resolve()) for k, v in targets.items()},
-                                              "options": options.__dict__})
+                                              "options": asdict(options)})
     if workers > 1:
         uvicorn.run("ensayo.serving.server:app_from_environment", factory=True, host=host, port=port,
                     workers=workers, access_log=access_log, log_level="info")
