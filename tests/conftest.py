@@ -89,10 +89,10 @@ def _small_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def interrupt_training(monkeypatch: pytest.MonkeyPatch, split_type: type, at_batch: int,
                        min_rows: int = 100) -> Callable[[], None]:
-    """Send this process a real SIGINT (Ctrl-C) when the training split's `batches` is asked for its
+    """Send this process a real SIGINT (Ctrl-C) when the training split's `iterate` is asked for its
     `at_batch`-th batch: training stops once that step is done. Splits with `min_rows` rows or fewer
     (validation, test) are left alone. Returns what puts the original back."""
-    original = split_type.batches
+    original = split_type.iterate
     served = {"count": 0}
 
     def interrupting(self, *args, **kwargs):
@@ -103,8 +103,8 @@ def interrupt_training(monkeypatch: pytest.MonkeyPatch, split_type: type, at_bat
                     os.kill(os.getpid(), signal.SIGINT)
             yield item
 
-    monkeypatch.setattr(split_type, "batches", interrupting)
-    return lambda: monkeypatch.setattr(split_type, "batches", original)
+    monkeypatch.setattr(split_type, "iterate", interrupting)
+    return lambda: monkeypatch.setattr(split_type, "iterate", original)
 
 
 def explore_report(recipe: dict[str, Any], directory: Path) -> str:

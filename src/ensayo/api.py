@@ -3,7 +3,7 @@ arguments, calls these and prints what they return."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,14 @@ from ensayo.data import DataError, leaking_inputs
 from ensayo.datasets import DatasetInfo, list_datasets
 from ensayo.exporting import Exported
 from ensayo.models import load_recipe, model_type_of
-from ensayo.pipeline import run
+from ensayo.pipeline import check_output, distributed_problem, new_run_dir, run
 from ensayo.recipe import Recipe, RecipeError
 from ensayo.runs import SavedRun, evaluate_file, load_run, predict_file, predict_rows, predict_table
 from ensayo.store import write_json
 
 __all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "SavedRun", "Validation", "datasets", "evaluate",
-           "explore", "export", "generate", "load_recipe", "load_run", "predict", "predict_rows", "predict_to_file",
-           "report", "run", "serve", "sweep", "train_embeddings", "validate"]
+           "explore", "export", "generate", "launch_run", "load_recipe", "load_run", "predict", "predict_rows",
+           "predict_to_file", "report", "run", "serve", "sweep", "train_embeddings", "validate"]
 
 
 @dataclass
@@ -52,6 +52,42 @@ def validate(recipe: str | Path, overrides: list[str] | None = None) -> Validati
     warnings = [f"input {name!r} feeds the target {loaded.output.column!r} through `derive`: the model can learn "
                 "the formula instead of the task" for name in leaking_inputs(loaded)]
     return Validation(loaded, warnings)
+
+
+def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None = None,
+               overrides: list[str] | None = None, track: bool = True, resume: str | Path | None = None,
+               force: bool = False, entrypoint: Callable[..., str | None] | None = None,
+               start_method: str = "spawn") -> Path:
+    """`run` on `nproc` processes of this machine (torch.distributed, launched by torchrun's launcher): the recipe
+    is checked, and its run directory chosen, before any process starts; each rank calls `entrypoint` (by
+    default `run_rank`) with the same arguments, in processes started by `start_method` (see
+    `ensayo.training.distributed.launch`). Returns the run directory."""
+    from ensayo.models.registry import run_recipe
+    from ensayo.training.distributed import launch
+
+    if resume is not None:
+        loaded = run_recipe(Path(resume))
+        run_dir = Path(resume)
+    else:
+        if recipe is None:
+            raise ValueError("give a recipe, or --resume RUN_DIR")
+        loaded = load_recipe(Path(recipe), overrides)
+        loaded = model_type_of(loaded).prepare(loaded, Path(recipe).resolve().parent)
+        run_dir = Path(output) if output else new_run_dir(loaded)
+        check_output(run_dir, force)
+    problem = distributed_problem(loaded)
+    if problem:
+        raise ValueError(problem)
+    return Path(launch(nproc, entrypoint or run_rank, recipe, run_dir, overrides, track, resume, force,
+                       start_method=start_method))
+
+
+def run_rank(recipe: str | Path | None, run_dir: Path, overrides: list[str] | None, track: bool,
+             resume: str | Path | None, force: bool) -> str | None:
+    """One rank of `launch_run`: the run directory on rank 0, None on the others."""
+    saved = run(recipe if resume is None else None, output=None if resume is not None else run_dir,
+                overrides=overrides, track=track, resume=resume, force=force)
+    return str(saved.path) if saved is not None else None
 
 
 def predict(run_dir: str | Path | SavedRun, rows: pl.DataFrame | list[dict[str, Any]],

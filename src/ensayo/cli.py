@@ -7,9 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -21,6 +22,7 @@ from ensayo.data import DataError
 from ensayo.recipe import RecipeError
 from ensayo.store import Locked
 from ensayo.tracking import TrackingError
+from ensayo.training.distributed import LaunchFailed
 
 app = typer.Typer(help="Declarative deep-learning experiments: one YAML recipe to a trained, tracked run.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -43,6 +45,9 @@ def _reported(interrupted: str = "") -> Iterator[None]:
     culprit and exit code 2; a signal with 128 + its number."""
     try:
         yield
+    except LaunchFailed as exc:
+        console.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt as exc:
         if interrupted:
             console.print(f"[yellow]{interrupted}[/]")
@@ -61,16 +66,36 @@ def run(
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
     resume: Annotated[Path | None, typer.Option(help="continue the interrupted run in this directory")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace what --output holds (a run, other files)")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="train on N processes of this machine "
+                                       "(torch.distributed through torchrun; gloo on CPUs, nccl on GPUs)")] = 1,
 ) -> None:
     """Train, evaluate, track and save a recipe."""
     from ensayo import api
 
     if recipe is None and resume is None:
         _fail("give a recipe, or --resume RUN_DIR")
+    if nproc > 1:
+        with _reported():
+            path = api.launch_run(nproc, recipe, output=output, overrides=overrides or [], track=not no_track,
+                                  resume=resume, force=force, entrypoint=_rank, start_method="fork")
+        stdout.print(str(path))
+        return
     with _reported():
         saved = api.run(recipe, output=output, overrides=overrides or [], track=not no_track, resume=resume,
                         console=console, force=force)
-    stdout.print(str(saved.path))
+    if saved is not None:  # None: a rank other than 0 of a distributed run
+        stdout.print(str(saved.path))
+
+
+def _rank(*arguments: Any) -> str | None:
+    """One rank of `ensayo run --nproc`: its errors end it as they end `ensayo run`, with one line and a code."""
+    from ensayo import api
+
+    try:
+        with _reported():
+            return api.run_rank(*arguments)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
 
 
 @app.command()

@@ -24,7 +24,7 @@ from ensayo.recipe import Recipe
 from ensayo.runs import SavedRun
 from ensayo.store import contents, locked, read_json, write_json
 from ensayo.tracking import Tracker
-from ensayo.training import seed_everything
+from ensayo.training import distributed, seed_everything
 
 
 def _epoch_logger(tracker: Tracker, then: EpochCallback | None) -> EpochCallback:
@@ -129,6 +129,8 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
     """
     console = console or Console(stderr=True)
     recipe, base = _prepare(recipe, overrides, base, resume)
+    if distributed.launched():
+        return _run_rank(recipe, output, resume, console, base, track, force)
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
     if resume is None:
         check_output(run_dir, force)  # before reading any data; again once the folder is locked
@@ -149,6 +151,50 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
                       on_epoch)
 
 
+def distributed_problem(recipe: Recipe) -> str | None:
+    """Why a recipe cannot train on several processes, or None when it can."""
+    why = model_type_of(recipe).distributed
+    return f"model.type {recipe.model.type} cannot train on several processes: {why}" if why else None
+
+
+def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | None, console: Console,
+              base: Path | None, track: bool, force: bool) -> SavedRun | None:
+    """One rank of a run torchrun started on several processes. Rank 0 owns the run directory, its lock and
+    MLflow, and returns the saved run; the other ranks train and score their shares and return None."""
+    problem = distributed_problem(recipe)
+    if problem:
+        raise ValueError(problem)
+    current = distributed.start(recipe.train.device)
+    try:
+        if not current.main:
+            console = Console(stderr=True, quiet=True)
+        run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
+        run_dir = Path(distributed.broadcast_object(str(run_dir)))  # rank 0's clock names a new run
+        tracker = Tracker(recipe.track, enabled=track and current.main)
+        tracker.console = console
+        if current.main:
+            if resume is None:
+                check_output(run_dir, force)
+            tracker.check()
+        _set_threads(recipe)
+        seed_everything(recipe.train.seed)
+        splits = load_splits(recipe, base)
+        if not current.main:
+            _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
+            return None
+        console.print(f"training on {current.size} processes ({torch.distributed.get_backend()})")
+        with locked(run_dir, "a run"):
+            if resume is None:
+                check_output(run_dir, force)
+                _empty(run_dir)
+                save_recipe(recipe, run_dir)
+            for partial in run_dir.glob(".*.tmp*"):
+                partial.unlink()
+            return _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
+    finally:
+        distributed.stop()
+
+
 def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base: Path | None, resume: bool,
            tracker: Tracker, parent_id: str | None, tags: dict[str, str] | None,
            on_epoch: EpochCallback | None) -> SavedRun:
@@ -156,8 +202,9 @@ def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base
     for line in splits.report.summary_lines():
         console.print(f"  {line}")
 
+    main = distributed.world().main
     tracking_file = run_dir / layout.TRACKING
-    previous = read_json(tracking_file).get("run_id") if resume and tracking_file.is_file() else None
+    previous = read_json(tracking_file).get("run_id") if main and resume and tracking_file.is_file() else None
     run_id = tracker.start(recipe, run_dir.name, resume_id=previous, parent_id=parent_id, tags=tags)
     if run_id:
         write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri})
@@ -167,6 +214,8 @@ def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base
                          _member_trainer(console, base))
     try:
         fitted = model.fit(splits, context)
+        if not main:
+            return None  # type: ignore[return-value]
         _write_report(model, fitted, splits.report, run_dir)
     except KeyboardInterrupt:
         tracker.end("KILLED")

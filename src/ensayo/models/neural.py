@@ -21,7 +21,7 @@ from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import HeadConfig, Recipe
 from ensayo.store import write_json
-from ensayo.training import EncodedSplit, Trainer, encode_split, load_weights, pick_device, save_weights
+from ensayo.training import EncodedSplit, Trainer, distributed, encode_split, load_weights, pick_device, save_weights
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
@@ -76,12 +76,20 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 
 
 @torch.no_grad()
-def network_probabilities(network: nn.Module, split: EncodedSplit, batch_size: int) -> np.ndarray:
+def network_probabilities(network: nn.Module, split: EncodedSplit, batch_size: int,
+                          rows: np.ndarray | None = None) -> np.ndarray:
+    """(rows, classes) probabilities of the split's rows (all of them, or those of `rows`)."""
     network.eval()
     device = next(network.parameters()).device
     chunks = [torch.softmax(network(batch).float(), dim=-1).cpu().numpy()
-              for batch, _ in split.batches(batch_size, device=device)]
+              for batch, _ in split.batches(batch_size, order=rows, device=device)]
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+
+
+def shared_probabilities(network: nn.Module, split: EncodedSplit, batch_size: int) -> np.ndarray:
+    """The probabilities of every row, each rank of a distributed run scoring its share: the same on every rank
+    as one process scoring them all."""
+    return distributed.gather_rows(lambda rows: network_probabilities(network, split, batch_size, rows), len(split))
 
 
 def make_features(recipe: Recipe) -> list[Feature]:
@@ -138,21 +146,26 @@ class NeuralClassifier(Classifier):
         size = recipe.train.eval_batch_size
 
         def evaluate(current: nn.Module) -> dict[str, float]:
-            return ev.score(network_probabilities(current, validation, size), val_true, self.classes, "val/")
+            return ev.score(shared_probabilities(current, validation, size), val_true, self.classes, "val/")
 
         state = trainer.fit(encoded["train"], evaluate if len(validation) else None, context.on_epoch)
         self.network = trainer.model  # type: ignore[assignment]
-        self.save(context.run_dir)
+        if distributed.world().main:
+            self.save(context.run_dir)
         metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
-        scores = self.score_splits(splits, lambda name, _: network_probabilities(trainer.model, encoded[name], size))
+        scores = self.score_splits(splits, lambda name, _: shared_probabilities(trainer.model, encoded[name], size))
         return Fitted(metrics | scores, state.history)
 
     def _fit_preprocessing(self, splits: Splits, context: FitContext) -> None:
-        """Fit each input on the training split and save the state; resuming, read the saved state instead."""
+        """Fit each input on the training split and save the state; resuming, read the saved state instead. In a
+        distributed run, rank 0 fits (or reads) and the other ranks take its state."""
+        if not distributed.world().main:
+            self._load_state(distributed.broadcast_object(None))
+            return
         state_file = context.run_dir / layout.STATE
         if context.resume and state_file.is_file():
-            self._load_state(read_state(context.run_dir))
+            self._load_state(distributed.broadcast_object(read_state(context.run_dir)))
             return
         self.classes.fit(self.labels(splits.train))
         self.derived = splits.bins.state() if splits.bins else {}
@@ -164,6 +177,7 @@ class NeuralClassifier(Classifier):
             context.console.print(f"  {feature.name}: {described}")
         self.train_columns = columns
         save_state(context.run_dir, self.features, self.classes, {"derived": self.derived})
+        distributed.broadcast_object(read_state(context.run_dir))
 
     def _load_state(self, state: dict[str, Any]) -> None:
         for feature in self.features:

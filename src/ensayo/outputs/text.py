@@ -169,9 +169,13 @@ class TokenWindows:
     def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
                 device: torch.device | None = None) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         order = np.arange(len(self)) if order is None else order
-        device = device or torch.device("cpu")
-        for start in range(skip * size, len(order), size):
-            windows = self.window(order[start: start + size]).to(device)
+        yield from self.iterate([order[start: start + size] for start in range(skip * size, len(order), size)],
+                                device or torch.device("cpu"))
+
+    def iterate(self, indices: list[np.ndarray],
+                device: torch.device) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        for index in indices:
+            windows = self.window(index).to(device)
             yield {"tokens": windows[:, :-1]}, windows[:, 1:].reshape(-1)
 
 

@@ -1,5 +1,6 @@
 """The training layer: a trainer over any `nn.Module` and the batches it reads."""
 
+from ensayo.training import distributed
 from ensayo.training.batches import Batches, EncodedSplit, bucketed_order, encode_split, to_device
 from ensayo.training.trainer import (
     SHOWN,
@@ -14,6 +15,6 @@ from ensayo.training.trainer import (
 )
 from ensayo.training.weights import load_weights, save_weights
 
-__all__ = ["SHOWN", "Batches", "EncodedSplit", "TrainState", "Trainer", "bucketed_order", "encode_split",
+__all__ = ["SHOWN", "Batches", "EncodedSplit", "TrainState", "Trainer", "bucketed_order", "distributed", "encode_split",
            "higher_is_better", "load_weights", "lr_multiplier", "make_optimizers", "pick_device", "save_weights",
            "seed_everything", "split_parameters", "to_device"]

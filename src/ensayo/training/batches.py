@@ -23,6 +23,10 @@ class Batches(Protocol):
     def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
                 device: torch.device | None = None) -> Iterator[tuple[Any, torch.Tensor]]: ...
 
+    def iterate(self, indices: list[np.ndarray], device: torch.device) -> Iterator[tuple[Any, torch.Tensor]]:
+        """(batch, labels) of each array of row indices, in order."""
+        ...
+
 
 @dataclass
 class EncodedSplit:
@@ -51,9 +55,11 @@ class EncodedSplit:
     def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
                 device: torch.device | None = None) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
         order = np.arange(len(self)) if order is None else order
-        device = device or torch.device("cpu")
-        for start in range(skip * size, len(order), size):
-            index = order[start: start + size]
+        yield from self.iterate([order[start: start + size] for start in range(skip * size, len(order), size)],
+                                device or torch.device("cpu"))
+
+    def iterate(self, indices: list[np.ndarray], device: torch.device) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        for index in indices:
             yield self.batch(index, device), torch.from_numpy(self.labels[index]).to(device)
 
 

@@ -23,6 +23,7 @@ from ensayo.layout import BEST_WEIGHTS, CHECKPOINT
 from ensayo.outputs.auxiliary import AUXILIARY
 from ensayo.recipe import TrainConfig
 from ensayo.store import atomic_path
+from ensayo.training import distributed
 from ensayo.training.batches import Batches, bucketed_order
 from ensayo.training.weights import load_weights, save_weights
 
@@ -141,8 +142,12 @@ class Trainer:
         self.checkpoint_seconds = float(os.environ.get("ENSAYO_CHECKPOINT_SECONDS", 300)) \
             if checkpoint_seconds is None else checkpoint_seconds
         self._last_checkpoint = time.monotonic()
-        self.dense_parameters, sparse_parameters = split_parameters(model)
-        self.optimizers = make_optimizers(self.dense_parameters, sparse_parameters, config)
+        self.dense_parameters, self.sparse_parameters = split_parameters(model)
+        self.optimizers = make_optimizers(self.dense_parameters, self.sparse_parameters, config)
+        self.world = distributed.world()
+        # what the training step calls: the model itself, or its DistributedDataParallel wrapper
+        self.network = distributed.wrap(self.model, self.sparse_parameters, device) if self.world.distributed \
+            else self.model
         self.state = TrainState()
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
         self._pending: dict[str, Any] | None = None
@@ -151,6 +156,9 @@ class Trainer:
 
     # checkpoints: tensors and plain values only, so that torch.load(weights_only=True) reads them
     def save_checkpoint(self) -> None:
+        self._last_checkpoint = time.monotonic()
+        if not self.world.main:
+            return
         payload = {
             "model": self.model.state_dict(),
             "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
@@ -158,21 +166,22 @@ class Trainer:
             "state": self.state.to_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "world_size": self.world.size,
         }
         with atomic_path(self.run_dir / CHECKPOINT) as temporary:
             torch.save(payload, temporary)
-        self._last_checkpoint = time.monotonic()
 
     def load_checkpoint(self) -> bool:
-        path = self.run_dir / CHECKPOINT
-        if not path.is_file():
+        """Continue from the run's checkpoint, if it has one. Rank 0 reads it and hands it to the other ranks,
+        which need not see the run directory."""
+        payload = self._read_checkpoint() if self.world.main else None
+        payload = distributed.broadcast_object(payload)
+        if payload is None:
             return False
-        try:
-            payload = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # torch raises many kinds for a cut or foreign file; none is read in part
-            raise TrainingError(f"{path}: the last checkpoint is damaged and was not read "
-                                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); delete it to train "
-                                "this run again from the start") from None
+        saved_size = payload.get("world_size", 1)
+        if saved_size != self.world.size:
+            raise TrainingError(f"{self.run_dir}: this run trained on {saved_size} process(es); resume it on as many "
+                                f"(it was asked to go on with {self.world.size})")
         self.model.load_state_dict(payload["model"])
         self.state = TrainState(**payload["state"])
         torch.set_rng_state(payload["torch_rng"].cpu())
@@ -183,8 +192,20 @@ class Trainer:
         self._pending = payload
         return True
 
+    def _read_checkpoint(self) -> dict[str, Any] | None:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many kinds for a cut or foreign file; none is read in part
+            raise TrainingError(f"{path}: the last checkpoint is damaged and was not read "
+                                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); delete it to train "
+                                "this run again from the start") from None
+
     def _save_best(self) -> None:
-        save_weights(self.model, self.run_dir / BEST_WEIGHTS)
+        if self.world.main:
+            save_weights(self.model, self.run_dir / BEST_WEIGHTS)
 
     def _improved(self, score: float, monitor: str) -> bool:
         best = self.state.best_score
@@ -195,7 +216,7 @@ class Trainer:
     def fit(self, train: Batches, evaluate: Evaluate | None,
             on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainState:
         config = self.config
-        steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        steps_per_epoch = distributed.steps_per_epoch(len(train), config.batch_size)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_multiplier(config, steps_per_epoch))
                            for o in self.optimizers]
         if self._pending is not None:
@@ -218,11 +239,15 @@ class Trainer:
                 if evaluate is not None:
                     record.update(evaluate(self.model))
                 self._end_epoch(record, monitor)
+                if self.world.distributed:  # the ranks agree on stopping: a signal may reach one of them only
+                    signalled = distributed.sum_over_ranks([float(self._signal is not None)], self.device)[0]
+                    self._signal = self._signal or (signal.SIGTERM if signalled else None)
                 self._stop_if_signalled(saved=True)
                 if on_epoch:
                     on_epoch(record)
-        if (self.run_dir / BEST_WEIGHTS).is_file():
+        if self.world.main and (self.run_dir / BEST_WEIGHTS).is_file():
             load_weights(self.model, self.run_dir / BEST_WEIGHTS, self.device)
+        distributed.broadcast_module(self.model)  # rank 0 kept the best weights
         return state
 
     @contextlib.contextmanager
@@ -283,40 +308,51 @@ class Trainer:
 
     def _train_epoch(self, train: Batches, steps: int, progress: Progress) -> None:
         config, state = self.config, self.state
-        rng = np.random.default_rng(config.seed + state.epoch)
+        rng = np.random.default_rng(config.seed + state.epoch)  # the same order on every rank
         lengths = train.lengths()
         order = rng.permutation(len(train)) if lengths is None else bucketed_order(lengths, config.batch_size, rng)
+        shares = distributed.rank_batches(order, config.batch_size)[state.step_in_epoch:]
         task = progress.add_task(f"epoch {state.epoch + 1}/{config.epochs}", total=steps,
                                  completed=state.step_in_epoch, rate="")
         self.model.train()
         tick, examples = time.perf_counter(), 0
         shown, pending = tick, 0
-        for batch, labels in train.batches(config.batch_size, order, state.step_in_epoch, self.device):
+        weights = [weight for _, weight in shares]
+        for (batch, labels), weight in zip(train.iterate([index for index, _ in shares], self.device), weights,
+                                           strict=True):
             # training labels are all known (the classes come from them); for a language model, the labels are
             # the next tokens and len(labels) counts tokens
             loss, label_loss = self._loss(batch, labels)
-            total, label_value = float(loss.detach()), float(label_loss.detach())
-            if not math.isfinite(total):
-                raise TrainingError(f"the training loss became {total} at epoch {state.epoch + 1}, step "
-                                    f"{state.step_in_epoch + 1} (learning rate "
-                                    f"{self.optimizers[0].param_groups[0]['lr']:.3g}); training stopped. Lower "
-                                    "train.lr, set train.grad_clip, or look for extreme input values")
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()
+            if self.world.distributed and self.sparse_parameters:
+                distributed.average_sparse_gradients(self.sparse_parameters)
+            # the step's losses summed over the ranks, with whether any rank was signalled: every rank stops at
+            # the same step
+            total, label_sum, rows, signalled = distributed.sum_over_ranks(
+                [float(loss.detach()) * len(labels), float(label_loss.detach()) * len(labels), float(len(labels)),
+                 float(self._signal is not None)], self.device)
+            if not math.isfinite(total):
+                raise TrainingError(f"the training loss became {total / max(rows, 1)} at epoch {state.epoch + 1}, "
+                                    f"step {state.step_in_epoch + 1} (learning rate "
+                                    f"{self.optimizers[0].param_groups[0]['lr']:.3g}); training stopped. Lower "
+                                    "train.lr, set train.grad_clip, or look for extreme input values")
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(self.dense_parameters, config.grad_clip)
             for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
                 optimizer.step()
                 scheduler.step()
-            state.loss_sum += label_value * len(labels)
-            state.auxiliary_sum += (total - label_value) * len(labels)
-            state.seen += len(labels)
+            state.loss_sum += label_sum
+            state.auxiliary_sum += total - label_sum
+            state.seen += int(rows)
             state.step_in_epoch += 1
-            examples += len(labels)
+            examples += int(rows)
             if time.monotonic() - self._last_checkpoint > self.checkpoint_seconds:
                 self.save_checkpoint()
-            self._stop_if_signalled()
+            if not self.world.distributed or signalled:
+                self._signal = self._signal or (signal.SIGTERM if signalled else None)
+                self._stop_if_signalled()
             pending += 1
             now = time.perf_counter()
             if now - shown >= 0.25:  # a language model takes thousands of small steps an epoch
@@ -329,9 +365,9 @@ class Trainer:
         """(the loss to minimize, the label's part of it): train/loss stays comparable with val/loss."""
         targets = batch.pop(AUXILIARY, None)
         if targets is None:
-            loss = self.loss_fn(self.model(batch), labels)
+            loss = self.loss_fn(self.network(batch), labels)
             return loss, loss
-        logits, predicted = self.model(batch, auxiliary=True)
+        logits, predicted = self.network(batch, auxiliary=True)
         label_loss = self.loss_fn(logits, labels)
         return label_loss + self.model.auxiliary_loss(predicted, targets), label_loss
 
@@ -343,4 +379,4 @@ class Trainer:
     def _progress(self) -> Progress:
         return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=self.console,
-                        transient=True)
+                        transient=True, disable=not self.world.main)

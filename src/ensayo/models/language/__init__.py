@@ -25,7 +25,7 @@ from ensayo.models.neural import count_parameters
 from ensayo.outputs.text import Spelling, Tokenizer, TokenWindows, documents
 from ensayo.recipe import Recipe
 from ensayo.store import write_json, write_text
-from ensayo.training import Trainer, load_weights, pick_device, save_weights
+from ensayo.training import Trainer, distributed, load_weights, pick_device, save_weights
 
 __all__ = ["LANGUAGE_MODELS", "LanguageModel", "LanguageModelConfig", "register_language_model"]
 
@@ -58,11 +58,15 @@ class LanguageModel(Generator):
     def fit(self, splits: Splits, context: FitContext) -> Fitted:
         recipe, output, console = self.recipe, self.recipe.output, context.console
         texts = {name: documents(table, output) for name, table in splits.items()}
-        if context.resume and (context.run_dir / layout.STATE).is_file():
-            tokenizer = Tokenizer.from_state(read_state(context.run_dir)["output"])
+        main = distributed.world().main
+        if not main:  # a distributed run: rank 0's tokenizer
+            tokenizer = Tokenizer.from_state(distributed.broadcast_object(None))
+        elif context.resume and (context.run_dir / layout.STATE).is_file():
+            tokenizer = Tokenizer.from_state(distributed.broadcast_object(read_state(context.run_dir)["output"]))
         else:
             tokenizer = Tokenizer.fit(texts["train"], output)
             write_json(context.run_dir / layout.STATE, {"inputs": {}, "output": tokenizer.state()})
+            distributed.broadcast_object(tokenizer.state())
         spelling = Spelling(tokenizer.rare_words(texts["train"]))
         windows = {}
         for name, split_texts in texts.items():
@@ -86,7 +90,8 @@ class LanguageModel(Generator):
 
         state = trainer.fit(windows["train"], evaluate if len(validation) else None, context.on_epoch)
         self.tokenizer, self.network = tokenizer, trainer.model
-        save_weights(trainer.model, context.run_dir / layout.WEIGHTS)
+        if main:
+            save_weights(trainer.model, context.run_dir / layout.WEIGHTS)
         metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan"),
                    "parameters": float(sizes["total"]), "vocabulary": float(len(tokenizer))}

@@ -1,0 +1,227 @@
+"""Data-parallel training over torch.distributed: the process group torchrun describes in the environment,
+each rank's share of a global batch, and the few collectives the rest of ensayo needs.
+
+One process per rank, as torchrun starts them (`ensayo run --nproc N` calls torchrun's launcher). Every
+rank reads the data and holds the whole model; rank 0 alone writes the run directory, checkpoints and
+MLflow. Dense gradients are averaged by DistributedDataParallel; embedding tables with sparse gradients
+are left out of it (NCCL has no sparse all-reduce, and gloo's densifies them) and their gradients are
+gathered as (row indices, rows) with all_gather and summed, which every backend does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+TIMEOUT_VARIABLE = "ENSAYO_COLLECTIVE_TIMEOUT"  # seconds a collective waits for a rank before failing
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands: its rank among `size` processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+_WORLD = World()
+
+
+def world() -> World:
+    return _WORLD
+
+
+def launched() -> bool:
+    """Whether torchrun started this process as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start(device: str = "auto") -> World:
+    """Join the process group torchrun set up (gloo on CPU, nccl on GPUs); one process: nothing to join."""
+    global _WORLD
+    if not launched():
+        return _WORLD
+    if dist.is_initialized():
+        return _WORLD
+    gpu = device != "cpu" and torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if gpu:
+        torch.cuda.set_device(local_rank)
+    timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_VARIABLE, "600")))
+    dist.init_process_group("nccl" if gpu else "gloo", timeout=timeout)
+    _WORLD = World(dist.get_rank(), dist.get_world_size(), local_rank)
+    return _WORLD
+
+
+def stop() -> None:
+    global _WORLD
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    _WORLD = World()
+
+
+# ------------------------------------------------------------------------------------ batches
+def rank_batches(order: np.ndarray, batch_size: int,
+                 current: World | None = None) -> list[tuple[np.ndarray, float]]:
+    """This rank's rows of each global batch of `order`, with the weight its mean loss takes so that the
+    ranks' average gradient is the global batch's: every rank gets the same number of steps and a disjoint
+    share of each batch (a strided slice, so that a length-bucketed batch stays bucketed). A last batch with
+    fewer rows than ranks is left out on every rank."""
+    current = current or world()
+    batches = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+    if not current.distributed:
+        return [(batch, 1.0) for batch in batches]
+    return [(batch[current.rank:: current.size], current.size * len(batch[current.rank:: current.size]) / len(batch))
+            for batch in batches if len(batch) >= current.size]
+
+
+def steps_per_epoch(rows: int, batch_size: int, current: World | None = None) -> int:
+    current = current or world()
+    steps = -(-rows // batch_size)
+    if current.distributed and steps and rows - (steps - 1) * batch_size < current.size:
+        steps -= 1
+    return steps
+
+
+def row_share(rows: int, current: World | None = None) -> np.ndarray:
+    """This rank's contiguous share of `rows` rows (for scoring a split across ranks)."""
+    current = current or world()
+    bounds = np.linspace(0, rows, current.size + 1).round().astype(int)
+    return np.arange(bounds[current.rank], bounds[current.rank + 1])
+
+
+# ------------------------------------------------------------------------------------ collectives
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's `value` on every rank (a plain Python value: the fitted preprocessing, a run directory)."""
+    if not world().distributed:
+        return value
+    box = [value if world().main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_rows(compute: Callable[[np.ndarray], np.ndarray], rows: int) -> np.ndarray:
+    """`compute` of all `rows` rows, each rank computing its share: the same array on every rank."""
+    if not world().distributed:
+        return compute(np.arange(rows))
+    parts: list[Any] = [None] * world().size
+    dist.all_gather_object(parts, compute(row_share(rows)))
+    return np.concatenate([p for p in parts if len(p)]) if rows else parts[0]
+
+
+def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Each value summed over the ranks (float64, so that a sum of losses loses nothing)."""
+    if not world().distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def broadcast_module(module: nn.Module) -> None:
+    """Rank 0's parameters and buffers on every rank (the best weights, found and written by rank 0)."""
+    if not world().distributed:
+        return
+    for tensor in module.state_dict().values():
+        dist.broadcast(tensor.data if isinstance(tensor, nn.Parameter) else tensor, src=0)
+
+
+# ------------------------------------------------------------------------------------ the model
+def sparse_parameter_names(model: nn.Module, sparse: list[nn.Parameter]) -> list[str]:
+    ids = {id(p) for p in sparse}
+    return [name for name, p in model.named_parameters() if id(p) in ids]
+
+
+def wrap(model: nn.Module, sparse: list[nn.Parameter], device: torch.device) -> nn.Module:
+    """The model as DistributedDataParallel over its dense parameters; on GPUs, BatchNorm layers share their
+    statistics across ranks (torch's SyncBatchNorm runs on GPUs only: on CPUs each rank normalizes its share)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    names = sparse_parameter_names(model, sparse)
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
+    for parameter in sparse:  # DDP broadcasts what it owns from rank 0; the sparse tables, we do
+        dist.broadcast(parameter.data, src=0)
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(model, device_ids=[device.index or 0])
+    return DistributedDataParallel(model)
+
+
+def average_sparse_gradients(sparse: list[nn.Parameter]) -> None:
+    """Replace each sparse gradient by its mean over the ranks, as DDP does for dense ones: every rank's
+    (row indices, rows) are gathered, padded to the longest, and summed into one coalesced gradient."""
+    size = world().size
+    for parameter in sparse:
+        grad = parameter.grad
+        if grad is None:
+            grad = torch.sparse_coo_tensor(torch.zeros(1, 0, dtype=torch.long, device=parameter.device),
+                                           torch.zeros(0, *parameter.shape[1:], device=parameter.device),
+                                           parameter.shape)
+        grad = grad.coalesce()
+        indices, values = grad.indices()[0], grad.values()
+        count = torch.tensor([len(indices)], device=parameter.device)
+        counts = [torch.zeros_like(count) for _ in range(size)]
+        dist.all_gather(counts, count)
+        longest = int(max(c.item() for c in counts))
+        padded_indices = torch.zeros(longest, dtype=indices.dtype, device=parameter.device)
+        padded_values = torch.zeros(longest, *values.shape[1:], dtype=values.dtype, device=parameter.device)
+        padded_indices[: len(indices)], padded_values[: len(values)] = indices, values
+        all_indices = [torch.empty_like(padded_indices) for _ in range(size)]
+        all_values = [torch.empty_like(padded_values) for _ in range(size)]
+        dist.all_gather(all_indices, padded_indices)
+        dist.all_gather(all_values, padded_values)
+        kept = [int(c.item()) for c in counts]
+        rows = torch.cat([i[:k] for i, k in zip(all_indices, kept, strict=True)])
+        vectors = torch.cat([v[:k] for v, k in zip(all_values, kept, strict=True)]) / size
+        parameter.grad = torch.sparse_coo_tensor(rows[None], vectors, parameter.shape).coalesce()
+
+
+# ------------------------------------------------------------------------------------ the launcher
+class LaunchFailed(RuntimeError):
+    """A rank of a launched run failed; the message names it and its exit code (its own error came first)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def launch(nproc: int, entrypoint: Callable[..., Any], *arguments: Any, start_method: str = "spawn") -> Any:
+    """`entrypoint(*arguments)` on `nproc` processes of this machine through torchrun's launcher (elastic_launch,
+    a standalone rendezvous on a free local port). A rank that fails stops the others. Returns what rank 0
+    returned. `fork` saves each rank importing ensayo again, and is safe only from a process that has run no
+    threads yet (the `ensayo` command before it trains); `spawn` is safe from anywhere (a notebook)."""
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # each rank gets its share of the cores unless the recipe's train.threads says otherwise
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method=start_method,
+                          monitor_interval=0.1)
+    try:
+        returned = elastic_launch(config, entrypoint)(*arguments)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        code = failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
+        raise LaunchFailed(f"rank {rank} of {nproc} stopped with exit code {failure.exitcode}; the others were "
+                           "stopped with it (its own message is above)", code) from None
+    return returned[0]

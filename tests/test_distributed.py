@@ -1,0 +1,142 @@
+"""Data-parallel training: `ensayo run --nproc 2` (torchrun, gloo on CPU) against one process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import audio_recipe, make_clips, recipe_dict
+from safetensors.torch import load_file
+
+import ensayo
+from ensayo.data import load_splits
+from ensayo.layout import CHECKPOINT
+from ensayo.models import load_recipe
+from ensayo.training.distributed import World, rank_batches, steps_per_epoch
+
+STEPS = 20
+
+
+def cli(*arguments: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ensayo.cli", *arguments], capture_output=True, text=True,
+                          timeout=180, **kwargs)
+
+
+def batch_for_steps(raw: dict[str, Any], steps: int) -> int:
+    """A batch size that makes one epoch of this recipe `steps` steps or more, with a last batch of 2 rows or more
+    (and so a share on each rank)."""
+    rows = load_splits(load_recipe(raw)).train.height
+    size = rows // steps
+    while rows % size == 1:
+        size -= 1
+    assert math.ceil(rows / size) >= steps
+    return size
+
+
+def weights_gap(first: Path, second: Path) -> float:
+    one, two = load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors"))
+    assert one.keys() == two.keys()
+    return max(float((one[k].double() - two[k].double()).abs().max()) for k in one)
+
+
+def single_and_distributed(raw: dict[str, Any], tmp_path: Path) -> tuple[Path, Path]:
+    ensayo.run(load_recipe(raw), output=tmp_path / "single", track=False)
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(raw))
+    done = cli("run", str(recipe_file), "--nproc", "2", "--no-track", "--output", str(tmp_path / "two"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training on 2 processes (gloo)" in done.stderr
+    assert done.stdout.strip() == str(tmp_path / "two")
+    return tmp_path / "single", tmp_path / "two"
+
+
+def test_each_rank_takes_a_disjoint_share_of_every_global_batch() -> None:
+    order = np.random.default_rng(0).permutation(103)
+    shares = [rank_batches(order, 10, World(rank, 2)) for rank in range(2)]
+    assert len(shares[0]) == len(shares[1]) == steps_per_epoch(103, 10, World(1, 2)) == 11
+    for (first, weight_first), (second, weight_second), start in zip(*shares, range(0, 110, 10), strict=True):
+        batch = order[start: start + 10]
+        assert not set(first) & set(second) and set(first) | set(second) == set(batch)
+        # each rank's mean loss is weighted so that, averaged over the ranks, every row of the batch counts 1 / rows
+        for share, weight in ((first, weight_first), (second, weight_second)):
+            assert weight / (2 * len(share)) == pytest.approx(1 / len(batch))
+    # a last batch of one row cannot be shared by two ranks: it is left out on both
+    assert len(rank_batches(np.arange(21), 10, World(0, 2))) == 2 == steps_per_epoch(21, 10, World(0, 2))
+
+
+def test_two_processes_train_the_audio_model_one_process_trains(tmp_path: Path) -> None:
+    raw = audio_recipe(make_clips(tmp_path / "clips", takes=8), {"type": "rnn", "cell": "gru", "hidden_size": 12,
+                                                                 "layers": 1, "dropout": 0.0},
+                       preprocessing={"augment": None}, train={"epochs": 2, "lr": 0.02})
+    raw["train"]["batch_size"] = batch_for_steps(raw, STEPS // 2)
+    single, two = single_and_distributed(raw, tmp_path)
+    assert weights_gap(single, two) < 1e-4
+    one, other = (json.loads((path / "metrics.json").read_text()) for path in (single, two))
+    assert one["test/accuracy"] == other["test/accuracy"]
+
+
+def test_two_processes_train_the_text_model_one_process_trains_through_a_killed_rank(titles_csv: Path,
+                                                                                     tmp_path: Path) -> None:
+    """A bag of words (sparse embedding tables, gathered across ranks; a dense head under DDP) on 2 processes,
+    one of them killed after the first epoch, the run resumed: the same weights and scores as one process."""
+    raw = recipe_dict(titles_csv, epochs=3, lr=0.05)
+    raw["train"]["batch_size"] = batch_for_steps(raw, STEPS)
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(raw))
+    run_dir = tmp_path / "two"
+    environment = {**os.environ, "ENSAYO_CHECKPOINT_SECONDS": "0", "ENSAYO_COLLECTIVE_TIMEOUT": "60"}
+    launcher = subprocess.Popen([sys.executable, "-m", "ensayo.cli", "run", str(recipe_file), "--nproc", "2",
+                                 "--no-track", "--output", str(run_dir)], env=environment, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run_dir / CHECKPOINT).is_file() or torch.load(run_dir / CHECKPOINT, weights_only=True)[
+            "state"]["epoch"] < 1:
+        assert launcher.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    ranks = [int(pid) for pid in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
+    assert len(ranks) == 2
+    os.kill(ranks[1], signal.SIGKILL)
+    started = time.monotonic()
+    _, stderr = launcher.communicate(timeout=90)
+    assert launcher.returncode != 0
+    assert time.monotonic() - started < 60  # the other rank was stopped, not left waiting on a collective
+    assert "rank 1 of 2 stopped with exit code -9" in stderr
+    assert not (run_dir / "metrics.json").exists()
+
+    done = cli("run", "--resume", str(run_dir), "--nproc", "2", "--no-track")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming after epoch" in done.stderr
+    single = tmp_path / "single"
+    ensayo.run(load_recipe(raw), output=single, track=False)
+    assert weights_gap(run_dir, single) < 1e-4
+    one, other = (json.loads((path / "metrics.json").read_text()) for path in (single, run_dir))
+    for key in ("val/balanced_accuracy", "test/balanced_accuracy", "test/accuracy", "val/macro_f1"):
+        assert one[key] == other[key], key  # scored across ranks, on the whole splits
+    assert other["test/loss"] == pytest.approx(one["test/loss"], abs=1e-5)
+    histories = [json.loads((path / "history.json").read_text()) for path in (single, run_dir)]
+    assert len(histories[1]) == 3
+    for first, second in zip(*histories, strict=True):
+        assert second["train/loss"] == pytest.approx(first["train/loss"], abs=1e-5)  # summed over the ranks
+
+
+def test_model_types_that_train_in_one_process_refuse_nproc_before_any_work(titles_csv: Path,
+                                                                             tmp_path: Path) -> None:
+    raw = recipe_dict(titles_csv)
+    raw["model"] = {"type": "tfidf_linear"}
+    recipe_file = tmp_path / "linear.yaml"
+    recipe_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="model.type tfidf_linear cannot train on several processes: a scikit-learn "
+                                         "linear classifier fits in one process"):
+        ensayo.api.launch_run(2, recipe_file, output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
