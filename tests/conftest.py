@@ -7,7 +7,8 @@ import os
 import random
 import shutil
 import signal
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,60 @@ def open_browser(*flags: str) -> Any:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *flags):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+
+
+# ------------------------------------------------------------------ a throw-away PostgreSQL server
+class Postgres:
+    """A PostgreSQL cluster of its own on a Unix socket, run as the `postgres` user when the tests run as root
+    (PostgreSQL refuses root); `url(database)` is what SQLAlchemy, Optuna and MLflow take."""
+
+    def __init__(self, root: Path) -> None:
+        import pwd
+
+        self.root = root
+        self.data, self.sockets = root / "data", root / "sockets"
+        self.port = 5432 + os.getpid() % 1000
+        self.prefix: list[str] = []
+        self.sockets.mkdir(parents=True)
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            for path in (root, self.sockets):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        self.initdb, self.pg_ctl, self.createdb = (shutil.which(n) for n in ("initdb", "pg_ctl", "createdb"))
+
+    def _call(self, *arguments: str) -> None:
+        subprocess.run([*self.prefix, *arguments], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> Postgres:
+        self._call(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        options = f"-k {self.sockets} -c listen_addresses='' -p {self.port} -c fsync=off"
+        self._call(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w",
+                   "start")
+        for database in ("optuna", "mlflow"):  # apart: both keep their schema version in `alembic_version`
+            self._call(self.createdb, "-h", str(self.sockets), "-p", str(self.port), "-U", "postgres", database)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://postgres@/{database}?host={self.sockets}&port={self.port}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    import tempfile
+
+    missing = [n for n in ("initdb", "pg_ctl", "createdb") if shutil.which(n) is None]
+    if missing:
+        pytest.skip(f"PostgreSQL's {', '.join(missing)} not found (Debian: apt install postgresql)")
+    pytest.importorskip("psycopg2", reason="psycopg2 is in the dev extra")
+    root = Path(tempfile.mkdtemp(prefix="ensayo-postgres-"))  # pytest's folders are closed to other users
+    server = Postgres(root)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

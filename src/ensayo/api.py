@@ -129,14 +129,16 @@ def explore(recipe: str | Path, output: str | Path | None = None, overrides: lis
 
 def sweep(study: str | Path, output: str | Path | None = None, smoke: bool = False, track: bool = True,
           grid: list[str] | dict[str, list[Any]] | None = None, repeats: int | None = None,
-          console: Console | None = None, retry_failed: bool = False) -> Path:
+          console: Console | None = None, retry_failed: bool = False, storage: str | None = None) -> Path:
     """Run (or continue) a study, or a plain recipe over a `grid` (`["train.lr=1e-3,4e-3"]`); returns its
-    directory, which holds report.html and report.md."""
+    directory, which holds report.html and report.md. With `storage` (a database URL, such as
+    `postgresql://host/optuna`; else the study's `sweep.storage`), this is one of many workers sharing the
+    study's trials through it."""
     from ensayo.studies import parse_grid, run_study
 
     parsed = parse_grid(grid) if isinstance(grid, list) else grid
     return run_study(study, output, smoke=smoke, track=track, grid=parsed or None, repeats=repeats, console=console,
-                     retry_failed=retry_failed)
+                     retry_failed=retry_failed, storage=storage)
 
 
 def report(sources: list[str | Path], output: str | Path | None = None, metric: str = "test/balanced_accuracy",

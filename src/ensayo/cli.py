@@ -267,13 +267,16 @@ def sweep(
     smoke: Annotated[bool, typer.Option("--smoke", help="the study's small-data mode")] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="run failed trials again")] = False,
+    storage: Annotated[str | None, typer.Option(help="a database every worker reaches (postgresql://...): "
+                                                "start this command on as many machines as you like; they share "
+                                                "the study's trials through it")] = None,
 ) -> None:
     """Run a study: every configuration x repeat, each an MLflow child run; then its report."""
     from ensayo import api
 
     with _reported("interrupted: run the same command again to continue the study"):
         directory = api.sweep(study, output, smoke=smoke, track=not no_track, grid=grid or [], repeats=repeats,
-                              console=console, retry_failed=retry_failed)
+                              console=console, retry_failed=retry_failed, storage=storage)
     console.print(f"report: {directory / layout.REPORT_HTML} and {layout.REPORT_MARKDOWN}")
     stdout.print(str(directory))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def _member_trainer(console: Console, base: Path | None):
 
 
 def _write_report(model: ModelType, fitted: Fitted, report: DataReport, run_dir: Path) -> None:
+    if report.read_seconds is not None:
+        fitted.metrics["read_seconds"] = report.read_seconds
     write_json(run_dir / layout.METRICS, dict(sorted(fitted.metrics.items())))
     write_json(run_dir / layout.HISTORY, fitted.history)
     write_json(run_dir / layout.DATA_REPORT, report.to_dict())
@@ -139,7 +142,9 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
     tracker.check()  # a store that does not answer fails the run in seconds, before any work
     _set_threads(recipe)
     seed_everything(recipe.train.seed)
+    started = time.perf_counter()
     splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
+    splits.report.read_seconds = time.perf_counter() - started
     with locked(run_dir, "a run"):
         if resume is None:
             check_output(run_dir, force)
@@ -178,7 +183,9 @@ def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | No
             tracker.check()
         _set_threads(recipe)
         seed_everything(recipe.train.seed)
+        started = time.perf_counter()
         splits = load_splits(recipe, base)
+        splits.report.read_seconds = time.perf_counter() - started
         if not current.main:
             _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
             return None

@@ -127,8 +127,18 @@ class Tracker:
         experiment = self._client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        artifacts = None if not self.uri.startswith("sqlite") else Path(DEFAULT_ARTIFACTS).resolve().as_uri()
-        return self._client.create_experiment(name, artifact_location=artifacts)
+        artifacts = self.config.artifacts
+        if artifacts and "://" not in artifacts:
+            artifacts = Path(artifacts).resolve().as_uri()
+        if artifacts is None and self.uri.startswith("sqlite"):
+            artifacts = Path(DEFAULT_ARTIFACTS).resolve().as_uri()
+        try:
+            return self._client.create_experiment(name, artifact_location=artifacts)
+        except Exception:  # another worker of the study created it a moment ago
+            experiment = self._client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
 
     def record_child(self, run_id: str | None, parent_id: str, run_name: str, tags: dict[str, str],
                      status: str) -> None:

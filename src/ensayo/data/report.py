@@ -37,6 +37,7 @@ class DataReport:
     split_sizes: dict[str, int] = field(default_factory=dict)
     labels_only_in_eval: dict[str, list[str]] = field(default_factory=dict)
     kept_without_file: list[str] = field(default_factory=list)  # rows kept with a stand-in for a bad file
+    read_seconds: float | None = None  # reading, cleaning and splitting, as the run measured it
 
     def to_dict(self) -> dict[str, Any]:
         return {

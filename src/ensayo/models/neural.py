@@ -4,6 +4,7 @@ trained by the trainer; the preprocessing is fitted on the training split and sa
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -126,6 +127,7 @@ class NeuralClassifier(Classifier):
 
     # ------------------------------------------------------------------ training
     def fit(self, splits: Splits, context: FitContext) -> Fitted:
+        started = time.perf_counter()
         self._fit_preprocessing(splits, context)
         recipe, console = self.recipe, context.console
         device = pick_device(recipe.train.device)
@@ -135,6 +137,7 @@ class NeuralClassifier(Classifier):
                                       targets if name == "train" else None,
                                       self.train_columns if name == "train" else None)
                    for name, table in splits.items()}
+        preprocess_seconds = time.perf_counter() - started
         network = build_network(recipe, self.features, len(self.classes))
         sizes = count_parameters(network)
         console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")
@@ -152,7 +155,8 @@ class NeuralClassifier(Classifier):
         self.network = trainer.model  # type: ignore[assignment]
         if distributed.world().main:
             self.save(context.run_dir)
-        metrics = {"fit_seconds": state.fit_seconds, "best_epoch": float(state.best_epoch),
+        metrics = {"fit_seconds": state.fit_seconds, "preprocess_seconds": preprocess_seconds,
+                   "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
         scores = self.score_splits(splits, lambda name, _: shared_probabilities(trainer.model, encoded[name], size))
         return Fitted(metrics | scores, state.history)

@@ -225,6 +225,9 @@ class TrackConfig(Strict):
     enabled: bool = True
     experiment: str | None = None
     uri: str | None = None
+    artifacts: str | None = Field(None, description="where a new experiment keeps its runs' artifacts (a folder "
+                                                    "or URI every worker sees); default: MLflow's, or mlartifacts "
+                                                    "beside a SQLite store")
     required: bool = Field(True, description="a tracking store that cannot be reached fails the run before it "
                                              "trains; false: warn once and train untracked")
 

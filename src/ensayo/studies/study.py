@@ -9,7 +9,6 @@ configuration name and repeat.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import traceback
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from ensayo.store import locked, read_json, write_json, write_text
 from ensayo.studies.embeddings import train_job
 from ensayo.studies.report import write_study_report
 from ensayo.studies.schema import Distribution, StudyConfig, SweepConfig, load_study
-from ensayo.studies.sweep import TrialResult, configurations, decoded, suggest, summarize
+from ensayo.studies.sweep import TrialResult, configurations, decoded, optuna_name, suggest, summarize
 from ensayo.tracking import Tracker
 from ensayo.training import higher_is_better
 
@@ -44,8 +43,11 @@ class Study:
     """Runs a StudyConfig into a directory; `run()` is idempotent: finished trials are read, not rerun."""
 
     def __init__(self, config: StudyConfig, base: Path, output: Path, track: bool = True,
-                 console: Console | None = None, retry_failed: bool = False, report: bool = True) -> None:
+                 console: Console | None = None, retry_failed: bool = False, report: bool = True,
+                 storage: str | None = None) -> None:
         self.config = config
+        # a database every worker reaches (PostgreSQL): workers share the trials through it (ensayo.studies.shared)
+        self.storage = storage or config.sweep.storage
         self.base = base
         self.output = output
         self.track = track
@@ -68,8 +70,14 @@ class Study:
 
     # ------------------------------------------------------------------ public
     def run(self) -> list[dict[str, Any]]:
-        """Run (or continue) every trial; the study directory is locked meanwhile, so that a second `ensayo
-        sweep` into it is refused instead of running the same trials."""
+        """Run (or continue) every trial. Alone, the study directory is locked meanwhile, so that a second `ensayo
+        sweep` into it is refused instead of running the same trials; with a shared storage, workers claim the
+        trials through it instead (each trial folder is locked while it trains)."""
+        if self.storage and not self.storage.startswith("sqlite"):
+            from ensayo.studies.shared import SharedStudy
+
+            self.output.mkdir(parents=True, exist_ok=True)
+            return SharedStudy(self, self.storage).run()
         with locked(self.output, "a study"):
             return self._run()
 
@@ -196,7 +204,7 @@ class Study:
 
         sweep = self.config.sweep
         objective = sweep.objective or self.trial_recipe({}, 0).train.monitor
-        storage = sweep.storage or f"sqlite:///{(self.output / layout.OPTUNA_DB).resolve()}"
+        storage = self.storage or f"sqlite:///{(self.output / layout.OPTUNA_DB).resolve()}"
         pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if sweep.pruning \
             else optuna.pruners.NopPruner()
         study = optuna.create_study(study_name=self.config.name, storage=storage, load_if_exists=True,
@@ -210,22 +218,13 @@ class Study:
                 study.enqueue_trial(trial.params)
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             elif trial.state.is_finished():
-                self.results += self._read_configuration(_optuna_name(trial.params), decoded(trial.params, space))
+                self.results += self._read_configuration(optuna_name(trial.params), decoded(trial.params, space))
         remaining = (sweep.trials or 0) - sum(t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
                                               for t in study.trials)
         for _ in range(max(remaining, 0)):
             trial = study.ask()
             settings = {key: suggest(trial, key, dist) for key, dist in space.items()}
-            name = _optuna_name(trial.params)
-
-            def report(record: dict[str, float], trial: Any = trial) -> None:
-                if objective in record:
-                    trial.report(record[objective], int(record["epoch"]))
-                    if trial.should_prune():
-                        raise TrialPruned(f"pruned after epoch {int(record['epoch'])}: "
-                                          f"{objective} {record[objective]:.4f}")
-
-            done = self._run_configuration(name, settings, report)
+            done = self._run_configuration(optuna_name(trial.params), settings, self.pruning_callback(trial, objective))
             values = [r.metrics[objective] for r in done if r.status == "finished" and objective in r.metrics]
             if any(r.status == "pruned" for r in done):
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -233,6 +232,19 @@ class Study:
                 study.tell(trial, float(np.mean(values)))
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    @staticmethod
+    def pruning_callback(trial: Any, objective: str) -> Callable[[dict[str, float]], None]:
+        """Each epoch's objective to Optuna, which may stop the trial (TrialPruned)."""
+
+        def report(record: dict[str, float]) -> None:
+            if objective in record:
+                trial.report(record[objective], int(record["epoch"]))
+                if trial.should_prune():
+                    raise TrialPruned(f"pruned after epoch {int(record['epoch'])}: {objective} "
+                                      f"{record[objective]:.4f}")
+
+        return report
 
     def _read_configuration(self, name: str, settings: dict[str, Any]) -> list[TrialResult]:
         recorded = (self._recorded(name, settings, repeat) for repeat in range(self.config.repeats))
@@ -257,13 +269,18 @@ class Study:
     def _start_parent(self) -> None:
         state_file = self.output / layout.STUDY
         state = read_json(state_file) if state_file.is_file() else {}
-        recipe = self.trial_recipe({}, 0)
-        self.tracker = Tracker(TrackConfig(**{**recipe.track.model_dump(), "experiment": self.config.name}),
-                               enabled=self.track)
-        self.parent_id = self.tracker.start_parent(self.config.name, self.config.model_dump(mode="json"),
+        self.parent_id = self.tracker_for_parent().start_parent(self.config.name, self.config.model_dump(mode="json"),
                                                    resume_id=state.get("parent_run_id"))
         write_json(state_file, {"name": self.config.name, "parent_run_id": self.parent_id,
                                      "tracking_uri": self.tracker.uri, "metric": self.config.metric})
+
+    def tracker_for_parent(self) -> Tracker:
+        """The MLflow tracker of the study's parent run (the base recipe's store, the study's experiment)."""
+        if self.tracker is None:
+            recipe = self.trial_recipe({}, 0)
+            self.tracker = Tracker(TrackConfig(**{**recipe.track.model_dump(), "experiment": self.config.name}),
+                                   enabled=self.track)
+        return self.tracker
 
     def _end_parent(self, summary: list[dict[str, Any]], status: str) -> None:
         if not self.parent_id:
@@ -290,11 +307,6 @@ class Study:
                                   "KILLED" if result.status == "pruned" else "FAILED")
 
 
-def _optuna_name(params: dict[str, Any]) -> str:
-    digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return f"t-{digest}"
-
-
 def _read_error(path: Path) -> tuple[Any, str]:
     status, _, rest = path.read_text().partition("\n")
     return (status if status in ("failed", "pruned") else "failed"), rest.split("\n", 1)[0]
@@ -302,7 +314,8 @@ def _read_error(path: Path) -> tuple[Any, str]:
 
 def run_study(path: str | Path, output: str | Path | None = None, smoke: bool = False, track: bool = True,
               grid: dict[str, list[Any]] | None = None, repeats: int | None = None,
-              console: Console | None = None, retry_failed: bool = False, report: bool = True) -> Path:
+              console: Console | None = None, retry_failed: bool = False, report: bool = True,
+              storage: str | None = None) -> Path:
     """Run (or continue) the study in `path` into `output`; returns the study directory."""
     config, base = load_study(path, smoke)
     if grid:
@@ -310,5 +323,6 @@ def run_study(path: str | Path, output: str | Path | None = None, smoke: bool = 
     if repeats:
         config.repeats = repeats
     directory = Path(output) if output else Path("studies") / (config.name + ("-smoke" if smoke else ""))
-    Study(config, base, directory, track=track, console=console, retry_failed=retry_failed, report=report).run()
+    Study(config, base, directory, track=track, console=console, retry_failed=retry_failed, report=report,
+          storage=storage).run()
     return directory

@@ -77,6 +77,12 @@ def decoded(params: dict[str, Any], space: dict[str, Distribution]) -> dict[str,
             and value not in space[key].choices else value for key, value in params.items()}
 
 
+def optuna_name(params: dict[str, Any]) -> str:
+    """The folder name of an Optuna trial's configuration: a digest of its parameters."""
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"t-{digest}"
+
+
 @dataclass
 class TrialResult:
     config: str

@@ -23,17 +23,35 @@ from ensayo.features.text.preprocessing import (
 )
 from ensayo.recipe import expand_path
 
+CHUNK_ROWS = 50_000  # texts tokenized at a time: the Python lists of one chunk are all that is held at once
+
 
 @dataclass
 class EncodedText:
-    ids: np.ndarray  # (rows, length) token ids, 0-padded
-    lengths: np.ndarray  # (rows,)
-    sub_ids: np.ndarray | None = None  # all subword ids, flat
-    sub_start: np.ndarray | None = None  # (rows, length) where each token's subwords start
-    sub_count: np.ndarray | None = None  # (rows, length) how many subwords each token has
+    """A column's token ids, compact: every row's ids one after the other (int32), where each row starts and how
+    long it is. About 4 bytes a token, where a padded int64 matrix took 8 bytes times the longest row."""
+
+    tokens: np.ndarray  # (total tokens,) int32
+    starts: np.ndarray  # (rows,) int64
+    lengths: np.ndarray  # (rows,) int64
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def padded(self, index: np.ndarray | None = None) -> np.ndarray:
+        """(rows, longest) int64 ids of the rows of `index` (all rows by default), 0-padded."""
+        starts = self.starts if index is None else self.starts[index]
+        lengths = self.lengths if index is None else self.lengths[index]
+        width = int(lengths.max()) if len(lengths) else 1
+        positions = np.arange(width)
+        inside = positions[None, :] < lengths[:, None]
+        taken = self.tokens[np.where(inside, starts[:, None] + positions[None, :], 0)] if len(self.tokens) else \
+            np.zeros(inside.shape, dtype=np.int32)
+        return np.where(inside, taken, 0).astype(np.int64)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.padded()
 
 
 @register_feature("text")
@@ -55,8 +73,15 @@ class TextFeature(Feature):
         return self.preprocessing  # type: ignore[return-value]
 
     def fit(self, values: list[str]) -> TextFeature:
-        tokenized = [self.pipeline(v) for v in values]
-        counts = Counter(t for tokens in tokenized for t in tokens)
+        spec = self.options.embeddings
+        keep = bool(spec and spec.train)  # word vectors trained here need the sentences; counting does not
+        counts: Counter[str] = Counter()
+        tokenized = []
+        for value in values:
+            tokens = self.pipeline(value)
+            counts.update(tokens)
+            if keep and tokens:
+                tokenized.append(tokens)
         self._subword_cache = None
         self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
         if self.options.char_ngrams:
@@ -67,10 +92,8 @@ class TextFeature(Feature):
                     sub_counts[gram] += count
             self.subword_vocab = Vocabulary.build(sub_counts, self.options.subword_min_count,
                                                   self.options.max_subwords, [PAD])
-        spec = self.options.embeddings
         if spec and spec.train:
-            sentences = [t for t in tokenized if t]
-            self._attach_vectors(counts, fit_word_vectors(sentences, spec.train, f"input {self.name!r}"))
+            self._attach_vectors(counts, fit_word_vectors(tokenized, spec.train, f"input {self.name!r}"))
         elif spec and spec.path:
             self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
         return self
@@ -101,17 +124,15 @@ class TextFeature(Feature):
 
     def transform(self, values: list[str]) -> EncodedText:
         cap = self.options.max_length
-        rows = [self.vocab.lookup(self.pipeline(v))[:cap] for v in values]
-        rows = [row or [1] for row in rows]  # a text with no tokens left reads as one unknown token
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        width = int(lengths.max()) if len(rows) else 1
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-        encoded = EncodedText(ids, lengths)
-        if self.subword_vocab is not None:
-            self._attach_subwords(encoded)
-        return encoded
+        pieces, lengths = [], []
+        for start in range(0, len(values), CHUNK_ROWS):
+            # a text with no tokens left reads as one unknown token
+            rows = [self.vocab.lookup(self.pipeline(v))[:cap] or [1] for v in values[start: start + CHUNK_ROWS]]
+            lengths.append(np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows)))
+            pieces.append(np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(lengths[-1].sum())))
+        counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
+        return EncodedText(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32), starts, counts)
 
     def _subword_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every vocabulary token's subword ids, flat, with where each token's run starts and how long it is.
@@ -126,25 +147,19 @@ class TextFeature(Feature):
             self._subword_cache = (np.array([i for s in table for i in s], dtype=np.int64), starts, counts)
         return self._subword_cache
 
-    def _attach_subwords(self, encoded: EncodedText) -> None:
-        flat, starts, counts = self._subword_index()
-        encoded.sub_ids = flat
-        encoded.sub_start = starts[encoded.ids]
-        encoded.sub_count = counts[encoded.ids]
-
     def lengths(self, encoded: EncodedText) -> np.ndarray:
         return encoded.lengths
 
     def collate(self, encoded: EncodedText, index: np.ndarray) -> dict[str, torch.Tensor]:
-        lengths = encoded.lengths[index]
-        width = int(lengths.max())
-        batch = {"ids": torch.from_numpy(encoded.ids[index, :width]), "lengths": torch.from_numpy(lengths)}
-        if encoded.sub_ids is not None:
-            counts = encoded.sub_count[index, :width].reshape(-1)
-            starts = encoded.sub_start[index, :width].reshape(-1)
+        ids = encoded.padded(np.asarray(index))
+        batch = {"ids": torch.from_numpy(ids), "lengths": torch.from_numpy(encoded.lengths[index])}
+        if self.subword_vocab is not None:
+            flat, first, how_many = self._subword_index()
+            counts = how_many[ids].reshape(-1)
+            starts = first[ids].reshape(-1)
             bag_offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
             positions = np.repeat(starts - bag_offsets, counts) + np.arange(int(counts.sum()))
-            batch["sub_ids"] = torch.from_numpy(encoded.sub_ids[positions])
+            batch["sub_ids"] = torch.from_numpy(flat[positions])
             batch["sub_offsets"] = torch.from_numpy(bag_offsets)
             batch["sub_counts"] = torch.from_numpy(counts)
         return batch

@@ -1,0 +1,168 @@
+"""How cost grows with work, and what a second process buys: the MeLi CNN recipe (`product-titles-cnn`).
+
+A COST measurement, not an accuracy one: the larger sets are the real 57 k Spanish titles resampled with
+replacement, with a few characters of each copy changed (so that the vocabulary grows as a real larger set's
+would, a little). For each size, one epoch in its own process: seconds per 1,000 titles for reading (rows
+read), fitting the preprocessing and encoding the splits (rows read), the epoch (training rows) and
+predicting (test rows), and the peak memory (max RSS), each as a ratio to the first size's row.
+
+    python benchmarks/scaling.py                       # 57 k, 920 k, 3.7 M titles
+    python benchmarks/scaling.py --sizes 57000,920000
+    python benchmarks/scaling.py --ddp                 # 1 process x 2 threads against 2 processes x 1 thread
+
+The generated sets are kept in benchmarks/out/scaling/ (git-ignored) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out" / "scaling"
+RECIPE = ROOT / "recipes" / "product-titles-cnn.yaml"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def source() -> Path:
+    data = Path(os.environ.get("ENSAYO_DATA", ROOT.parent / "shared" / "data"))
+    return data / "meli" / "spanish.csv.gz"
+
+
+def resampled(rows: int, seed: int = 0) -> Path:
+    """`rows` titles drawn with replacement from the real set; past the first copy of each, two characters of
+    each title are replaced by random letters. Written once as CSV."""
+    import numpy as np
+    import polars as pl
+
+    path = OUT / f"titles-{rows}.csv"
+    if path.is_file():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    real = pl.read_csv(source(), infer_schema_length=0)
+    rng = np.random.default_rng(seed)
+    picked = real[rng.integers(0, real.height, rows)] if rows != real.height else real
+    titles = picked["title"].to_list()
+    if rows != real.height:
+        letters = rng.integers(0, len(LETTERS), (rows, 2))
+        places = rng.random((rows, 2))
+        for i, title in enumerate(titles):
+            chars = list(title)
+            for k in range(2):
+                chars[int(places[i, k] * len(chars))] = LETTERS[letters[i, k]]
+            titles[i] = "".join(chars)
+    picked.with_columns(pl.Series("title", titles)).write_csv(path)
+    return path
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(data: Path, output: Path, epochs: int, threads: int) -> dict:
+    """One run of the recipe on `data`, in this process; its stage timings and peak memory."""
+    import ensayo
+
+    started = time.perf_counter()
+    saved = ensayo.run(RECIPE, output=output, overrides=[f"data.source={data}", f"train.epochs={epochs}",
+                                                         f"train.threads={threads}"], track=False, force=True)
+    report = json.loads((saved.path / "data_report.json").read_text())
+    return {**{k: v for k, v in saved.metrics.items() if not isinstance(v, str)},
+            "run_seconds": time.perf_counter() - started, "rows_read": report["rows_read"],
+            "split_sizes": report["split_sizes"], "peak_mb": peak_mb()}
+
+
+def run_child(data: Path, output: Path, epochs: int, threads: int) -> dict:
+    arguments = [sys.executable, __file__, "--child", str(data), str(output), str(epochs), str(threads)]
+    done = subprocess.run(arguments, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"{data} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_distributed(data: Path, output: Path, epochs: int, nproc: int) -> dict:
+    """`ensayo run --nproc N`, 1 thread a process; peak memory is the largest rank's (RUSAGE_CHILDREN)."""
+    started = time.perf_counter()
+    arguments = [sys.executable, "-m", "ensayo.cli", "run", str(RECIPE), f"data.source={data}",
+                 f"train.epochs={epochs}", "train.threads=1", "--nproc", str(nproc), "--no-track", "--force",
+                 "--output", str(output)]
+    done = subprocess.run(arguments, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"--nproc {nproc} failed:\n{done.stderr[-3000:]}")
+    metrics = json.loads((output / "metrics.json").read_text())
+    report = json.loads((output / "data_report.json").read_text())
+    return {**metrics, "run_seconds": time.perf_counter() - started, "split_sizes": report["split_sizes"],
+            "rows_read": report["rows_read"],
+            "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def cost_table(results: dict[int, dict]) -> str:
+    def per_thousand(r: dict) -> dict[str, float]:
+        sizes = r["split_sizes"]
+        return {"read": r["read_seconds"] / r["rows_read"] * 1000,
+                "preprocess": r["preprocess_seconds"] / r["rows_read"] * 1000,
+                "epoch": r["fit_seconds"] / sizes["train"] * 1000,
+                "predict": r["test/predict_seconds"] / sizes["test"] * 1000}
+
+    first = next(iter(results.values()))
+    base = per_thousand(first)
+    header = ("| titles | train rows | read s/1k | preprocess s/1k | epoch s/1k | predict s/1k | peak MB | "
+              "read x | preprocess x | epoch x | predict x | memory x | run s |")
+    rows = [header, "|" + "---|" * 13]
+    for size, r in results.items():
+        cost = per_thousand(r)
+        ratios = [f"{cost[k] / base[k]:.2f}" for k in ("read", "preprocess", "epoch", "predict")]
+        rows.append(f"| {size:,} | {r['split_sizes']['train']:,} | {cost['read']:.3f} | {cost['preprocess']:.3f} | "
+                    f"{cost['epoch']:.3f} | {cost['predict']:.3f} | {r['peak_mb']:,.0f} | " + " | ".join(ratios) +
+                    f" | {r['peak_mb'] / first['peak_mb']:.2f} | {r['run_seconds']:.0f} |")
+    return "\n".join(rows)
+
+
+def ddp_table(results: dict[str, dict], epochs: int) -> str:
+    first = next(iter(results.values()))
+    rate = {name: r["split_sizes"]["train"] * epochs / r["fit_seconds"] for name, r in results.items()}
+    base = rate[next(iter(results))]
+    rows = ["| set-up | titles/s (training) | x | test balanced acc. | fit s | run s | peak MB |", "|" + "---|" * 7]
+    for name, r in results.items():
+        rows.append(f"| {name} | {rate[name]:,.0f} | {rate[name] / base:.2f} | {r['test/balanced_accuracy']:.4f} | "
+                    f"{r['fit_seconds']:.1f} | {r['run_seconds']:.0f} | {r['peak_mb']:,.0f} |")
+    del first
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="57311,920000,3700000", help="titles per set, comma-separated")
+    parser.add_argument("--ddp", action="store_true", help="1 process x 2 threads against 2 processes x 1 thread")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        data, output, epochs, threads = args.child
+        print(json.dumps(child(Path(data), Path(output), int(epochs), int(threads))))
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.ddp:
+        data = resampled(sizes[0])
+        results = {"1 process x 2 threads": run_child(data, OUT / "runs" / "ddp-1", args.epochs, 2),
+                   "2 processes x 1 thread": run_distributed(data, OUT / "runs" / "ddp-2", args.epochs, 2)}
+        print(ddp_table(results, args.epochs))
+        (OUT / "ddp.json").write_text(json.dumps(results, indent=1))
+        return
+    results = {}
+    for size in sizes:
+        results[size] = run_child(resampled(size), OUT / "runs" / f"titles-{size}", args.epochs, 2)
+        print(f"{size:,} titles: {json.dumps({k: results[size][k] for k in ('run_seconds', 'peak_mb')})}",
+              flush=True)
+    print(cost_table(results))
+    (OUT / "cost.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

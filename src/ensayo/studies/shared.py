@@ -1,0 +1,238 @@
+"""One study worked on by many `ensayo sweep` workers, on one machine or several, through an Optuna storage
+every worker reaches (PostgreSQL: `--storage postgresql://...` or the study's `sweep.storage`).
+
+The database is the study's to-do list, whatever the sweep method:
+- grid, list and random: the worker that creates the Optuna study enqueues one Optuna trial per
+  (configuration, repeat); optuna: each worker asks Optuna's TPE sampler for the next configuration.
+- A worker claims a waiting trial by moving it from WAITING to RUNNING, which the storage does under a row
+  lock: each trial runs exactly once.
+- While a trial runs, its worker records a heartbeat. A worker that stops beating (killed, its machine gone)
+  has its trial failed by the next worker to look, and a copy is enqueued (Optuna's
+  RetryHeartbeatStaleTrialCallback); whoever claims the copy resumes the trial from its checkpoint when the
+  trial folder is on storage every worker sees, else trains it from the start.
+- Each trial's status, metrics and folder are kept in the database as the trial's user attributes, so that
+  any worker (the last one to finish writes the report) can list every trial.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ensayo import layout
+from ensayo.store import write_json
+from ensayo.studies.report import write_study_report
+from ensayo.studies.schema import Distribution
+from ensayo.studies.sweep import TrialResult, configurations, optuna_name, suggest, summarize
+from ensayo.training import higher_is_better
+
+if TYPE_CHECKING:
+    from ensayo.studies.study import Study
+
+HEARTBEAT_VARIABLE = "ENSAYO_HEARTBEAT_SECONDS"  # how often a worker says its trial is alive (default 10)
+READY_SECONDS = 300  # how long a worker waits for the study's creator to enqueue the trials
+CONFIG, REPEAT, RESULT = "ensayo.config", "ensayo.repeat", "ensayo.result"
+
+
+def storage_for(url: str) -> Any:
+    """An Optuna RDB storage with heartbeats: a trial whose worker stops beating for three beats is failed and
+    enqueued again."""
+    import optuna
+
+    beat = max(1, round(float(os.environ.get(HEARTBEAT_VARIABLE, "10"))))
+    return optuna.storages.RDBStorage(
+        url, heartbeat_interval=beat, grace_period=3 * beat,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+
+
+class SharedStudy:
+    """Runs this worker's share of a study whose trials live in `url`; `run()` returns the summary of every
+    trial of the study that has ended so far."""
+
+    def __init__(self, study: Study, url: str) -> None:
+        self.study = study
+        self.url = url
+        self.storage = storage_for(url)
+
+    # ------------------------------------------------------------------ public
+    def run(self) -> list[dict[str, Any]]:
+        import optuna
+
+        study = self.study
+        study._check_recipes()
+        study._train_embeddings()
+        optuna_study, created = self._open()
+        if created:
+            self._set_up(optuna_study)
+        else:
+            self._wait_until_ready(optuna_study)
+        self._join_parent(optuna_study)
+        status = "FINISHED"
+        try:
+            while (claimed := self._claim(optuna_study)) is not None:
+                self._work(optuna_study, *claimed)
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            results = self._results(optuna_study)
+            study.results = results
+            summary = summarize(results)
+            write_json(study.output / layout.RESULTS, {"study": study.config.model_dump(mode="json"),
+                                                        "trials": [r.__dict__ for r in results],
+                                                        "summary": summary, "storage": _masked(self.url)})
+            left = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,
+                                                                   optuna.trial.TrialState.RUNNING))
+            if status == "FINISHED" and not left:  # the last worker: the report, and the parent run ends
+                if study.report and results:
+                    write_study_report(study.output)
+                study._end_parent(summary, status)
+        return summary
+
+    # ------------------------------------------------------------------ the study in the database
+    def _open(self) -> tuple[Any, bool]:
+        import optuna
+
+        config = self.study.config
+        objective = config.sweep.objective or self.study.trial_recipe({}, 0).train.monitor \
+            if config.sweep.method == "optuna" else config.metric
+        direction = "maximize" if higher_is_better(objective) else "minimize"
+        try:
+            created = optuna.create_study(study_name=config.name, storage=self.storage, direction=direction)
+            return created, True
+        except optuna.exceptions.DuplicatedStudyError:
+            return optuna.load_study(study_name=config.name, storage=self.storage), False
+
+    def _set_up(self, optuna_study: Any) -> None:
+        """The creator's part: the MLflow parent run, then every (configuration, repeat) of a fixed sweep."""
+        import optuna
+
+        study = self.study
+        parent = study.tracker_for_parent().start_parent(study.config.name, study.config.model_dump(mode="json"))
+        optuna_study.set_user_attr("ensayo.parent_run_id", parent)
+        if study.config.sweep.method != "optuna":
+            for name, settings in configurations(study.config.sweep):
+                for repeat in range(study.config.repeats):
+                    optuna_study.add_trial(optuna.trial.create_trial(
+                        state=optuna.trial.TrialState.WAITING,
+                        user_attrs={CONFIG: name, REPEAT: repeat, "ensayo.settings": json.dumps(settings)}))
+        optuna_study.set_user_attr("ensayo.ready", True)
+
+    def _wait_until_ready(self, optuna_study: Any) -> None:
+        deadline = time.monotonic() + READY_SECONDS
+        while not optuna_study.user_attrs.get("ensayo.ready"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"study {self.study.config.name!r} in {_masked(self.url)}: the worker that "
+                                   f"created it has not enqueued its trials after {READY_SECONDS} s")
+            time.sleep(0.5)
+
+    def _join_parent(self, optuna_study: Any) -> None:
+        study = self.study
+        parent = optuna_study.user_attrs.get("ensayo.parent_run_id")
+        tracker = study.tracker_for_parent()
+        study.parent_id = tracker.start_parent(study.config.name, study.config.model_dump(mode="json"),
+                                               resume_id=parent) if parent else None
+        write_json(study.output / layout.STUDY, {"name": study.config.name, "parent_run_id": study.parent_id,
+                                                 "tracking_uri": tracker.uri, "metric": study.config.metric,
+                                                 "storage": _masked(self.url)})
+
+    # ------------------------------------------------------------------ claiming and working
+    def _claim(self, optuna_study: Any) -> tuple[Any, int, str, dict[str, Any], list[int]] | None:
+        """The next trial for this worker, RUNNING in its name: (trial, its id in the storage, configuration,
+        settings, repeats)."""
+        import optuna
+
+        optuna.storages.fail_stale_trials(optuna_study)  # a silent worker's trial goes back to the queue
+        config = self.study.config
+        study_id = self.storage.get_study_id_from_name(config.name)
+        if config.sweep.method == "optuna":
+            finished = [t for t in optuna_study.get_trials(deepcopy=False) if RESULT in t.user_attrs
+                        or t.state == optuna.trial.TrialState.RUNNING]
+            waiting = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+            if len(finished) >= (config.sweep.trials or 0) and not waiting:
+                return None
+            trial = optuna_study.ask()  # a waiting (retried) trial first, else TPE's next configuration
+            space = {k: Distribution(choices=v) for k, v in config.sweep.grid.items()} | config.sweep.space
+            settings = {key: suggest(trial, key, dist) for key, dist in space.items()}
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            return trial, trial_id, optuna_name(trial.params), settings, list(range(config.repeats))
+        for frozen in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+            try:
+                if self.storage.set_trial_state_values(trial_id, optuna.trial.TrialState.RUNNING):
+                    attrs = frozen.user_attrs
+                    trial = optuna.trial.Trial(optuna_study, trial_id)
+                    return trial, trial_id, attrs[CONFIG], json.loads(attrs["ensayo.settings"]), [int(attrs[REPEAT])]
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker took it first
+        return None
+
+    def _work(self, optuna_study: Any, trial: Any, trial_id: int, name: str, settings: dict[str, Any],
+              repeats: list[int]) -> None:
+        import optuna
+
+        study, config = self.study, self.study.config
+        pruning = config.sweep.method == "optuna" and config.sweep.pruning
+        objective = config.sweep.objective or study.trial_recipe({}, 0).train.monitor \
+            if config.sweep.method == "optuna" else config.metric
+        done: list[TrialResult] = []
+        with self._heartbeat(trial_id):
+            for repeat in repeats:
+                on_epoch = study.pruning_callback(trial, objective) if pruning and repeat == 0 else None
+                result = study._run_trial(name, settings, repeat, on_epoch)
+                done.append(result)
+                if result.status == "pruned":
+                    break
+        trial.set_user_attr(RESULT, [r.__dict__ for r in done])
+        values = [r.metrics[objective] for r in done if r.status == "finished" and objective in r.metrics
+                  and math.isfinite(r.metrics[objective])]
+        if any(r.status == "pruned" for r in done):
+            optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif values:
+            optuna_study.tell(trial, sum(values) / len(values))
+        elif all(r.status == "finished" for r in done):  # finished without the metric (a generator's study)
+            optuna_study.tell(trial, 0.0)
+        else:
+            optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    @contextmanager
+    def _heartbeat(self, trial_id: int) -> Iterator[None]:
+        stop = threading.Event()
+        interval = self.storage.get_heartbeat_interval()
+
+        def beat() -> None:
+            while True:
+                self.storage.record_heartbeat(trial_id)
+                if stop.wait(interval):
+                    return
+
+        thread = threading.Thread(target=beat, name="ensayo-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _results(self, optuna_study: Any) -> list[TrialResult]:
+        """Every trial of the study that has ended, whichever worker ran it, in the order they were created."""
+        results = []
+        for trial in optuna_study.get_trials(deepcopy=False):
+            results += [TrialResult(**record) for record in trial.user_attrs.get(RESULT, [])]
+        return results
+
+
+def _masked(url: str) -> str:
+    """A database URL without its password, for files and messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url

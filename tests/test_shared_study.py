@@ -1,0 +1,92 @@
+"""One study, several `ensayo sweep` workers, on a real PostgreSQL server: Optuna claims the trials, MLflow
+tracks them in its own database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import Postgres, recipe_dict
+
+from ensayo.layout import CHECKPOINT
+from ensayo.store import read_json
+
+
+def worker(study: Path, output: Path, storage: str, log: Path) -> subprocess.Popen:
+    environment = {**os.environ, "ENSAYO_HEARTBEAT_SECONDS": "1", "ENSAYO_CHECKPOINT_SECONDS": "0",
+                   "ENSAYO_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ensayo.cli", "sweep", str(study), "--storage", storage,
+                             "--output", str(output)], env=environment, stdout=subprocess.DEVNULL,
+                            stderr=log.open("w"))
+
+
+def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_trial(
+        postgres: Postgres, tmp_path: Path, titles_csv: Path) -> None:
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    recipe = recipe_dict(titles_csv, epochs=4)
+    recipe["track"] = {"enabled": True, "uri": postgres.url("mlflow"), "artifacts": str(tmp_path / "artifacts")}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(recipe))
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "shared", "recipe": "base.yaml", "repeats": 2,
+                                     "sweep": {"method": "grid", "grid": {"train.lr": [0.01, 0.05, 0.1]}}}))
+    storage, output = postgres.url("optuna"), tmp_path / "study"
+
+    # the first worker is killed (kill -9: no chance to say so) in the middle of its first trial
+    first = worker(study, output, storage, tmp_path / "first.log")
+    deadline = time.monotonic() + 120
+    while not (checkpoints := list(output.glob(f"trials/*/seed*/{CHECKPOINT}"))) or \
+            torch.load(checkpoints[0], weights_only=True)["state"]["epoch"] < 1:
+        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    interrupted = checkpoints[0].parent
+
+    # two more workers finish the study between them
+    logs = [tmp_path / f"worker{k}.log" for k in range(2)]
+    workers = [worker(study, output, storage, log) for log in logs]
+    for process, log in zip(workers, logs, strict=True):
+        assert process.wait(timeout=240) == 0, log.read_text()[-3000:]
+    texts = [log.read_text() for log in logs]
+    assert all("shared" in text and "repeat" in text for text in texts), "each worker ran trials"
+    assert any("resuming after epoch 1" in text or "resuming after epoch 2" in text for text in texts)
+
+    # in the database: each (configuration, repeat) ran to the end once; the killed one was failed and retried
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    ran = Counter((t.user_attrs["ensayo.config"], t.user_attrs["ensayo.repeat"]) for t in done)
+    assert len(ran) == 6 and set(ran.values()) == {1}
+    stale = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(stale) == 1 and len(trials) == 7
+    retried = [t for t in done if t.system_attrs.get("failed_trial") == stale[0].number]
+    assert len(retried) == 1 and (retried[0].user_attrs["ensayo.config"], retried[0].user_attrs["ensayo.repeat"]) \
+        == (interrupted.parent.name, int(interrupted.name.removeprefix("seed")))
+
+    # every trial in the results and the report, whichever worker ran it
+    results = read_json(output / "results.json")
+    assert sorted((t["config"], t["repeat"]) for t in results["trials"]) == sorted(ran)
+    assert all(t["status"] == "finished" for t in results["trials"])
+    assert "postgres@" in results["storage"] and (output / "report.html").is_file()
+    report = (output / "report.md").read_text()
+    assert all(f"lr={lr}" in report for lr in ("0.01", "0.05", "0.1"))
+
+    # MLflow in its own database on the same server: the parent run and its six finished children together
+    client = MlflowClient(postgres.url("mlflow"))
+    parent_id = read_json(output / "study.json")["parent_run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len(finished) == 6
+    assert all(c.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri()) for c in children)
+    assert (tmp_path / "artifacts").is_dir()
