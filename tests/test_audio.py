@@ -165,3 +165,29 @@ def test_explore_writes_an_audio_report(clips: Path, tmp_path: Path) -> None:
     assert "| sweep |" in report and "duration (s)" in report and "dBFS" in report
     for plot in ("class_balance.png", "clip_durations.png", "clip_examples.png"):
         assert (tmp_path / "report" / plot).stat().st_size > 1000, plot
+
+
+def test_clips_read_on_the_fly_give_the_tensors_kept_in_memory(clips: Path) -> None:
+    paths = sorted(str(p) for p in clips.glob("*.wav"))
+    kept = AudioFeature("clip", "path", AudioPreprocessing(duration=0.5, n_mels=16))
+    streamed = AudioFeature("clip", "path", AudioPreprocessing(duration=0.5, n_mels=16, in_memory=False))
+    encoded, lazy = kept.fit_transform(paths), streamed.fit_transform(paths)
+    assert isinstance(encoded, torch.Tensor) and lazy.paths == paths  # only the paths are held
+    assert kept.state() == streamed.state()
+    index = np.array([5, 0, 17, 3])
+    torch.testing.assert_close(streamed.collate(lazy, index), kept.collate(encoded, index), rtol=0, atol=1e-6)
+
+
+def test_a_recipe_reading_its_clips_on_the_fly_trains_as_one_holding_them(clips: Path, tmp_path: Path) -> None:
+    """Batches read by two DataLoader worker processes: the same model as batches sliced from memory."""
+    from safetensors.torch import load_file
+
+    encoder = {"type": "rnn", "cell": "gru", "hidden_size": 8, "layers": 1, "dropout": 0.0}
+    weights = []
+    for in_memory in (True, False):
+        raw = audio_recipe(clips, encoder, preprocessing={"augment": None, "in_memory": in_memory},
+                           train={"epochs": 2, "loader_workers": 2})
+        saved = ensayo.run(load_recipe(raw), output=tmp_path / f"in_memory_{in_memory}", track=False)
+        weights.append(load_file(str(saved.path / "model.safetensors")))
+    for key in weights[0]:
+        torch.testing.assert_close(weights[1][key], weights[0][key], rtol=0, atol=1e-5)

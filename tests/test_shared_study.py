@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from conftest import Postgres, recipe_dict

@@ -259,3 +259,16 @@ def test_a_saved_pretrained_run_needs_no_weights_package(pois: Path, tmp_path: P
         pl.col("image").map_elements(lambda p: str(pois.parent / p), return_dtype=pl.String))
     np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(table), saved.predict_proba(table),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_images_read_on_the_fly_give_the_tensors_kept_in_memory(pois: Path) -> None:
+    from ensayo.features.image import ImageFeature, ImagePreprocessing
+
+    paths = sorted(str(p) for p in (pois.parent / "images").glob("*.png"))[:40]
+    kept = ImageFeature("photo", "path", ImagePreprocessing(size=32))
+    streamed = ImageFeature("photo", "path", ImagePreprocessing(size=32, in_memory=False))
+    encoded, lazy = kept.fit_transform(paths), streamed.fit_transform(paths)
+    assert lazy.paths == paths and kept.state() == streamed.state()
+    index = np.array([3, 1, 30])
+    first, second = kept.collate(encoded, index), streamed.collate(lazy, index)
+    torch.testing.assert_close(second["pixels"], first["pixels"], rtol=0, atol=0)

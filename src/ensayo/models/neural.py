@@ -137,6 +137,8 @@ class NeuralClassifier(Classifier):
                                       targets if name == "train" else None,
                                       self.train_columns if name == "train" else None)
                    for name, table in splits.items()}
+        for split in encoded.values():
+            split.workers = recipe.train.loader_workers
         preprocess_seconds = time.perf_counter() - started
         network = build_network(recipe, self.features, len(self.classes))
         sizes = count_parameters(network)

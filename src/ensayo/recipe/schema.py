@@ -218,6 +218,8 @@ class TrainConfig(Strict):
     monitor: str = "val/balanced_accuracy"
     seed: int = Field(42, ge=0, le=MAX_SEED)
     threads: int | None = Field(None, ge=1)
+    loader_workers: int = Field(2, ge=0, description="worker processes that read and encode the files of inputs "
+                                                     "with preprocessing.in_memory: false (0: in this process)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ensayo.features import Feature
+from ensayo.features import Feature, FileColumn
 from ensayo.outputs.auxiliary import AUXILIARY
 
 
@@ -36,6 +36,12 @@ class EncodedSplit:
     columns: dict[str, Any]
     labels: np.ndarray  # class indices, -1 for a label unseen in training
     targets: np.ndarray | None = None  # (rows, auxiliary targets), standardized; NaN where missing
+    workers: int = 0  # DataLoader worker processes that read the files of inputs kept as paths
+
+    @property
+    def reads_files(self) -> bool:
+        """Whether some input reads its files as its batches are made (`preprocessing.in_memory: false`)."""
+        return any(isinstance(column, FileColumn) for column in self.columns.values())
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,8 +65,34 @@ class EncodedSplit:
                                 device or torch.device("cpu"))
 
     def iterate(self, indices: list[np.ndarray], device: torch.device) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        if self.workers and self.reads_files and len(indices) > 1:
+            # worker processes read and encode the next batches while the model trains on this one
+            from torch.utils.data import DataLoader
+
+            loader = DataLoader(_SplitRows(self), sampler=indices, batch_size=None, num_workers=self.workers,
+                                collate_fn=_as_is, prefetch_factor=2)
+            for batch, labels in loader:
+                yield to_device(batch, device), labels.to(device)
+            return
         for index in indices:
             yield self.batch(index, device), torch.from_numpy(self.labels[index]).to(device)
+
+
+class _SplitRows:
+    """A split as a map-style dataset whose items are whole batches: `rows[index]` collates those rows."""
+
+    def __init__(self, split: EncodedSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: np.ndarray) -> tuple[dict[str, Any], torch.Tensor]:
+        return self.split.batch(index, torch.device("cpu")), torch.from_numpy(self.split.labels[index])
+
+
+def _as_is(item: Any) -> Any:
+    return item
 
 
 def encode_split(features: list[Feature], table: Any, labels: np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from ensayo.features.audio.preprocessing import AudioPreprocessing, Spectrogram, prepare_clip
-from ensayo.features.base import Feature, Values, register_feature
+from ensayo.features.base import Feature, FileColumn, RunningMoments, Values, register_feature
 
 
 @register_feature("audio")
@@ -39,39 +40,53 @@ class AudioFeature(Feature):
 
     def spectrograms(self, paths: list[str], batch: int = 256) -> torch.Tensor:
         """Un-normalized (rows, bins, frames) spectrograms of the clips."""
-        chunks = []
-        for start in range(0, len(paths), batch):
-            clips = np.stack([prepare_clip(p, self.options) for p in paths[start: start + batch]])
-            chunks.append(self.spectrogram(torch.from_numpy(clips)))
+        chunks = list(self._chunks(paths, batch))
         if not chunks:
             return torch.zeros(0, self.spectrogram.bins, self.frames)
         return torch.cat(chunks)
+
+    def _chunks(self, paths: list[str], batch: int = 256) -> Iterator[torch.Tensor]:
+        for start in range(0, len(paths), batch):
+            clips = np.stack([prepare_clip(p, self.options) for p in paths[start: start + batch]])
+            yield self.spectrogram(torch.from_numpy(clips))
 
     @property
     def frames(self) -> int:
         return round(self.options.duration * self.options.sample_rate) // self.options.hop_length + 1
 
     def fit(self, values: list[str]) -> AudioFeature:
-        self._fit_spectrograms(self.spectrograms(values))
+        moments = RunningMoments((0, 2))
+        for chunk in self._chunks(values):  # one chunk of clips in memory at a time
+            moments.add(chunk)
+        self._fit_moments(moments, len(values))
         return self
 
-    def transform(self, values: list[str]) -> torch.Tensor:
+    def transform(self, values: list[str]) -> torch.Tensor | FileColumn:
+        if not self.options.in_memory:
+            return FileColumn(list(values))
         return self._normalized(self.spectrograms(values))
 
-    def fit_transform(self, values: list[str]) -> torch.Tensor:
-        features = self.spectrograms(values)
-        self._fit_spectrograms(features)
+    def fit_transform(self, values: list[str]) -> torch.Tensor | FileColumn:
+        if not self.options.in_memory:
+            return self.fit(values).transform(values)
+        moments, chunks = RunningMoments((0, 2)), []
+        for chunk in self._chunks(values):
+            moments.add(chunk)
+            chunks.append(chunk)
+        self._fit_moments(moments, len(values))
+        features = torch.cat(chunks) if chunks else torch.zeros(0, self.spectrogram.bins, self.frames)
         return self._normalized(features)
 
-    def _fit_spectrograms(self, features: torch.Tensor) -> None:
-        self.mean = features.mean(dim=(0, 2)).numpy()
-        self.std = features.std(dim=(0, 2)).clamp_min(1e-5).numpy()
-        self.clips = features.shape[0]
+    def _fit_moments(self, moments: RunningMoments, clips: int) -> None:
+        self.mean, self.std = moments.mean_std(floor=1e-5)
+        self.clips = clips
 
     def _normalized(self, features: torch.Tensor) -> torch.Tensor:
         return (features - torch.from_numpy(self.mean)[:, None]) / torch.from_numpy(self.std)[:, None]
 
-    def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    def collate(self, encoded: torch.Tensor | FileColumn, index: np.ndarray) -> torch.Tensor:
+        if isinstance(encoded, FileColumn):  # read and encoded now, the same tensors as in memory
+            return self._normalized(self.spectrograms(encoded.take(index)))
         return encoded[torch.from_numpy(np.asarray(index))]
 
     def state(self) -> dict[str, Any]:

@@ -43,6 +43,9 @@ class AudioPreprocessing(Strict):
     f_max: float | None = Field(None, gt=0)
     top_db: float = Field(80.0, gt=0, description="floor of the log spectrogram below its peak")
     augment: AugmentConfig | None = Field(default_factory=AugmentConfig)
+    in_memory: bool = Field(True, description="false: keep the paths, and read and encode each batch's clips "
+                                              "as it is trained on (DataLoader workers), for sets larger than "
+                                              "memory")
 
     # an input whose values are file paths (ensayo.data.FileInput)
     def file_problems(self, paths: list[str]) -> dict[int, str]:
