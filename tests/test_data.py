@@ -203,3 +203,23 @@ def test_joined_text_columns_are_made_for_training_and_for_prediction(tmp_path: 
     raw["derive"][0]["expression"] = "1 + 1"
     with pytest.raises(RecipeError, match="exactly one of expression, bin or join"):
         load_recipe(raw)
+
+
+def test_a_csv_is_read_in_chunks_that_keep_every_line_and_bad_row(tmp_path: Path) -> None:
+    from ensayo.data.read import read_chunks
+    from ensayo.recipe import DataConfig
+
+    lines = ["title,category"] + [f"title {i},c{i % 3}" for i in range(1, 24)]
+    lines[7] = "only one field"  # line 8
+    lines[15] = "a,b,c"  # line 16
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines) + "\n")
+    config = DataConfig(source=str(path))
+    bad: list = []
+    chunks = list(read_chunks(path, config, bad, chunk_rows=10))
+    assert [c.height for c in chunks] == [10, 10, 1]
+    whole = pl.concat(chunks)
+    assert whole["__line__"].to_list() == [n for n in range(2, 25) if n not in (8, 16)]
+    assert whole["title"][0] == "title 1" and whole["title"][-1] == "title 23"
+    assert [(b.line, b.reason) for b in bad] == [(8, "1 fields, expected 2"), (16, "3 fields, expected 2")]
+    assert list(read_chunks(path, DataConfig(source=str(path), limit=12), [], chunk_rows=10))[-1].height == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -16,7 +17,7 @@ from ensayo.data.clean import (
     required_columns,
 )
 from ensayo.data.derive import Bins, apply_expressions, check_derived
-from ensayo.data.read import LINE, read_file, read_folder
+from ensayo.data.read import CHUNK_ROWS, LINE, read_chunks, read_file, read_folder
 from ensayo.data.report import DataError, DataReport, Splits
 from ensayo.data.split import split_table
 from ensayo.recipe import Recipe, expand_path
@@ -141,6 +142,26 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
         if unseen:
             report.labels_only_in_eval[name] = unseen
     return Splits(train, validation, test, report, bins)
+
+
+def stream_for_inference(path: Path, recipe: Recipe, report: DataReport,
+                         chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+    """The rows to predict of a file of any size, a chunk at a time (CSV; other formats come whole), with the
+    bad-row rules of `read_for_inference`; `report` fills as the chunks are read, and a recipe that fails on
+    bad rows fails once the last chunk is read."""
+    if recipe.data.format == "folder":
+        table, whole = read_for_inference(path, recipe, need_label=False)
+        report.bad_rows += whole.bad_rows
+        report.rows_read += whole.rows_read
+        yield table
+        return
+    columns = [recipe.column_of(f) for f in recipe.inputs]
+    bad_before = len(report.bad_rows)
+    for chunk in read_chunks(path, recipe.data, report.bad_rows, chunk_rows):
+        report.rows_read += chunk.height
+        yield check_files(_prepare(chunk, recipe, report, columns, filters=False), recipe, report, None)
+    report.rows_read += len(report.bad_rows) - bad_before
+    _fail_on_bad_rows(report, recipe)
 
 
 def read_for_inference(path: Path, recipe: Recipe, need_label: bool,

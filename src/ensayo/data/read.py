@@ -67,9 +67,13 @@ def _first_undecodable_line(path: Path) -> int | str:
     return "?"
 
 
-def _read_csv(path: Path, config: DataConfig, bad: list[BadRow]) -> tuple[list[str], list[list[str]], list[int]]:
-    rows: list[list[str]] = []
-    lines: list[int] = []
+CHUNK_ROWS = 200_000  # CSV rows held as Python lists at a time; each chunk becomes a compact polars table
+
+
+def _read_csv(path: Path, config: DataConfig, bad: list[BadRow],
+              chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[str], list[list[str]], list[int]]]:
+    """(columns, rows, source lines) of each chunk of `chunk_rows` well-formed rows; bad rows are named as
+    they are met."""
     with _readable(path), _open_text(path) as handle:
         reader = csv.reader(handle, delimiter=config.separator)
         if config.header:
@@ -83,6 +87,8 @@ def _read_csv(path: Path, config: DataConfig, bad: list[BadRow]) -> tuple[list[s
             columns = list(config.columns or [])
         width = len(columns)
         line = reader.line_num
+        rows: list[list[str]] = []
+        lines: list[int] = []
         try:
             for row in reader:
                 start, line = line + 1, reader.line_num
@@ -93,9 +99,12 @@ def _read_csv(path: Path, config: DataConfig, bad: list[BadRow]) -> tuple[list[s
                     continue
                 rows.append(row)
                 lines.append(start)
+                if len(rows) == chunk_rows:
+                    yield columns, rows, lines
+                    rows, lines = [], []
         except csv.Error as exc:
             raise DataError(f"{path}:{reader.line_num}: cannot parse CSV: {exc}") from None
-    return columns, rows, lines
+        yield columns, rows, lines
 
 
 def _read_jsonl(path: Path, bad: list[BadRow]) -> tuple[list[str], list[list[Any]], list[int]]:
@@ -218,28 +227,45 @@ def read_folder(path: Path, config: DataConfig, bad: list[BadRow], need_fields: 
 def read_file(path: Path, config: DataConfig, bad: list[BadRow]) -> pl.DataFrame:
     """Read one file (or, for the folder format, a folder) into a string table with the source line of
     every row."""
+    chunks = list(read_chunks(path, config, bad))
+    return chunks[0] if len(chunks) == 1 else pl.concat(chunks)
+
+
+def read_chunks(path: Path, config: DataConfig, bad: list[BadRow],
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
+    """The file as string tables of at most `chunk_rows` rows (CSV; other formats come whole), each with the
+    source line of its rows: a CSV of any size is read with one chunk of Python strings in memory at a time."""
     if config.format == "folder":
         table = read_folder(path, config, bad)
-        return table.head(config.limit) if config.limit else table
+        yield table.head(config.limit) if config.limit else table
+        return
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     fmt = detect_format(path) if config.format == "auto" else config.format
     if fmt == "parquet":
         try:
-            table = pl.read_parquet(path)
+            table = pl.read_parquet(path, n_rows=config.limit)
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-        if config.limit:
-            table = table.head(config.limit)
-        return table.with_columns(pl.int_range(1, table.height + 1).alias(LINE), pl.lit(str(path)).alias(FILE))
-    if fmt == "csv":
-        columns, rows, lines = _read_csv(path, config, bad)
-    else:
-        columns, rows, lines = _read_jsonl(path, bad)
-    if config.limit:
-        rows, lines = rows[: config.limit], lines[: config.limit]
+        yield table.with_columns(pl.int_range(1, table.height + 1).alias(LINE), pl.lit(str(path)).alias(FILE))
+        return
+    if fmt == "jsonl":  # a field's kind is checked across all records: read whole
+        yield _table(*_read_jsonl(path, bad), path, config.limit, None)
+        return
+    left = config.limit
+    for columns, rows, lines in _read_csv(path, config, bad, chunk_rows):
+        if left is not None:
+            rows, lines = rows[:left], lines[:left]
+            left -= len(rows)
+        yield _table(columns, rows, lines, path, None, pl.String)
+        if left == 0:
+            return
+
+
+def _table(columns: list[str], rows: list[list[Any]], lines: list[int], path: Path, limit: int | None,
+           kind: Any) -> pl.DataFrame:
+    if limit:
+        rows, lines = rows[:limit], lines[:limit]
     data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
-    table = pl.DataFrame(data, schema=dict.fromkeys(columns, pl.String) if fmt == "csv" else None)
+    table = pl.DataFrame(data, schema=dict.fromkeys(columns, kind) if kind is not None else None)
     return table.with_columns(pl.Series(LINE, lines, dtype=pl.Int64), pl.lit(str(path)).alias(FILE))
-
-

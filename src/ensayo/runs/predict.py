@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from rich.progress import Progress
 
-from ensayo.data import FILE, LINE, apply_expressions, read_for_inference
+from ensayo.data import FILE, LINE, DataReport, apply_expressions, read_for_inference, stream_for_inference
 from ensayo.metrics import score
 from ensayo.runs.saved import SavedRun
 from ensayo.store import atomic_path
@@ -21,25 +21,29 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3,
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
     if top_k < 1:
         raise ValueError(f"top_k is {top_k}: ask for one label or more")
-    table, report = read_for_inference(source, run.recipe, need_label=False)
+    report = DataReport()
     k = min(top_k, len(run.output))
     by_file = run.recipe.data.format == "folder"
     header = ["file" if by_file else "line"] + [f"{kind}_{i}" for i in range(1, k + 1)
                                                 for kind in ("label", "probability")]
     destination.parent.mkdir(parents=True, exist_ok=True)
-    task = progress.add_task(f"predicting {source.name}", total=table.height) if progress else None
+    task = progress.add_task(f"predicting {source.name}", total=None) if progress else None
+    written = 0
     with atomic_path(destination) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        for start in range(0, table.height, batch_size):
-            chunk = table.slice(start, batch_size)
-            labels, probabilities = run.predict(chunk, top_k=k)
-            rows = chunk[FILE].to_list() if by_file else chunk[LINE].to_list()
-            for line, names, values in zip(rows, labels, probabilities, strict=True):
-                writer.writerow([line] + [x for pair in zip(names, np.round(values, 6), strict=True) for x in pair])
-            if progress is not None and task is not None:
-                progress.advance(task, chunk.height)
-    return {"rows": table.height, "bad_rows": [str(b) for b in report.bad_rows]}
+        for table in stream_for_inference(source, run.recipe, report):  # any size: a chunk in memory at a time
+            for start in range(0, table.height, batch_size):
+                chunk = table.slice(start, batch_size)
+                labels, probabilities = run.predict(chunk, top_k=k)
+                rows = chunk[FILE].to_list() if by_file else chunk[LINE].to_list()
+                for line, names, values in zip(rows, labels, probabilities, strict=True):
+                    writer.writerow([line] + [x for pair in zip(names, np.round(values, 6), strict=True)
+                                              for x in pair])
+                written += chunk.height
+                if progress is not None and task is not None:
+                    progress.advance(task, chunk.height)
+    return {"rows": written, "bad_rows": [str(b) for b in report.bad_rows]}
 
 
 def predict_rows(run: SavedRun, source: Path) -> tuple[list[str], np.ndarray, list[str]]:
