@@ -304,12 +304,13 @@ def test_ensayo_serve_runs_worker_processes_until_interrupted(tiny_runs: dict[st
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        for _ in range(600):
+        deadline, health = time.monotonic() + 180, None  # two workers each import ensayo and load both runs
+        while health is None:
             try:
                 health = requests.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
-                break
             except requests.ConnectionError:
                 assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "the server did not answer in 180 s"
                 time.sleep(0.1)
         assert health["models"] == ["titles", "tiny"]
         answer = requests.post(f"http://127.0.0.1:{port}/v1/models/titles/predict",

@@ -32,7 +32,7 @@ def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_t
     import optuna
     from mlflow.tracking import MlflowClient
 
-    recipe = recipe_dict(titles_csv, epochs=4)
+    recipe = recipe_dict(titles_csv, epochs=3)
     recipe["track"] = {"enabled": True, "uri": postgres.url("mlflow"), "artifacts": str(tmp_path / "artifacts")}
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(recipe))
     study = tmp_path / "study.yaml"
