@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -148,7 +149,9 @@ class SharedStudy:
         settings, repeats)."""
         import optuna
 
-        optuna.storages.fail_stale_trials(optuna_study)  # a silent worker's trial goes back to the queue
+        with warnings.catch_warnings():  # experimental since Optuna 2.9, and what the heartbeat is for
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(optuna_study)  # a silent worker's trial goes back to the queue
         config = self.study.config
         study_id = self.storage.get_study_id_from_name(config.name)
         if config.sweep.method == "optuna":

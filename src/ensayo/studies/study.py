@@ -73,7 +73,7 @@ class Study:
         """Run (or continue) every trial. Alone, the study directory is locked meanwhile, so that a second `ensayo
         sweep` into it is refused instead of running the same trials; with a shared storage, workers claim the
         trials through it instead (each trial folder is locked while it trains)."""
-        if self.storage and not self.storage.startswith("sqlite"):
+        if self.storage:
             from ensayo.studies.shared import SharedStudy
 
             self.output.mkdir(parents=True, exist_ok=True)
