@@ -9,6 +9,7 @@ predicting (test rows), and the peak memory (max RSS), each as a ratio to the fi
     python benchmarks/scaling.py                       # 57 k, 920 k, 3.7 M titles
     python benchmarks/scaling.py --sizes 57000,920000
     python benchmarks/scaling.py --ddp                 # 1 process x 2 threads against 2 processes x 1 thread
+    python benchmarks/scaling.py --memory --sizes 920000   # resident memory after each stage of one run
 
 The generated sets are kept in benchmarks/out/scaling/ (git-ignored) and reused.
 """
@@ -102,6 +103,59 @@ def run_distributed(data: Path, output: Path, epochs: int, nproc: int) -> dict:
             "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
+def memory_stages(data: Path) -> list[tuple[str, float, float]]:
+    """(stage, resident MB after it, peak MB so far) through the stages of the neural model's fit, with the
+    first training steps (SparseAdam allocates its moments at its first step)."""
+    import tempfile
+
+    import numpy as np
+
+    from ensayo.data import load_splits
+    from ensayo.models import FitContext, load_recipe
+    from ensayo.models.neural import NeuralClassifier, build_network
+    from ensayo.training import Trainer, encode_split
+
+    def resident() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    stages = []
+    recipe = load_recipe(RECIPE, [f"data.source={data}", "train.epochs=1"])
+    splits = load_splits(recipe)
+    stages.append(("read and split", resident(), peak_mb()))
+    model = NeuralClassifier(recipe)
+    with tempfile.TemporaryDirectory() as folder:
+        model._fit_preprocessing(splits, FitContext(Path(folder)))
+        stages.append(("fit preprocessing (train encoded)", resident(), peak_mb()))
+        encoded = {name: encode_split(model.features, table, model.classes.transform(model.labels(table)),
+                                      None, model.train_columns if name == "train" else None)
+                   for name, table in splits.items()}
+        model.train_columns = None
+        stages.append(("encode validation and test", resident(), peak_mb()))
+        network = build_network(recipe, model.features, len(model.classes))
+        trainer = Trainer(network, recipe.train, Path(folder), torch_device())
+        stages.append((f"network ({sum(p.numel() for p in network.parameters()):,} parameters)", resident(),
+                       peak_mb()))
+        order = np.random.default_rng(0).permutation(len(encoded["train"]))
+        for batch, labels in encoded["train"].iterate([order[i * 256: (i + 1) * 256] for i in range(20)],
+                                                      torch_device()):
+            loss, _ = trainer._loss(batch, labels)
+            for optimizer in trainer.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer in trainer.optimizers:
+                optimizer.step()
+        stages.append(("20 training steps (Adam moments)", resident(), peak_mb()))
+        trainer.save_checkpoint()
+        stages.append(("a checkpoint written", resident(), peak_mb()))
+    return stages
+
+
+def torch_device():
+    import torch
+
+    return torch.device("cpu")
+
+
 def cost_table(results: dict[int, dict]) -> str:
     def per_thousand(r: dict) -> dict[str, float]:
         sizes = r["split_sizes"]
@@ -141,6 +195,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="57311,920000,3700000", help="titles per set, comma-separated")
     parser.add_argument("--ddp", action="store_true", help="1 process x 2 threads against 2 processes x 1 thread")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--memory", action="store_true", help="resident memory after each stage, one size")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -148,6 +203,11 @@ def main() -> None:
         print(json.dumps(child(Path(data), Path(output), int(epochs), int(threads))))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.memory:
+        print("| stage | resident MB | peak MB so far |\n|---|---|---|")
+        for stage, now, peak in memory_stages(resampled(sizes[0])):
+            print(f"| {stage} | {now:,.0f} | {peak:,.0f} |", flush=True)
+        return
     if args.ddp:
         data = resampled(sizes[0])
         results = {"1 process x 2 threads": run_child(data, OUT / "runs" / "ddp-1", args.epochs, 2),
