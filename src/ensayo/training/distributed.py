@@ -220,8 +220,11 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *arguments: Any, start_me
     try:
         returned = elastic_launch(config, entrypoint)(*arguments)
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
-        code = failure.exitcode if failure.exitcode and failure.exitcode > 0 else 1
-        raise LaunchFailed(f"rank {rank} of {nproc} stopped with exit code {failure.exitcode}; the others were "
-                           "stopped with it (its own message is above)", code) from None
+        # a rank killed by a signal is the cause, the others' errors its consequence; else the earliest failure
+        failures = sorted(exc.failures.items(), key=lambda item: (item[1].exitcode >= 0, item[1].timestamp))
+        said = "; ".join(f"rank {rank} of {nproc} stopped with exit code {failure.exitcode}"
+                         for rank, failure in failures)
+        code = next((f.exitcode for _, f in failures if f.exitcode > 0), 1)
+        raise LaunchFailed(f"{said}; the other ranks were stopped with it (their own messages are above)",
+                           code) from None
     return returned[0]
