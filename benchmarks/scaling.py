@@ -179,14 +179,12 @@ def cost_table(results: dict[int, dict]) -> str:
 
 
 def ddp_table(results: dict[str, dict], epochs: int) -> str:
-    first = next(iter(results.values()))
     rate = {name: r["split_sizes"]["train"] * epochs / r["fit_seconds"] for name, r in results.items()}
     base = rate[next(iter(results))]
     rows = ["| set-up | titles/s (training) | x | test balanced acc. | fit s | run s | peak MB |", "|" + "---|" * 7]
     for name, r in results.items():
         rows.append(f"| {name} | {rate[name]:,.0f} | {rate[name] / base:.2f} | {r['test/balanced_accuracy']:.4f} | "
                     f"{r['fit_seconds']:.1f} | {r['run_seconds']:.0f} | {r['peak_mb']:,.0f} |")
-    del first
     return "\n".join(rows)
 
 
