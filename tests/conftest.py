@@ -402,8 +402,13 @@ class Postgres:
         self._call(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w",
                    "start")
         for database in ("optuna", "mlflow"):  # apart: both keep their schema version in `alembic_version`
-            self._call(self.createdb, "-h", str(self.sockets), "-p", str(self.port), "-U", "postgres", database)
+            self.create(database)
         return self
+
+    def create(self, database: str) -> str:
+        """A new empty database; its URL."""
+        self._call(self.createdb, "-h", str(self.sockets), "-p", str(self.port), "-U", "postgres", database)
+        return self.url(database)
 
     def stop(self) -> None:
         subprocess.run([*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"],

@@ -105,3 +105,27 @@ def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_t
     assert len(finished) == 6
     assert all(c.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri()) for c in children)
     assert (tmp_path / "artifacts").is_dir()
+
+
+def test_workers_opening_an_empty_database_together_all_get_the_study_storage(postgres: Postgres) -> None:
+    import threading
+
+    from ensayo.studies.shared import storage_for
+
+    url, workers = postgres.create("racing"), 4
+    start, opened, failures = threading.Barrier(workers), [], []
+
+    def open_storage() -> None:
+        start.wait()
+        try:
+            opened.append(storage_for(url))
+        except Exception as error:  # noqa: BLE001 - the test reports whatever a worker met
+            failures.append(repr(error))
+
+    threads = [threading.Thread(target=open_storage) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures and len(opened) == workers
+    assert opened[0].get_all_studies() == []

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import threading
 import time
 import warnings
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from ensayo.studies.study import Study
 
 HEARTBEAT_VARIABLE = "ENSAYO_HEARTBEAT_SECONDS"  # how often a worker says its trial is alive (default 10)
+SCHEMA_ATTEMPTS = 5  # tries at opening the storage while another worker creates its tables
 READY_SECONDS = 300  # how long a worker waits for the study's creator to enqueue the trials
 CONFIG, REPEAT, RESULT = "ensayo.config", "ensayo.repeat", "ensayo.result"
 
@@ -47,11 +49,21 @@ def storage_for(url: str) -> Any:
     """An Optuna RDB storage with heartbeats: a trial whose worker stops beating for three beats is failed and
     enqueued again."""
     import optuna
+    import sqlalchemy.exc
 
     beat = max(1, round(float(os.environ.get(HEARTBEAT_VARIABLE, "10"))))
-    return optuna.storages.RDBStorage(
-        url, heartbeat_interval=beat, grace_period=3 * beat,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=beat, grace_period=3 * beat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # workers started together on an empty database race to create Optuna's tables; the loser's
+            # CREATE fails ("already exists") and its next try finds them made
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")
 
 
 class SharedStudy:
@@ -105,12 +117,19 @@ class SharedStudy:
         return summary
 
     # ------------------------------------------------------------------ the study in the database
+    def _objective(self) -> str:
+        """The metric a trial reports to Optuna: the sweep's objective (else the monitored metric) for an
+        Optuna search, the study's metric for a fixed sweep."""
+        config = self.study.config
+        if config.sweep.method == "optuna":
+            return config.sweep.objective or self.study.trial_recipe({}, 0).train.monitor
+        return config.metric
+
     def _open(self) -> tuple[Any, bool]:
         import optuna
 
         config = self.study.config
-        objective = config.sweep.objective or self.study.trial_recipe({}, 0).train.monitor \
-            if config.sweep.method == "optuna" else config.metric
+        objective = self._objective()
         direction = "maximize" if higher_is_better(objective) else "minimize"
         try:
             created = optuna.create_study(study_name=config.name, storage=self.storage, direction=direction)
@@ -190,8 +209,7 @@ class SharedStudy:
 
         study, config = self.study, self.study.config
         pruning = config.sweep.method == "optuna" and config.sweep.pruning
-        objective = config.sweep.objective or study.trial_recipe({}, 0).train.monitor \
-            if config.sweep.method == "optuna" else config.metric
+        objective = self._objective()
         done: list[TrialResult] = []
         with self._heartbeat(trial_id):
             for repeat in repeats:
