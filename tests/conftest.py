@@ -294,6 +294,27 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return runs
 
 
+def cv_recipe(source: Path, folds: int = 3, **train: Any) -> dict[str, Any]:
+    """The tiny recipe cross-validated: `folds` stratified folds, a quarter of the others to validate on."""
+    recipe = recipe_dict(source, **train)
+    recipe["data"]["split"] = {"method": "stratified", "validation": 0.25, "folds": folds, "seed": 1}
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def cv_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-fold cross-validated run of the tiny recipe, each fold calibrated by a temperature. Read
+    it, never write into it."""
+    import ensayo
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("cv-run")
+    titles = write_challenge_csv(root / "titles.csv", make_titles(rows_per_class=40, seed=5))
+    recipe = cv_recipe(titles, calibrate="temperature", epochs=3)
+    recipe["name"] = "tiny-cv"
+    return ensayo.run(recipe, output=root / "cv", track=False).path
+
+
 @pytest.fixture(scope="session")
 def file_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small finished runs whose inputs are files: tones (audio) and points of interest (a photo beside

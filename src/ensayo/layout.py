@@ -16,6 +16,9 @@ STATE = "features.json"  # fitted preprocessing of the inputs and the output, as
 WEIGHTS = "model.safetensors"  # a network's weights
 LINEAR_WEIGHTS = "linear.safetensors"  # a linear model's coefficients, intercepts and idf
 MEMBERS = "members"  # an ensemble's member runs, one folder each
+FOLDS = "folds"  # a cross-validated run's fold runs: folds/fold<k>, one run directory each
+CALIBRATION = "calibration.json"  # {"temperature": T}: applied to the probabilities at prediction
+OUT_OF_FOLD = "out_of_fold.csv"  # a cross-validated run's predictions of every row by the fold that held it out
 METRICS = "metrics.json"  # final scores; its presence marks a finished run
 HISTORY = "history.json"  # one record per epoch
 DATA_REPORT = "data_report.json"  # rows read, bad rows, split sizes
@@ -32,7 +35,8 @@ CONFUSION = "confusion.png"
 CONFUSION_TEXT = "confusion.txt"
 PER_CLASS = "per_class.csv"
 SAMPLES = "samples.txt"
-REPORT_FILES = (LEARNING_CURVES, CONFUSION, PER_CLASS, SAMPLES)
+RELIABILITY = "reliability.png"
+REPORT_FILES = (LEARNING_CURVES, CONFUSION, PER_CLASS, SAMPLES, RELIABILITY)
 
 TRAINING_ONLY = (CHECKPOINT, BEST_WEIGHTS)  # not part of a finished run
 

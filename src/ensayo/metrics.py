@@ -167,8 +167,8 @@ def write_test_report(directory: Path, true: Sequence[str], predicted: Sequence[
 
 
 # ----------------------------------------------------------------------------------------- intervals
-def interval95(values: list[float]) -> tuple[float, float, float]:
-    """Mean, sample standard deviation and the half width of a 95 % Student-t interval."""
+def interval95(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and the half width of a Student-t interval (95 % unless told)."""
     from scipy import stats
 
     data = np.asarray(values, dtype=float)
@@ -176,4 +176,140 @@ def interval95(values: list[float]) -> tuple[float, float, float]:
     if len(data) < 2:
         return mean, float("nan"), float("nan")
     std = float(data.std(ddof=1))
-    return mean, std, float(stats.t.ppf(0.975, len(data) - 1) * std / math.sqrt(len(data)))
+    return mean, std, float(stats.t.ppf(0.5 + confidence / 2, len(data) - 1) * std / math.sqrt(len(data)))
+
+
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+QUALITY = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision",
+           "weighted_recall", "weighted_f1", "loss")
+
+
+def _weighted_scores(true: np.ndarray, predicted: np.ndarray, true_log_p: np.ndarray, weights: np.ndarray,
+                     classes: int) -> dict[str, float]:
+    """The quality metrics of rows counted `weights` times each (a bootstrap resample), from integer labels:
+    the same definitions as `classification_metrics` (macro over the classes present in the true labels)."""
+    total = weights.sum()
+    true_count = np.bincount(true, weights, minlength=classes)
+    predicted_count = np.bincount(predicted, weights, minlength=classes)
+    right = true == predicted
+    hits = np.bincount(true[right], weights[right], minlength=classes)
+    present = true_count > 0
+    recall = np.divide(hits, true_count, out=np.zeros(classes), where=present)
+    precision = np.divide(hits, predicted_count, out=np.zeros(classes), where=predicted_count > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(classes), where=precision + recall > 0)
+    share = true_count[present] / total
+    known = np.isfinite(true_log_p)
+    scores = {"accuracy": hits.sum() / total, "balanced_accuracy": recall[present].mean()}
+    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+        scores[f"macro_{name}"] = values[present].mean()
+        scores[f"weighted_{name}"] = (values[present] * share).sum()
+    scores["loss"] = -(true_log_p[known] * weights[known]).sum() / max(weights[known].sum(), 1e-12)
+    return {k: float(v) for k, v in scores.items()}
+
+
+def bootstrap_intervals(true: Sequence[str], probabilities: np.ndarray, output: CategoryOutput, prefix: str = "",
+                        resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
+    """`<prefix><metric>_low` and `_high`: a percentile bootstrap interval of each quality metric, the rows
+    resampled with replacement `resamples` times by a generator of its own (`seed`), so that no other
+    randomness moves it."""
+    if resamples <= 0 or not len(true):
+        return {}
+    names = sorted(set(true) | set(output.classes))
+    code = {label: index for index, label in enumerate(names)}
+    true_codes = np.array([code[label] for label in true])
+    predicted = np.array([code[label] for label in output.inverse(probabilities.argmax(axis=1))])
+    known = output.transform(list(true))
+    true_log_p = np.full(len(true), np.nan)
+    rows = np.flatnonzero(known >= 0)
+    true_log_p[rows] = np.log(np.clip(probabilities[rows, known[rows]], 1e-12, None))
+    generator = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in QUALITY}
+    for _ in range(resamples):
+        weights = generator.multinomial(len(true), np.full(len(true), 1 / len(true))).astype(float)
+        for name, value in _weighted_scores(true_codes, predicted, true_log_p, weights, len(names)).items():
+            draws[name].append(value)
+    tail = (1 - confidence) / 2 * 100
+    intervals = {}
+    for name, values in draws.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        if len(finite):
+            low, high = np.percentile(finite, [tail, 100 - tail])
+            intervals |= {f"{prefix}{name}_low": float(low), f"{prefix}{name}_high": float(high)}
+    return intervals
+
+
+# ----------------------------------------------------------------------------------------- calibration
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """The gap between confidence and accuracy, averaged over `bins` equal-width confidence bins weighted by
+    their rows (rows whose label the model knows)."""
+    confidence, right = _confidence_and_hits(probabilities, labels)
+    if not len(confidence):
+        return float("nan")
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    rows = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, confidence, bins) - np.bincount(which, right, bins))
+    return float(gap.sum() / rows.sum())
+
+
+def _confidence_and_hits(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    known = labels >= 0
+    top = probabilities[known]
+    return top.max(axis=1), (top.argmax(axis=1) == labels[known]).astype(float)
+
+
+def temper(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities softened (temperature > 1) or sharpened: softmax(log p / T), which is softmax(logits / T)."""
+    if temperature == 1.0:
+        return probabilities
+    logits = np.log(np.clip(probabilities, 1e-12, None)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    tempered = np.exp(logits)
+    return (tempered / tempered.sum(axis=1, keepdims=True)).astype(probabilities.dtype)
+
+
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimizes the log loss of these rows (a validation split), by L-BFGS on log T."""
+    import torch
+
+    known = labels >= 0
+    logits = torch.log(torch.as_tensor(probabilities[known], dtype=torch.float64).clamp_min(1e-12))
+    target = torch.as_tensor(labels[known], dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    # rows the model already separates perfectly pull T towards 0 without end; past these bounds nothing is
+    # gained but overconfidence on new rows
+    return float(np.clip(log_t.exp().item(), *TEMPERATURE_BOUNDS))
+
+
+def reliability_points(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, 1.0 where the top class is right) of each row whose label the model knows: all a
+    reliability diagram needs, far smaller than the probabilities."""
+    return _confidence_and_hits(probabilities, labels)
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, bins: int = 15) -> Path:
+    """Accuracy against confidence in `bins` bins, one line per (name: `reliability_points`), with the
+    diagonal of perfect calibration and each curve's expected calibration error."""
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for name, (confidence, right) in curves.items():
+        which = np.minimum((confidence * bins).astype(int), bins - 1)
+        rows = np.bincount(which, minlength=bins)
+        filled = rows > 0
+        mean_confidence = np.bincount(which, confidence, bins)[filled] / rows[filled]
+        accuracy = np.bincount(which, right, bins)[filled] / rows[filled]
+        ece = float(np.abs(mean_confidence - accuracy) @ rows[filled] / max(rows.sum(), 1))
+        axes.plot(mean_confidence, accuracy, marker="o", label=f"{name} (ECE {ece:.3f})")
+    axes.set(xlabel="confidence (top class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
+             title=f"reliability on the test split ({bins} bins)")
+    axes.legend(loc="upper left")
+    _save(figure, path)
+    return path

@@ -17,12 +17,13 @@ from rich.console import Console
 
 from ensayo import layout
 from ensayo import metrics as ev
-from ensayo.data import DataReport, Splits, load_splits
+from ensayo.data import DataReport, Splits, load_folds, load_splits
 from ensayo.models import Classifier, FitContext, Fitted, ModelType, load_recipe, model_type_of, save_recipe
 from ensayo.models.base import EpochCallback
 from ensayo.models.registry import run_recipe, write_format
 from ensayo.recipe import Recipe
 from ensayo.runs import SavedRun
+from ensayo.runs.folds import fold_dirs, is_cross_validated, write_cross_validation
 from ensayo.store import contents, locked, read_json, write_json
 from ensayo.tracking import Tracker
 from ensayo.training import distributed, seed_everything
@@ -61,6 +62,7 @@ def _member_trainer(console: Console, base: Path | None):
 
 
 def _write_report(model: ModelType, fitted: Fitted, report: DataReport, run_dir: Path) -> None:
+    model.write_report(run_dir)  # before the metrics, whose file marks a finished run
     if report.read_seconds is not None:
         fitted.metrics["read_seconds"] = report.read_seconds
     write_json(run_dir / layout.METRICS, dict(sorted(fitted.metrics.items())))
@@ -68,7 +70,6 @@ def _write_report(model: ModelType, fitted: Fitted, report: DataReport, run_dir:
     write_json(run_dir / layout.DATA_REPORT, report.to_dict())
     if fitted.history:
         ev.plot_learning_curves(fitted.history, run_dir / layout.LEARNING_CURVES, metric=model.curve_metric)
-    model.write_report(run_dir)
 
 
 def _prepare(recipe: Recipe | str | Path | dict, overrides: list[str] | None, base: Path | None,
@@ -134,6 +135,8 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
     recipe, base = _prepare(recipe, overrides, base, resume)
     if distributed.launched():
         return _run_rank(recipe, output, resume, console, base, track, force)
+    if is_cross_validated(recipe):
+        return _run_folds(recipe, output, resume, console, base, track, force, parent_id, tags, on_epoch)
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
     if resume is None:
         check_output(run_dir, force)  # before reading any data; again once the folder is locked
@@ -156,8 +159,87 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
                       on_epoch)
 
 
+def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | None, console: Console,
+               base: Path | None, track: bool, force: bool, parent_id: str | None, tags: dict[str, str] | None,
+               on_epoch: EpochCallback | None) -> SavedRun:
+    """A cross-validated recipe: one fold run after another in `folds/fold<k>` (MLflow child runs of the
+    recipe's run), then the recipe's run from them. Resuming keeps the finished folds and continues the
+    interrupted one from its checkpoint."""
+    run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
+    if resume is None:
+        check_output(run_dir, force)
+    tracker = Tracker(recipe.track, enabled=track)
+    tracker.console = console
+    tracker.check()
+    _set_threads(recipe)
+    started = time.perf_counter()
+    folds = load_folds(recipe, base)  # the data read once; each fold fits its preprocessing on its own train
+    read_seconds = time.perf_counter() - started
+    with locked(run_dir, "a run"):
+        if resume is None:
+            check_output(run_dir, force)
+            _empty(run_dir)
+            save_recipe(recipe, run_dir)
+        console.print(f"[bold]{recipe.name}[/]: {len(folds)}-fold cross-validation in {run_dir}")
+        tracking_file = run_dir / layout.TRACKING
+        previous = read_json(tracking_file).get("run_id") if resume and tracking_file.is_file() else None
+        run_id = tracker.start(recipe, run_dir.name, resume_id=previous, parent_id=parent_id,
+                               tags={**(tags or {}), "ensayo.kind": "cross-validation"})
+        if run_id:
+            write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri})
+        try:
+            runs = [_fold(recipe, run_dir, fold, splits, console, base, resume is not None, track, run_id,
+                          on_epoch if fold == 0 else None)  # a study's pruner watches the first fold
+                    for fold, splits in enumerate(folds)]
+            metrics, average = write_cross_validation(run_dir, recipe, folds, [r.classifier for r in runs],
+                                                      [r.metrics for r in runs])
+            metrics["read_seconds"] = read_seconds
+            average.write_report(run_dir)
+            write_json(run_dir / layout.METRICS, dict(sorted(metrics.items())))
+            write_json(run_dir / layout.DATA_REPORT, folds[0].report.to_dict() | {
+                "fold_sizes": [f.report.split_sizes for f in folds]})
+        except KeyboardInterrupt:
+            tracker.end("KILLED")
+            raise
+        except Exception:
+            tracker.end("FAILED")
+            raise
+        write_format(run_dir, recipe, trained_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        tracker.log_metrics(metrics)
+        tracker.log_artifacts(run_dir, skip=layout.BOOKKEEPING)
+        tracker.end()
+        _print_summary(console, metrics, run_dir, tracker)
+        return SavedRun.load(run_dir)
+
+
+def _fold(recipe: Recipe, run_dir: Path, fold: int, splits: Splits, console: Console, base: Path | None,
+          resume: bool, track: bool, parent_id: str | None, on_epoch: EpochCallback | None) -> SavedRun:
+    """Fold `fold`'s run: kept when it finished before, continued when it was interrupted, else trained."""
+    fold_dir = fold_dirs(run_dir, recipe.data.split.folds or 0)[fold]
+    if (fold_dir / layout.METRICS).is_file():
+        console.print(f"fold {fold + 1}/{recipe.data.split.folds}: finished before, kept")
+        return SavedRun.load(fold_dir)
+    fold_recipe = recipe.model_copy(deep=True)
+    fold_recipe.data.split.fold = fold
+    continuing = resume and (fold_dir / layout.RECIPE).is_file()
+    console.rule(f"fold {fold + 1}/{recipe.data.split.folds}")
+    seed_everything(recipe.train.seed)
+    with locked(fold_dir, "a fold run"):
+        if not continuing:
+            _empty(fold_dir)
+            save_recipe(fold_recipe, fold_dir)
+        for partial in fold_dir.glob(".*.tmp*"):
+            partial.unlink()
+        tracker = Tracker(recipe.track, enabled=track)
+        tracker.console = console
+        return _train(fold_recipe, fold_dir, splits, console, base, continuing, tracker, parent_id,
+                      {"ensayo.fold": str(fold)}, on_epoch)
+
+
 def distributed_problem(recipe: Recipe) -> str | None:
     """Why a recipe cannot train on several processes, or None when it can."""
+    if is_cross_validated(recipe):
+        return "data.split.folds: a cross-validated recipe trains its folds one after another in one process"
     why = model_type_of(recipe).distributed
     return f"model.type {recipe.model.type} cannot train on several processes: {why}" if why else None
 
@@ -242,10 +324,22 @@ def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base
     return SavedRun.load(run_dir)
 
 
+def _figure(metrics: dict[str, float], key: str) -> str:
+    """`key value`, with its bootstrap interval when it has one."""
+    low, high = metrics.get(f"{key}_low"), metrics.get(f"{key}_high")
+    interval = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
+    return f"{key} {metrics[key]:.4f}{interval}"
+
+
 def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, tracker: Tracker) -> None:
     shown = [k for k in ("test/balanced_accuracy", "test/accuracy", "test/macro_f1", "val/balanced_accuracy",
-                         "test/bits_per_char", "test/perplexity", "fit_seconds") if k in metrics]
-    console.print("[bold green]done[/]: " + "  ".join(f"{k} {metrics[k]:.4f}" for k in shown))
+                         "test/bits_per_char", "test/perplexity", "temperature", "fit_seconds") if k in metrics]
+    console.print("[bold green]done[/]: " + "  ".join(_figure(metrics, k) for k in shown))
+    if "cv/balanced_accuracy_mean" in metrics:
+        console.print("  over the folds: " + "  ".join(
+            f"{name} {metrics[f'cv/{name}_mean']:.4f} ± {metrics[f'cv/{name}_std']:.4f} "
+            f"[{metrics[f'cv/{name}_low']:.4f}, {metrics[f'cv/{name}_high']:.4f}]"
+            for name in ("balanced_accuracy", "accuracy") if f"cv/{name}_mean" in metrics))
     console.print(f"  metrics: {run_dir / layout.METRICS}")
     made = [name for name in layout.REPORT_FILES if (run_dir / name).is_file()]
     console.print(f"  report:  {run_dir}/ ({', '.join(made)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ensayo.data.clean import (
 from ensayo.data.derive import Bins, apply_expressions, check_derived
 from ensayo.data.read import CHUNK_ROWS, LINE, read_chunks, read_file, read_folder
 from ensayo.data.report import DataError, DataReport, Splits
-from ensayo.data.split import split_table
+from ensayo.data.split import fold_tables, fold_test_rows, split_table
 from ensayo.recipe import Recipe, expand_path
 
 
@@ -118,12 +119,38 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
         validation = parts["validation"] if parts["validation"] is not None else empty
         test = parts["test"] if parts["test"] is not None else empty
     else:
-        path = expand_path(recipe.data.source or "", base)
-        table = _read_source(path, recipe, report)
-        _check_rows(table, path, recipe, report, 0)
-        table = _sample(_prepare(table, recipe, report), recipe)
-        table = check_files(table, recipe, report, base)
+        table = _read_table(recipe, base, report)
+        if split.folds is not None:
+            if split.fold is None:
+                raise ValueError("data.split.folds: a cross-validated recipe has one split per fold; read them "
+                                 "with load_folds")
+            return _finish(*fold_tables(table, recipe, split.fold, fold_test_rows(table, recipe)), report, recipe)
         train, validation, test = split_table(table, recipe)
+    return _finish(train, validation, test, report, recipe)
+
+
+def load_folds(recipe: Recipe, base: Path | None = None) -> list[Splits]:
+    """The splits of each fold of a cross-validated recipe (`data.split.folds`), the data read once."""
+    report = DataReport()
+    table = _read_table(recipe, base, report)
+    tests = fold_test_rows(table, recipe)
+    return [_finish(*fold_tables(table, recipe, fold, tests), copy.deepcopy(report), recipe)
+            for fold in range(len(tests))]
+
+
+def _read_table(recipe: Recipe, base: Path | None, report: DataReport) -> pl.DataFrame:
+    """The usable rows of a single-source recipe: read, cleaned, filtered and sampled, files checked."""
+    path = expand_path(recipe.data.source or "", base)
+    table = _read_source(path, recipe, report)
+    _check_rows(table, path, recipe, report, 0)
+    table = _sample(_prepare(table, recipe, report), recipe)
+    return check_files(table, recipe, report, base)
+
+
+def _finish(train: pl.DataFrame, validation: pl.DataFrame, test: pl.DataFrame, report: DataReport,
+            recipe: Recipe) -> Splits:
+    """The split checked (bad rows, a training split with rows and two classes), with its bins fitted on the
+    training rows."""
     _fail_on_bad_rows(report, recipe)
     if train.height == 0:
         raise DataError(f"{recipe.data.source}: no training rows left: {report.rows_read:,} read, "

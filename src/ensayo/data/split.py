@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
 
 from ensayo.data.clean import parse_filter
 from ensayo.data.derive import Bins
@@ -69,14 +69,53 @@ def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.D
         test, rest = index[chosen.to_numpy()], index[~chosen.to_numpy()]
         train, validation = _two_way(rest, split.validation, labels, None, split.seed)
         return table[train], table[validation], table[test]
-    groups = None
-    if split.method == "group":
-        if split.group_column not in table.columns:
-            raise DataError(f"data.split.group_column: column {split.group_column!r} is not in the data")
-        groups = table[split.group_column].cast(pl.String).to_numpy()
+    groups = _groups(table, recipe) if split.method == "group" else None
     rest, test = _two_way(index, split.test, labels, groups, split.seed)
     val_share = split.validation / (split.train + split.validation)
     train, validation = _two_way(rest, val_share, labels, groups, split.seed + 1)
     return table[train], table[validation], table[test]
 
 
+
+
+def fold_test_rows(table: pl.DataFrame, recipe: Recipe) -> list[np.ndarray]:
+    """Each fold's test rows (`data.split.folds`, shuffled by the split's seed): stratified by the label, by
+    group (a group's rows all in one fold) or at random."""
+    split = recipe.data.split
+    folds, index = split.folds or 0, np.arange(table.height)
+    if split.method == "group":
+        groups = _groups(table, recipe)
+        if len(np.unique(groups)) < folds:
+            raise DataError(f"data.split.folds: {folds} folds need {folds} groups or more; column "
+                            f"{split.group_column!r} has {len(np.unique(groups))}")
+        splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=split.seed)
+        return [index[test] for _, test in splitter.split(index, groups=groups)]
+    if table.height < folds:
+        raise DataError(f"data.split.folds: {folds} folds need {folds} rows or more; there are {table.height}")
+    if split.method == "stratified" and recipe.output.type == "category":
+        labels = _stratify_labels(_stratification_labels(table, recipe), folds)
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=split.seed)
+        return [index[test] for _, test in splitter.split(index, labels)]
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=split.seed)
+    return [index[test] for _, test in splitter.split(index)]
+
+
+def fold_tables(table: pl.DataFrame, recipe: Recipe, fold: int,
+                tests: list[np.ndarray]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Fold `fold`'s train, validation and test: its test rows, and the `validation` share of the other folds'
+    rows (stratified or grouped as the split is) to validate on."""
+    split = recipe.data.split
+    test = np.sort(tests[fold])
+    rest = np.sort(np.concatenate([rows for k, rows in enumerate(tests) if k != fold]))
+    classify = recipe.output.type == "category" and split.method == "stratified"
+    labels = _stratification_labels(table, recipe) if classify else None
+    groups = _groups(table, recipe) if split.method == "group" else None
+    train, validation = _two_way(rest, split.validation, labels, groups, split.seed + 1)
+    return table[train], table[validation], table[test]
+
+
+def _groups(table: pl.DataFrame, recipe: Recipe) -> np.ndarray:
+    column = recipe.data.split.group_column
+    if column not in table.columns:
+        raise DataError(f"data.split.group_column: column {column!r} is not in the data")
+    return table[column].cast(pl.String).to_numpy()

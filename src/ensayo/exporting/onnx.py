@@ -17,6 +17,7 @@ from ensayo.models import model_type_of
 from ensayo.models.neural import NeuralClassifier
 from ensayo.models.onnx import ProbabilityNetwork, first_batch, flatten
 from ensayo.runs import SavedRun, example_rows, rows_to_table
+from ensayo.runs.folds import FoldAverage, fold_dirs
 from ensayo.store import atomic_path, write_json
 
 OPSET = 18
@@ -28,6 +29,9 @@ def onnx_problem(run: SavedRun) -> str | None:
     problem = model_type_of(run.recipe).export_problem("onnx")
     if problem:
         return problem
+    if isinstance(run.model, FoldAverage):
+        problems = (onnx_problem(SavedRun.load(fold)) for fold in fold_dirs(run.path, len(run.model.members)))
+        return next((f"a fold model: {p}" for p in problems if p), None)
     assert isinstance(run.model, NeuralClassifier)
     network = run.model.network
     assert network is not None
@@ -43,9 +47,14 @@ def export_onnx(run: SavedRun, output: Path | None = None) -> Exported:
     problem = onnx_problem(run)
     if problem:
         raise ValueError(f"{run.path}: cannot export to ONNX: {problem}")
-    assert isinstance(run.model, NeuralClassifier) and run.model.network is not None
     target = output or run.path
     target.mkdir(parents=True, exist_ok=True)
+    if isinstance(run.model, FoldAverage):  # each fold's network; the ONNX engine averages them as torch does
+        for fold in fold_dirs(run.path, len(run.model.members)):
+            export_onnx(SavedRun.load(fold), None if output is None else target / layout.FOLDS / fold.name)
+        _copy_run_files(run.path, target)
+        return Exported(target)
+    assert isinstance(run.model, NeuralClassifier) and run.model.network is not None
     with tempfile.TemporaryDirectory(prefix="ensayo-onnx-") as folder:
         small = first_batch(run.model, rows_to_table(run.fields, _rows(run.model, run, 2, True), Path(folder)))
         large = first_batch(run.model, rows_to_table(run.fields, _rows(run.model, run, 5, False), Path(folder)))
@@ -53,16 +62,20 @@ def export_onnx(run: SavedRun, output: Path | None = None) -> Exported:
     names = list(flat)
     dynamic = {name: {axis: f"{name}_{axis}" for axis in range(flat[name].dim())
                       if axis == 0 or flat[name].shape[axis] != other[name].shape[axis]} for name in names}
-    network = ProbabilityNetwork(run.model.network.eval(), names)
+    network = ProbabilityNetwork(run.model.network.eval(), names, run.model.temperature)  # calibrated in the graph
     with atomic_path(target / layout.ONNX_MODEL) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(network, tuple(flat[n] for n in names), str(temporary), input_names=names,
                           output_names=["probabilities"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
-    write_json(target / layout.ONNX_INPUTS, {"inputs": names, "opset": OPSET})
-    if target != run.path:
-        for name in RUN_FILES:
-            shutil.copy2(run.path / name, target / name)
+    write_json(target / layout.ONNX_INPUTS, {"inputs": names, "opset": OPSET, "temperature": run.model.temperature})
+    _copy_run_files(run.path, target)
     return Exported(target)
+
+
+def _copy_run_files(run_dir: Path, target: Path) -> None:
+    if target != run_dir:
+        for name in RUN_FILES:
+            shutil.copy2(run_dir / name, target / name)
 
 
 

@@ -40,6 +40,7 @@ class FileColumn:
     its own files when it is collated, in the training DataLoader's worker processes."""
 
     paths: list[str]
+    training: bool = False  # the training split's: augmented as it is read, where the input asks for it
 
     def __len__(self) -> int:
         return len(self.paths)

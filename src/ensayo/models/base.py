@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
@@ -28,7 +28,7 @@ from ensayo import metrics as ev
 from ensayo.data import Splits, apply_expressions
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
-from ensayo.store import read_json
+from ensayo.store import read_json, write_json
 
 Sections = dict[str, type[BaseModel] | None]  # model.<key> -> its schema (None marks `encoders`)
 Exports = dict[str, str | None]  # format -> None where a model type can be exported to it, else why not
@@ -69,6 +69,8 @@ class ModelType(ABC):
     exports: ClassVar[Exports] = {}
     distributed: ClassVar[str | None] = "it trains in one process"  # None: it can train on several processes
     curve_metric: ClassVar[str] = "balanced_accuracy"  # the validation metric its learning curves show
+    losses: ClassVar[frozenset[str]] = frozenset({"cross_entropy"})  # the train.loss values it trains with
+    weighs_classes: ClassVar[bool] = False  # whether train.class_weights: balanced reaches its fitting
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -81,6 +83,17 @@ class ModelType(ABC):
         if recipe.output.type != cls.output:
             problems.append(f"model.type: {cls.name} gives a {cls.output} output, but output.type is "
                             f"{recipe.output.type!r}")
+        train = recipe.train
+        if train.loss not in cls.losses:
+            problems.append(f"train.loss: model.type {cls.name} trains with {' or '.join(sorted(cls.losses))}, "
+                            f"not {train.loss}")
+        if train.class_weights != "none" and not cls.weighs_classes:
+            problems.append(f"train.class_weights: model.type {cls.name} does not weigh classes")
+        if recipe.data.split.folds and cls.output != "category":
+            problems.append(f"data.split.folds: cross-validation scores classifiers; model.type {cls.name} gives "
+                            f"{cls.output}")
+        if train.calibrate != "none" and cls.output != "category":
+            problems.append(f"train.calibrate: model.type {cls.name} gives {cls.output}, not class probabilities")
         if cls.input_types == frozenset() and recipe.inputs:
             source = ": its text comes from output.columns" if cls.output == "text" else ""
             problems.append(f"inputs: model.type {cls.name} has no inputs{source}")
@@ -129,6 +142,8 @@ class Classifier(ModelType):
         super().__init__(recipe)
         self.classes = CategoryOutput(recipe.output.column or "")
         self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted), for the report
+        self.temperature = 1.0  # train.calibrate: temperature divides the log-probabilities before the softmax
+        self.reliability: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the test split's, for the report
 
     @classmethod
     def check(cls, recipe: Recipe) -> list[str]:
@@ -144,7 +159,13 @@ class Classifier(ModelType):
         """(rows, classes) probabilities; an input that is a derived column is derived first."""
         if not {self.recipe.column_of(spec) for spec in self.recipe.inputs} <= set(table.columns):
             table = apply_expressions(table, self.recipe, only_possible=True)
-        return self._predict_proba(table)
+        return ev.temper(self._predict_proba(table), self.temperature)
+
+    def load_calibration(self, run_dir: Path) -> Self:
+        """The temperature saved with the run (none: 1)."""
+        path = run_dir / layout.CALIBRATION
+        self.temperature = float(read_json(path)["temperature"]) if path.is_file() else 1.0
+        return self
 
     @abstractmethod
     def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
@@ -164,24 +185,48 @@ class Classifier(ModelType):
         return table[self.recipe.output.column].cast(pl.String).to_list()
 
     def score_splits(self, splits: Splits, predict: Callable[[str, pl.DataFrame], np.ndarray]) -> dict[str, float]:
-        """Final metrics of the validation and test splits; `predict(split_name, table)` gives probabilities."""
+        """Final metrics of the validation and test splits; `predict(split_name, table)` gives probabilities.
+        With `train.calibrate`, the temperature is fitted on the validation split's first; the test split's
+        metrics get bootstrap intervals (`evaluate.bootstrap`)."""
         metrics: dict[str, float] = {}
+        calibrating = self.recipe.train.calibrate == "temperature"
+        if calibrating and splits.validation.height == 0:
+            raise ValueError("train.calibrate: the validation split is empty; the temperature is fitted on it")
         for name, prefix in (("validation", "val/"), ("test", "test/")):
             table = getattr(splits, name)
             if table.height == 0:
                 continue
             started = time.perf_counter()
-            probabilities = predict(name, table)
+            raw = predict(name, table)
             true = self.labels(table)
+            known = self.classes.transform(true)
+            if calibrating and name == "validation":
+                self.temperature = ev.fit_temperature(raw, known)
+                metrics["temperature"] = self.temperature
+            probabilities = ev.temper(raw, self.temperature)
             metrics |= ev.score(probabilities, true, self.classes, prefix)
+            metrics[f"{prefix}ece"] = ev.expected_calibration_error(probabilities, known)
+            if calibrating:
+                metrics[f"{prefix}ece_uncalibrated"] = ev.expected_calibration_error(raw, known)
             metrics[f"{prefix}predict_seconds"] = time.perf_counter() - started
             if name == "test" or self.test_predictions is None:
                 self.test_predictions = (true, self.classes.inverse(probabilities.argmax(axis=1)))
+                self.reliability = {"calibrated": ev.reliability_points(probabilities, known),
+                                    "before calibration": ev.reliability_points(raw, known)} if calibrating \
+                    else {self.name: ev.reliability_points(probabilities, known)}
+            if name == "test":
+                evaluate = self.recipe.evaluate
+                metrics |= ev.bootstrap_intervals(true, probabilities, self.classes, prefix, evaluate.bootstrap,
+                                                  evaluate.seed, evaluate.confidence)
         return metrics
 
     def write_report(self, run_dir: Path) -> None:
+        if self.temperature != 1.0:
+            write_json(run_dir / layout.CALIBRATION, {"temperature": self.temperature})
         if self.test_predictions:
             ev.write_test_report(run_dir, *self.test_predictions)
+        if self.reliability:
+            ev.plot_reliability(self.reliability, run_dir / layout.RELIABILITY)
 
 
 class Generator(ModelType):

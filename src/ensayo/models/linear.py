@@ -64,12 +64,13 @@ def _vectorizer(config: LinearConfig, analyzer: str, ngrams: tuple[int, int]) ->
     )
 
 
-def _classifier(config: LinearConfig, seed: int) -> Any:
+def _classifier(config: LinearConfig, seed: int, class_weight: str | None) -> Any:
     if config.classifier == "linear_svm":
-        return LinearSVC(C=config.C, random_state=seed)
+        return LinearSVC(C=config.C, random_state=seed, class_weight=class_weight)
     if config.classifier == "logistic_regression":
-        return LogisticRegression(C=config.C, max_iter=300, random_state=seed)
-    return SGDClassifier(loss="modified_huber", alpha=1e-5 / config.C, random_state=seed, max_iter=30, tol=1e-4)
+        return LogisticRegression(C=config.C, max_iter=300, random_state=seed, class_weight=class_weight)
+    return SGDClassifier(loss="modified_huber", alpha=1e-5 / config.C, random_state=seed, max_iter=30, tol=1e-4,
+                         class_weight=class_weight)
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -81,10 +82,12 @@ class LinearTextModel:
     """One word and one character vectorizer per text input and the vector of each sentence input,
     stacked, then a linear classifier."""
 
-    def __init__(self, features: list[Feature], config: LinearConfig, seed: int = 42) -> None:
+    def __init__(self, features: list[Feature], config: LinearConfig, seed: int = 42,
+                 class_weight: str | None = None) -> None:
         self.features = features
         self.config = config
         self.seed = seed
+        self.class_weight = class_weight  # "balanced": scikit-learn weighs each class by its inverse frequency
         self.vectorizers: list[tuple[TextFeature, str, TfidfVectorizer]] = []
         self.sentences = [f for f in features if isinstance(f, SentenceFeature)]
         self.coef: np.ndarray | None = None
@@ -121,7 +124,7 @@ class LinearTextModel:
         (scoring them later would vectorize the training set a second time)."""
         started = time.perf_counter()
         matrix = self._matrix(table, fit=True)
-        classifier = _classifier(self.config, self.seed).fit(matrix, labels)
+        classifier = _classifier(self.config, self.seed, self.class_weight).fit(matrix, labels)
         coef = np.asarray(classifier.coef_, dtype=np.float32)
         intercept = np.asarray(classifier.intercept_, dtype=np.float32)
         if coef.shape[0] == 1:  # binary problems come back as one row
@@ -184,11 +187,13 @@ class TfidfLinear(Classifier):
         "mlflow": None,
         "onnx": "a scikit-learn linear model over n-gram vocabularies is not a network; export it to mlflow"}
     distributed = "a scikit-learn linear classifier fits in one process"
+    weighs_classes = True
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         self.features = make_features(recipe)
-        self.linear = LinearTextModel(self.features, recipe.model.linear, recipe.train.seed)
+        balanced = "balanced" if recipe.train.class_weights == "balanced" else None
+        self.linear = LinearTextModel(self.features, recipe.model.linear, recipe.train.seed, balanced)
 
     def fit(self, splits: Splits, context: FitContext) -> Fitted:
         self.classes.fit(self.labels(splits.train))

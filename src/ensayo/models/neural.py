@@ -16,13 +16,22 @@ from torch import nn
 from ensayo import layout
 from ensayo import metrics as ev
 from ensayo.data import Splits
-from ensayo.features import Feature, build_feature, saved_run_loading
+from ensayo.features import Feature, FileColumn, build_feature, saved_run_loading
 from ensayo.models.base import Classifier, Exports, FitContext, Fitted, Sections, read_state, register_model_type
 from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import HeadConfig, Recipe
 from ensayo.store import write_json
-from ensayo.training import EncodedSplit, Trainer, distributed, encode_split, load_weights, pick_device, save_weights
+from ensayo.training import (
+    EncodedSplit,
+    Trainer,
+    classification_loss,
+    distributed,
+    encode_split,
+    load_weights,
+    pick_device,
+    save_weights,
+)
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, dropout: float) -> nn.Sequential:
@@ -109,6 +118,8 @@ class NeuralClassifier(Classifier):
     exports: ClassVar[Exports] = {"mlflow": None, "onnx": None}
     distributed = None
     learns_auxiliary = True
+    losses = frozenset({"cross_entropy", "focal"})
+    weighs_classes = True
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -139,11 +150,15 @@ class NeuralClassifier(Classifier):
                    for name, table in splits.items()}
         for split in encoded.values():
             split.workers = recipe.train.loader_workers
+        for column in encoded["train"].columns.values():
+            if isinstance(column, FileColumn):
+                column.training = True  # its inputs augment these rows as they read them
         preprocess_seconds = time.perf_counter() - started
         network = build_network(recipe, self.features, len(self.classes))
         sizes = count_parameters(network)
         console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")
-        trainer = Trainer(network, recipe.train, context.run_dir, device, console)
+        loss = classification_loss(recipe.train, encoded["train"].labels, len(self.classes))
+        trainer = Trainer(network, recipe.train, context.run_dir, device, console, loss=loss)
         if context.resume and trainer.load_checkpoint():
             console.print(f"resuming after epoch {trainer.state.epoch}, step {trainer.state.step_in_epoch} of the next")
         validation = encoded["validation"]

@@ -43,14 +43,16 @@ def unflatten(names: list[str], tensors: tuple[torch.Tensor, ...]) -> dict[str, 
 
 
 class ProbabilityNetwork(nn.Module):
-    """The network over named tensors, answering class probabilities: what is exported."""
+    """The network over named tensors, answering class probabilities (divided by the run's calibrated
+    temperature before the softmax): what is exported."""
 
-    def __init__(self, network: nn.Module, names: list[str]) -> None:
+    def __init__(self, network: nn.Module, names: list[str], temperature: float = 1.0) -> None:
         super().__init__()
-        self.network, self.names = network, names
+        self.network, self.names, self.temperature = network, names, temperature
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.network(unflatten(self.names, tensors)).float(), dim=-1)
+        logits = self.network(unflatten(self.names, tensors)).float()
+        return torch.softmax(logits / self.temperature if self.temperature != 1.0 else logits, dim=-1)
 
 
 def first_batch(model: NeuralClassifier, table: pl.DataFrame) -> dict[str, Any]:

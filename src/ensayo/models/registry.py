@@ -9,7 +9,7 @@ from typing import Any
 from ensayo import layout
 from ensayo.data import recipe_problems
 from ensayo.features import FEATURES
-from ensayo.models.base import MODEL_TYPES, ModelType
+from ensayo.models.base import MODEL_TYPES, Classifier, ModelType
 from ensayo.recipe import Recipe, RecipeError, read_raw, recipe_to_dict, validate_schema
 from ensayo.recipe.resolve import resolve
 from ensayo.store import read_json, write_json, write_yaml
@@ -68,7 +68,10 @@ def load_trained(run_dir: str | Path) -> tuple[Recipe, ModelType]:
     """The recipe and the trained model of a run directory."""
     run_dir = Path(run_dir)
     recipe = run_recipe(run_dir)
-    return recipe, MODEL_TYPES[recipe.model.type].load(run_dir, recipe)
+    model = MODEL_TYPES[recipe.model.type].load(run_dir, recipe)
+    if isinstance(model, Classifier):
+        model.load_calibration(run_dir)
+    return recipe, model
 
 
 def write_format(run_dir: Path, recipe: Recipe, trained_at: str | None = None) -> None:

@@ -17,6 +17,7 @@ from ensayo.recipe.schema import (
     BinConfig,
     DataConfig,
     DeriveConfig,
+    EvaluateConfig,
     HeadConfig,
     InputConfig,
     ModelConfig,
@@ -30,8 +31,8 @@ from ensayo.recipe.schema import (
 )
 
 __all__ = [
-    "AuxiliaryConfig", "BinConfig", "DataConfig", "DeriveConfig", "HeadConfig", "InputConfig", "ModelConfig",
-    "OutputConfig", "Recipe", "RecipeError", "SplitConfig", "Strict", "TrackConfig", "TrainConfig",
+    "AuxiliaryConfig", "BinConfig", "DataConfig", "DeriveConfig", "EvaluateConfig", "HeadConfig", "InputConfig",
+    "ModelConfig", "OutputConfig", "Recipe", "RecipeError", "SplitConfig", "Strict", "TrackConfig", "TrainConfig",
     "apply_overrides", "default_data_dir", "error_lines", "expand_path", "flatten", "read_raw",
     "recipe_to_dict", "set_key", "validate_schema",
 ]

@@ -37,9 +37,23 @@ class SplitConfig(Strict):
     files: dict[Literal["train", "validation", "test"], str] | None = None
     test_filter: str | None = None
     seed: int = Field(42, ge=0, le=MAX_SEED)
+    folds: int | None = Field(None, ge=2, le=100, description="cross-validation: train one model per fold, each "
+                                                              "fold the test set once; `validation` is then the "
+                                                              "share of the other folds each model validates on")
+    fold: int | None = Field(None, ge=0, description="set by ensayo in the recipe of a cross-validated run's fold "
+                                                     "run: the fold that run is tested on")
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
+        if self.fold is not None and (self.folds is None or self.fold >= self.folds):
+            raise ValueError(f"fold: {self.fold} is not one of the {self.folds or 0} folds")
+        if self.folds is not None:
+            if self.method not in ("stratified", "random", "group"):
+                raise ValueError(f"folds: cross-validation splits by method stratified, random or group, not "
+                                 f"{self.method!r}")
+            if self.method == "group" and not self.group_column:
+                raise ValueError("method 'group' needs group_column")
+            return self
         if self.method == "files":
             if not self.files or "train" not in self.files:
                 raise ValueError("method 'files' needs files: {train: ..., validation: ..., test: ...}")
@@ -221,6 +235,25 @@ class TrainConfig(Strict):
     loader_workers: int = Field(2, ge=0, description="worker processes that read and encode the files of inputs "
                                                      "with preprocessing.in_memory: false (0: in this process)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    focal_gamma: float = Field(2.0, ge=0, description="focal loss: how much well-classified rows are discounted")
+    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: each class's loss weighted "
+                                                                           "by its inverse training frequency")
+    calibrate: Literal["none", "temperature"] = Field("none", description="temperature: one temperature fitted on "
+                                                                          "the validation split, applied when "
+                                                                          "predicting")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.loss == "focal" and self.label_smoothing:
+            raise ValueError("label_smoothing: the focal loss takes no label smoothing; set one of them")
+        return self
+
+
+class EvaluateConfig(Strict):
+    bootstrap: int = Field(1000, ge=0, description="resamples of the test split for each metric's interval (0: none)")
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="the bootstrap's own generator")
 
 
 class TrackConfig(Strict):
@@ -243,6 +276,7 @@ class Recipe(Strict):
     output: OutputConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
 
     @model_validator(mode="after")
@@ -253,6 +287,10 @@ class Recipe(Strict):
         names = [feature.name for feature in self.inputs]
         if len(set(names)) != len(names):
             raise ValueError(f"input names must be unique, got {names}")
+        split = self.data.split
+        if self.train.calibrate != "none" and split.method not in ("files", "filter") and not split.validation:
+            raise ValueError("train.calibrate: the temperature is fitted on the validation split; set "
+                             "data.split.validation above 0")
         fed = [t.column for t in self.output.auxiliary if t.column in {self.column_of(f) for f in self.inputs}]
         if fed:
             raise ValueError(f"output.auxiliary: {fed} are also inputs; a target the model is given teaches nothing")

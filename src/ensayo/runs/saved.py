@@ -22,6 +22,7 @@ from ensayo.models.onnx import OnnxNeuralClassifier
 from ensayo.models.registry import run_recipe
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
+from ensayo.runs.folds import FoldAverage, is_cross_validated
 from ensayo.runs.inputs import InputField, input_fields
 from ensayo.store import read_json
 
@@ -50,14 +51,16 @@ class SavedRun:
             raise FileNotFoundError(f"{path}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
         if engine not in ENGINES:
             raise ValueError(f"engine {engine!r}: choose {' or '.join(ENGINES)}")
+        recipe = run_recipe(path)
+        if is_cross_validated(recipe):  # the folds' models, averaged
+            return cls(path, recipe, FoldAverage.load(path, recipe, lambda fold: cls.load(fold, engine).classifier))
         if engine == "torch":
             recipe, model = load_trained(path)
             return cls(path, recipe, model)
-        recipe = run_recipe(path)
         problem = model_type_of(recipe).export_problem("onnx")
         if problem:
             raise ValueError(f"{path}: no ONNX engine for this run: {problem}")
-        return cls(path, recipe, OnnxNeuralClassifier.load(path, recipe))
+        return cls(path, recipe, OnnxNeuralClassifier.load(path, recipe))  # its graph holds the temperature
 
     @cached_property
     def bins(self) -> Bins:

@@ -162,6 +162,11 @@ def config_rows(records: list[RunRecord], metric: str) -> list[dict[str, Any]]:
         for key in (metric, *TABLE_METRICS):
             values = [r.metrics[key] for r in done if key in r.metrics]
             row[key] = interval95(values) if values else None
+        folds = fold_values(done[0], metric) if len(done) == 1 else []
+        if folds:  # one cross-validated run: the spread and the interval are over its folds
+            row[metric] = interval95(folds)
+        elif len(done) == 1 and {f"{metric}_low", f"{metric}_high"} <= done[0].metrics.keys():
+            row["bootstrap"] = (done[0].metrics[f"{metric}_low"], done[0].metrics[f"{metric}_high"])
         rows.append(row)
     best_first = higher_is_better(metric)
     return sorted(rows, key=lambda r: (r[metric] is None, -(r[metric][0] if r[metric] else 0) if best_first
@@ -184,12 +189,47 @@ def table(records: list[RunRecord], metric: str) -> tuple[list[str], list[list[s
     body = []
     for row in config_rows(records, metric):
         value, interval = _fmt(row[metric])
+        if "bootstrap" in row:
+            interval = "[{:.4f}, {:.4f}] bootstrap".format(*row["bootstrap"])
         loss, _ = _fmt(row["test/loss"], 3)
         seconds, _ = _fmt(row["fit_seconds"], 1)
         runs_text = str(row["finished"]) + "".join(f", {row[k]} {k}" for k in ("failed", "pruned") if row[k])
         body.append([row["config"], *[_short_param(_param_value(row["record"], k)) for k in varying], runs_text,
                      value, interval, loss, seconds])
     return header, body
+
+
+# the recipe keys (MLflow params) that decide which rows land in which fold
+FOLD_KEYS = ("data.source", "data.sample", "data.filters", "data.split.method", "data.split.folds",
+             "data.split.seed", "data.split.group_column")
+
+
+def fold_values(record: RunRecord, metric: str) -> list[float]:
+    """A cross-validated run's per-fold values of a test metric (`cv/<name>_fold<k>`), else none."""
+    name = metric.split("/", 1)[-1]
+    values = []
+    while f"cv/{name}_fold{len(values)}" in record.metrics:
+        values.append(record.metrics[f"cv/{name}_fold{len(values)}"])
+    return values
+
+
+def paired_differences(records: list[RunRecord], metric: str) -> list[list[str]]:
+    """Each pair of cross-validated runs scored on the same folds: the mean per-fold difference of `metric`
+    and its paired Student-t 95 % interval (the folds' shared difficulty cancels out)."""
+    runs = [r for r in records if r.status == "finished" and len(fold_values(r, metric)) >= 2]
+    rows = []
+    for index, first in enumerate(runs):
+        for second in runs[index + 1:]:
+            a, b = fold_values(first, metric), fold_values(second, metric)
+            if len(a) != len(b) or any(first.params.get(k) != second.params.get(k) for k in FOLD_KEYS):
+                rows.append([first.config, second.config, "–", "–", "not scored on the same folds"])
+                continue
+            mean, _, half = interval95([x - y for x, y in zip(a, b, strict=True)])
+            verdict = "no clear difference" if mean - half <= 0 <= mean + half else \
+                f"{first.config if mean > 0 else second.config} higher"
+            rows.append([first.config, second.config, f"{mean:+.4f}", f"[{mean - half:+.4f}, {mean + half:+.4f}]",
+                         f"{len(a)} folds: {verdict}"])
+    return rows
 
 
 def _column_name(key: str, keys: list[str]) -> str:
@@ -290,13 +330,23 @@ text-align:left}th{background:#f2f2f2}tr:nth-child(even){background:#fafafa}img{
 figure{margin:1.5rem 0}figcaption{color:#555;font-size:.9rem}code{background:#f4f4f4;padding:0 .2rem}"""
 
 
+PAIRED_HEADER = ["run A", "run B", "A - B (mean over folds)", "paired 95 % interval", "folds"]
+
+
 def render_html(title: str, description: str, header: list[str], body: list[list[str]],
-                figures: list[tuple[str, str]], failures: list[RunRecord], settings: list[tuple[str, str]]) -> str:
+                figures: list[tuple[str, str]], failures: list[RunRecord], settings: list[tuple[str, str]],
+                paired: list[list[str]] | None = None, metric: str = "") -> str:
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
     images = "".join(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, data in figures)
     lists = ""
+    if paired:
+        cells_paired = "".join(f"<th>{html.escape(h)}</th>" for h in PAIRED_HEADER)
+        rows_paired = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                              for row in paired)
+        lists += (f"<h2>Paired differences of {html.escape(metric)} over the same folds</h2>"
+                  f"<table id='paired'><thead><tr>{cells_paired}</tr></thead><tbody>{rows_paired}</tbody></table>")
     if failures:
         items = "".join(f"<li><code>{html.escape(r.config)}</code> repeat {r.repeat}: {html.escape(r.status)}"
                         f" – {html.escape(r.error)}</li>" for r in failures)
@@ -327,8 +377,11 @@ def build_report(records: list[RunRecord], metric: str, title: str, description:
     target.mkdir(parents=True, exist_ok=True)
     page = target / layout.REPORT_HTML
     settings = settings_lines(records)
-    write_text(page, render_html(title, description, header, body, figures, failures, settings))
+    paired = paired_differences(records, metric)
+    write_text(page, render_html(title, description, header, body, figures, failures, settings, paired, metric))
     text = f"# {title}\n\n{description}\n\n{markdown(header, body)}"
+    if paired:
+        text += f"\nPaired differences of {metric} over the same folds:\n\n{markdown(PAIRED_HEADER, paired)}"
     if settings:
         text += "\nWhat each configuration sets:\n\n" + "".join(f"- {name}: {line}\n" for name, line in settings)
     if failures:

@@ -2,6 +2,7 @@
 
 from ensayo.training import distributed
 from ensayo.training.batches import Batches, EncodedSplit, bucketed_order, encode_split, to_device
+from ensayo.training.losses import FocalLoss, balanced_weights, classification_loss
 from ensayo.training.trainer import (
     SHOWN,
     Trainer,
@@ -15,6 +16,25 @@ from ensayo.training.trainer import (
 )
 from ensayo.training.weights import load_weights, save_weights
 
-__all__ = ["SHOWN", "Batches", "EncodedSplit", "TrainState", "Trainer", "bucketed_order", "distributed", "encode_split",
-           "higher_is_better", "load_weights", "lr_multiplier", "make_optimizers", "pick_device", "save_weights",
-           "seed_everything", "split_parameters", "to_device"]
+__all__ = [
+    "SHOWN",
+    "Batches",
+    "EncodedSplit",
+    "FocalLoss",
+    "TrainState",
+    "Trainer",
+    "balanced_weights",
+    "bucketed_order",
+    "classification_loss",
+    "distributed",
+    "encode_split",
+    "higher_is_better",
+    "load_weights",
+    "lr_multiplier",
+    "make_optimizers",
+    "pick_device",
+    "save_weights",
+    "seed_everything",
+    "split_parameters",
+    "to_device",
+]

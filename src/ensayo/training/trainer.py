@@ -130,7 +130,8 @@ Evaluate = Callable[[nn.Module], dict[str, float]]
 
 class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, run_dir: Path, device: torch.device,
-                 console: Console | None = None, checkpoint_seconds: float | None = None) -> None:
+                 console: Console | None = None, checkpoint_seconds: float | None = None,
+                 loss: nn.Module | None = None) -> None:
         self.model = model.to(device)
         self.config = config
         self.run_dir = run_dir
@@ -152,7 +153,7 @@ class Trainer:
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
         self._pending: dict[str, Any] | None = None
         self._signal: int | None = None  # SIGINT or SIGTERM received: stop after the step under way
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.loss_fn = (loss or nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)).to(device)
 
     # checkpoints: tensors and plain values only, so that torch.load(weights_only=True) reads them
     def save_checkpoint(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ensayo.features.audio.augment import WaveAugmenter
 from ensayo.features.audio.preprocessing import AudioPreprocessing, Spectrogram, prepare_clip
 from ensayo.features.base import Feature, FileColumn, RunningMoments, Values, register_feature
 
@@ -26,6 +27,8 @@ class AudioFeature(Feature):
         self.mean = np.zeros(self.spectrogram.bins, dtype=np.float32)
         self.std = np.ones(self.spectrogram.bins, dtype=np.float32)
         self.clips = 0
+        augment = preprocessing.augment
+        self.augmenter = WaveAugmenter(augment, preprocessing.sample_rate) if augment and augment.active else None
 
     @property
     def options(self) -> AudioPreprocessing:
@@ -82,12 +85,23 @@ class AudioFeature(Feature):
         self.clips = clips
 
     def _normalized(self, features: torch.Tensor) -> torch.Tensor:
+        if self.options.normalize == "utterance":  # each clip's bins by its own mean and spread over time
+            mean = features.mean(dim=2, keepdim=True)
+            return (features - mean) / features.std(dim=2, keepdim=True).clamp_min(1e-5)
         return (features - torch.from_numpy(self.mean)[:, None]) / torch.from_numpy(self.std)[:, None]
 
     def collate(self, encoded: torch.Tensor | FileColumn, index: np.ndarray) -> torch.Tensor:
-        if isinstance(encoded, FileColumn):  # read and encoded now, the same tensors as in memory
-            return self._normalized(self.spectrograms(encoded.take(index)))
-        return encoded[torch.from_numpy(np.asarray(index))]
+        if not isinstance(encoded, FileColumn):
+            return encoded[torch.from_numpy(np.asarray(index))]
+        paths = encoded.take(index)
+        if not (encoded.training and self.augmenter):  # read and encoded now, the same tensors as in memory
+            return self._normalized(self.spectrograms(paths))
+        # one draw per batch from torch's generator (seeded by train.seed; each DataLoader worker's by the
+        # epoch's), then one seed per clip from it and the clip's row
+        batch_seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        clips = np.stack([prepare_clip(path, self.options, self.augmenter, [batch_seed, int(row)])
+                          for path, row in zip(paths, index, strict=True)])
+        return self._normalized(self.spectrogram(torch.from_numpy(clips)))
 
     def state(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "clips": self.clips}

@@ -12,13 +12,16 @@ import scipy.fft
 import scipy.signal
 import soundfile as sf
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from ensayo.features.audio.augment import WaveAugmentConfig, WaveAugmenter
 from ensayo.recipe import Strict
 
 
-class AugmentConfig(Strict):
-    """Training-time only: SpecAugment masks and a random shift in time."""
+class AugmentConfig(WaveAugmentConfig):
+    """Training-time only: SpecAugment masks and a random shift in time on the spectrogram, and the waveform
+    augmentations (speed, pitch, reverb, shelf, gain, noise; none unless named), which need `in_memory: false`:
+    the clips are decoded, and changed, anew each epoch."""
 
     time_masks: int = Field(2, ge=0)
     time_mask_width: int = Field(8, ge=0, description="frames, at most")
@@ -46,6 +49,17 @@ class AudioPreprocessing(Strict):
     in_memory: bool = Field(True, description="false: keep the paths, and read and encode each batch's clips "
                                               "as it is trained on (DataLoader workers), for sets larger than "
                                               "memory")
+    normalize: Literal["dataset", "utterance"] = Field("dataset", description="each frequency bin standardized "
+                                                                             "by the training clips' statistics, "
+                                                                             "or by each clip's own")
+
+    @model_validator(mode="after")
+    def _augment_on_the_fly(self) -> AudioPreprocessing:
+        if self.augment is not None and self.augment.active and self.in_memory:
+            named = [name for name in WaveAugmentConfig.model_fields if getattr(self.augment, name) is not None]
+            raise ValueError(f"augment.{named[0]}: waveform augmentation changes each clip as it is read, every "
+                             "epoch; set in_memory: false")
+        return self
 
     # an input whose values are file paths (ensayo.data.FileInput)
     def file_problems(self, paths: list[str]) -> dict[int, str]:
@@ -126,12 +140,17 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
     return np.pad(samples, (before, length - len(samples) - before))
 
 
-def prepare_clip(path: str, options: AudioPreprocessing) -> np.ndarray:
+def prepare_clip(path: str, options: AudioPreprocessing, augmenter: WaveAugmenter | None = None,
+                 seed: list[int] | None = None) -> np.ndarray:
+    """A clip read, trimmed, levelled and cut to length; a training clip is also augmented (by `seed`'s draws)."""
     samples = read_audio(path, options.sample_rate)
     if options.trim_db is not None:
         samples = trim_silence(samples, options.trim_db, options.hop_length)
+    if augmenter is not None:
+        samples = augmenter.speaker(samples, seed or [0])
     samples = level(samples, options.loudness, options.target_db)
-    return fit_length(samples, round(options.duration * options.sample_rate))
+    samples = fit_length(samples, round(options.duration * options.sample_rate))
+    return samples if augmenter is None else augmenter.surroundings(samples, seed or [0])
 
 
 # ------------------------------------------------------------------------------------- spectrograms
