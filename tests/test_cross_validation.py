@@ -81,14 +81,14 @@ def test_folds_are_mlflow_child_runs_and_an_interrupted_cross_validation_resumes
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 
-    titles = write_challenge_csv(tmp_path / "titles.csv", make_titles(rows_per_class=80, seed=2))
+    titles = write_challenge_csv(tmp_path / "titles.csv", make_titles(rows_per_class=40, seed=2))
     recipe = cv_recipe(titles, folds=2, epochs=2)
     recipe["track"] = {"enabled": True, "uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     (tmp_path / "cv.yaml").write_text(yaml.safe_dump(recipe))
     output = tmp_path / "run"
-    # 135 training rows in batches of 16: 9 steps an epoch, 18 a fold, then 1 batch of its 180 test rows;
-    # stop in the second fold's first epoch
-    restore = interrupt_training(monkeypatch, EncodedSplit, at_batch=25)
+    # about 67 training rows in batches of 16: 5 steps an epoch, 10 a fold, then 1 batch of its 90 test rows
+    # (the 23 validation rows are not counted); stop in the second fold's first epoch
+    restore = interrupt_training(monkeypatch, EncodedSplit, at_batch=14, min_rows=60)
     with pytest.raises(KeyboardInterrupt):
         ensayo.run(tmp_path / "cv.yaml", output=output)
     restore()
@@ -132,3 +132,54 @@ def test_a_k_fold_run_exports_to_onnx_and_its_onnx_engine_averages_the_same_fold
     by_torch = SavedRun.load(cv_run).predict_proba(table)
     assert SavedRun.load(exported, engine="onnx").predict_proba(table) == pytest.approx(by_torch, abs=1e-4)
     shutil.rmtree(exported)
+
+
+def test_a_sweep_trains_k_folds_per_trial_and_the_report_pairs_two_runs_on_the_same_folds(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ensayo.cli import app
+
+    titles = write_challenge_csv(tmp_path / "titles.csv", make_titles(rows_per_class=30, seed=3))
+    recipe = cv_recipe(titles, folds=2, epochs=2)
+    recipe["evaluate"] = {"bootstrap": 0}
+    (tmp_path / "cv.yaml").write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, ["sweep", str(tmp_path / "cv.yaml"), "--grid", "train.lr=0.002,0.05",
+                                      "--no-track", "-o", str(tmp_path / "study")])
+    assert result.exit_code == 0, result.output
+    trials = sorted((tmp_path / "study" / "trials").glob("*/seed0"))
+    assert len(trials) == 2
+    assert all(sorted(p.name for p in (t / layout.FOLDS).iterdir()) == ["fold0", "fold1"] for t in trials)
+    report = CliRunner().invoke(app, ["report", *map(str, trials), "-o", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Paired differences of test/balanced_accuracy over the same folds" in text
+    folds = [[read_json(t / layout.METRICS)[f"cv/balanced_accuracy_fold{k}"] for k in range(2)] for t in trials]
+    differences = np.subtract(*folds)
+    assert f"{differences.mean():+.4f}" in text and "2 folds" in text
+
+
+def test_a_k_fold_run_is_served_and_exported_to_mlflow_with_its_folds_averaged(cv_run: Path, tmp_path: Path) -> None:
+    import mlflow
+    import requests
+    from conftest import LiveServer
+
+    from ensayo.runs import load_run
+    from ensayo.serving import ServeOptions, create_app
+
+    rows = [{"title": t} for t in TITLES]
+    labels, probabilities = ensayo.predict(cv_run, rows, top_k=2)
+    server = LiveServer(create_app({"tiny-cv": load_run(cv_run)}, ServeOptions(max_rows=16)))
+    try:
+        answer = requests.post(server.url + "/v1/models/tiny-cv/predict", json={"rows": rows, "top_k": 2}, timeout=30)
+    finally:
+        server.stop()
+    assert answer.status_code == 200, answer.text
+    assert [p["labels"] for p in answer.json()["predictions"]] == labels
+    assert np.allclose([p["probabilities"] for p in answer.json()["predictions"]], probabilities, atol=1e-6)
+
+    ensayo.export(cv_run, "mlflow", tmp_path / "model")
+    assert len([p for p in (tmp_path / "model").rglob(layout.WEIGHTS) if "fold" in str(p)]) == 3
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    predicted = loaded.predict(pl.DataFrame(rows).to_pandas(), params={"top_k": 2})
+    assert predicted["labels"].tolist() == labels
+    assert np.allclose(np.array(predicted["probabilities"].tolist()), probabilities, atol=1e-6)

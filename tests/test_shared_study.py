@@ -54,7 +54,7 @@ def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_t
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(recipe))
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump({"name": "shared", "recipe": "base.yaml", "repeats": 2,
-                                     "sweep": {"method": "grid", "grid": {"train.lr": [0.01, 0.05, 0.1]}}}))
+                                     "sweep": {"method": "grid", "grid": {"train.lr": [0.01, 0.05]}}}))
     storage, output = postgres.url("optuna"), tmp_path / "study"
 
     # two workers start together; one is killed (kill -9: no chance to say so) in the middle of a trial
@@ -77,9 +77,9 @@ def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_t
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     ran = Counter((t.user_attrs["ensayo.config"], t.user_attrs["ensayo.repeat"]) for t in done)
-    assert len(ran) == 6 and set(ran.values()) == {1}
+    assert len(ran) == 4 and set(ran.values()) == {1}
     stale = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(stale) == 1 and len(trials) == 7
+    assert len(stale) == 1 and len(trials) == 5
     retried = [t for t in done if t.system_attrs.get("failed_trial") == stale[0].number]
     config, repeat = stale[0].user_attrs["ensayo.config"], stale[0].user_attrs["ensayo.repeat"]
     assert len(retried) == 1 and (retried[0].user_attrs["ensayo.config"], retried[0].user_attrs["ensayo.repeat"]) \
@@ -93,16 +93,16 @@ def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_t
     assert all(t["status"] == "finished" for t in results["trials"])
     assert "postgres@" in results["storage"] and (output / "report.html").is_file()
     report = (output / "report.md").read_text()
-    assert all(f"lr={lr}" in report for lr in ("0.01", "0.05", "0.1"))
+    assert all(f"lr={lr}" in report for lr in ("0.01", "0.05"))
 
-    # MLflow in its own database on the same server: the parent run and its six finished children together
+    # MLflow in its own database on the same server: the parent run and its four finished children together
     client = MlflowClient(postgres.url("mlflow"))
     parent_id = read_json(output / "study.json")["parent_run_id"]
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
     finished = [c for c in children if c.info.status == "FINISHED"]
-    assert len(finished) == 6
+    assert len(finished) == 4
     assert all(c.info.artifact_uri.startswith((tmp_path / "artifacts").as_uri()) for c in children)
     assert (tmp_path / "artifacts").is_dir()
 
@@ -119,7 +119,7 @@ def test_workers_opening_an_empty_database_together_all_get_the_study_storage(po
         start.wait()
         try:
             opened.append(storage_for(url))
-        except Exception as error:  # noqa: BLE001 - the test reports whatever a worker met
+        except Exception as error:
             failures.append(repr(error))
 
     threads = [threading.Thread(target=open_storage) for _ in range(workers)]

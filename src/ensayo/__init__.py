@@ -24,6 +24,7 @@ _EXPORTS = {
     "train_embeddings": "ensayo.api",
     "serve": "ensayo.api",
     "export": "ensayo.api",
+    "explain": "ensayo.api",
     "load_recipe": "ensayo.api",
     "SavedRun": "ensayo.api",
     "Recipe": "ensayo.api",

@@ -207,3 +207,15 @@ def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | Non
             raise ValueError("--register is for the mlflow format")
         return export_onnx(saved, target)
     raise ValueError(f"format {format!r}: choose {' or '.join(FORMATS)}")
+
+
+def explain(run_dir: str | Path | SavedRun, source: str | Path, rows: int = 5,
+            output: str | Path | None = None) -> Path:
+    """Explain a run's answers on the first `rows` rows of `source` with integrated gradients; returns the
+    HTML page written (default: explanation.html in the run directory)."""
+    from ensayo.explaining import explain_file
+
+    if rows < 1:
+        raise ValueError(f"rows is {rows}: explain one row or more")
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    return explain_file(saved, Path(source), rows, Path(output) if output else None)

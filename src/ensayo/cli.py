@@ -1,4 +1,4 @@
-"""The `ensayo` command: run, validate, predict, evaluate, generate, explore, sweep, report, embeddings,
+"""The `ensayo` command: run, validate, predict, evaluate, explain, generate, explore, sweep, report, embeddings,
 datasets. It parses arguments, calls `ensayo.api` and prints what comes back; nothing else. Each command
 imports the API when it runs, so that `ensayo --help` stays light."""
 
@@ -219,6 +219,23 @@ def serve(
 
     with _reported():
         api.serve(runs, host, port, workers, max_rows, max_upload_mb, batch_rows, batch_wait_ms, access_log)
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="saved run directory")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="file in the recipe's format; for a folder "
+                                        "recipe (audio, images), one file or a folder")],
+    rows: Annotated[int, typer.Option(help="rows to explain, from the top", min=1)] = 5,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML page to write (default: "
+                                                "explanation.html in the run)")] = None,
+) -> None:
+    """Show why a run answered as it did: integrated gradients over words, spectrograms, photos and values."""
+    from ensayo import api
+
+    with _reported(), console.status(f"explaining {rows} row(s) with integrated gradients"):
+        page = api.explain(run_dir, input, rows, output)
+    stdout.print(str(page))
 
 
 @app.command()

@@ -4,6 +4,7 @@ trained by the trainer; the preprocessing is fitted on the training split and sa
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -150,9 +151,10 @@ class NeuralClassifier(Classifier):
                    for name, table in splits.items()}
         for split in encoded.values():
             split.workers = recipe.train.loader_workers
-        for column in encoded["train"].columns.values():
+        columns = encoded["train"].columns
+        for name, column in columns.items():
             if isinstance(column, FileColumn):
-                column.training = True  # its inputs augment these rows as they read them
+                columns[name] = dataclasses.replace(column, training=True)  # augmented as they are read
         preprocess_seconds = time.perf_counter() - started
         network = build_network(recipe, self.features, len(self.classes))
         sizes = count_parameters(network)

@@ -114,19 +114,31 @@ def _records_from_directory(directory: Path, metric: str) -> list[RunRecord]:
     records = []
     for trial in read_json(directory / layout.RESULTS)["trials"]:
         run_dir = directory / trial["directory"]
-        params = {}
-        if (run_dir / layout.RECIPE).is_file():
-            params = {k: str(v) for k, v in flatten(yaml.safe_load((run_dir / layout.RECIPE).read_text())).items()}
-        curves: dict[str, list[tuple[int, float]]] = {}
-        if (run_dir / layout.HISTORY).is_file():
-            history = read_json(run_dir / layout.HISTORY)
-            for key in _curve_keys(metric):
-                points = [(int(h["epoch"]), h[key]) for h in history if key in h]
-                if points:
-                    curves[key] = points
+        params, curves = _params_and_curves(run_dir, metric)
         records.append(RunRecord(trial["config"], trial["repeat"], trial["status"], params, trial["settings"],
                                  trial["metrics"], curves, trial.get("error", "")))
     return records
+
+
+def _params_and_curves(run_dir: Path, metric: str) -> tuple[dict[str, str], dict[str, list[tuple[int, float]]]]:
+    """A run directory's recipe, flattened as MLflow keeps its params, and its learning curves."""
+    params = {}
+    if (run_dir / layout.RECIPE).is_file():
+        params = {k: str(v) for k, v in flatten(yaml.safe_load((run_dir / layout.RECIPE).read_text())).items()}
+    curves: dict[str, list[tuple[int, float]]] = {}
+    if (run_dir / layout.HISTORY).is_file():
+        history = read_json(run_dir / layout.HISTORY)
+        for key in _curve_keys(metric):
+            points = [(int(h["epoch"]), h[key]) for h in history if key in h]
+            if points:
+                curves[key] = points
+    return params, curves
+
+
+def record_from_run_dir(run_dir: Path, metric: str) -> RunRecord:
+    """A finished run that was not tracked, read from its folder."""
+    params, curves = _params_and_curves(run_dir, metric)
+    return RunRecord(run_dir.name, 0, "finished", params, None, read_json(run_dir / layout.METRICS), curves)
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -401,8 +413,9 @@ def write_study_report(directory: Path, target: Path | None = None) -> Path:
 
 
 def write_runs_report(references: list[str], target: Path, metric: str, uri: str | None = None) -> Path:
-    """A report over single runs, named by run directory (with its tracking.json) or MLflow run id."""
-    ids, labels = [], {}
+    """A report over single runs, named by run directory (read from MLflow when it was tracked, else from the
+    folder) or by MLflow run id; in the order given."""
+    ids, labels, found = [], {}, {}
     for reference in references:
         path = Path(reference)
         if (path / layout.TRACKING).is_file():
@@ -410,9 +423,15 @@ def write_runs_report(references: list[str], target: Path, metric: str, uri: str
             uri = uri or tracking.get("tracking_uri")
             ids.append(tracking["run_id"])
             labels[tracking["run_id"]] = path.name
+        elif (path / layout.METRICS).is_file():
+            ids.append(reference)
+            found[reference] = record_from_run_dir(path, metric)
         elif path.exists():
-            raise ValueError(f"{path}: not a tracked run directory (no tracking.json)")
+            raise ValueError(f"{path}: not a finished run directory (no {layout.METRICS})")
         else:
             ids.append(reference)
-    records = records_from_mlflow(uri or tracking_uri(TrackConfig()), ids, metric, labels)
+    tracked = [i for i in ids if i not in found]
+    read = dict(zip(tracked, records_from_mlflow(uri or tracking_uri(TrackConfig()), tracked, metric, labels),
+                    strict=True)) if tracked else {}
+    records = [found.get(i) or read[i] for i in ids]
     return build_report(records, metric, f"{len(records)} runs", "", target)

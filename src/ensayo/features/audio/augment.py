@@ -92,7 +92,7 @@ class WaveAugmentConfig(Strict):
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, name) is not None for name in type(self).model_fields)
+        return any(getattr(self, name) is not None for name in WaveAugmentConfig.model_fields)
 
 
 def speed_perturb(samples: np.ndarray, factor: float) -> np.ndarray:

@@ -151,8 +151,11 @@ class TextFeature(Feature):
         return encoded.lengths
 
     def collate(self, encoded: EncodedText, index: np.ndarray) -> dict[str, torch.Tensor]:
-        ids = encoded.padded(np.asarray(index))
-        batch = {"ids": torch.from_numpy(ids), "lengths": torch.from_numpy(encoded.lengths[index])}
+        return self.batch_of_ids(encoded.padded(np.asarray(index)), encoded.lengths[index])
+
+    def batch_of_ids(self, ids: np.ndarray, lengths: np.ndarray) -> dict[str, torch.Tensor]:
+        """The encoder's batch of padded (rows, tokens) ids: the ids, their lengths and their subwords."""
+        batch = {"ids": torch.from_numpy(ids), "lengths": torch.from_numpy(np.asarray(lengths))}
         if self.subword_vocab is not None:
             flat, first, how_many = self._subword_index()
             counts = how_many[ids].reshape(-1)

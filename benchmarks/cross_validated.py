@@ -1,0 +1,195 @@
+"""Figures with intervals (the trust issue): recipes under K-fold cross-validation, each fold a run of its own,
+with peers scored on the very same folds and the paired interval of each difference.
+
+- poi:  the five POI recipes under grouped 5-fold cross-validation (by POI id), and the input-cells rule of
+        benchmarks/poi_ceiling.py fitted and scored on the same folds.
+- news: AG News, 5 folds: the cnn and tfidf recipes and fastText.
+- meli: MeLi 2019 Spanish titles, 3 folds: the same three.
+- calibration: the MeLi CNN recipe (official-size split) with train.calibrate: temperature: expected
+        calibration error before and after.
+
+    python benchmarks/cross_validated.py --only poi            # about an hour on 2 cores
+    python benchmarks/cross_validated.py --only news,meli      # many hours: run it where there are cores
+
+Runs live in benchmarks/out/cross_validated/ and are resumed where they stopped when the command is run
+again (a cross-validated run keeps its finished folds). Writes benchmarks/out/cross_validated.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
+RUNS = OUT / "cross_validated"
+POI = ["poi-engagement-cnn.yaml", "poi-engagement-pretrained.yaml", "poi-engagement-photo-stats.yaml",
+       "poi-engagement-image-only.yaml", "poi-engagement-metadata-only.yaml"]
+TEXT = {"news": ("news-topics-cnn.yaml", "news-topics-tfidf.yaml", 5),
+        "meli": ("product-titles-cnn.yaml", "product-titles-tfidf.yaml", 3)}
+
+
+def folds_of(recipe: str, folds: int, grouped_by: str | None = None) -> list[str]:
+    split = ["data.split.method=group", f"data.split.group_column={grouped_by}"] if grouped_by else \
+        ["data.split.method=stratified"]
+    return [*split, f"data.split.folds={folds}", "data.split.validation=0.1"]
+
+
+def trained(recipe: str, name: str, overrides: list[str]):
+    """The run `name`: loaded when finished, resumed when interrupted, else trained."""
+    import ensayo
+    from ensayo import layout
+    from ensayo.runs import SavedRun
+
+    folder = RUNS / name
+    if (folder / layout.METRICS).is_file():
+        return SavedRun.load(folder)
+    if (folder / layout.RECIPE).is_file():
+        return ensayo.run(None, resume=folder, track=False)
+    return ensayo.run(ROOT / "recipes" / recipe, output=folder, overrides=overrides, track=False)
+
+
+def summary(values: list[float]) -> dict:
+    from ensayo.metrics import interval95
+
+    mean, std, half = interval95(values)
+    return {"mean": mean, "sd": std, "interval95": [mean - half, mean + half], "folds": values}
+
+
+def fold_values(run, metric: str = "balanced_accuracy") -> list[float]:
+    return [run.metrics[f"cv/{metric}_fold{k}"] for k in range(run.recipe.data.split.folds)]
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    from ensayo.metrics import interval95
+
+    mean, _, half = interval95([x - y for x, y in zip(a, b, strict=True)])
+    return {"mean_difference": mean, "interval95": [mean - half, mean + half]}
+
+
+# ---------------------------------------------------------------------------------------------- POI
+def input_cells_rule(recipe_name: str, folds: int) -> list[float]:
+    """poi_ceiling.py's input-cells rule (what the inputs show of the outcome cluster, x tier; the most common
+    class of the training rows per cell), fitted on each fold's training rows and scored on its test rows."""
+    import polars as pl
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import accuracy_score
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from poi_ceiling import most_common_class, outcome_clusters
+
+    from ensayo.data import load_folds
+    from ensayo.features.image_stats import STATS, image_statistics
+    from ensayo.models import load_recipe
+
+    recipe = load_recipe(ROOT / "recipes" / recipe_name, folds_of(recipe_name, folds, "id"))
+    scores = []
+    for splits in load_folds(recipe):
+        train = pl.concat([splits.train, splits.validation], how="diagonal")
+        rows = pl.concat([train, splits.test], how="diagonal")
+        cluster, means = outcome_clusters(rows)
+        statistics = np.array([[image_statistics(p)[s] for s in STATS] for p in rows["main_image_path"].to_list()])
+        sculpture = rows["categories"].str.contains("Escultura").to_numpy()
+        low_quality = statistics[:, STATS.index("jpeg_quality")] <= 70
+        sharp = means[cluster, 0] > 8.5
+        is_train = np.arange(rows.height) < train.height
+        fit = is_train & ~sculpture & ~low_quality
+        reader = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, random_state=0)
+        looks_sharp = reader.fit(statistics[fit], sharp[fit]).predict(statistics)
+        cells = [("sculpture" if s else "quality 60" if q else "sharp" if h else "blurred", t) for s, q, h, t in
+                 zip(sculpture, low_quality, looks_sharp, rows["tier"].cast(pl.String).to_list(), strict=True)]
+        labels = rows["engagement_level"].to_list()
+        answer = most_common_class([c for c, m in zip(cells, is_train, strict=True) if m],
+                                   [y for y, m in zip(labels, is_train, strict=True) if m])
+        common = max(set(labels), key=labels.count)
+        test = [i for i in range(rows.height) if not is_train[i]]
+        scores.append(accuracy_score([labels[i] for i in test], [answer.get(cells[i], common) for i in test]))
+    return scores
+
+
+def poi() -> dict:
+    results = {}
+    for recipe in POI:
+        run = trained(recipe, f"poi-{recipe.removesuffix('.yaml')}", folds_of(recipe, 5, "id"))
+        results[recipe] = summary(fold_values(run, "accuracy")) | {"balanced_accuracy": summary(fold_values(run))}
+        print(recipe, json.dumps(results[recipe]), flush=True)
+    rule = input_cells_rule(POI[0], 5)
+    results["input-cells rule"] = summary(rule)
+    best = max(POI, key=lambda r: results[r]["mean"])
+    results["best_vs_rule"] = {"recipe": best, **paired(results[best]["folds"], rule)}
+    results["pretrained_vs_cnn"] = paired(results[POI[1]]["folds"], results[POI[0]]["folds"])
+    return results
+
+
+# --------------------------------------------------------------------------------------------- text
+def fasttext_on_folds(run, epochs: int = 25) -> list[float]:
+    """fastText on each fold's training and test rows of a cross-validated run, with its normalization."""
+    import fasttext
+    from sklearn.metrics import balanced_accuracy_score
+
+    from ensayo.data import load_folds
+    from ensayo.features.text import normalize
+
+    recipe, target, scores = run.recipe, run.recipe.output.column, []
+
+    def lines(table) -> list[str]:
+        return [" ".join(normalize(str(row[recipe.column_of(f)]), f.preprocessing) for f in recipe.inputs)
+                for row in table.iter_rows(named=True)]
+
+    for splits in load_folds(recipe):
+        with tempfile.TemporaryDirectory() as folder:
+            train_file = Path(folder) / "train.txt"
+            labels = [str(v).replace(" ", "_") for v in splits.train[target].to_list()]
+            train_file.write_text("".join(f"__label__{y} {x}\n" for y, x in
+                                          zip(labels, lines(splits.train), strict=True)))
+            model = fasttext.train_supervised(str(train_file), epoch=epochs, lr=0.5, wordNgrams=2, minn=3, maxn=5,
+                                              dim=100, loss="softmax", thread=2, verbose=0, seed=42)
+        predicted = [p[0].removeprefix("__label__") for p in model.predict(lines(splits.test), k=1)[0]]
+        true = [str(v).replace(" ", "_") for v in splits.test[target].to_list()]
+        scores.append(balanced_accuracy_score(true, predicted))
+    return scores
+
+
+def text(dataset: str) -> dict:
+    cnn_recipe, tfidf_recipe, folds = TEXT[dataset]
+    results, runs = {}, {}
+    for recipe in (cnn_recipe, tfidf_recipe):
+        runs[recipe] = trained(recipe, f"{dataset}-{recipe.removesuffix('.yaml')}", folds_of(recipe, folds))
+        results[recipe] = summary(fold_values(runs[recipe]))
+    peer = fasttext_on_folds(runs[cnn_recipe])
+    results["fasttext"] = summary(peer)
+    for recipe in (cnn_recipe, tfidf_recipe):
+        results[f"{recipe} - fasttext"] = paired(results[recipe]["folds"], peer)
+    return results
+
+
+def calibration() -> dict:
+    run = trained("product-titles-cnn.yaml", "meli-cnn-calibrated", ["train.calibrate=temperature"])
+    metrics = run.metrics
+    return {"temperature": metrics["temperature"], "test_ece_before": metrics["test/ece_uncalibrated"],
+            "test_ece_after": metrics["test/ece"], "test_loss_after": metrics["test/loss"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="poi,news,meli,calibration")
+    parts = parser.parse_args().only.split(",")
+    RUNS.mkdir(parents=True, exist_ok=True)
+    result_file = OUT / "cross_validated.json"
+    results = json.loads(result_file.read_text()) if result_file.is_file() else {}
+    for part, compute in (("poi", poi), ("news", lambda: text("news")), ("meli", lambda: text("meli")),
+                          ("calibration", calibration)):
+        if part in parts:
+            results[part] = compute()
+            print(part, json.dumps(results[part], indent=1), flush=True)
+            result_file.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"-> {result_file}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Why a model said what it said, row by row, with Captum's integrated gradients (the `explain` extra):
+each input's share of the answer against a neutral baseline (padding for a text, the training mean for a
+clip, a photo or a number), and within an input, which tokens, which time-frequency cells or which pixels.
+A tfidf_linear model needs no gradients: its n-grams' tf-idf values times the class's weights are exact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from ensayo.models import Classifier
+from ensayo.models.linear import TfidfLinear
+from ensayo.models.neural import NeuralClassifier
+from ensayo.training import encode_split
+
+STEPS = 32  # points on the path from the baseline to the row: Captum's approximation error is reported
+
+
+@dataclass
+class InputExplanation:
+    """One input of one row: its share of the answer and, by kind, what inside it mattered."""
+
+    name: str
+    kind: str  # "tokens", "spectrogram", "image" or "value"
+    total: float  # the input's attribution to the predicted class's probability
+    tokens: list[tuple[str, float, float]] = field(default_factory=list)  # (token, word part, subword part)
+    map: np.ndarray | None = None  # (bins, frames) or (height, width) attribution
+    background: np.ndarray | None = None  # the spectrogram or the photo the map lies over
+    value: str = ""  # the row's value of a number or category input
+
+
+@dataclass
+class RowExplanation:
+    predicted: str
+    probability: float
+    inputs: list[InputExplanation]
+    true: str | None = None
+    delta: float = 0.0  # Captum's convergence delta: how far the attributions miss their sum
+
+
+def explain_rows(model: Classifier, table: pl.DataFrame, steps: int = STEPS) -> list[RowExplanation]:
+    """An explanation of each row of `table` for the class the model predicts for it."""
+    if isinstance(model, TfidfLinear):
+        return [_linear_row(model, table[i: i + 1]) for i in range(table.height)]
+    if not isinstance(model, NeuralClassifier) or model.network is None:
+        raise ValueError(f"model.type {model.name}: explain reads neural and tfidf_linear runs (an ensemble or a "
+                         "cross-validated run: explain a member or a fold run)")
+    return [_neural_row(model, table[i: i + 1], steps) for i in range(table.height)]
+
+
+# ------------------------------------------------------------------------------------------- neural
+def _neural_row(model: NeuralClassifier, row: pl.DataFrame, steps: int) -> RowExplanation:
+    network = model.network
+    assert network is not None
+    network.eval()
+    split = encode_split(model.features, row, np.zeros(1, dtype=np.int64))
+    batch = split.batch(np.array([0]), torch.device("cpu"))
+    with torch.no_grad():
+        outputs = {name: encoder(batch[name]) for name, encoder in network.encoders.items()}
+        probabilities = torch.softmax(network.head(torch.cat(list(outputs.values()), dim=-1)), dim=-1)[0]
+    target = int(probabilities.argmax())
+    explained, deltas = [], []
+    for feature in model.features:
+        explanation, delta = _attribute(model, feature, batch[feature.name], outputs, target, steps, row)
+        explained.append(explanation)
+        deltas.append(delta)
+    return RowExplanation(model.classes.classes[target], float(probabilities[target]), explained,
+                          delta=float(max(deltas, key=abs)) if deltas else 0.0)
+
+
+def _head_forward(model: NeuralClassifier, name: str, outputs: dict[str, torch.Tensor]):
+    """The predicted probabilities as a function of one input's encoder output, the others held at the row's."""
+    network = model.network
+    assert network is not None
+
+    def probabilities(encoded: torch.Tensor) -> torch.Tensor:
+        rows = encoded.shape[0]
+        parts = [encoded if key == name else value.expand(rows, -1) for key, value in outputs.items()]
+        return torch.softmax(network.head(torch.cat(parts, dim=-1)), dim=-1)
+
+    return probabilities
+
+
+def _attribute(model: NeuralClassifier, feature: Any, value: Any, outputs: dict[str, torch.Tensor], target: int,
+               steps: int, row: pl.DataFrame) -> tuple[InputExplanation, float]:
+    from captum.attr import IntegratedGradients, LayerIntegratedGradients
+
+    network = model.network
+    assert network is not None
+    encoder = network.encoders[feature.name]
+    head = _head_forward(model, feature.name, outputs)
+    kind = feature.type_name
+    if kind == "text" and hasattr(encoder, "embed"):
+        ids, lengths = value["ids"], value["lengths"]
+
+        def by_ids(token_ids: torch.Tensor) -> torch.Tensor:
+            batch = feature.batch_of_ids(token_ids.numpy(), lengths.expand(token_ids.shape[0]).numpy())
+            return head(encoder(batch))
+
+        layers = [encoder.embed.words] + ([encoder.embed.subwords] if encoder.embed.subwords is not None else [])
+        method = LayerIntegratedGradients(by_ids, layers)
+        parts = method.attribute(ids, baselines=torch.zeros_like(ids), target=target, n_steps=steps)
+        words = parts[0].sum(-1)[0]
+        subwords = parts[1].sum(-1).reshape(ids.shape)[0] if len(parts) > 1 else torch.zeros_like(words)
+        texts = feature.pipeline(str(row[feature.column][0]))[: ids.shape[1]]
+        if len(texts) != ids.shape[1]:  # no token left reads as one unknown token
+            texts = [feature.vocab.tokens[int(i)] for i in ids[0]]
+        tokens = [(t, float(w), float(s)) for t, w, s in zip(texts, words, subwords, strict=True)]
+        total = float(words.sum() + subwords.sum())
+        with torch.no_grad():  # completeness, checked here: Captum's delta does not sum over several layers
+            gained = by_ids(ids)[0, target] - by_ids(torch.zeros_like(ids))[0, target]
+        return InputExplanation(feature.name, "tokens", total, tokens=tokens), total - float(gained)
+    if kind in ("audio", "image"):
+        pixels = value["pixels"] if isinstance(value, dict) else value
+        rest = {k: v for k, v in value.items() if k != "pixels"} if isinstance(value, dict) else {}
+
+        def by_values(inputs: torch.Tensor) -> torch.Tensor:
+            batch = {"pixels": inputs, **{k: v.expand(inputs.shape[0]) for k, v in rest.items()}} if rest \
+                else inputs
+            return head(encoder(batch))
+
+        attribution, delta = IntegratedGradients(by_values).attribute(
+            pixels, baselines=torch.zeros_like(pixels), target=target, n_steps=steps, internal_batch_size=steps,
+            return_convergence_delta=True)
+        heat = attribution[0].sum(0) if kind == "image" else attribution[0]
+        background = _photo(pixels[0], feature) if kind == "image" else pixels[0].numpy()
+        return InputExplanation(feature.name, "image" if kind == "image" else "spectrogram",
+                                float(attribution.sum()), map=heat.detach().numpy(),
+                                background=background), float(delta.sum())
+    # numbers, categories, sentences: the input's share as a whole, at its encoder's output
+    baseline = outputs[feature.name].detach()
+    zero = encoder(_zeros_like(value)).detach()
+    attribution, delta = IntegratedGradients(head).attribute(baseline, baselines=zero, target=target,
+                                                             n_steps=steps, return_convergence_delta=True)
+    return InputExplanation(feature.name, "value", float(attribution.sum()),
+                            value=str(row[feature.column][0])), float(delta.sum())
+
+
+def _zeros_like(value: Any) -> Any:
+    """The neutral input: zeros, which are the training mean of a standardized number and the padding or
+    unknown id of a category."""
+    if isinstance(value, dict):
+        return {k: torch.zeros_like(v) for k, v in value.items()}
+    return torch.zeros_like(value)
+
+
+def _photo(pixels: torch.Tensor, feature: Any) -> np.ndarray:
+    """The normalized (3, H, W) pixels back to an (H, W, 3) picture in [0, 1]."""
+    mean = torch.tensor(feature.mean).view(3, 1, 1)
+    std = torch.tensor(feature.std).view(3, 1, 1)
+    return (pixels * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+# ------------------------------------------------------------------------------------------- linear
+def _linear_row(model: TfidfLinear, row: pl.DataFrame, top: int = 15) -> RowExplanation:
+    """The n-grams of the row by their weight in the predicted class's score: tf-idf value times weight."""
+    linear = model.linear
+    matrix = linear._matrix(row, fit=False).tocsr()
+    scores = matrix @ linear.coef.T + linear.intercept
+    target = int(np.asarray(scores).argmax())
+    names = _ngram_names(model)
+    contributions = [(names[j], float(v * linear.coef[target, j])) for j, v in zip(matrix.indices, matrix.data,
+                                                                                  strict=True)]
+    contributions.sort(key=lambda item: -abs(item[1]))
+    probability = float(model.predict_proba(row)[0, target])
+    tokens = [(name, weight, 0.0) for name, weight in contributions[:top]]
+    return RowExplanation(model.classes.classes[target], probability,
+                          [InputExplanation("n-grams", "tokens", float(sum(w for _, w in contributions)),
+                                            tokens=tokens)])
+
+
+def _ngram_names(model: TfidfLinear) -> list[str]:
+    names: list[str] = []
+    for feature, kind, vectorizer in model.linear.vectorizers:
+        vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+        names += [f"{feature.name}: {'word' if kind == 'word' else 'chars'} {token!r}" for token in vocabulary]
+    for feature in model.linear.sentences:
+        names += [f"{feature.name}: vector[{i}]" for i in range(feature.dim)]
+    return names
