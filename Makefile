@@ -11,7 +11,7 @@ COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 ENSAYO_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export ENSAYO_DATA
 
-.PHONY: demo test install install-dev lint bench clean chromium
+.PHONY: demo test install install-dev lint bench clean chromium espeak
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,18 @@ lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 
-bench: install-dev
+# espeak-ng speaks the digits of benchmarks/robust_digits.py in voices FSDD does not have; installed like
+# chromium, where we may.
+espeak:
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	  echo "espeak-ng not installed: the synthetic-voice figures will be skipped"; }
+
+bench: install-dev espeak
 	$(PY) benchmarks/text_classification.py --dataset meli
 	$(PY) benchmarks/text_classification.py --dataset ag_news
+	$(PY) benchmarks/robust_digits.py
+	$(PY) benchmarks/cross_validated.py
 
 clean:
 	rm -rf $(VENV) runs mlruns

@@ -78,6 +78,18 @@ def test_noise_lands_at_its_signal_to_noise_ratio_in_its_colour() -> None:
         assert ratio > low_to_high[0] and (low_to_high[1] is None or ratio < low_to_high[1]), (colour, ratio)
 
 
+def test_noise_clips_from_a_folder_are_mixed_in_at_the_ratio(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    hum = 0.2 * np.sin(2 * np.pi * 310 * np.arange(RATE) / RATE).astype(np.float32)  # a whine at 310 Hz
+    sf.write(tmp_path / "hum.wav", hum, RATE)
+    clip = vowel(1.0)
+    noisy = augmenter(noise={"min_snr_db": 6, "max_snr_db": 6, "folder": str(tmp_path)}).surroundings(clip, [2])
+    noise = noisy - clip
+    assert 10 * np.log10(np.mean(clip**2) / np.mean(noise**2)) == pytest.approx(6, abs=0.5)
+    assert fundamental(noise) == pytest.approx(310, abs=5)  # it is the whine that was added
+
+
 def test_gain_shelf_and_room_change_level_spectrum_and_decay() -> None:
     clip = vowel(1.0)
     louder = augmenter(gain={"min_db": 6, "max_db": 6}).surroundings(clip, [0])
