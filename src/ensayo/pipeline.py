@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +40,19 @@ def _epoch_logger(tracker: Tracker, then: EpochCallback | None) -> EpochCallback
             then(record)
 
     return on_epoch
+
+
+@contextmanager
+def _ended_on_failure(tracker: Tracker) -> Iterator[None]:
+    """An interrupt ends the MLflow run KILLED and an error FAILED; either goes on up."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        raise
+    except Exception:
+        tracker.end("FAILED")
+        raise
 
 
 def _set_threads(recipe: Recipe) -> None:
@@ -187,7 +202,7 @@ def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | N
                                tags={**(tags or {}), "ensayo.kind": "cross-validation"})
         if run_id:
             write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri})
-        try:
+        with _ended_on_failure(tracker):
             runs = [_fold(recipe, run_dir, fold, splits, console, base, resume is not None, track, run_id,
                           on_epoch if fold == 0 else None)  # a study's pruner watches the first fold
                     for fold, splits in enumerate(folds)]
@@ -198,12 +213,6 @@ def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | N
             write_json(run_dir / layout.METRICS, dict(sorted(metrics.items())))
             write_json(run_dir / layout.DATA_REPORT, folds[0].report.to_dict() | {
                 "fold_sizes": [f.report.split_sizes for f in folds]})
-        except KeyboardInterrupt:
-            tracker.end("KILLED")
-            raise
-        except Exception:
-            tracker.end("FAILED")
-            raise
         write_format(run_dir, recipe, trained_at=datetime.now(UTC).isoformat(timespec="seconds"))
         tracker.log_metrics(metrics)
         tracker.log_artifacts(run_dir, skip=layout.BOOKKEEPING)
@@ -301,17 +310,11 @@ def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base
     model = model_type_of(recipe)(recipe)
     context = FitContext(run_dir, resume, console, _epoch_logger(tracker, on_epoch), base,
                          _member_trainer(console, base))
-    try:
+    with _ended_on_failure(tracker):
         fitted = model.fit(splits, context)
         if not main:
             return None  # type: ignore[return-value]
         _write_report(model, fitted, splits.report, run_dir)
-    except KeyboardInterrupt:
-        tracker.end("KILLED")
-        raise
-    except Exception:
-        tracker.end("FAILED")
-        raise
     write_format(run_dir, recipe, trained_at=datetime.now(UTC).isoformat(timespec="seconds"))
     tracker.log_metrics(fitted.metrics, step=len(fitted.history))  # the final scores sit after the last epoch
     tracker.log_artifacts(run_dir, skip=(*layout.TRAINING_ONLY, *layout.BOOKKEEPING))
