@@ -122,6 +122,9 @@ def main() -> None:
         print(key, json.dumps(value, indent=1), flush=True)
         result_file.write_text(json.dumps(results, indent=2) + "\n")
 
+    for name, recipe in (("cnn", "spoken-digits-cnn.yaml"), ("robust", "spoken-digits-robust.yaml")):
+        if f"loso-{name}" in parts:
+            save(f"loso/{name}", loso_figures(trained(recipe, f"loso-{name}", LOSO)))
     if "official" in parts or "espeak" in parts:
         official = trained("spoken-digits-robust.yaml", "official-robust")
         save("official/robust", {"accuracy": official.metrics["test/accuracy"],
@@ -134,9 +137,6 @@ def main() -> None:
             else:
                 save("espeak/robust", {"clean": espeak_accuracy(official, None),
                                        "noisy_10db": espeak_accuracy(official, 10.0)})
-    for name, recipe in (("cnn", "spoken-digits-cnn.yaml"), ("robust", "spoken-digits-robust.yaml")):
-        if f"loso-{name}" in parts:
-            save(f"loso/{name}", loso_figures(trained(recipe, f"loso-{name}", LOSO)))
     print(f"-> {result_file}")
 
 

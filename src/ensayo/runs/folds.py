@@ -66,7 +66,7 @@ class FoldAverage(Classifier):
         return (total / len(self.members)).astype(np.float32)
 
 
-def out_of_fold(recipe: Recipe, folds: list[Splits], members: list[Classifier],
+def out_of_fold(folds: list[Splits], members: list[Classifier],
                 classes: CategoryOutput) -> tuple[np.ndarray, list[str], pl.DataFrame]:
     """Every row's probabilities (over `classes`) from the fold model that held it out, its true label, and
     the table to save (the row's line in the data, fold, true and predicted label, confidence)."""
@@ -107,7 +107,7 @@ def write_cross_validation(run_dir: Path, recipe: Recipe, folds: list[Splits], m
     predictions, their confusion and reliability, and its metrics (returned, not written)."""
     average = FoldAverage(recipe, members)
     write_json(run_dir / layout.STATE, {"folds": len(members), "output": average.classes.state()})
-    probabilities, true, table = out_of_fold(recipe, folds, members, average.classes)
+    probabilities, true, table = out_of_fold(folds, members, average.classes)
     with atomic_path(run_dir / layout.OUT_OF_FOLD) as temporary:
         table.sort("line").write_csv(temporary)
     evaluate = recipe.evaluate
