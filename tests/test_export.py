@@ -77,6 +77,7 @@ def test_every_model_type_exports_a_pyfunc_model_without_pickles(tiny_runs: dict
 
 
 def mlflow_serve(model_dir: Path) -> tuple[subprocess.Popen, str]:
+    """`mlflow models serve` of a model folder on a free local port, started (not yet answering)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -85,11 +86,14 @@ def mlflow_serve(model_dir: Path) -> tuple[subprocess.Popen, str]:
                                "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PATH": f"{mlflow.parent}{os.pathsep}{os.environ['PATH']}"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    return server, f"http://127.0.0.1:{port}"
+
+
+def wait_until_up(server: subprocess.Popen, url: str) -> None:
+    for _ in range(900):
         try:
             if requests.get(url + "/ping", timeout=1).status_code == 200:
-                return server, url
+                return
         except requests.ConnectionError:
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
             time.sleep(0.1)
@@ -101,30 +105,29 @@ def test_mlflow_models_serve_answers_what_ensayo_predict_and_generate_give(tiny_
                                                                           tmp_path: Path) -> None:
     export(tiny_runs["neural"], "mlflow", tmp_path / "classifier")
     export(tiny_runs["language_model"], "mlflow", tmp_path / "generator")
-    rows = predicted_csv(tiny_runs["neural"], titles_file(tmp_path), tmp_path / "predicted.csv")
-    server, url = mlflow_serve(tmp_path / "classifier")
+    servers = [mlflow_serve(tmp_path / "classifier"), mlflow_serve(tmp_path / "generator")]  # both start at once
     try:
-        answer = requests.post(url + "/invocations", json={"dataframe_split": {"columns": ["title"],
-                                                                               "data": [[t] for t in TITLES]},
-                                                         "params": {"top_k": 3}}, timeout=30)
+        rows = predicted_csv(tiny_runs["neural"], titles_file(tmp_path), tmp_path / "predicted.csv")
+        for server, url in servers:
+            wait_until_up(server, url)
+        (_, classifier), (_, generator) = servers
+        answer = requests.post(classifier + "/invocations", json={
+            "dataframe_split": {"columns": ["title"], "data": [[t] for t in TITLES]}, "params": {"top_k": 3}},
+                               timeout=30)
         assert answer.status_code == 200, answer.text
         served = answer.json()["predictions"]
+        generated = requests.post(generator + "/invocations", json={"dataframe_records": [{"prompt": "The "}],
+                                                                    "params": {"length": 25, "seed": 4}}, timeout=30)
     finally:
-        server.terminate()
-        server.wait(20)
+        for server, _ in servers:
+            server.terminate()
+            server.wait(20)
     assert [p["labels"] for p in served] == [[row[1], row[3], row[5]] for row in rows]
     assert np.allclose([p["probabilities"] for p in served], [[float(row[i]) for i in (2, 4, 6)] for row in rows],
                        atol=1e-6)
-    server, url = mlflow_serve(tmp_path / "generator")
-    try:
-        answer = requests.post(url + "/invocations", json={"dataframe_records": [{"prompt": "The "}],
-                                                         "params": {"length": 25, "seed": 4}}, timeout=30)
-    finally:
-        server.terminate()
-        server.wait(20)
     printed = CliRunner().invoke(app, ["generate", str(tiny_runs["language_model"]), "--prompt", "The ",
                                        "--length", "25", "--seed", "4"]).output
-    assert answer.status_code == 200 and "The " + answer.json()["predictions"][0] == printed.rstrip("\n")
+    assert generated.status_code == 200 and "The " + generated.json()["predictions"][0] == printed.rstrip("\n")
 
 
 def test_a_tracked_run_logs_its_model_and_registers_it(tmp_path: Path) -> None:
