@@ -48,7 +48,7 @@ def test_the_bootstrap_resamples_the_same_metrics_from_its_own_seed() -> None:
     codes = output.transform(true)
     predicted = probabilities.argmax(axis=1)
     log_p = np.log(probabilities[np.arange(len(true)), codes])
-    unweighted = ev._weighted_scores(codes, predicted, log_p, np.ones(len(true)), 4)
+    unweighted = {k: v[0] for k, v in ev._weighted_scores(codes, predicted, log_p, np.ones((1, len(true))), 4).items()}
     labels = output.inverse(predicted)
     assert unweighted["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(true, labels))
     assert unweighted["macro_f1"] == pytest.approx(f1_score(true, labels, average="macro"))

@@ -184,27 +184,40 @@ QUALITY = ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "
            "weighted_recall", "weighted_f1", "loss")
 
 
+BOOTSTRAP_CELLS = 4_000_000  # resample weights held at once (resamples x rows), about 32 MB
+
+
 def _weighted_scores(true: np.ndarray, predicted: np.ndarray, true_log_p: np.ndarray, weights: np.ndarray,
-                     classes: int) -> dict[str, float]:
-    """The quality metrics of rows counted `weights` times each (a bootstrap resample), from integer labels:
-    the same definitions as `classification_metrics` (macro over the classes present in the true labels)."""
-    total = weights.sum()
-    true_count = np.bincount(true, weights, minlength=classes)
-    predicted_count = np.bincount(predicted, weights, minlength=classes)
-    right = true == predicted
-    hits = np.bincount(true[right], weights[right], minlength=classes)
+                     classes: int) -> dict[str, np.ndarray]:
+    """The quality metrics of each row of `weights` (resamples, rows): every row counted as often as its weight
+    says, from integer labels, with the definitions of `classification_metrics` (macro over the classes present
+    in the resample's true labels)."""
+    import scipy.sparse as sp
+
+    rows = np.arange(len(true))
+
+    def counts(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:  # (resamples, classes) weighted counts
+        one_hot = sp.csr_matrix((mask.astype(float), (rows, labels)), shape=(len(true), classes))
+        return np.asarray((one_hot.T @ weights.T).T)
+
+    total = weights.sum(axis=1)
+    true_count = counts(true, np.ones(len(true), dtype=bool))
+    predicted_count = counts(predicted, np.ones(len(true), dtype=bool))
+    hits = counts(true, true == predicted)
     present = true_count > 0
-    recall = np.divide(hits, true_count, out=np.zeros(classes), where=present)
-    precision = np.divide(hits, predicted_count, out=np.zeros(classes), where=predicted_count > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(classes), where=precision + recall > 0)
-    share = true_count[present] / total
-    known = np.isfinite(true_log_p)
-    scores = {"accuracy": hits.sum() / total, "balanced_accuracy": recall[present].mean()}
+    recall = np.divide(hits, true_count, out=np.zeros_like(hits), where=present)
+    precision = np.divide(hits, predicted_count, out=np.zeros_like(hits), where=predicted_count > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(hits), where=precision + recall > 0)
+    share = true_count / total[:, None]
+    classes_present = present.sum(axis=1)
+    scores = {"accuracy": hits.sum(axis=1) / total,
+              "balanced_accuracy": (recall * present).sum(axis=1) / classes_present}
     for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
-        scores[f"macro_{name}"] = values[present].mean()
-        scores[f"weighted_{name}"] = (values[present] * share).sum()
-    scores["loss"] = -(true_log_p[known] * weights[known]).sum() / max(weights[known].sum(), 1e-12)
-    return {k: float(v) for k, v in scores.items()}
+        scores[f"macro_{name}"] = (values * present).sum(axis=1) / classes_present
+        scores[f"weighted_{name}"] = (values * share).sum(axis=1)
+    known = np.isfinite(true_log_p)
+    scores["loss"] = -(weights[:, known] @ true_log_p[known]) / np.maximum(weights[:, known].sum(axis=1), 1e-12)
+    return scores
 
 
 def bootstrap_intervals(true: Sequence[str], probabilities: np.ndarray, output: CategoryOutput, prefix: str = "",
@@ -223,15 +236,18 @@ def bootstrap_intervals(true: Sequence[str], probabilities: np.ndarray, output: 
     rows = np.flatnonzero(known >= 0)
     true_log_p[rows] = np.log(np.clip(probabilities[rows, known[rows]], 1e-12, None))
     generator = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {name: [] for name in QUALITY}
-    for _ in range(resamples):
-        weights = generator.multinomial(len(true), np.full(len(true), 1 / len(true))).astype(float)
-        for name, value in _weighted_scores(true_codes, predicted, true_log_p, weights, len(names)).items():
-            draws[name].append(value)
+    block = max(1, min(resamples, BOOTSTRAP_CELLS // len(true)))
+    draws: dict[str, list[np.ndarray]] = {name: [] for name in QUALITY}
+    for start in range(0, resamples, block):
+        weights = generator.multinomial(len(true), np.full(len(true), 1 / len(true)),
+                                        size=min(block, resamples - start)).astype(float)
+        for name, values in _weighted_scores(true_codes, predicted, true_log_p, weights, len(names)).items():
+            draws[name].append(values)
     tail = (1 - confidence) / 2 * 100
     intervals = {}
-    for name, values in draws.items():
-        finite = np.asarray(values)[np.isfinite(values)]
+    for name, parts in draws.items():
+        values = np.concatenate(parts)
+        finite = values[np.isfinite(values)]
         if len(finite):
             low, high = np.percentile(finite, [tail, 100 - tail])
             intervals |= {f"{prefix}{name}_low": float(low), f"{prefix}{name}_high": float(high)}
