@@ -140,7 +140,7 @@ def test_a_sweep_trains_k_folds_per_trial_and_the_report_pairs_two_runs_on_the_s
     from ensayo.cli import app
 
     titles = write_challenge_csv(tmp_path / "titles.csv", make_titles(rows_per_class=30, seed=3))
-    recipe = cv_recipe(titles, folds=2, epochs=2)
+    recipe = cv_recipe(titles, folds=2, epochs=1)
     recipe["evaluate"] = {"bootstrap": 0}
     (tmp_path / "cv.yaml").write_text(yaml.safe_dump(recipe))
     result = CliRunner().invoke(app, ["sweep", str(tmp_path / "cv.yaml"), "--grid", "train.lr=0.002,0.05",

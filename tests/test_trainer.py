@@ -101,28 +101,40 @@ def signalled_recipe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
 
 
 # SIGINT is deferred as SIGTERM is (test_interrupted_training_resumes_to_the_same_model sends it in process)
-@pytest.mark.parametrize("stop, delay, code", [
+SIGNALS = [
     (signal.SIGTERM, 0.3, 143),  # inside a step, or while a checkpoint is written: one is, every step
     (signal.SIGKILL, 0.5, -9),   # no chance to save: it resumes from the last whole checkpoint
-])
+]
+
+
 def test_a_real_signal_anywhere_then_resume_gives_the_uninterrupted_weights(
-        stop: signal.Signals, delay: float, code: int, signalled_recipe: tuple[Path, dict[str, torch.Tensor]],
-        tmp_path: Path) -> None:
+        signalled_recipe: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path) -> None:
+    """Each signal stops its own `ensayo run` process, both started at once (their imports overlap)."""
     recipe, whole = signalled_recipe
     env = {**os.environ, "ENSAYO_THREADS": "1", "ENSAYO_CHECKPOINT_SECONDS": "0"}  # a checkpoint every step
-    cut = tmp_path / "cut"
-    process = subprocess.Popen([sys.executable, "-m", "ensayo", "run", str(recipe), "--no-track", "--output", str(cut)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (cut / CHECKPOINT).is_file() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # training has started once the first checkpoint is there
-    time.sleep(delay)
-    process.send_signal(stop)
-    assert process.wait(timeout=120) == code
-    assert not (cut / "metrics.json").exists(), "the signal came after training ended: lower the delay"
-
-    ensayo.run(None, resume=cut, track=False)
-    resumed = load_file(str(cut / "model.safetensors"))
-    for key in whole:
-        torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0)
-    assert not [p.name for p in cut.iterdir() if ".tmp" in p.name]
+    started = {}
+    for stop, delay, code in SIGNALS:
+        cut = tmp_path / stop.name
+        process = subprocess.Popen([sys.executable, "-m", "ensayo", "run", str(recipe), "--no-track", "--output",
+                                    str(cut)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started[stop] = (process, cut, delay, code)
+    deadline, training_since = time.monotonic() + 120, {}
+    waiting = dict(started)
+    while waiting:  # training has started once the first checkpoint is there; the signal comes `delay` later
+        for stop, (process, cut, delay, _) in list(waiting.items()):
+            if stop not in training_since and ((cut / CHECKPOINT).is_file() or process.poll() is not None):
+                training_since[stop] = time.monotonic()
+            if stop in training_since and time.monotonic() - training_since[stop] >= delay:
+                process.send_signal(stop)
+                del waiting[stop]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for stop, (process, cut, _, code) in started.items():
+        assert process.wait(timeout=120) == code, stop.name
+        assert not (cut / "metrics.json").exists(), "the signal came after training ended: lower the delay"
+    for stop, (_, cut, _, _) in started.items():
+        ensayo.run(None, resume=cut, track=False)
+        resumed = load_file(str(cut / "model.safetensors"))
+        for key in whole:
+            torch.testing.assert_close(resumed[key], whole[key], rtol=0, atol=0, msg=f"{stop.name}: {key}")
+        assert not [p.name for p in cut.iterdir() if ".tmp" in p.name]
