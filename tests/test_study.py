@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ensayo.cli import app
 from ensayo.layout import CHECKPOINT
 from ensayo.metrics import interval95
-from ensayo.recipe import RecipeError, default_data_dir
+from ensayo.recipe import RecipeError
 from ensayo.store import read_json
 from ensayo.studies import Study, SweepConfig, TrialPruned, load_study, run_study
 from ensayo.studies.schema import Distribution
@@ -201,7 +201,7 @@ def test_smoke_mode_keeps_the_named_experiments_and_their_embeddings(tmp_path: P
     path = write_study(tmp_path, titles_csv, {"method": "list", "experiments": [
         {"name": "a", "set": {"inputs.0.preprocessing.embeddings.path": "${STUDY_DIR}/embeddings/va.vec"}},
         {"name": "b", "set": {"inputs.0.preprocessing.embeddings.path": "${STUDY_DIR}/embeddings/vb.vec"}}]},
-        repeats=4, embeddings={"va": {"dim": 8}, "vb": {"dim": 8}},
+        repeats=4, embeddings={"va": {"dim": 16}, "vb": {"dim": 16}},
         smoke={"experiments": ["b"], "set": {"train.epochs": 1}, "embeddings": {"epochs": 1}})
     study, base = load_study(path, smoke=True)
     assert [e.name for e in study.sweep.experiments] == ["b"]
@@ -209,26 +209,12 @@ def test_smoke_mode_keeps_the_named_experiments_and_their_embeddings(tmp_path: P
     assert study.repeats == 1 and study.set_last == {"train.epochs": 1}
     # the smoke mode's own keys win over an experiment's (which would otherwise train 3 epochs in a smoke test)
     assert Study(study, base, tmp_path / "out").trial_recipe({"train.epochs": 3}, 0).train.epochs == 1
-
-
-REAL_MELI = (default_data_dir() or Path("/nonexistent")) / "meli" / "spanish.csv.gz"
-
-
-@pytest.mark.skipif(not REAL_MELI.is_file(), reason="the real MeLi titles are not under ENSAYO_DATA")
-@pytest.mark.parametrize("name, configs, vectors", [
-    ("encoders-seed001", ["es-50-norm", "en-50-raw", "use-multilingual"], ["en-50-raw.vec", "es-50-norm.vec"])])
-def test_the_bundled_studies_run_in_smoke_mode(name: str, configs: list[str], vectors: list[str], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Three experiments of each seed study on eight MeLi categories, tracked and reported."""
-    monkeypatch.setenv("ENSAYO_CACHE", str(tmp_path / "cache"))
-    study = Path(__file__).resolve().parents[1] / "recipes" / "studies" / f"{name}.yaml"
-    directory = run_study(study, tmp_path / "smoke", smoke=True)
-    done = trials(directory)
-    assert [t["config"] for t in done] == configs
-    assert all(t["status"] == "finished" for t in done)
-    assert sorted(p.name for p in (directory / "embeddings").iterdir()) == vectors
-    report = (directory / "report.md").read_text()
-    assert all(f"| {config} |" in report for config in configs)
+    # run: the kept experiment's word vectors are trained on the training titles first, then it trains on them
+    directory = run_study(path, tmp_path / "smoke", smoke=True, report=False)
+    assert [(t["config"], t["status"]) for t in trials(directory)] == [("b", "finished")]
+    assert sorted(p.name for p in (directory / "embeddings").iterdir()) == ["vb.vec"]
+    state = read_json(directory / "trials" / "b" / "seed0" / "features.json")["inputs"]["title"]
+    assert state["coverage"]["dimension"] == 16 and state["coverage"]["vocabulary_found"] > 0.5
 
 
 @pytest.mark.parametrize("name, count", [("grid-seed000", 8), ("encoders-seed001", 10)])
