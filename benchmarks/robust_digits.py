@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import resample_poly
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
@@ -79,8 +80,6 @@ def espeak_clips(folder: Path, noise_db: float | None) -> dict[str, str]:
                 subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), word], check=True)
                 samples, rate = sf.read(raw, dtype="float32")
                 for target in RATES:
-                    from scipy.signal import resample_poly
-
                     clip = resample_poly(samples, target, rate).astype(np.float32) if target != rate else samples
                     clip = np.r_[np.zeros(target // 4), clip, np.zeros(target // 4)].astype(np.float32)
                     if noise_db is not None:

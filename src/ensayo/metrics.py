@@ -258,13 +258,18 @@ def bootstrap_intervals(true: Sequence[str], probabilities: np.ndarray, output: 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """The gap between confidence and accuracy, averaged over `bins` equal-width confidence bins weighted by
     their rows (rows whose label the model knows)."""
-    confidence, right = _confidence_and_hits(probabilities, labels)
-    if not len(confidence):
-        return float("nan")
+    rows, mean_confidence, accuracy = _calibration_bins(*_confidence_and_hits(probabilities, labels), bins)
+    return float(np.abs(mean_confidence - accuracy) @ rows / rows.sum()) if rows.sum() else float("nan")
+
+
+def _calibration_bins(confidence: np.ndarray, right: np.ndarray,
+                      bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, mean confidence and accuracy of each non-empty equal-width confidence bin."""
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     rows = np.bincount(which, minlength=bins)
-    gap = np.abs(np.bincount(which, confidence, bins) - np.bincount(which, right, bins))
-    return float(gap.sum() / rows.sum())
+    filled = rows > 0
+    return (rows[filled], np.bincount(which, confidence, bins)[filled] / rows[filled],
+            np.bincount(which, right, bins)[filled] / rows[filled])
 
 
 def _confidence_and_hits(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -317,12 +322,8 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Pat
     figure, axes = plt.subplots(figsize=(5.5, 5))
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     for name, (confidence, right) in curves.items():
-        which = np.minimum((confidence * bins).astype(int), bins - 1)
-        rows = np.bincount(which, minlength=bins)
-        filled = rows > 0
-        mean_confidence = np.bincount(which, confidence, bins)[filled] / rows[filled]
-        accuracy = np.bincount(which, right, bins)[filled] / rows[filled]
-        ece = float(np.abs(mean_confidence - accuracy) @ rows[filled] / max(rows.sum(), 1))
+        rows, mean_confidence, accuracy = _calibration_bins(confidence, right, bins)
+        ece = float(np.abs(mean_confidence - accuracy) @ rows / max(rows.sum(), 1))
         axes.plot(mean_confidence, accuracy, marker="o", label=f"{name} (ECE {ece:.3f})")
     axes.set(xlabel="confidence (top class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
              title=f"reliability on the test split ({bins} bins)")

@@ -132,9 +132,9 @@ def _attribute(model: NeuralClassifier, feature: Any, value: Any, outputs: dict[
                                 float(attribution.sum()), map=heat.detach().numpy(),
                                 background=background), float(delta.sum())
     # numbers, categories, sentences: the input's share as a whole, at its encoder's output
-    baseline = outputs[feature.name].detach()
-    zero = encoder(_zeros_like(value)).detach()
-    attribution, delta = IntegratedGradients(head).attribute(baseline, baselines=zero, target=target,
+    encoded = outputs[feature.name].detach()
+    neutral = encoder(_zeros_like(value)).detach()
+    attribution, delta = IntegratedGradients(head).attribute(encoded, baselines=neutral, target=target,
                                                              n_steps=steps, return_convergence_delta=True)
     return InputExplanation(feature.name, "value", float(attribution.sum()),
                             value=str(row[feature.column][0])), float(delta.sum())

@@ -64,10 +64,10 @@ def _upgrade_from_1(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def load_trained(run_dir: str | Path) -> tuple[Recipe, ModelType]:
-    """The recipe and the trained model of a run directory."""
+def load_trained(run_dir: str | Path, recipe: Recipe | None = None) -> tuple[Recipe, ModelType]:
+    """The recipe (read from the run unless given) and the trained model of a run directory."""
     run_dir = Path(run_dir)
-    recipe = run_recipe(run_dir)
+    recipe = recipe or run_recipe(run_dir)
     model = MODEL_TYPES[recipe.model.type].load(run_dir, recipe)
     if isinstance(model, Classifier):
         model.load_calibration(run_dir)

@@ -55,8 +55,7 @@ class SavedRun:
         if is_cross_validated(recipe):  # the folds' models, averaged
             return cls(path, recipe, FoldAverage.load(path, recipe, lambda fold: cls.load(fold, engine).classifier))
         if engine == "torch":
-            recipe, model = load_trained(path)
-            return cls(path, recipe, model)
+            return cls(path, *load_trained(path, recipe))  # the recipe read once
         problem = model_type_of(recipe).export_problem("onnx")
         if problem:
             raise ValueError(f"{path}: no ONNX engine for this run: {problem}")
