@@ -105,14 +105,14 @@ def run_distributed(data: Path, output: Path, epochs: int, nproc: int) -> dict:
 
 def memory_stages(data: Path) -> list[tuple[str, float, float]]:
     """(stage, resident MB after it, peak MB so far) through the stages of the neural model's fit, with the
-    first training steps (SparseAdam allocates its moments at its first step)."""
+    first training steps (SparseAdam allocates its moments at its first step) and the final scoring."""
     import tempfile
 
     import numpy as np
 
     from ensayo.data import load_splits
     from ensayo.models import FitContext, load_recipe
-    from ensayo.models.neural import NeuralClassifier, build_network
+    from ensayo.models.neural import NeuralClassifier, build_network, network_predictions
     from ensayo.training import Trainer, encode_split
 
     def resident() -> float:
@@ -147,6 +147,13 @@ def memory_stages(data: Path) -> list[tuple[str, float, float]]:
         stages.append(("20 training steps (Adam moments)", resident(), peak_mb()))
         trainer.save_checkpoint()
         stages.append(("a checkpoint written", resident(), peak_mb()))
+        for optimizer in trainer.optimizers:  # as Trainer.fit does once training ends
+            optimizer.state.clear()
+        scored = {name: network_predictions(network, encoded[name], recipe.train.eval_batch_size)
+                  for name in ("validation", "test")}
+        size = sum(rows.nbytes for rows in scored.values()) / 2**20
+        stages.append((f"moments released; validation and test scored ({size:.0f} MB of row records)", resident(),
+                       peak_mb()))
     return stages
 
 

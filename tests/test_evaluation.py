@@ -36,11 +36,12 @@ def noisy_predictions(rows: int = 300, seed: int = 0) -> tuple[list[str], np.nda
 
 def test_the_bootstrap_resamples_the_same_metrics_from_its_own_seed() -> None:
     true, probabilities, output = noisy_predictions()
+    rows = ev.summarise(probabilities, output.transform(true))
     np.random.seed(1)
-    first = ev.bootstrap_intervals(true, probabilities, output, "test/", resamples=300, seed=7)
+    first = ev.bootstrap_intervals(true, rows, output, "test/", resamples=300, seed=7)
     np.random.seed(2)  # the global generator does not move it
-    assert ev.bootstrap_intervals(true, probabilities, output, "test/", resamples=300, seed=7) == first
-    assert ev.bootstrap_intervals(true, probabilities, output, "test/", resamples=300, seed=8) != first
+    assert ev.bootstrap_intervals(true, rows, output, "test/", resamples=300, seed=7) == first
+    assert ev.bootstrap_intervals(true, rows, output, "test/", resamples=300, seed=8) != first
     point = ev.score(probabilities, true, output, "test/")
     for name in ev.QUALITY:
         assert first[f"test/{name}_low"] < point[f"test/{name}"] < first[f"test/{name}_high"], name
@@ -56,7 +57,8 @@ def test_the_bootstrap_resamples_the_same_metrics_from_its_own_seed() -> None:
     # a test set four times larger gives an interval about half as wide
     big_true, big_p, _ = noisy_predictions(1200, seed=3)
     wide = first["test/accuracy_high"] - first["test/accuracy_low"]
-    big = ev.bootstrap_intervals(big_true, big_p, output, "test/", resamples=300, seed=7)
+    big = ev.bootstrap_intervals(big_true, ev.summarise(big_p, output.transform(big_true)), output, "test/",
+                                 resamples=300, seed=7)
     assert 0.35 < (big["test/accuracy_high"] - big["test/accuracy_low"]) / wide < 0.7
 
 
@@ -74,6 +76,24 @@ def test_temperature_scaling_undoes_overconfidence_and_keeps_the_ranking() -> No
     # 15 equal bins by hand: one bin of rows at confidence 0.9 that are right 60 % of the time
     flat = np.tile([[0.9, 0.1]], (10, 1))
     assert ev.expected_calibration_error(flat, np.array([0] * 6 + [1] * 4)) == pytest.approx(0.3)
+
+
+def test_rows_scored_a_batch_at_a_time_give_the_metrics_of_the_whole_matrix() -> None:
+    true, probabilities, output = noisy_predictions(500, seed=5)
+    true[:7] = ["never seen"] * 7  # a label the model does not know: always wrong, left out of the loss and ECE
+    labels = output.transform(true)
+    whole = ev.summarise(probabilities, labels, temperature=1.7)
+    batched = np.concatenate([ev.summarise(probabilities[start: start + 64], labels[start: start + 64], 1.7)
+                              for start in range(0, 500, 64)])
+    assert all(np.array_equal(whole[field], batched[field], equal_nan=True) for field in ev.ROW.names)
+    assert batched.nbytes < probabilities.nbytes
+    tempered = ev.temper(probabilities, 1.7)
+    assert ev.score_rows(batched, true, output) == pytest.approx(ev.score(tempered, true, output))
+    assert ev.calibration_error(*ev.reliability_points(batched)) == pytest.approx(
+        ev.expected_calibration_error(tempered, labels))
+    assert ev.calibration_error(*ev.reliability_points(batched, raw=True)) == pytest.approx(
+        ev.expected_calibration_error(probabilities, labels))
+    assert np.isnan(batched["true_p"][:7]).all() and (batched["label"][:7] == -1).all()
 
 
 def test_a_calibrated_run_saves_its_temperature_and_predicts_with_it(tmp_path: Path, titles_csv: Path) -> None:

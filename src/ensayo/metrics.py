@@ -25,22 +25,51 @@ from ensayo import layout
 from ensayo.outputs.category import CategoryOutput
 from ensayo.store import atomic_path, write_text
 
+ROW = np.dtype([("label", np.int32), ("predicted", np.int32), ("confidence", np.float32),
+                ("true_p", np.float32), ("raw_confidence", np.float32)])
+"""What scoring keeps of each row's class probabilities (20 bytes a row instead of 4 a class): the true
+label's index (-1 where the model never saw it), the top class, its probability, the true label's probability
+(NaN where unknown), and the top probability before a calibration temperature."""
+
+
+def summarise(probabilities: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The `ROW` record of each row of a (rows, classes) probability matrix, the probabilities tempered by
+    `temperature` (which leaves the top class as it is); `labels` are class indices, -1 where unknown."""
+    rows = np.empty(len(labels), dtype=ROW)
+    if not len(labels):
+        return rows
+    tempered = temper(probabilities, temperature)
+    rows["label"] = labels
+    rows["predicted"] = probabilities.argmax(axis=1)
+    rows["confidence"] = tempered.max(axis=1)
+    rows["raw_confidence"] = probabilities.max(axis=1)
+    known = labels >= 0
+    rows["true_p"] = np.nan
+    rows["true_p"][known] = tempered[np.flatnonzero(known), labels[known]]
+    return rows
+
 
 def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Mean cross-entropy over rows whose label the model knows (label index >= 0)."""
-    known = labels >= 0
-    if not known.any():
-        return float("nan")
-    picked = probabilities[np.flatnonzero(known), labels[known]]
-    return float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    return rows_log_loss(summarise(probabilities, labels))
+
+
+def rows_log_loss(rows: np.ndarray) -> float:
+    true_p = rows["true_p"][rows["label"] >= 0]
+    return float(-np.log(np.clip(true_p.astype(np.float64), 1e-12, None)).mean()) if len(true_p) else float("nan")
 
 
 def score(probabilities: np.ndarray, true: list[str], output: CategoryOutput, prefix: str = "") -> dict[str, float]:
     """All metrics of one split from a model's probabilities and the split's true labels."""
+    return score_rows(summarise(probabilities, output.transform(true)), true, output, prefix)
+
+
+def score_rows(rows: np.ndarray, true: list[str], output: CategoryOutput, prefix: str = "") -> dict[str, float]:
+    """All metrics of one split from its `summarise`d rows and true labels."""
     metrics: dict[str, float] = {}
     if true:
-        metrics = classification_metrics(true, output.inverse(probabilities.argmax(axis=1)), prefix)
-    metrics[f"{prefix}loss"] = log_loss(probabilities, output.transform(true))
+        metrics = classification_metrics(true, output.inverse(rows["predicted"]), prefix)
+    metrics[f"{prefix}loss"] = rows_log_loss(rows)
     return metrics
 
 
@@ -220,21 +249,20 @@ def _weighted_scores(true: np.ndarray, predicted: np.ndarray, true_log_p: np.nda
     return scores
 
 
-def bootstrap_intervals(true: Sequence[str], probabilities: np.ndarray, output: CategoryOutput, prefix: str = "",
+def bootstrap_intervals(true: Sequence[str], rows: np.ndarray, output: CategoryOutput, prefix: str = "",
                         resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
-    """`<prefix><metric>_low` and `_high`: a percentile bootstrap interval of each quality metric, the rows
-    resampled with replacement `resamples` times by a generator of its own (`seed`), so that no other
-    randomness moves it."""
+    """`<prefix><metric>_low` and `_high`: a percentile bootstrap interval of each quality metric of these
+    `summarise`d rows, resampled with replacement `resamples` times by a generator of its own (`seed`), so
+    that no other randomness moves it."""
     if resamples <= 0 or not len(true):
         return {}
     names = sorted(set(true) | set(output.classes))
     code = {label: index for index, label in enumerate(names)}
     true_codes = np.array([code[label] for label in true])
-    predicted = np.array([code[label] for label in output.inverse(probabilities.argmax(axis=1))])
-    known = output.transform(list(true))
+    predicted = np.array([code[label] for label in output.inverse(rows["predicted"])])
+    known = rows["label"] >= 0
     true_log_p = np.full(len(true), np.nan)
-    rows = np.flatnonzero(known >= 0)
-    true_log_p[rows] = np.log(np.clip(probabilities[rows, known[rows]], 1e-12, None))
+    true_log_p[known] = np.log(np.clip(rows["true_p"][known].astype(np.float64), 1e-12, None))
     generator = np.random.default_rng(seed)
     block = max(1, min(resamples, BOOTSTRAP_CELLS // len(true)))
     draws: dict[str, list[np.ndarray]] = {name: [] for name in QUALITY}
@@ -258,7 +286,12 @@ def bootstrap_intervals(true: Sequence[str], probabilities: np.ndarray, output: 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """The gap between confidence and accuracy, averaged over `bins` equal-width confidence bins weighted by
     their rows (rows whose label the model knows)."""
-    rows, mean_confidence, accuracy = _calibration_bins(*_confidence_and_hits(probabilities, labels), bins)
+    return calibration_error(*reliability_points(summarise(probabilities, labels)), bins)
+
+
+def calibration_error(confidence: np.ndarray, right: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of rows given as (top-class confidence, 1.0 where the top class is right)."""
+    rows, mean_confidence, accuracy = _calibration_bins(confidence, right, bins)
     return float(np.abs(mean_confidence - accuracy) @ rows / rows.sum()) if rows.sum() else float("nan")
 
 
@@ -270,12 +303,6 @@ def _calibration_bins(confidence: np.ndarray, right: np.ndarray,
     filled = rows > 0
     return (rows[filled], np.bincount(which, confidence, bins)[filled] / rows[filled],
             np.bincount(which, right, bins)[filled] / rows[filled])
-
-
-def _confidence_and_hits(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    known = labels >= 0
-    top = probabilities[known]
-    return top.max(axis=1), (top.argmax(axis=1) == labels[known]).astype(float)
 
 
 def temper(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -310,10 +337,12 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.clip(log_t.exp().item(), *TEMPERATURE_BOUNDS))
 
 
-def reliability_points(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(confidence, 1.0 where the top class is right) of each row whose label the model knows: all a
-    reliability diagram needs, far smaller than the probabilities."""
-    return _confidence_and_hits(probabilities, labels)
+def reliability_points(rows: np.ndarray, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, 1.0 where the top class is right) of each `summarise`d row whose label the model knows,
+    before the temperature with `raw`: all a reliability diagram and the calibration error need."""
+    known = rows[rows["label"] >= 0]
+    confidence = known["raw_confidence" if raw else "confidence"].astype(np.float64)
+    return confidence, (known["predicted"] == known["label"]).astype(float)
 
 
 def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, bins: int = 15) -> Path:
@@ -322,9 +351,9 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Pat
     figure, axes = plt.subplots(figsize=(5.5, 5))
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     for name, (confidence, right) in curves.items():
-        rows, mean_confidence, accuracy = _calibration_bins(confidence, right, bins)
-        ece = float(np.abs(mean_confidence - accuracy) @ rows / max(rows.sum(), 1))
-        axes.plot(mean_confidence, accuracy, marker="o", label=f"{name} (ECE {ece:.3f})")
+        _, mean_confidence, accuracy = _calibration_bins(confidence, right, bins)
+        axes.plot(mean_confidence, accuracy, marker="o",
+                  label=f"{name} (ECE {calibration_error(confidence, right, bins):.3f})")
     axes.set(xlabel="confidence (top class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
              title=f"reliability on the test split ({bins} bins)")
     axes.legend(loc="upper left")

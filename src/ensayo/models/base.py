@@ -36,6 +36,9 @@ EpochCallback = Callable[[dict[str, float]], None]
 # Trains a member recipe into a run directory (resuming it when asked) and returns the trained member:
 # how an ensemble trains its members through the pipeline without importing it.
 TrainMember = Callable[[Recipe, Path, bool], "Classifier"]
+Predict = Callable[[str, pl.DataFrame], np.ndarray]  # (split name, table) -> (rows, classes) probabilities
+# (split name, table, label indices, temperature) -> the rows' metrics.ROW records
+Summarise = Callable[[str, pl.DataFrame, np.ndarray, float], np.ndarray]
 
 
 @dataclass
@@ -184,10 +187,16 @@ class Classifier(ModelType):
     def labels(self, table: pl.DataFrame) -> list[str]:
         return table[self.recipe.output.column].cast(pl.String).to_list()
 
-    def score_splits(self, splits: Splits, predict: Callable[[str, pl.DataFrame], np.ndarray]) -> dict[str, float]:
-        """Final metrics of the validation and test splits; `predict(split_name, table)` gives probabilities.
-        With `train.calibrate`, the temperature is fitted on the validation split's first; the test split's
-        metrics get bootstrap intervals (`evaluate.bootstrap`)."""
+    def score_splits(self, splits: Splits, predict: Predict, summarise: Summarise | None = None) -> dict[str, float]:
+        """Final metrics of the validation and test splits. `predict(split_name, table)` gives probabilities;
+        `summarise(split_name, table, labels, temperature)`, where given, gives the rows' `metrics.ROW`
+        records without the whole probability matrix (a large split is scored a batch at a time). With
+        `train.calibrate`, the temperature is fitted on the validation split's probabilities first; the test
+        split's metrics get bootstrap intervals (`evaluate.bootstrap`)."""
+        def from_probabilities(name: str, table: pl.DataFrame, labels: np.ndarray, temperature: float) -> np.ndarray:
+            return ev.summarise(predict(name, table), labels, temperature)
+
+        summarise = summarise or from_probabilities
         metrics: dict[str, float] = {}
         calibrating = self.recipe.train.calibrate == "temperature"
         if calibrating and splits.validation.height == 0:
@@ -197,26 +206,29 @@ class Classifier(ModelType):
             if table.height == 0:
                 continue
             started = time.perf_counter()
-            raw = predict(name, table)
             true = self.labels(table)
             known = self.classes.transform(true)
             if calibrating and name == "validation":
+                raw = predict(name, table)
                 self.temperature = ev.fit_temperature(raw, known)
                 metrics["temperature"] = self.temperature
-            probabilities = ev.temper(raw, self.temperature)
-            metrics |= ev.score(probabilities, true, self.classes, prefix)
-            metrics[f"{prefix}ece"] = ev.expected_calibration_error(probabilities, known)
+                rows = ev.summarise(raw, known, self.temperature)
+                del raw
+            else:
+                rows = summarise(name, table, known, self.temperature)
+            metrics |= ev.score_rows(rows, true, self.classes, prefix)
+            metrics[f"{prefix}ece"] = ev.calibration_error(*ev.reliability_points(rows))
             if calibrating:
-                metrics[f"{prefix}ece_uncalibrated"] = ev.expected_calibration_error(raw, known)
+                metrics[f"{prefix}ece_uncalibrated"] = ev.calibration_error(*ev.reliability_points(rows, raw=True))
             metrics[f"{prefix}predict_seconds"] = time.perf_counter() - started
             if name == "test" or self.test_predictions is None:
-                self.test_predictions = (true, self.classes.inverse(probabilities.argmax(axis=1)))
-                self.reliability = {"calibrated": ev.reliability_points(probabilities, known),
-                                    "before calibration": ev.reliability_points(raw, known)} if calibrating \
-                    else {self.name: ev.reliability_points(probabilities, known)}
+                self.test_predictions = (true, self.classes.inverse(rows["predicted"]))
+                self.reliability = {"calibrated": ev.reliability_points(rows),
+                                    "before calibration": ev.reliability_points(rows, raw=True)} if calibrating \
+                    else {self.name: ev.reliability_points(rows)}
             if name == "test":
                 evaluate = self.recipe.evaluate
-                metrics |= ev.bootstrap_intervals(true, probabilities, self.classes, prefix, evaluate.bootstrap,
+                metrics |= ev.bootstrap_intervals(true, rows, self.classes, prefix, evaluate.bootstrap,
                                                   evaluate.seed, evaluate.confidence)
         return metrics
 

@@ -92,14 +92,40 @@ def network_probabilities(network: nn.Module, split: EncodedSplit, batch_size: i
     """(rows, classes) probabilities of the split's rows (all of them, or those of `rows`)."""
     network.eval()
     device = next(network.parameters()).device
-    chunks = [torch.softmax(network(batch).float(), dim=-1).cpu().numpy()
-              for batch, _ in split.batches(batch_size, order=rows, device=device)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
+    total = len(split) if rows is None else len(rows)
+    probabilities, start = np.zeros((0, 0), dtype=np.float32), 0
+    for batch, _ in split.batches(batch_size, order=rows, device=device):
+        part = torch.softmax(network(batch).float(), dim=-1).cpu().numpy()
+        if start == 0:  # filled in place: a list of parts and their concatenation would hold it twice
+            probabilities = np.empty((total, part.shape[1]), dtype=np.float32)
+        probabilities[start: start + len(part)] = part
+        start += len(part)
+    return probabilities
+
+
+@torch.no_grad()
+def network_predictions(network: nn.Module, split: EncodedSplit, batch_size: int, rows: np.ndarray | None = None,
+                        temperature: float = 1.0) -> np.ndarray:
+    """The `metrics.ROW` record of the split's rows (all of them, or those of `rows`), a batch at a time: the
+    (rows, classes) probabilities are never held whole (3.7 M titles' test split would take 1.9 GB)."""
+    network.eval()
+    device = next(network.parameters()).device
+    parts = [ev.summarise(torch.softmax(network(batch).float(), dim=-1).cpu().numpy(), labels.cpu().numpy(),
+                          temperature)
+             for batch, labels in split.batches(batch_size, order=rows, device=device)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=ev.ROW)
+
+
+def shared_predictions(network: nn.Module, split: EncodedSplit, batch_size: int,
+                       temperature: float = 1.0) -> np.ndarray:
+    """The `metrics.ROW` record of every row, each rank of a distributed run scoring its share: the same on every
+    rank as one process scoring them all."""
+    return distributed.gather_rows(
+        lambda rows: network_predictions(network, split, batch_size, rows, temperature), len(split))
 
 
 def shared_probabilities(network: nn.Module, split: EncodedSplit, batch_size: int) -> np.ndarray:
-    """The probabilities of every row, each rank of a distributed run scoring its share: the same on every rank
-    as one process scoring them all."""
+    """The probabilities of every row, shared across ranks like `shared_predictions` (to fit a temperature)."""
     return distributed.gather_rows(lambda rows: network_probabilities(network, split, batch_size, rows), len(split))
 
 
@@ -168,7 +194,7 @@ class NeuralClassifier(Classifier):
         size = recipe.train.eval_batch_size
 
         def evaluate(current: nn.Module) -> dict[str, float]:
-            return ev.score(shared_probabilities(current, validation, size), val_true, self.classes, "val/")
+            return ev.score_rows(shared_predictions(current, validation, size), val_true, self.classes, "val/")
 
         state = trainer.fit(encoded["train"], evaluate if len(validation) else None, context.on_epoch)
         self.network = trainer.model  # type: ignore[assignment]
@@ -177,7 +203,9 @@ class NeuralClassifier(Classifier):
         metrics = {"fit_seconds": state.fit_seconds, "preprocess_seconds": preprocess_seconds,
                    "best_epoch": float(state.best_epoch),
                    "train/loss": state.history[-1]["train/loss"] if state.history else float("nan")}
-        scores = self.score_splits(splits, lambda name, _: shared_probabilities(trainer.model, encoded[name], size))
+        scores = self.score_splits(
+            splits, lambda name, _: shared_probabilities(trainer.model, encoded[name], size),
+            lambda name, _, __, temperature: shared_predictions(trainer.model, encoded[name], size, temperature))
         return Fitted(metrics | scores, state.history)
 
     def _fit_preprocessing(self, splits: Splits, context: FitContext) -> None:

@@ -111,13 +111,13 @@ def write_cross_validation(run_dir: Path, recipe: Recipe, folds: list[Splits], m
     with atomic_path(run_dir / layout.OUT_OF_FOLD) as temporary:
         table.sort("line").write_csv(temporary)
     evaluate = recipe.evaluate
-    metrics = ev.score(probabilities, true, average.classes, "test/")
-    known = average.classes.transform(true)
-    metrics["test/ece"] = ev.expected_calibration_error(probabilities, known)
-    metrics |= ev.bootstrap_intervals(true, probabilities, average.classes, "test/", evaluate.bootstrap,
-                                      evaluate.seed, evaluate.confidence)
+    rows = ev.summarise(probabilities, average.classes.transform(true))
+    metrics = ev.score_rows(rows, true, average.classes, "test/")
+    metrics["test/ece"] = ev.calibration_error(*ev.reliability_points(rows))
+    metrics |= ev.bootstrap_intervals(true, rows, average.classes, "test/", evaluate.bootstrap, evaluate.seed,
+                                      evaluate.confidence)
     metrics |= fold_summary(fold_metrics, evaluate.confidence)
     metrics["fit_seconds"] = float(sum(m.get("fit_seconds", 0.0) for m in fold_metrics))
     average.test_predictions = (true, table["predicted"].to_list())
-    average.reliability = {"out of fold": ev.reliability_points(probabilities, known)}
+    average.reliability = {"out of fold": ev.reliability_points(rows)}
     return metrics, average

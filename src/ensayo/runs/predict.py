@@ -11,7 +11,7 @@ import polars as pl
 from rich.progress import Progress
 
 from ensayo.data import FILE, LINE, DataReport, apply_expressions, read_for_inference, stream_for_inference
-from ensayo.metrics import score
+from ensayo.metrics import ROW, score_rows, summarise
 from ensayo.runs.saved import SavedRun
 from ensayo.store import atomic_path
 
@@ -62,10 +62,11 @@ def predict_rows(run: SavedRun, source: Path) -> tuple[list[str], np.ndarray, li
 def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[dict[str, float], list[str]]:
     """Score a labelled file in the recipe's format with the same metrics as a run."""
     table, report = read_for_inference(source, run.recipe, need_label=True, bins=run.bins)
-    chunks = [run.predict_proba(table.slice(start, batch_size)) for start in range(0, table.height, batch_size)]
-    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(run.output)))
     true = table[run.recipe.output.column].cast(pl.String).to_list()
-    metrics = score(probabilities, true, run.output)
+    labels = run.output.transform(true)
+    chunks = [summarise(run.predict_proba(table.slice(start, batch_size)), labels[start: start + batch_size])
+              for start in range(0, table.height, batch_size)]
+    metrics = score_rows(np.concatenate(chunks) if chunks else np.empty(0, dtype=ROW), true, run.output)
     metrics["rows"] = float(table.height)
     unseen = sorted(set(true) - set(run.output.classes))
     notes = [str(b) for b in report.bad_rows]
