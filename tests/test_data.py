@@ -223,3 +223,26 @@ def test_a_csv_is_read_in_chunks_that_keep_every_line_and_bad_row(tmp_path: Path
     assert whole["title"][0] == "title 1" and whole["title"][-1] == "title 23"
     assert [(b.line, b.reason) for b in bad] == [(8, "1 fields, expected 2"), (16, "3 fields, expected 2")]
     assert list(read_chunks(path, DataConfig(source=str(path), limit=12), [], chunk_rows=10))[-1].height == 2
+
+
+def test_a_jsonl_is_read_in_chunks_with_the_types_of_the_whole_file(tmp_path: Path) -> None:
+    from ensayo.data.read import read_chunks, read_file
+    from ensayo.recipe import DataConfig
+
+    records = [{"title": f"title {i}", "price": i, "tags": ["a"] if i > 15 else []} for i in range(1, 24)]
+    records[20]["price"] = 2.5  # one float among ints, in the last chunk: the field is float in every chunk
+    records[4]["title"] = ["a", "list"]  # line 5: a list among plain values
+    lines = [json.dumps(r) for r in records]
+    lines[9] = "{cut"  # line 10
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    bad: list = []
+    chunks = list(read_chunks(path, DataConfig(source=str(path)), bad, chunk_rows=10))
+    assert [c.height for c in chunks] == [10, 10, 1]
+    assert {c.schema["price"] for c in chunks} == {pl.Float64} and {c.schema["title"] for c in chunks} == {pl.String}
+    assert [(b.line, b.reason.split(":")[0]) for b in bad] == [
+        (10, "not valid JSON"), (5, "field 'title' is a list, in other rows a plain value")]
+    whole = read_file(path, DataConfig(source=str(path)), [])
+    assert whole["__line__"].to_list() == [n for n in range(1, 24) if n not in (5, 10)]
+    assert whole["price"].to_list()[-3:] == [2.5, 22.0, 23.0] and whole["tags"].to_list()[-1] == ["a"]
+    assert list(read_chunks(path, DataConfig(source=str(path), limit=12), [], chunk_rows=10))[-1].height == 2

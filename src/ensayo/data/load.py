@@ -173,7 +173,7 @@ def _finish(train: pl.DataFrame, validation: pl.DataFrame, test: pl.DataFrame, r
 
 def stream_for_inference(path: Path, recipe: Recipe, report: DataReport,
                          chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
-    """The rows to predict of a file of any size, a chunk at a time (CSV; other formats come whole), with the
+    """The rows to predict of a file of any size, a chunk at a time (CSV and JSONL; Parquet comes whole), with the
     bad-row rules of `read_for_inference`; `report` fills as the chunks are read, and a recipe that fails on
     bad rows fails once the last chunk is read."""
     if recipe.data.format == "folder":

@@ -67,7 +67,7 @@ def _first_undecodable_line(path: Path) -> int | str:
     return "?"
 
 
-CHUNK_ROWS = 200_000  # CSV rows held as Python lists at a time; each chunk becomes a compact polars table
+CHUNK_ROWS = 200_000  # CSV or JSONL rows held as Python lists at a time; each chunk becomes a compact polars table
 
 
 def _read_csv(path: Path, config: DataConfig, bad: list[BadRow],
@@ -107,9 +107,8 @@ def _read_csv(path: Path, config: DataConfig, bad: list[BadRow],
         yield columns, rows, lines
 
 
-def _read_jsonl(path: Path, bad: list[BadRow]) -> tuple[list[str], list[list[Any]], list[int]]:
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
+def _jsonl_records(path: Path, bad: list[BadRow] | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, record) of each JSON object line; the others go to `bad` (where given) with their line."""
     with _readable(path), _open_text(path) as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
@@ -117,18 +116,14 @@ def _read_jsonl(path: Path, bad: list[BadRow]) -> tuple[list[str], list[list[Any
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                bad.append(BadRow(str(path), number, f"not valid JSON: {exc.msg}"))
+                if bad is not None:
+                    bad.append(BadRow(str(path), number, f"not valid JSON: {exc.msg}"))
                 continue
             if not isinstance(record, dict):
-                bad.append(BadRow(str(path), number, "not a JSON object"))
+                if bad is not None:
+                    bad.append(BadRow(str(path), number, "not a JSON object"))
                 continue
-            records.append(record)
-            lines.append(number)
-    columns = list(dict.fromkeys(key for record in records for key in record))
-    keep = _consistent_fields(path, records, lines, columns, bad)
-    rows = [[record.get(c) for c in columns] for record, kept in zip(records, keep, strict=True) if kept]
-    lines = [line for line, kept in zip(lines, keep, strict=True) if kept]
-    return columns, _scalars_as_text(rows, len(columns)), lines
+            yield number, record
 
 
 def _kind(value: Any) -> str:
@@ -139,39 +134,79 @@ def _kind(value: Any) -> str:
     return "value"
 
 
-def _consistent_fields(path: Path, records: list[dict[str, Any]], lines: list[int], columns: list[str],
-                       bad: list[BadRow]) -> list[bool]:
-    """A field that holds a list or an object in some rows and plain values in others: the rows that differ
-    from most are bad rows, naming the field."""
-    keep = [True] * len(records)
-    for column in columns:
-        kinds = [_kind(r[column]) if r.get(column) is not None else None for r in records]
-        counted = Counter(k for k in kinds if k is not None)
-        if len(counted) < 2:
-            continue
-        usual = counted.most_common(1)[0][0]
-        for index, kind in enumerate(kinds):
-            if kind is not None and kind != usual and keep[index]:
-                keep[index] = False
-                what = {"list": "a list", "object": "an object", "value": "a plain value"}
-                bad.append(BadRow(str(path), lines[index], f"field {column!r} is {what[kind]}, in other rows "
-                                                            f"{what[usual]}"))
-    return keep
+_KIND_NAMES = {"list": "a list", "object": "an object", "value": "a plain value"}
 
 
-def _scalars_as_text(rows: list[list[Any]], width: int) -> list[list[Any]]:
-    """A column of plain values of more than one JSON type is read as text (as a CSV column would be), or as
-    floats where they are all numbers."""
-    for index in range(width):
-        types = {type(row[index]) for row in rows if row[index] is not None and _kind(row[index]) == "value"}
-        if len(types) < 2:
+class _JsonFields:
+    """What a first pass over a JSONL file learns of its fields, so that a second can read it a chunk at a
+    time: the fields in order of first appearance, the kind (list, object, plain value) most rows give each,
+    and the types of each field's plain values."""
+
+    def __init__(self, records: Iterator[tuple[int, dict[str, Any]]]) -> None:
+        self.kinds: dict[str, Counter[str]] = {}
+        self.types: dict[str, set[type]] = {}
+        for _, record in records:
+            for key, value in record.items():
+                if value is None:
+                    self.kinds.setdefault(key, Counter())
+                    continue
+                kind = _kind(value)
+                self.kinds.setdefault(key, Counter())[kind] += 1
+                if kind == "value":
+                    self.types.setdefault(key, set()).add(type(value))
+        self.columns = list(self.kinds)
+        self.usual = {key: counted.most_common(1)[0][0] for key, counted in self.kinds.items() if counted}
+
+    def odd_field(self, record: dict[str, Any]) -> str | None:
+        """The first field whose kind differs from most rows' (such a row is a bad row)."""
+        return next((key for key, value in record.items()
+                     if value is not None and _kind(value) != self.usual[key]), None)
+
+    def row(self, record: dict[str, Any]) -> list[Any]:
+        """The record's values in column order; a field whose plain values are of several JSON types is read
+        as text (as a CSV column would be), or as floats where they are all numbers."""
+        values = []
+        for key in self.columns:
+            value = record.get(key)
+            types = self.types.get(key, set())
+            if value is not None and len(types) > 1 and _kind(value) == "value":
+                value = float(value) if types <= {int, float} else value if isinstance(value, str) \
+                    else json.dumps(value)
+            values.append(value)
+        return values
+
+    def schema(self) -> dict[str, Any]:
+        """Polars types of the plain-value fields, the same for every chunk (lists and objects are inferred)."""
+        known = {int: pl.Int64, float: pl.Float64, bool: pl.Boolean, str: pl.String}
+        schema = {}
+        for key, types in self.types.items():
+            if self.usual.get(key) != "value":
+                continue
+            schema[key] = (pl.Float64 if types <= {int, float} and len(types) > 1 else
+                           known.get(next(iter(types)), pl.String) if len(types) == 1 else pl.String)
+        return schema
+
+
+def _read_jsonl(path: Path, bad: list[BadRow],
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[str], list[list[Any]], list[int], _JsonFields]]:
+    """JSONL in two passes: the first learns the fields (`_JsonFields`) and names the lines that are not JSON
+    objects; the second yields (columns, rows, lines) of at most `chunk_rows` rows, a row whose field is of
+    another kind than in most rows (a list among plain values) being a bad row that names the field."""
+    fields = _JsonFields(_jsonl_records(path, bad))
+    rows: list[list[Any]] = []
+    lines: list[int] = []
+    for number, record in _jsonl_records(path, None):
+        odd = fields.odd_field(record)
+        if odd is not None:
+            bad.append(BadRow(str(path), number, f"field {odd!r} is {_KIND_NAMES[_kind(record[odd])]}, in other "
+                                                 f"rows {_KIND_NAMES[fields.usual[odd]]}"))
             continue
-        numbers = types <= {int, float}
-        for row in rows:
-            value = row[index]
-            if value is not None and _kind(value) == "value":
-                row[index] = float(value) if numbers else value if isinstance(value, str) else json.dumps(value)
-    return rows
+        rows.append(fields.row(record))
+        lines.append(number)
+        if len(rows) == chunk_rows:
+            yield fields.columns, rows, lines, fields
+            rows, lines = [], []
+    yield fields.columns, rows, lines, fields
 
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -228,13 +263,15 @@ def read_file(path: Path, config: DataConfig, bad: list[BadRow]) -> pl.DataFrame
     """Read one file (or, for the folder format, a folder) into a string table with the source line of
     every row."""
     chunks = list(read_chunks(path, config, bad))
-    return chunks[0] if len(chunks) == 1 else pl.concat(chunks)
+    # a JSONL list field may be inferred as list[null] in a chunk of empty lists: relaxed takes the wider type
+    return chunks[0] if len(chunks) == 1 else pl.concat(chunks, how="vertical_relaxed")
 
 
 def read_chunks(path: Path, config: DataConfig, bad: list[BadRow],
                 chunk_rows: int = CHUNK_ROWS) -> Iterator[pl.DataFrame]:
-    """The file as string tables of at most `chunk_rows` rows (CSV; other formats come whole), each with the
-    source line of its rows: a CSV of any size is read with one chunk of Python strings in memory at a time."""
+    """The file as tables of at most `chunk_rows` rows (CSV and JSONL; Parquet and folders come whole), each
+    with the source line of its rows: a file of any size is read with one chunk of Python values in memory
+    at a time (Parquet is read by polars straight into its compact columns)."""
     if config.format == "folder":
         table = read_folder(path, config, bad)
         yield table.head(config.limit) if config.limit else table
@@ -249,23 +286,24 @@ def read_chunks(path: Path, config: DataConfig, bad: list[BadRow],
             raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
         yield table.with_columns(pl.int_range(1, table.height + 1).alias(LINE), pl.lit(str(path)).alias(FILE))
         return
-    if fmt == "jsonl":  # a field's kind is checked across all records: read whole
-        yield _table(*_read_jsonl(path, bad), path, config.limit, None)
-        return
+    if fmt == "jsonl":
+        chunks = ((columns, rows, lines, fields.schema()) for columns, rows, lines, fields
+                  in _read_jsonl(path, bad, chunk_rows))
+    else:
+        chunks = ((columns, rows, lines, dict.fromkeys(columns, pl.String)) for columns, rows, lines
+                  in _read_csv(path, config, bad, chunk_rows))
     left = config.limit
-    for columns, rows, lines in _read_csv(path, config, bad, chunk_rows):
+    for columns, rows, lines, schema in chunks:
         if left is not None:
             rows, lines = rows[:left], lines[:left]
             left -= len(rows)
-        yield _table(columns, rows, lines, path, None, pl.String)
+        yield _table(columns, rows, lines, path, schema)
         if left == 0:
             return
 
 
-def _table(columns: list[str], rows: list[list[Any]], lines: list[int], path: Path, limit: int | None,
-           kind: Any) -> pl.DataFrame:
-    if limit:
-        rows, lines = rows[:limit], lines[:limit]
+def _table(columns: list[str], rows: list[list[Any]], lines: list[int], path: Path,
+           schema: dict[str, Any]) -> pl.DataFrame:
     data = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
-    table = pl.DataFrame(data, schema=dict.fromkeys(columns, kind) if kind is not None else None)
+    table = pl.DataFrame(data, schema_overrides=schema)
     return table.with_columns(pl.Series(LINE, lines, dtype=pl.Int64), pl.lit(str(path)).alias(FILE))
