@@ -98,6 +98,60 @@ def test_unknown_words_are_charged_their_spelling() -> None:
     assert spelling.bits(["lent", "loan"]) == pytest.approx(spelling.bits(["lent"]) + spelling.bits(["loan"]))
 
 
+def test_ranks_score_disjoint_shares_of_the_windows_and_add_up_to_one_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ranks as two threads: each scores its own windows, the sums cross the ranks, and both get the one
+    process's metrics."""
+    import threading
+
+    from ensayo.training import distributed
+
+    class Bigram(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = torch.nn.Embedding(16, 16)
+
+        def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self.table(batch["tokens"]).reshape(-1, 16)
+
+    torch.manual_seed(0)
+    network = Bigram()
+    windows = TokenWindows(torch.randint(0, 16, (203,)), context=8, characters=203)
+    alone = language_metrics(network, windows, 4, "val/")
+    local, barrier = threading.local(), threading.Barrier(2)
+    sums: dict[int, list[float]] = {}
+    shares: dict[int, np.ndarray] = {}
+    share_of = distributed.row_share
+
+    def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+        sums[local.rank] = values
+        barrier.wait()
+        return [a + b for a, b in zip(sums[0], sums[1], strict=True)]
+
+    def row_share(rows: int, current: distributed.World | None = None) -> np.ndarray:
+        shares[local.rank] = share_of(rows, current)
+        return shares[local.rank]
+
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(local.rank, 2))
+    monkeypatch.setattr(distributed, "sum_over_ranks", sum_over_ranks)
+    monkeypatch.setattr(distributed, "row_share", row_share)
+    results: dict[int, dict[str, float]] = {}
+
+    def rank(number: int) -> None:
+        local.rank = number
+        results[number] = language_metrics(network, windows, 4, "val/")
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(shares[0]) and len(shares[1]) and not set(shares[0]) & set(shares[1])
+    starts = len(range(0, len(windows.stream) - 8, 2))  # a window every context // 4 tokens
+    assert sorted(np.concatenate([shares[0], shares[1]]).tolist()) == list(range(starts))
+    assert results[0] == results[1] == pytest.approx(alone)
+
+
 def test_overlapping_windows_score_every_token_once_with_long_contexts() -> None:
     class Counting(torch.nn.Module):
         """Loss 1 nat for a token seen with fewer than 6 tokens before it in its window, else 0."""

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ensayo.outputs.text import TokenWindows
+from ensayo.training import distributed
 
 
 @torch.no_grad()
@@ -21,12 +22,14 @@ def language_metrics(model: nn.Module, windows: TokenWindows, batch_size: int, p
     Windows start every `stride` tokens (default: a quarter of the context) and only their last `stride`
     predictions are scored (all of the first window's), so that every scored token, but the first few,
     has at least `context - stride` tokens before it: cut-off windows would charge the model for
-    contexts it never lacks when it generates."""
+    contexts it never lacks when it generates. In a distributed run each rank scores a share of the windows
+    and the sums are added across ranks."""
     model.eval()
     device = next(model.parameters()).device
     context = windows.context
     stride = min(stride or max(context // 4, 1), context)
     starts = np.arange(0, max(len(windows.stream) - context - 1, -1) + 1, stride)
+    starts = starts[distributed.row_share(len(starts))]
     scored = torch.arange(context) >= context - stride
     total, tokens = 0.0, 0
     for first in range(0, len(starts), batch_size):
@@ -39,6 +42,7 @@ def language_metrics(model: nn.Module, windows: TokenWindows, batch_size: int, p
         total += float(losses[mask].sum())
         tokens += int(mask.sum())
     model.train()
+    total, tokens = distributed.sum_over_ranks([total, float(tokens)], device)
     if tokens == 0:
         return {}
     # the scored tokens are this share of the stream; the characters counted (and the <unk> words spelt)
