@@ -10,8 +10,10 @@ gathered as (row indices, rows) with all_gather and summed, which every backend 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -68,6 +70,22 @@ def start(device: str = "auto") -> World:
     dist.init_process_group("nccl" if gpu else "gloo", timeout=timeout)
     _WORLD = World(dist.get_rank(), dist.get_world_size(), local_rank)
     return _WORLD
+
+
+FAILURE_GRACE_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def failing_after_the_cause() -> Iterator[None]:
+    """A rank that fails waits a moment before it ends. torchrun's launcher reports the first rank to end, and
+    when one rank is killed the others fail at once on their next collective: without the wait, the launcher
+    could name a survivor's "connection closed" instead of the killed rank."""
+    try:
+        yield
+    except BaseException:
+        if launched():
+            time.sleep(FAILURE_GRACE_SECONDS)
+        raise
 
 
 def stop() -> None:
