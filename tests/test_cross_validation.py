@@ -78,12 +78,12 @@ def test_a_cross_validated_run_predicts_with_the_mean_of_its_fold_models(cv_run:
 
 
 def test_folds_are_mlflow_child_runs_and_an_interrupted_cross_validation_resumes_at_its_fold(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     titles = write_challenge_csv(tmp_path / "titles.csv", make_titles(rows_per_class=40, seed=2))
     recipe = cv_recipe(titles, folds=2, epochs=2)
-    recipe["track"] = {"enabled": True, "uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    recipe["track"] = {"enabled": True, "uri": f"sqlite:///{mlflow_db}"}
     (tmp_path / "cv.yaml").write_text(yaml.safe_dump(recipe))
     output = tmp_path / "run"
     # about 67 training rows in batches of 16: 5 steps an epoch, 10 a fold, then 1 batch of its 90 test rows

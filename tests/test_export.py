@@ -130,11 +130,11 @@ def test_mlflow_models_serve_answers_what_ensayo_predict_and_generate_give(tiny_
     assert generated.status_code == 200 and "The " + generated.json()["predictions"][0] == printed.rstrip("\n")
 
 
-def test_a_tracked_run_logs_its_model_and_registers_it(tmp_path: Path) -> None:
+def test_a_tracked_run_logs_its_model_and_registers_it(tmp_path: Path, mlflow_db: Path) -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{mlflow_db}"
     recipe = {**recipe_dict(write_challenge_csv(tmp_path / "titles.csv", make_titles())),
               "track": {"enabled": True, "uri": uri, "experiment": "export"}}
     run = ensayo.run(recipe, output=tmp_path / "run")

@@ -402,14 +402,15 @@ def test_a_tracking_server_that_does_not_answer_fails_fast_or_is_skipped(tmp_pat
 
 
 def test_a_tracking_store_that_fails_mid_run_does_not_lose_the_run(tmp_path: Path, titles: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     def unreachable(*args: Any, **kwargs: Any) -> None:
         raise ConnectionError("the tracking server went away")
 
     monkeypatch.setattr(MlflowClient, "log_artifact", unreachable)
-    raw = quick(titles, track={"uri": f"sqlite:///{tmp_path / 'store.db'}"})
+    raw = quick(titles, track={"uri": f"sqlite:///{mlflow_db}"})
     text = refused(["run", recipe_file(tmp_path, raw), "--output", tmp_path / "run"], code=0)
     assert text.count("the tracking server went away") == 1 and "the run goes on untracked" in text
     assert {layout.METRICS, layout.WEIGHTS, layout.CONFUSION} <= set(os.listdir(tmp_path / "run"))

@@ -40,7 +40,7 @@ def trials(directory: Path) -> list[dict[str, Any]]:
     return read_json(directory / "results.json")["trials"]
 
 
-def test_smoke_study_makes_child_runs_and_a_report(tmp_path: Path, titles_csv: Path) -> None:
+def test_smoke_study_makes_child_runs_and_a_report(tmp_path: Path, titles_csv: Path, mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     path = write_study(tmp_path, titles_csv, {"method": "grid", "grid": {"train.lr": [0.002, 0.02, 0.2]}},
@@ -110,7 +110,8 @@ def test_interrupted_study_continues_where_it_stopped(tmp_path: Path, titles_csv
     assert [t["status"] for t in trials(tmp_path / "out")] == ["finished", "finished"]
 
 
-def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, titles_csv: Path) -> None:
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, titles_csv: Path,
+                                                           mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     sweep = {"method": "list", "experiments": [

@@ -9,10 +9,10 @@ import ensayo
 from ensayo.models import load_recipe
 
 
-def test_tracking_logs_params_epochs_and_artifacts(titles_csv: Path, tmp_path: Path) -> None:
+def test_tracking_logs_params_epochs_and_artifacts(titles_csv: Path, tmp_path: Path, mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    uri = f"sqlite:///{mlflow_db}"
     raw = recipe_dict(titles_csv, epochs=3)
     raw["track"] = {"enabled": True, "uri": uri, "experiment": "tests"}
     ensayo.run(load_recipe(raw), output=tmp_path / "run", track=True)
