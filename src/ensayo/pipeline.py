@@ -253,6 +253,7 @@ def distributed_problem(recipe: Recipe) -> str | None:
     return f"model.type {recipe.model.type} cannot train on several processes: {why}" if why else None
 
 
+@distributed.failing_after_the_cause()
 def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | None, console: Console,
               base: Path | None, track: bool, force: bool) -> SavedRun | None:
     """One rank of a run torchrun started on several processes. Rank 0 owns the run directory, its lock and
@@ -260,38 +261,37 @@ def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | No
     problem = distributed_problem(recipe)
     if problem:
         raise ValueError(problem)
-    with distributed.failing_after_the_cause():
-        current = distributed.start(recipe.train.device)
-        try:
-            if not current.main:
-                console = Console(stderr=True, quiet=True)
-            run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
-            run_dir = Path(distributed.broadcast_object(str(run_dir)))  # rank 0's clock names a new run
-            tracker = Tracker(recipe.track, enabled=track and current.main)
-            tracker.console = console
-            if current.main:
-                if resume is None:
-                    check_output(run_dir, force)
-                tracker.check()
-            _set_threads(recipe)
-            seed_everything(recipe.train.seed)
-            started = time.perf_counter()
-            splits = load_splits(recipe, base)
-            splits.report.read_seconds = time.perf_counter() - started
-            if not current.main:
-                _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
-                return None
-            console.print(f"training on {current.size} processes ({torch.distributed.get_backend()})")
-            with locked(run_dir, "a run"):
-                if resume is None:
-                    check_output(run_dir, force)
-                    _empty(run_dir)
-                    save_recipe(recipe, run_dir)
-                for partial in run_dir.glob(".*.tmp*"):
-                    partial.unlink()
-                return _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
-        finally:
-            distributed.stop()
+    current = distributed.start(recipe.train.device)
+    try:
+        if not current.main:
+            console = Console(stderr=True, quiet=True)
+        run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
+        run_dir = Path(distributed.broadcast_object(str(run_dir)))  # rank 0's clock names a new run
+        tracker = Tracker(recipe.track, enabled=track and current.main)
+        tracker.console = console
+        if current.main:
+            if resume is None:
+                check_output(run_dir, force)
+            tracker.check()
+        _set_threads(recipe)
+        seed_everything(recipe.train.seed)
+        started = time.perf_counter()
+        splits = load_splits(recipe, base)
+        splits.report.read_seconds = time.perf_counter() - started
+        if not current.main:
+            _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
+            return None
+        console.print(f"training on {current.size} processes ({torch.distributed.get_backend()})")
+        with locked(run_dir, "a run"):
+            if resume is None:
+                check_output(run_dir, force)
+                _empty(run_dir)
+                save_recipe(recipe, run_dir)
+            for partial in run_dir.glob(".*.tmp*"):
+                partial.unlink()
+            return _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
+    finally:
+        distributed.stop()
 
 
 def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base: Path | None, resume: bool,
