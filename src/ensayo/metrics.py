@@ -51,11 +51,16 @@ def summarise(probabilities: np.ndarray, labels: np.ndarray, temperature: float 
 
 def log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Mean cross-entropy over rows whose label the model knows (label index >= 0)."""
-    return rows_log_loss(summarise(probabilities, labels))
+    known = np.flatnonzero(labels >= 0)
+    return _mean_negative_log(probabilities[known, labels[known]])
 
 
 def rows_log_loss(rows: np.ndarray) -> float:
-    true_p = rows["true_p"][rows["label"] >= 0]
+    """`log_loss` of `summarise`d rows."""
+    return _mean_negative_log(rows["true_p"][rows["label"] >= 0])
+
+
+def _mean_negative_log(true_p: np.ndarray) -> float:
     return float(-np.log(np.clip(true_p.astype(np.float64), 1e-12, None)).mean()) if len(true_p) else float("nan")
 
 

@@ -188,11 +188,13 @@ class _JsonFields:
 
 
 def _read_jsonl(path: Path, bad: list[BadRow],
-                chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[str], list[list[Any]], list[int], _JsonFields]]:
+                chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[str], list[list[Any]], list[int], dict[str, Any]]]:
     """JSONL in two passes: the first learns the fields (`_JsonFields`) and names the lines that are not JSON
-    objects; the second yields (columns, rows, lines) of at most `chunk_rows` rows, a row whose field is of
-    another kind than in most rows (a list among plain values) being a bad row that names the field."""
+    objects; the second yields (columns, rows, lines, polars types) of at most `chunk_rows` rows, a row whose
+    field is of another kind than in most rows (a list among plain values) being a bad row that names the
+    field."""
     fields = _JsonFields(_jsonl_records(path, bad))
+    schema = fields.schema()
     rows: list[list[Any]] = []
     lines: list[int] = []
     for number, record in _jsonl_records(path, None):
@@ -204,9 +206,9 @@ def _read_jsonl(path: Path, bad: list[BadRow],
         rows.append(fields.row(record))
         lines.append(number)
         if len(rows) == chunk_rows:
-            yield fields.columns, rows, lines, fields
+            yield fields.columns, rows, lines, schema
             rows, lines = [], []
-    yield fields.columns, rows, lines, fields
+    yield fields.columns, rows, lines, schema
 
 
 _FIELD = re.compile(r"\{(\w+)\}")
@@ -287,8 +289,7 @@ def read_chunks(path: Path, config: DataConfig, bad: list[BadRow],
         yield table.with_columns(pl.int_range(1, table.height + 1).alias(LINE), pl.lit(str(path)).alias(FILE))
         return
     if fmt == "jsonl":
-        chunks = ((columns, rows, lines, fields.schema()) for columns, rows, lines, fields
-                  in _read_jsonl(path, bad, chunk_rows))
+        chunks = _read_jsonl(path, bad, chunk_rows)
     else:
         chunks = ((columns, rows, lines, dict.fromkeys(columns, pl.String)) for columns, rows, lines
                   in _read_csv(path, config, bad, chunk_rows))
