@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 import soundfile as sf
 import torch
-from conftest import RATE, SPEAKERS, audio_recipe, explore_report, make_clips, tone
+from helpers.data import RATE, SPEAKERS, audio_recipe, make_clips, tone
+from helpers.training import explore_report
 from typer.testing import CliRunner
 
 import ensayo

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
-from conftest import RATE, audio_recipe, make_clips
+from helpers.data import RATE, audio_recipe, make_clips
 
 import ensayo
 from ensayo.features.audio import AudioFeature, AudioPreprocessing

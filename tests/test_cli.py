@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from conftest import write_recipe
+from helpers.data import write_recipe
 from typer.testing import CliRunner
 
 from ensayo.cli import app

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import recipe_dict
+from helpers.data import recipe_dict
 
 from ensayo.features.text import CnnEncoderConfig, TextPreprocessing
 from ensayo.models import load_recipe

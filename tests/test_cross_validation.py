@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import cv_recipe, interrupt_training, make_titles, write_challenge_csv
+from helpers.data import cv_recipe, make_titles, write_challenge_csv
+from helpers.training import interrupt_training
 
 import ensayo
 from ensayo import layout
@@ -161,7 +162,7 @@ def test_a_sweep_trains_k_folds_per_trial_and_the_report_pairs_two_runs_on_the_s
 def test_a_k_fold_run_is_served_and_exported_to_mlflow_with_its_folds_averaged(cv_run: Path, tmp_path: Path) -> None:
     import mlflow
     import requests
-    from conftest import LiveServer
+    from helpers.servers import LiveServer
 
     from ensayo.runs import load_run
     from ensayo.serving import ServeOptions, create_app

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import make_titles, recipe_dict, write_challenge_csv
+from helpers.data import make_titles, recipe_dict, write_challenge_csv
 
 import ensayo
 from ensayo.data import DataError, DeriveError, load_splits, parse_filter, read_for_inference

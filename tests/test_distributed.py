@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import audio_recipe, make_clips, recipe_dict
+from helpers.data import audio_recipe, make_clips, recipe_dict
 from safetensors.torch import load_file
 
 import ensayo

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import make_titles, recipe_dict
+from helpers.data import make_titles, recipe_dict
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 

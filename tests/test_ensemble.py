@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from conftest import recipe_dict
+from helpers.data import recipe_dict
 from scipy.special import log_softmax, softmax
 
 import ensayo

@@ -9,12 +9,13 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import recipe_dict
+from helpers.data import recipe_dict
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 import ensayo
 from ensayo import layout
 from ensayo import metrics as ev
+from ensayo.metrics.bootstrap import weighted_scores
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import TrainConfig
 from ensayo.store import read_json
@@ -49,7 +50,7 @@ def test_the_bootstrap_resamples_the_same_metrics_from_its_own_seed() -> None:
     codes = output.transform(true)
     predicted = probabilities.argmax(axis=1)
     log_p = np.log(probabilities[np.arange(len(true)), codes])
-    unweighted = {k: v[0] for k, v in ev._weighted_scores(codes, predicted, log_p, np.ones((1, len(true))), 4).items()}
+    unweighted = {k: v[0] for k, v in weighted_scores(codes, predicted, log_p, np.ones((1, len(true))), 4).items()}
     labels = output.inverse(predicted)
     assert unweighted["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(true, labels))
     assert unweighted["macro_f1"] == pytest.approx(f1_score(true, labels, average="macro"))
@@ -132,7 +133,7 @@ def test_balanced_class_weights_and_the_focal_loss() -> None:
 
 
 def test_a_rare_class_is_found_more_often_with_balanced_weights(tmp_path: Path) -> None:
-    from conftest import make_titles, write_challenge_csv
+    from helpers.data import make_titles, write_challenge_csv
 
     rows = [row for row in make_titles(rows_per_class=80, seed=1) if row[1] != "TOYS"]
     rare = [row for row in make_titles(rows_per_class=80, seed=1) if row[1] == "TOYS"][:8]

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import CLASSES, make_titles, needs_browser, open_browser, recipe_dict, write_challenge_csv
+from helpers.browser import needs_browser, open_browser
+from helpers.data import CLASSES, make_titles, recipe_dict, write_challenge_csv
 from typer.testing import CliRunner
 
 import ensayo
 from ensayo.cli import app
-from ensayo.explaining import explain_rows
 from ensayo.runs import SavedRun
 
 pytest.importorskip("captum", reason="captum is in the explain extra")
@@ -34,7 +34,7 @@ def subword_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_texts_words_and_subwords_carry_the_answer_and_sum_to_it(subword_run: Path) -> None:
     run = SavedRun.load(subword_run)
     table = pl.DataFrame({"title": ["Taladro percutor bosch oferta negro", "Zapatillas nike running envio gratis"]})
-    rows = explain_rows(run.classifier, table)
+    rows = run.explain(table)
     probabilities = run.predict_proba(table)
     for row, expected, p in zip(rows, ("DRILLS", "SHOES"), probabilities, strict=True):
         assert row.predicted == expected and row.probability == pytest.approx(p.max(), abs=1e-5)
@@ -57,13 +57,13 @@ def test_clips_photos_numbers_categories_and_ngrams_are_explained(file_runs: dic
                                                                    tiny_runs: dict[str, Path]) -> None:
     tones = SavedRun.load(file_runs["tones"])
     clips = sorted(str(p) for p in Path(file_runs["clips"]).glob("sweep_*.wav"))[:2]
-    (audio,) = explain_rows(tones.classifier, pl.DataFrame({"path": clips}))[0].inputs
+    (audio,) = tones.explain(pl.DataFrame({"path": clips}))[0].inputs
     assert audio.kind == "spectrogram" and audio.map.shape == audio.background.shape
     assert np.abs(audio.map).sum() > 0
 
     pois = SavedRun.load(file_runs["pois"])
     table = pl.read_csv(Path(file_runs["poi"]) / "pois.csv").head(2)
-    (row, _) = explain_rows(pois.classifier, table)
+    (row, _) = pois.explain(table)
     kinds = {item.name: item.kind for item in row.inputs}
     assert kinds == {"photo": "image", "categories": "value", "xps": "value"}
     photo = next(item for item in row.inputs if item.name == "photo")
@@ -71,11 +71,11 @@ def test_clips_photos_numbers_categories_and_ngrams_are_explained(file_runs: dic
     assert row.delta == pytest.approx(0, abs=0.05)  # the integral is well approximated
 
     linear = SavedRun.load(tiny_runs["tfidf_linear"])
-    (explained,) = explain_rows(linear.classifier, pl.DataFrame({"title": ["Muñeca bebote juguete"]}))
+    (explained,) = linear.explain(pl.DataFrame({"title": ["Muñeca bebote juguete"]}))
     assert explained.predicted == "TOYS"
     assert explained.inputs[0].tokens[0][1] > 0 and "'" in explained.inputs[0].tokens[0][0]
-    with pytest.raises(ValueError, match="explain reads neural and tfidf_linear runs"):
-        explain_rows(SavedRun.load(tiny_runs["ensemble"]).classifier, pl.DataFrame({"title": ["x"]}))
+    with pytest.raises(ValueError, match="model type ensemble does not explain its answers: .*explain a member"):
+        SavedRun.load(tiny_runs["ensemble"]).explain(pl.DataFrame({"title": ["x"]}))
 
 
 @needs_browser

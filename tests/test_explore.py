@@ -7,7 +7,8 @@ import pkgutil
 import types
 from pathlib import Path
 
-from conftest import explore_report, recipe_dict
+from helpers.data import recipe_dict
+from helpers.training import explore_report
 
 import ensayo
 

@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import make_titles, recipe_dict, write_challenge_csv
+from helpers.data import make_titles, recipe_dict, write_challenge_csv
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -307,7 +307,7 @@ def test_a_damaged_run_is_named_when_it_predicts(kind: str, damage: Any, expecte
 
 def test_a_run_refuses_what_its_type_cannot_do(tiny_runs: dict[str, Path], new_titles: Path) -> None:
     refused(["predict", tiny_runs["language_model"], "--input", new_titles], "does not predict classes")
-    refused(["generate", tiny_runs["neural"], "--prompt", "x"], "not a language model run")
+    refused(["generate", tiny_runs["neural"], "--prompt", "x"], "model type neural does not generate text")
 
 
 @pytest.mark.parametrize("args, expected", [

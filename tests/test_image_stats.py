@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import explore_report
+from helpers.training import explore_report
 from PIL import Image, ImageFilter
 
 import ensayo

@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import explore_report, interrupt_training, lm_recipe, write_corpus
+from helpers.data import lm_recipe, write_corpus
+from helpers.training import explore_report, interrupt_training
 from typer.testing import CliRunner
 
 import ensayo

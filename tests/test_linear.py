@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from conftest import recipe_dict
+from helpers.data import recipe_dict
 
 import ensayo
 from ensayo.models import load_recipe

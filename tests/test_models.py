@@ -3,8 +3,6 @@ package, goes through `ensayo validate`, `run` and `predict`; the built-in types
 
 from __future__ import annotations
 
-import csv
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -13,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from helpers.contract import assert_model_type_contract, write_points
 from pydantic import Field
 from scipy.special import softmax
 from typer.testing import CliRunner
@@ -28,7 +27,6 @@ from ensayo.recipe import Recipe, RecipeError, Strict
 from ensayo.store import write_json
 
 runner = CliRunner()
-CENTRES = {"north": (0.0, 5.0), "south": (0.0, -5.0), "east": (5.0, 0.0)}
 
 
 class CentroidConfig(Strict):
@@ -78,17 +76,6 @@ def centroid_type() -> Iterator[type[NearestCentroid]]:
     del MODEL_TYPES["nearest_centroid"]
 
 
-def write_points(path: Path, per_class: int = 40, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["x", "y", "place"])
-        for place, (x, y) in CENTRES.items():
-            for _ in range(per_class):
-                writer.writerow([round(x + rng.gauss(0, 1), 3), round(y + rng.gauss(0, 1), 3), place])
-    return path
-
-
 def points_recipe(source: Path, **model: object) -> dict[str, object]:
     return {"name": "points", "data": {"source": str(source), "split": {"train": 0.6, "validation": 0.2,
                                                                        "test": 0.2, "seed": 0}},
@@ -120,7 +107,28 @@ def test_a_model_type_registered_outside_the_package_validates_runs_and_predicts
     assert predicted.exit_code == 0, predicted.output
     assert pl.read_csv(tmp_path / "p.csv")["label_1"].to_list() == ["north", "east", "south"]
     labels, _ = ensayo.predict(tmp_path / "run", [{"x": 4.9, "y": 0.3}])
-    assert labels == [["east"]]
+    assert labels[0][0] == "east" and len(labels[0]) == 3  # the three classes, best first
+
+
+def test_a_model_type_registered_in_a_test_keeps_the_contract(centroid_type: type[NearestCentroid],
+                                                              tmp_path: Path) -> None:
+    assert_model_type_contract("nearest_centroid", tmp_path, model={"centroid": {"temperature": 2.0}})
+    assert centroid_type.capabilities() == {"predict"}
+
+
+def test_a_plug_in_that_declares_what_it_does_not_implement_is_refused_when_registered() -> None:
+    class Declares(NearestCentroid):
+        exports: ClassVar[dict[str, None]] = {"onnx": None}
+
+    with pytest.raises(TypeError, match="model type declares: `exports` is no longer declared; implement export_onnx"):
+        register_model_type("declares")(Declares)
+
+    class HalfOnnx(NearestCentroid):
+        def export_onnx(self, target: Path) -> None: ...
+
+    with pytest.raises(TypeError, match="export_onnx and load_onnx"):
+        register_model_type("half_onnx")(HalfOnnx)
+    assert "declares" not in MODEL_TYPES and "half_onnx" not in MODEL_TYPES
 
 
 def test_a_registered_type_checks_its_own_section_and_inputs(centroid_type: type[NearestCentroid],
@@ -147,10 +155,13 @@ def test_an_unregistered_model_type_is_named_with_the_known_ones(tmp_path: Path)
 
 
 def test_the_built_in_types_say_what_they_can_do() -> None:
+    assert {name: kind.capabilities() for name, kind in MODEL_TYPES.items()} == {
+        "neural": {"predict", "onnx", "explain"}, "tfidf_linear": {"predict", "explain"}, "ensemble": {"predict"},
+        "language_model": {"generate"}}
     assert MODEL_TYPES["neural"].export_problem("onnx") is None
     assert MODEL_TYPES["neural"].export_problem("mlflow") is None
     for name in ("tfidf_linear", "ensemble", "language_model"):
-        assert MODEL_TYPES[name].export_problem("onnx"), name  # a reason, in words
+        assert MODEL_TYPES[name].export_problem("onnx").startswith(f"model type {name} has no onnx export: ")
         assert MODEL_TYPES[name].export_problem("mlflow") is None, name
     assert MODEL_TYPES["neural"].export_problem("pickle") == "model type neural has no pickle export"
     assert MODEL_TYPES["neural"].distributed is None and MODEL_TYPES["language_model"].distributed is None

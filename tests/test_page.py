@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from conftest import needs_browser, open_browser
+from helpers.browser import needs_browser, open_browser
 from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import make_titles, recipe_dict, write_challenge_csv
+from helpers.data import make_titles, recipe_dict, write_challenge_csv
 
 import ensayo
 from ensayo.layout import CHECKPOINT

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import make_titles, write_challenge_csv, write_recipe
+from helpers.data import make_titles, write_challenge_csv, write_recipe
 from typer.testing import CliRunner
 
 from ensayo.cli import app

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs_browser, open_browser
+from helpers.browser import needs_browser, open_browser
 from selenium.webdriver.common.by import By
 
 from ensayo.studies.report import RunRecord, build_report

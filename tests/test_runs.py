@@ -39,9 +39,9 @@ def test_every_run_writes_its_format_and_loads_as_one_class(tiny_runs: dict[str,
 
 
 def test_a_run_refuses_what_its_model_type_cannot_do(tiny_runs: dict[str, Path]) -> None:
-    with pytest.raises(TypeError, match="does not predict classes; use generate"):
+    with pytest.raises(TypeError, match=r"model type language_model does not predict classes \(use generate\)"):
         ensayo.load_run(tiny_runs["language_model"]).predict(TITLES)
-    with pytest.raises(TypeError, match="not a language model run"):
+    with pytest.raises(TypeError, match=r"model type neural does not generate text \(use predict\)"):
         ensayo.load_run(tiny_runs["neural"]).generate("Taladro")
 
 

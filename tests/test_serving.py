@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
-from conftest import RATE, make_titles, tone
+from helpers.data import RATE, make_titles, tone
 from PIL import Image
 
 import ensayo

@@ -3,6 +3,7 @@ tracks them in its own database."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -12,9 +13,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
-from conftest import Postgres, recipe_dict
+from helpers.data import recipe_dict
+from helpers.servers import Postgres
 
 from ensayo.layout import CHECKPOINT
 from ensayo.store import read_json
@@ -129,3 +132,39 @@ def test_workers_opening_an_empty_database_together_all_get_the_study_storage(po
         thread.join(timeout=60)
     assert not failures and len(opened) == workers
     assert opened[0].get_all_studies() == []
+
+
+def test_the_same_trials_make_the_same_optuna_study_locally_and_on_postgresql(
+        postgres: Postgres, tmp_path: Path, titles_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each repeat's objective, as the trials give it: a NaN beside a value, two runs without the objective (as a
+    generator's have no accuracy), two values. Optuna must be told the same, whichever scheduler ran them."""
+    import optuna
+
+    from ensayo.studies import Study, run_study
+    from ensayo.studies.sweep import TrialResult
+
+    outcomes = [[math.nan, 0.5], [None, None], [0.6, 0.8]]
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(recipe_dict(titles_csv)))
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump({
+        "name": "told", "recipe": "base.yaml", "repeats": 2,
+        "sweep": {"method": "optuna", "trials": 3, "objective": "val/accuracy", "pruning": False,
+                  "space": {"train.lr": {"choices": [0.01, 0.02, 0.03]}}}}))
+
+    def scheduled(storage: str | None, output: Path) -> list[tuple[str, float | None]]:
+        told = iter(value for trial in outcomes for value in trial)
+
+        def canned(self: Study, name: str, settings: dict, repeat: int, on_epoch: object = None) -> TrialResult:
+            value = next(told)
+            return TrialResult(name, repeat, f"trials/{name}/seed{repeat}", "finished", settings,
+                               {} if value is None else {"val/accuracy": value})
+
+        monkeypatch.setattr(Study, "run_trial", canned)
+        run_study(study_file, output, track=False, report=False, storage=storage)
+        url = storage or f"sqlite:///{output / 'optuna.db'}"
+        trials = optuna.load_study(study_name="told", storage=url).get_trials()
+        return [(trial.state.name, trial.value) for trial in trials]
+
+    locally = scheduled(None, tmp_path / "local")
+    shared = scheduled(postgres.create("told"), tmp_path / "shared")
+    assert locally == shared == [("COMPLETE", 0.5), ("FAIL", None), ("COMPLETE", pytest.approx(0.7))]

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import interrupt_training, recipe_dict
+from helpers.data import recipe_dict
+from helpers.training import interrupt_training
 from rich.console import Console
 from scipy import stats
 from typer.testing import CliRunner
@@ -225,10 +226,10 @@ def test_every_configuration_of_the_bundled_studies_is_a_valid_recipe(name: str,
     monkeypatch.setenv("ENSAYO_DATA", str(tmp_path))  # resolving a recipe reads no data
     config, base = load_study(Path(__file__).resolve().parents[1] / "recipes" / "studies" / f"{name}.yaml")
     assert len(list(configurations(config.sweep))) == count
-    Study(config, base, tmp_path / "out", track=False)._check_recipes()
+    Study(config, base, tmp_path / "out", track=False).check_recipes()
     broken = config.model_copy(update={"set": {"model.encoders.title.filters": 3}})
     with pytest.raises(RecipeError, match="model.encoders.title.filters: unknown key"):
-        Study(broken, base, tmp_path / "out", track=False)._check_recipes()
+        Study(broken, base, tmp_path / "out", track=False).check_recipes()
 
 
 def test_a_pruned_trial_stops_its_repeats_and_stays_pruned(tmp_path: Path, titles_csv: Path) -> None:
@@ -238,8 +239,8 @@ def test_a_pruned_trial_stops_its_repeats_and_stays_pruned(tmp_path: Path, title
     def prune(record: dict[str, float]) -> None:
         raise TrialPruned(f"pruned after epoch {int(record['epoch'])}")
 
-    done = Study(config, base, tmp_path / "out", track=False)._run_configuration("only", {}, prune)
+    done = Study(config, base, tmp_path / "out", track=False).run_configuration("only", {}, on_epoch=prune)
     assert [(r.status, r.error) for r in done] == [("pruned", "pruned after epoch 1")]
-    again = Study(config, base, tmp_path / "out", track=False)._run_configuration("only", {}, None)
+    again = Study(config, base, tmp_path / "out", track=False).run_configuration("only", {})
     assert [r.status for r in again] == ["pruned"]  # read back, not rerun, and its repeats stay skipped
     assert not (tmp_path / "out/trials/only/seed1").exists()

@@ -7,7 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import explore_report, make_pois, poi_recipe
+from helpers.data import make_pois, poi_recipe
+from helpers.training import explore_report
 from typer.testing import CliRunner
 
 import ensayo
@@ -254,7 +255,7 @@ def test_a_saved_pretrained_run_needs_no_weights_package(pois: Path, tmp_path: P
     def unavailable() -> Path:
         raise FileNotFoundError("no weights package")
 
-    monkeypatch.setattr("ensayo.features.image.lite0_weights_path", unavailable)
+    monkeypatch.setattr("ensayo.features.image.encoders.lite0_weights_path", unavailable)
     table = pl.read_csv(pois, infer_schema_length=0).head(4).with_columns(
         pl.col("image").map_elements(lambda p: str(pois.parent / p), return_dtype=pl.String))
     np.testing.assert_allclose(SavedRun.load(tmp_path / "run").predict_proba(table), saved.predict_proba(table),

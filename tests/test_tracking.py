@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import recipe_dict
+from helpers.data import recipe_dict
 
 import ensayo
 from ensayo.models import load_recipe

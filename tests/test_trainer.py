@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import interrupt_training, make_titles, recipe_dict, write_challenge_csv
+from helpers.data import make_titles, recipe_dict, write_challenge_csv
+from helpers.training import interrupt_training
 from safetensors.torch import load_file
 
 import ensayo

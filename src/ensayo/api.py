@@ -20,7 +20,9 @@ from ensayo.exporting import Exported
 from ensayo.models import load_recipe, model_type_of
 from ensayo.pipeline import check_output, distributed_problem, new_run_dir, run
 from ensayo.recipe import Recipe, RecipeError
-from ensayo.runs import SavedRun, evaluate_file, load_run, predict_file, predict_rows, predict_table
+from ensayo.runs import answer
+from ensayo.runs.predict import evaluate_file, predict_file, predict_rows, predict_table
+from ensayo.runs.saved import SavedRun, load_run
 from ensayo.store import write_json
 
 __all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "SavedRun", "Validation", "datasets", "evaluate",
@@ -83,19 +85,19 @@ def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None 
 
 
 def run_rank(recipe: str | Path | None, run_dir: Path, overrides: list[str] | None, track: bool,
-             resume: str | Path | None, force: bool) -> str | None:
-    """One rank of `launch_run`: the run directory on rank 0, None on the others."""
+             resume: str | Path | None, force: bool) -> str:
+    """One rank of `launch_run`: the run directory (rank 0's is the one `launch_run` returns)."""
     saved = run(recipe if resume is None else None, output=None if resume is not None else run_dir,
                 overrides=overrides, track=track, resume=resume, force=force)
-    return str(saved.path) if saved is not None else None
+    return str(saved.path)
 
 
-def predict(run_dir: str | Path | SavedRun, rows: pl.DataFrame | list[dict[str, Any]],
-            top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+def predict(run_dir: str | Path | SavedRun, rows: pl.DataFrame | list[dict[str, Any]], top_k: int = answer.TOP_K,
+            all_classes: bool = False) -> tuple[list[list[str]], np.ndarray]:
     """The top-k labels and probabilities of in-memory rows (a polars table, or a list of mappings of the
-    recipe's input columns), best first."""
+    recipe's input columns), best first; every class with `all_classes`."""
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    return predict_table(saved, rows, top_k)
+    return predict_table(saved, rows, top_k, all_classes)
 
 
 def evaluate(run_dir: str | Path | SavedRun, source: str | Path,
@@ -109,8 +111,9 @@ def evaluate(run_dir: str | Path | SavedRun, source: str | Path,
     return metrics, notes
 
 
-def generate(run_dir: str | Path | SavedRun, prompt: str = "", length: int = 200, temperature: float = 0.8,
-             top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> Iterator[str]:
+def generate(run_dir: str | Path | SavedRun, prompt: str = "", length: int = answer.LENGTH,
+             temperature: float = answer.TEMPERATURE, top_k: int | None = None, top_p: float | None = None,
+             seed: int = answer.SEED) -> Iterator[str]:
     """Stream text from the language model saved in `run_dir` (what `ensayo generate` prints)."""
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
     return saved.generate(prompt, length, temperature, top_k, top_p, seed)
@@ -171,11 +174,12 @@ def datasets(root: Path | None = None) -> list[tuple[DatasetInfo, Path | None]]:
     return list_datasets(root)
 
 
-def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destination: str | Path, top_k: int = 3,
-                    batch_size: int = 4096, progress: Progress | None = None) -> dict[str, Any]:
+def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destination: str | Path,
+                    top_k: int = answer.TOP_K, batch_size: int = 4096, progress: Progress | None = None,
+                    all_classes: bool = False) -> dict[str, Any]:
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress)
+    return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress, all_classes)
 
 
 def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
@@ -210,12 +214,12 @@ def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | Non
 
 
 def explain(run_dir: str | Path | SavedRun, source: str | Path, rows: int = 5,
-            output: str | Path | None = None) -> Path:
-    """Explain a run's answers on the first `rows` rows of `source` with integrated gradients; returns the
-    HTML page written (default: explanation.html in the run directory)."""
+            output: str | Path | None = None, label: str | None = None) -> Path:
+    """Explain a run's answers on the first `rows` rows of `source` (for their predicted class, or for `label`);
+    returns the HTML page written (default: explanation.html in the run directory)."""
     from ensayo.explaining import explain_file
 
     if rows < 1:
         raise ValueError(f"rows is {rows}: explain one row or more")
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    return explain_file(saved, Path(source), rows, Path(output) if output else None)
+    return explain_file(saved, Path(source), rows, Path(output) if output else None, label)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from rich.table import Table
 from ensayo import layout
 from ensayo.data import DataError
 from ensayo.recipe import RecipeError
+from ensayo.runs import answer
 from ensayo.store import Locked
 from ensayo.tracking import TrackingError
 from ensayo.training.distributed import LaunchFailed
@@ -83,11 +85,16 @@ def run(
     with _reported():
         saved = api.run(recipe, output=output, overrides=overrides or [], track=not no_track, resume=resume,
                         console=console, force=force)
-    if saved is not None:  # None: a rank other than 0 of a distributed run
+    if distributed_rank() == 0:  # under torchrun, every rank returns the run; rank 0 says where it is
         stdout.print(str(saved.path))
 
 
-def _rank(*arguments: Any) -> str | None:
+def distributed_rank() -> int:
+    """This process's rank among those torchrun started (0 when it started none)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _rank(*arguments: Any) -> str:
     """One rank of `ensayo run --nproc`: its errors end it as they end `ensayo run`, with one line and a code."""
     from ensayo import api
 
@@ -125,7 +132,7 @@ def predict(
                                         "recipe (audio, images), one file or a folder")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV to write; without it, every "
                                                 "class's probability is printed")] = None,
-    top_k: Annotated[int, typer.Option(help="labels per row in the CSV", min=1)] = 3,
+    top_k: Annotated[int, typer.Option(help="labels per row in the CSV", min=1)] = answer.TOP_K,
     batch_size: Annotated[int, typer.Option(help="rows per batch", min=1)] = 4096,
     engine: Annotated[str, typer.Option(help="torch, or onnx: the network exported by `ensayo export "
                                         "--format onnx`, run by ONNX Runtime")] = "torch",
@@ -180,22 +187,23 @@ def evaluate(
 def generate(
     run_dir: Annotated[Path, typer.Argument(help="saved run of a text-output recipe")],
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
-    length: Annotated[int, typer.Option(help="tokens to generate (characters or words)", min=1)] = 300,
-    temperature: Annotated[float, typer.Option(help="0 is greedy; higher is more varied", min=0.0)] = 0.8,
-    top_k: Annotated[int | None, typer.Option(help="sample among the k likeliest tokens", min=1)] = None,
-    top_p: Annotated[float | None, typer.Option(help="sample within this probability mass (0 to 1]",
-                                                    min=0.0, max=1.0)] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    length: Annotated[int, typer.Option(help="tokens to generate (characters or words)", min=1,
+                                        max=answer.MAX_LENGTH)] = answer.LENGTH,
+    temperature: Annotated[float, typer.Option(help="0 is greedy; higher is more varied", min=0.0,
+                                               max=answer.MAX_TEMPERATURE)] = answer.TEMPERATURE,
+    top_k: Annotated[int, typer.Option(help="sample among the k likeliest tokens (0: all of them)",
+                                       min=0)] = answer.SAMPLE_TOP_K,
+    top_p: Annotated[float, typer.Option(help="sample within this probability mass (0 to 1]; 1: all of it",
+                                         min=0.0, max=1.0)] = answer.TOP_P,
+    seed: Annotated[int, typer.Option(help="random seed", min=0, max=answer.MAX_SEED)] = answer.SEED,
 ) -> None:
     """Stream text from a trained language model."""
     from ensayo import api
 
     with _reported():
-        saved = api.load_run(run_dir)
-    if not saved.can_generate:
-        _fail(f"{run_dir}: not a language model run (its output is {saved.recipe.output.type})")
+        pieces = api.generate(run_dir, prompt, length, temperature, top_k, top_p, seed)
     stdout.print(prompt, end="", highlight=False, markup=False)
-    for piece in saved.generate(prompt, length, temperature, top_k, top_p, seed):
+    for piece in pieces:
         stdout.print(piece, end="", highlight=False, markup=False)
         stdout.file.flush()
     stdout.print()

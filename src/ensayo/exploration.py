@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from rich.console import Console
 
+from ensayo import figures
 from ensayo.data import Splits, load_splits
 from ensayo.features import FEATURES
 from ensayo.features.report import markdown_table
@@ -31,7 +28,8 @@ def class_balance(splits: dict[str, pl.DataFrame], column: str, directory: Path)
     if len(labels) <= 40:
         rows = [[label, *(by_split[name].get(label, 0) for name in by_split)] for label in labels]
         lines += ["", *markdown_table(["class", *by_split], rows)]
-    figure, axes = plt.subplots(figsize=(max(6, 0.25 * min(len(labels), 100)), 3.5))
+    figure = figures.figure(figsize=(max(6, 0.25 * min(len(labels), 100)), 3.5), layout="tight")
+    axes = figure.subplots()
     shown = labels[:100]
     bottom = [0] * len(shown)
     for name, found in by_split.items():
@@ -41,9 +39,7 @@ def class_balance(splits: dict[str, pl.DataFrame], column: str, directory: Path)
     axes.set_xticks(range(len(shown)), shown, rotation=90, fontsize=7)
     axes.set(ylabel="rows", title=f"rows per class and split{' (first 100 classes)' if len(labels) > 100 else ''}")
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(directory / "class_balance.png", dpi=110)
-    plt.close(figure)
+    figures.save(figure, directory / "class_balance.png", dpi=110)
     return [*lines, "", "![rows per class and split](class_balance.png)", ""]
 
 
@@ -55,16 +51,15 @@ def derived_bins(splits: Splits, recipe: Recipe, directory: Path) -> list[str]:
             continue
         source, edges = spec.bin.column, splits.bins.edges[spec.name]
         values = splits.train[source].cast(pl.Float64, strict=False).drop_nulls().to_numpy()
-        figure, axes = plt.subplots(figsize=(8, 3.5))
+        figure = figures.figure(figsize=(8, 3.5), layout="tight")
+        axes = figure.subplots()
         low, high = np.percentile(values, [0.5, 99.5])
         axes.hist(np.clip(values, low, high), bins=60, color="tab:blue")
         for edge in edges:
             axes.axvline(edge, color="tab:red", linestyle="--")
         axes.set(title=f"{source} (training split, clipped to its 0.5-99.5 percentiles) and the edges of "
                        f"{spec.name}", xlabel=source, ylabel="rows")
-        figure.tight_layout()
-        figure.savefig(directory / f"{spec.name}_edges.png", dpi=110)
-        plt.close(figure)
+        figures.save(figure, directory / f"{spec.name}_edges.png", dpi=110)
         quantiles = np.percentile(values, [0, 25, 50, 75, 100])
         lines += [f"## Derived `{spec.name}` from `{source}`", "",
                   f"`{source}`: min {quantiles[0]:.4g}, quartiles {quantiles[1]:.4g} / {quantiles[2]:.4g} / "
@@ -87,7 +82,8 @@ def numeric_correlations(table: pl.DataFrame, directory: Path, limit: int = 20) 
         return []
     names = list(numeric)[:limit]
     matrix = np.corrcoef(np.stack([numeric[n] for n in names]))
-    figure, axes = plt.subplots(figsize=(1.2 + 0.6 * len(names), 1 + 0.5 * len(names)))
+    figure = figures.figure(figsize=(1.2 + 0.6 * len(names), 1 + 0.5 * len(names)), layout="tight")
+    axes = figure.subplots()
     image = axes.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
     axes.set_xticks(range(len(names)), names, rotation=90)
     axes.set_yticks(range(len(names)), names)
@@ -96,9 +92,7 @@ def numeric_correlations(table: pl.DataFrame, directory: Path, limit: int = 20) 
             axes.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7)
     figure.colorbar(image, ax=axes, fraction=0.046)
     axes.set_title("correlations (training split)")
-    figure.tight_layout()
-    figure.savefig(directory / "correlations.png", dpi=110)
-    plt.close(figure)
+    figures.save(figure, directory / "correlations.png", dpi=110)
     return ["## Numeric columns", "", f"Correlations between {', '.join(f'`{n}`' for n in names)}.", "",
             "![correlations](correlations.png)", ""]
 

@@ -1,16 +1,17 @@
 """One recipe end to end: table -> features -> model -> trainer -> evaluator -> tracker -> saved run.
 
-What depends on the kind of model is the model type's (`ensayo.models`); this module orders the stages
-and keeps the run directory and its MLflow run in step.
+What depends on the kind of model is the model type's (`ensayo.models`); this module orders the stages. A
+`RunSession` opens a run directory and its MLflow run and closes them, the same way for a plain run, a
+cross-validated run and each of its folds, and each rank of a distributed run.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,15 +21,140 @@ from rich.console import Console
 from ensayo import layout
 from ensayo import metrics as ev
 from ensayo.data import DataReport, Splits, load_folds, load_splits
-from ensayo.models import Classifier, FitContext, Fitted, ModelType, load_recipe, model_type_of, save_recipe
+from ensayo.models import (
+    Classifier,
+    FitContext,
+    Fitted,
+    ModelType,
+    fold_dirs,
+    is_cross_validated,
+    load_recipe,
+    model_type_of,
+    run_recipe,
+    save_recipe,
+    write_format,
+)
 from ensayo.models.base import EpochCallback
-from ensayo.models.registry import run_recipe, write_format
+from ensayo.models.registry import is_finished
 from ensayo.recipe import Recipe
-from ensayo.runs import SavedRun
-from ensayo.runs.folds import fold_dirs, is_cross_validated, write_cross_validation
-from ensayo.store import contents, locked, read_json, write_json
+from ensayo.runs.folds import write_cross_validation
+from ensayo.runs.saved import SavedRun
+from ensayo.store import contents, empty, locked, read_json, remove_partial_files, write_json
 from ensayo.tracking import Tracker
 from ensayo.training import distributed, seed_everything
+
+
+class OutputTaken(ValueError):
+    """`--output` names a folder that holds something already; the message says what, and what to do."""
+
+
+def check_output(run_dir: Path, force: bool) -> None:
+    """A new run goes into a missing or empty folder; a finished run, an unfinished one or other files there
+    are refused by name unless `force`."""
+    found = contents(run_dir)
+    if not found or force:
+        return
+    if is_finished(run_dir):
+        raise OutputTaken(f"{run_dir}: holds a finished run; choose another --output, or --force to replace it")
+    if (run_dir / layout.RECIPE).is_file():
+        raise OutputTaken(f"{run_dir}: holds an unfinished run; continue it with `ensayo run --resume {run_dir}`, "
+                          "or --force to start again")
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    raise OutputTaken(f"{run_dir}: not empty and not a run (it holds {shown}); choose another --output, or "
+                      "--force to empty it")
+
+
+def new_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return root / recipe.name / stamp
+
+
+@dataclass
+class RunSession:
+    """A run directory and its MLflow run, from opening to closing. Opening checks the folder (a new run needs an
+    empty one) and reaches the tracking store before any data is read; `writing` holds the folder's lock and
+    lays the recipe in it; `close` writes what marks a finished run and ends the MLflow run."""
+
+    recipe: Recipe
+    run_dir: Path
+    console: Console
+    tracker: Tracker
+    resume: bool = False
+    force: bool = False
+    main: bool = True  # rank 0 (or the only process): the one that writes the folder and tracks
+    run_id: str | None = field(default=None, init=False)
+
+    @classmethod
+    def open(cls, recipe: Recipe, run_dir: Path, console: Console, *, track: bool, resume: bool = False,
+             force: bool = False, main: bool = True, check: bool = True) -> RunSession:
+        session = cls(recipe, run_dir, console, Tracker(recipe.track, enabled=track and main, console=console),
+                      resume, force, main)
+        if main and check:
+            if not resume:
+                check_output(run_dir, force)  # before reading any data; again once the folder is locked
+            session.tracker.check()  # a store that does not answer fails the run in seconds, before any work
+        return session
+
+    @contextmanager
+    def writing(self, what: str = "a run") -> Iterator[RunSession]:
+        """The folder locked for this process, holding the recipe (a new run's emptied first); files a killed
+        process left half-written are removed, never read."""
+        if not self.main:
+            yield self
+            return
+        with locked(self.run_dir, what):
+            if not self.resume:
+                check_output(self.run_dir, self.force)
+                empty(self.run_dir)
+                save_recipe(self.recipe, self.run_dir)
+            remove_partial_files(self.run_dir)
+            yield self
+
+    def start_tracking(self, parent_id: str | None = None, tags: dict[str, str] | None = None) -> str | None:
+        """The MLflow run (the interrupted run's own, when resuming), recorded in the folder."""
+        tracking_file = self.run_dir / layout.TRACKING
+        previous = read_json(tracking_file).get("run_id") if self.main and self.resume and tracking_file.is_file() \
+            else None
+        self.run_id = self.tracker.start(self.recipe, self.run_dir.name, resume_id=previous, parent_id=parent_id,
+                                         tags=tags)
+        if self.run_id:
+            write_json(tracking_file, {"run_id": self.run_id, "tracking_uri": self.tracker.uri})
+        return self.run_id
+
+    @contextmanager
+    def ended_on_failure(self) -> Iterator[None]:
+        """An interrupt ends the MLflow run KILLED and an error FAILED; either goes on up."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.tracker.end("KILLED")
+            raise
+        except Exception:
+            self.tracker.end("FAILED")
+            raise
+
+    def close(self, metrics: dict[str, float], step: int = 0) -> None:
+        """The run is finished: `metrics.json` is written (last, with the files the run writes for a person
+        before it) and the training leftovers are gone; then when it finished, and MLflow is told."""
+        write_json(self.run_dir / layout.METRICS, dict(sorted(metrics.items())))
+        for leftover in layout.TRAINING_ONLY:
+            (self.run_dir / leftover).unlink(missing_ok=True)
+        write_format(self.run_dir, self.recipe, trained_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        tracker = self.tracker
+        tracker.log_metrics(metrics, step=step)  # the final scores sit after the last epoch
+        tracker.log_artifacts(self.run_dir, skip=(*layout.TRAINING_ONLY, *layout.BOOKKEEPING))
+        tracker.end()
+        if tracker.failure:
+            write_json(self.run_dir / layout.TRACKING, {"run_id": self.run_id, "tracking_uri": tracker.uri,
+                                                        "failure": tracker.failure})
+        _print_summary(self.console, metrics, self.run_dir, tracker)
+
+
+# ------------------------------------------------------------------------------------------ stages
+def _set_threads(recipe: Recipe) -> None:
+    threads = recipe.train.threads or int(os.environ.get("ENSAYO_THREADS", "0")) or None
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def _epoch_logger(tracker: Tracker, then: EpochCallback | None) -> EpochCallback:
@@ -42,30 +168,11 @@ def _epoch_logger(tracker: Tracker, then: EpochCallback | None) -> EpochCallback
     return on_epoch
 
 
-@contextmanager
-def _ended_on_failure(tracker: Tracker) -> Iterator[None]:
-    """An interrupt ends the MLflow run KILLED and an error FAILED; either goes on up."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        tracker.end("KILLED")
-        raise
-    except Exception:
-        tracker.end("FAILED")
-        raise
-
-
-def _set_threads(recipe: Recipe) -> None:
-    threads = recipe.train.threads or int(os.environ.get("ENSAYO_THREADS", "0")) or None
-    if threads:
-        torch.set_num_threads(threads)
-
-
 def _member_trainer(console: Console, base: Path | None):
     """How an ensemble trains a member: reuse a finished member run, continue an interrupted one, or train it."""
 
     def train_member(recipe: Recipe, run_dir: Path, resume: bool) -> Classifier:
-        if (run_dir / layout.METRICS).is_file():
+        if is_finished(run_dir):
             saved = SavedRun.load(run_dir)
         elif resume and (run_dir / layout.RECIPE).is_file():
             saved = run(recipe, track=False, resume=run_dir, console=console, base=base)
@@ -76,11 +183,39 @@ def _member_trainer(console: Console, base: Path | None):
     return train_member
 
 
+def _read(recipe: Recipe, base: Path | None) -> Splits:
+    started = time.perf_counter()
+    splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
+    splits.report.read_seconds = time.perf_counter() - started
+    return splits
+
+
+def _fit(session: RunSession, splits: Splits, base: Path | None, parent_id: str | None = None,
+         tags: dict[str, str] | None = None, on_epoch: EpochCallback | None = None) -> ModelType:
+    """Train the recipe's model into the session's folder; the main process writes the report and closes the
+    session. Returns the trained model (every rank of a distributed run has it)."""
+    recipe, console = session.recipe, session.console
+    console.print(f"[bold]{recipe.name}[/]: run directory {session.run_dir}")
+    for line in splits.report.summary_lines():
+        console.print(f"  {line}")
+    session.start_tracking(parent_id, tags)
+    model = model_type_of(recipe)(recipe)
+    context = FitContext(session.run_dir, session.resume, console, _epoch_logger(session.tracker, on_epoch), base,
+                         _member_trainer(console, base))
+    with session.ended_on_failure():
+        fitted = model.fit(splits, context)
+        if session.main:
+            _write_report(model, fitted, splits.report, session.run_dir)
+    if session.main:
+        session.close(fitted.metrics, step=len(fitted.history))
+    return model
+
+
 def _write_report(model: ModelType, fitted: Fitted, report: DataReport, run_dir: Path) -> None:
-    model.write_report(run_dir)  # before the metrics, whose file marks a finished run
+    """What a finished run holds besides its metrics, which `RunSession.close` writes last."""
+    model.write_report(run_dir)
     if report.read_seconds is not None:
         fitted.metrics["read_seconds"] = report.read_seconds
-    write_json(run_dir / layout.METRICS, dict(sorted(fitted.metrics.items())))
     write_json(run_dir / layout.HISTORY, fitted.history)
     write_json(run_dir / layout.DATA_REPORT, report.to_dict())
     if fitted.history:
@@ -94,7 +229,7 @@ def _prepare(recipe: Recipe | str | Path | dict, overrides: list[str] | None, ba
         run_dir = Path(resume)
         if not (run_dir / layout.RECIPE).is_file():
             raise FileNotFoundError(f"{run_dir}: no {layout.RECIPE}; not a run directory to resume")
-        if (run_dir / layout.METRICS).is_file():
+        if is_finished(run_dir):
             raise ValueError(f"{run_dir}: this run has finished (it has {layout.METRICS}); nothing to resume")
         return run_recipe(run_dir), base
     if isinstance(recipe, dict):
@@ -105,46 +240,18 @@ def _prepare(recipe: Recipe | str | Path | dict, overrides: list[str] | None, ba
     return model_type_of(recipe).prepare(recipe, base), base
 
 
-class OutputTaken(ValueError):
-    """`--output` names a folder that holds something already; the message says what, and what to do."""
-
-
-def check_output(run_dir: Path, force: bool) -> None:
-    """A new run goes into a missing or empty folder; a finished run, an unfinished one or other files there
-    are refused by name unless `force`."""
-    found = contents(run_dir)
-    if not found or force:
-        return
-    if (run_dir / layout.METRICS).is_file():
-        raise OutputTaken(f"{run_dir}: holds a finished run; choose another --output, or --force to replace it")
-    if (run_dir / layout.RECIPE).is_file():
-        raise OutputTaken(f"{run_dir}: holds an unfinished run; continue it with `ensayo run --resume {run_dir}`, "
-                          "or --force to start again")
-    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
-    raise OutputTaken(f"{run_dir}: not empty and not a run (it holds {shown}); choose another --output, or "
-                      "--force to empty it")
-
-
-def _empty(run_dir: Path) -> None:
-    for name in contents(run_dir):
-        path = run_dir / name
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-
-
-def new_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    return root / recipe.name / stamp
-
-
+# ------------------------------------------------------------------------------------------ runs
 def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, overrides: list[str] | None = None,
         track: bool = True, resume: str | Path | None = None, console: Console | None = None,
         base: Path | None = None, parent_id: str | None = None, tags: dict[str, str] | None = None,
         on_epoch: EpochCallback | None = None, force: bool = False) -> SavedRun:
-    """Train, evaluate, track and save one recipe; returns the saved run.
+    """Train, evaluate, track and save one recipe; returns the saved run, holding the model as trained (which
+    answers as the saved run loaded again does).
 
     With `resume`, continue the interrupted run in that directory from its last checkpoint. The run
     directory is locked while this process writes it; `output` must be missing or empty unless `force`.
     A study passes its MLflow `parent_id` and `tags`, and `on_epoch` (which may raise to stop the run).
+    Under torchrun (several processes), every rank trains its share and returns the run.
     """
     console = console or Console(stderr=True)
     recipe, base = _prepare(recipe, overrides, base, resume)
@@ -153,25 +260,13 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
     if is_cross_validated(recipe):
         return _run_folds(recipe, output, resume, console, base, track, force, parent_id, tags, on_epoch)
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
-    if resume is None:
-        check_output(run_dir, force)  # before reading any data; again once the folder is locked
-    tracker = Tracker(recipe.track, enabled=track)
-    tracker.console = console
-    tracker.check()  # a store that does not answer fails the run in seconds, before any work
+    session = RunSession.open(recipe, run_dir, console, track=track, resume=resume is not None, force=force)
     _set_threads(recipe)
     seed_everything(recipe.train.seed)
-    started = time.perf_counter()
-    splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
-    splits.report.read_seconds = time.perf_counter() - started
-    with locked(run_dir, "a run"):
-        if resume is None:
-            check_output(run_dir, force)
-            _empty(run_dir)
-            save_recipe(recipe, run_dir)
-        for partial in run_dir.glob(".*.tmp*"):  # half-written by a process that was killed: never read
-            partial.unlink()
-        return _train(recipe, run_dir, splits, console, base, resume is not None, tracker, parent_id, tags,
-                      on_epoch)
+    splits = _read(recipe, base)
+    with session.writing():
+        model = _fit(session, splits, base, parent_id, tags, on_epoch)
+    return SavedRun(run_dir, recipe, model)
 
 
 def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | None, console: Console,
@@ -181,68 +276,45 @@ def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | N
     recipe's run), then the recipe's run from them. Resuming keeps the finished folds and continues the
     interrupted one from its checkpoint."""
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
-    if resume is None:
-        check_output(run_dir, force)
-    tracker = Tracker(recipe.track, enabled=track)
-    tracker.console = console
-    tracker.check()
+    session = RunSession.open(recipe, run_dir, console, track=track, resume=resume is not None, force=force)
     _set_threads(recipe)
     started = time.perf_counter()
     folds = load_folds(recipe, base)  # the data read once; each fold fits its preprocessing on its own train
     read_seconds = time.perf_counter() - started
-    with locked(run_dir, "a run"):
-        if resume is None:
-            check_output(run_dir, force)
-            _empty(run_dir)
-            save_recipe(recipe, run_dir)
+    with session.writing():
         console.print(f"[bold]{recipe.name}[/]: {len(folds)}-fold cross-validation in {run_dir}")
-        tracking_file = run_dir / layout.TRACKING
-        previous = read_json(tracking_file).get("run_id") if resume and tracking_file.is_file() else None
-        run_id = tracker.start(recipe, run_dir.name, resume_id=previous, parent_id=parent_id,
-                               tags={**(tags or {}), "ensayo.kind": "cross-validation"})
-        if run_id:
-            write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri})
-        with _ended_on_failure(tracker):
-            runs = [_fold(recipe, run_dir, fold, splits, console, base, resume is not None, track, run_id,
+        run_id = session.start_tracking(parent_id, {**(tags or {}), "ensayo.kind": "cross-validation"})
+        with session.ended_on_failure():
+            runs = [_fold(session, fold, splits, base, track, run_id,
                           on_epoch if fold == 0 else None)  # a study's pruner watches the first fold
                     for fold, splits in enumerate(folds)]
             metrics, average = write_cross_validation(run_dir, recipe, folds, [r.classifier for r in runs],
                                                       [r.metrics for r in runs])
             metrics["read_seconds"] = read_seconds
-            average.write_report(run_dir)
-            write_json(run_dir / layout.METRICS, dict(sorted(metrics.items())))
             write_json(run_dir / layout.DATA_REPORT, folds[0].report.to_dict() | {
                 "fold_sizes": [f.report.split_sizes for f in folds]})
-        write_format(run_dir, recipe, trained_at=datetime.now(UTC).isoformat(timespec="seconds"))
-        tracker.log_metrics(metrics)
-        tracker.log_artifacts(run_dir, skip=layout.BOOKKEEPING)
-        tracker.end()
-        _print_summary(console, metrics, run_dir, tracker)
-        return SavedRun.load(run_dir)
+        session.close(metrics)
+    return SavedRun(run_dir, recipe, average)
 
 
-def _fold(recipe: Recipe, run_dir: Path, fold: int, splits: Splits, console: Console, base: Path | None,
-          resume: bool, track: bool, parent_id: str | None, on_epoch: EpochCallback | None) -> SavedRun:
+def _fold(above: RunSession, fold: int, splits: Splits, base: Path | None, track: bool, parent_id: str | None,
+          on_epoch: EpochCallback | None) -> SavedRun:
     """Fold `fold`'s run: kept when it finished before, continued when it was interrupted, else trained."""
-    fold_dir = fold_dirs(run_dir, recipe.data.split.folds or 0)[fold]
-    if (fold_dir / layout.METRICS).is_file():
+    recipe, console = above.recipe, above.console
+    fold_dir = fold_dirs(above.run_dir, recipe.data.split.folds or 0)[fold]
+    if is_finished(fold_dir):
         console.print(f"fold {fold + 1}/{recipe.data.split.folds}: finished before, kept")
         return SavedRun.load(fold_dir)
     fold_recipe = recipe.model_copy(deep=True)
     fold_recipe.data.split.fold = fold
-    continuing = resume and (fold_dir / layout.RECIPE).is_file()
+    continuing = above.resume and (fold_dir / layout.RECIPE).is_file()
     console.rule(f"fold {fold + 1}/{recipe.data.split.folds}")
     seed_everything(recipe.train.seed)
-    with locked(fold_dir, "a fold run"):
-        if not continuing:
-            _empty(fold_dir)
-            save_recipe(fold_recipe, fold_dir)
-        for partial in fold_dir.glob(".*.tmp*"):
-            partial.unlink()
-        tracker = Tracker(recipe.track, enabled=track)
-        tracker.console = console
-        return _train(fold_recipe, fold_dir, splits, console, base, continuing, tracker, parent_id,
-                      {"ensayo.fold": str(fold)}, on_epoch)
+    session = RunSession.open(fold_recipe, fold_dir, console, track=track, resume=continuing, force=True,
+                              check=False)
+    with session.writing("a fold run"):
+        model = _fit(session, splits, base, parent_id, {"ensayo.fold": str(fold)}, on_epoch)
+    return SavedRun(fold_dir, fold_recipe, model)
 
 
 def distributed_problem(recipe: Recipe) -> str | None:
@@ -255,9 +327,9 @@ def distributed_problem(recipe: Recipe) -> str | None:
 
 @distributed.failing_after_the_cause()
 def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | None, console: Console,
-              base: Path | None, track: bool, force: bool) -> SavedRun | None:
+              base: Path | None, track: bool, force: bool) -> SavedRun:
     """One rank of a run torchrun started on several processes. Rank 0 owns the run directory, its lock and
-    MLflow, and returns the saved run; the other ranks train and score their shares and return None."""
+    MLflow; every rank trains and scores its shares and returns the trained run."""
     problem = distributed_problem(recipe)
     if problem:
         raise ValueError(problem)
@@ -267,67 +339,21 @@ def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | No
             console = Console(stderr=True, quiet=True)
         run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
         run_dir = Path(distributed.broadcast_object(str(run_dir)))  # rank 0's clock names a new run
-        tracker = Tracker(recipe.track, enabled=track and current.main)
-        tracker.console = console
-        if current.main:
-            if resume is None:
-                check_output(run_dir, force)
-            tracker.check()
+        session = RunSession.open(recipe, run_dir, console, track=track, resume=resume is not None, force=force,
+                                  main=current.main)
         _set_threads(recipe)
         seed_everything(recipe.train.seed)
-        started = time.perf_counter()
-        splits = load_splits(recipe, base)
-        splits.report.read_seconds = time.perf_counter() - started
-        if not current.main:
-            _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
-            return None
-        console.print(f"training on {current.size} processes ({torch.distributed.get_backend()})")
-        with locked(run_dir, "a run"):
-            if resume is None:
-                check_output(run_dir, force)
-                _empty(run_dir)
-                save_recipe(recipe, run_dir)
-            for partial in run_dir.glob(".*.tmp*"):
-                partial.unlink()
-            return _train(recipe, run_dir, splits, console, base, resume is not None, tracker, None, None, None)
+        splits = _read(recipe, base)
+        if current.main:
+            console.print(f"training on {current.size} processes ({torch.distributed.get_backend()})")
+        with session.writing():
+            model = _fit(session, splits, base)
+        return SavedRun(run_dir, recipe, model)
     finally:
         distributed.stop()
 
 
-def _train(recipe: Recipe, run_dir: Path, splits: Splits, console: Console, base: Path | None, resume: bool,
-           tracker: Tracker, parent_id: str | None, tags: dict[str, str] | None,
-           on_epoch: EpochCallback | None) -> SavedRun:
-    console.print(f"[bold]{recipe.name}[/]: run directory {run_dir}")
-    for line in splits.report.summary_lines():
-        console.print(f"  {line}")
-
-    main = distributed.world().main
-    tracking_file = run_dir / layout.TRACKING
-    previous = read_json(tracking_file).get("run_id") if main and resume and tracking_file.is_file() else None
-    run_id = tracker.start(recipe, run_dir.name, resume_id=previous, parent_id=parent_id, tags=tags)
-    if run_id:
-        write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri})
-
-    model = model_type_of(recipe)(recipe)
-    context = FitContext(run_dir, resume, console, _epoch_logger(tracker, on_epoch), base,
-                         _member_trainer(console, base))
-    with _ended_on_failure(tracker):
-        fitted = model.fit(splits, context)
-        if not main:
-            return None  # type: ignore[return-value]
-        _write_report(model, fitted, splits.report, run_dir)
-    write_format(run_dir, recipe, trained_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    tracker.log_metrics(fitted.metrics, step=len(fitted.history))  # the final scores sit after the last epoch
-    tracker.log_artifacts(run_dir, skip=(*layout.TRAINING_ONLY, *layout.BOOKKEEPING))
-    tracker.end()
-    if tracker.failure:
-        write_json(tracking_file, {"run_id": run_id, "tracking_uri": tracker.uri, "failure": tracker.failure})
-    for leftover in layout.TRAINING_ONLY:
-        (run_dir / leftover).unlink(missing_ok=True)
-    _print_summary(console, fitted.metrics, run_dir, tracker)
-    return SavedRun.load(run_dir)
-
-
+# ------------------------------------------------------------------------------------------ the summary
 def _figure(metrics: dict[str, float], key: str) -> str:
     """`key value`, with its bootstrap interval when it has one."""
     low, high = metrics.get(f"{key}_low"), metrics.get(f"{key}_high")

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -97,6 +98,19 @@ def holder(directory: Path) -> str:
     except (OSError, ValueError):
         return "another process"
     return f"process {found['pid']} on {found['host']} since {found['since']} ({found['command']})"
+
+
+def remove_partial_files(directory: Path) -> None:
+    """The temporary files of `atomic_path` that a killed process left half-written: never read, removed."""
+    for partial in directory.glob(".*.tmp*"):
+        partial.unlink()
+
+
+def empty(directory: Path) -> None:
+    """Remove what a directory holds, its lock files left alone."""
+    for name in contents(directory):
+        path = directory / name
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def contents(directory: Path) -> list[str]:

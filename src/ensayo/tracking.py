@@ -33,7 +33,7 @@ class Tracker:
     fails the run at once (or, with `track.required: false`, is warned about once); one that fails later
     stops the tracking, not the run."""
 
-    def __init__(self, config: TrackConfig, enabled: bool = True) -> None:
+    def __init__(self, config: TrackConfig, enabled: bool = True, console: Any = None) -> None:
         self.config = config
         self.enabled = enabled and config.enabled
         self.run_id: str | None = None
@@ -41,7 +41,7 @@ class Tracker:
         self.experiment_id: str | None = None
         self._client: Any = None
         self.failure: str | None = None  # why tracking stopped during the run, when it did
-        self.console: Any = None  # where the warnings go (the run's console)
+        self.console = console  # where the warnings go (the run's console)
 
     def start(self, recipe: Recipe, run_name: str, resume_id: str | None = None,
               parent_id: str | None = None, tags: dict[str, str] | None = None) -> str | None:

@@ -4,32 +4,14 @@ inline as PNG."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from ensayo.explaining.attribution import InputExplanation, RowExplanation
+from ensayo import figures
+from ensayo.models import InputExplanation, RowExplanation
 from ensayo.store import write_text
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#222;padding:0 1rem}
-section.row{border:1px solid #ddd;border-radius:6px;padding:.8rem 1rem;margin:1rem 0}
-.answer{font-size:1.1rem}.share{color:#555;font-size:.9rem}.token{padding:.1rem .25rem;margin:.1rem;
-border-radius:3px;display:inline-block}img{max-width:100%}table{border-collapse:collapse;font-size:.85rem}
-td,th{border:1px solid #ccc;padding:.2rem .5rem}"""
-
-
-def _png(figure: plt.Figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _colour(weight: float, scale: float) -> str:
@@ -48,7 +30,8 @@ def _tokens(item: InputExplanation) -> str:
 
 
 def _map(item: InputExplanation) -> str:
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+    figure = figures.figure(figsize=(9, 3), layout="tight")
+    (left, right) = figure.subplots(1, 2)
     assert item.map is not None and item.background is not None
     limit = float(np.abs(item.map).max()) or 1.0
     if item.kind == "spectrogram":
@@ -64,7 +47,7 @@ def _map(item: InputExplanation) -> str:
         right.set(title="integrated gradients over the photo")
         for axes in (left, right):
             axes.axis("off")
-    return f'<img alt="saliency of {html.escape(item.name)}" src="data:image/png;base64,{_png(figure)}">'
+    return figures.inline(figure, f"saliency of {item.name}")
 
 
 def _input(item: InputExplanation) -> str:
@@ -84,8 +67,5 @@ def _row(index: int, row: RowExplanation) -> str:
 
 def write_page(rows: list[RowExplanation], path: Path, title: str, note: str) -> Path:
     body = "".join(_row(i, row) for i, row in enumerate(rows))
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
-            f"{body}</body></html>")
-    write_text(path, page)
+    write_text(path, figures.page(title, f"<h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>{body}"))
     return path

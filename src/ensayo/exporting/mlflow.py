@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ensayo import __version__, layout
-from ensayo.exporting.pyfunc import CLASSIFIER_PARAMS, GENERATOR_PARAMS
 from ensayo.models import model_type_of
-from ensayo.runs import SavedRun
+from ensayo.runs import answer
+from ensayo.runs.saved import SavedRun
 from ensayo.store import read_json
 
 LOADER = "ensayo.exporting.pyfunc"
@@ -37,13 +37,12 @@ def signature(run: SavedRun):
     kinds = {"text": "string", "number": "double", "category": "string", "file": "string"}
     if run.can_generate:
         inputs = Schema([ColSpec("string", "prompt", required=False)])
-        defaults = GENERATOR_PARAMS
     else:
         inputs = Schema([ColSpec(kinds[f.values.kind], f.name, required=f.values.kind in ("text", "file"))
                          for f in run.fields])
-        defaults = CLASSIFIER_PARAMS
     types = {bool: "boolean", int: "long", float: "double"}
-    params = ParamSchema([ParamSpec(name, types[type(value)], value) for name, value in defaults.items()])
+    params = ParamSchema([ParamSpec(name, types[type(value)], value)
+                          for name, value in answer.defaults(run.can_predict).items()])
     return ModelSignature(inputs=inputs, params=params)
 
 

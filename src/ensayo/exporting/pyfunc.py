@@ -7,18 +7,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ensayo.runs import SavedRun, load_run, records_of, rows_to_table
-
-CLASSIFIER_PARAMS = {"top_k": 3, "all_classes": False}
-GENERATOR_PARAMS = {"length": 200, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "seed": 0}
+from ensayo.features.rows import prompts_of, records_of, rows_to_table
+from ensayo.runs import answer
+from ensayo.runs.saved import SavedRun, load_run
 
 
 class EnsayoModel:
-    """What `mlflow.pyfunc.load_model` returns for an ensayo run: `predict(rows, params)`.
+    """What `mlflow.pyfunc.load_model` returns for an ensayo run: `predict(rows, params)`, answering as
+    `ensayo serve` does (`ensayo.runs.answer`).
 
-    A classifier answers a table with one row per input row: `labels` and `probabilities`, best first (what
-    `ensayo serve` answers). A generator reads a `prompt` column and answers one text per row (what
-    `ensayo generate` prints for the same seed)."""
+    A classifier answers a table with one row per input row: `labels` and `probabilities`, best first. A
+    generator reads a `prompt` column and answers one text per row (what `ensayo generate` prints for the same
+    settings)."""
 
     def __init__(self, run: SavedRun) -> None:
         self.run = run
@@ -27,25 +27,16 @@ class EnsayoModel:
         import pandas as pd
 
         rows = records_of(model_input)
+        settings = {key: value for key, value in (params or {}).items()
+                    if key in answer.defaults(self.run.can_predict)}  # MLflow has warned of any other
         if self.run.can_generate:
-            return self._generate(rows, {**GENERATOR_PARAMS, **(params or {})})
-        options = {**CLASSIFIER_PARAMS, **(params or {})}
+            sampling = answer.Sampling.checked(**settings)
+            return ["".join(self.run.sample(prompt, sampling)) for prompt in prompts_of(rows)]
+        ranking = answer.Ranking.checked(**settings)
         with tempfile.TemporaryDirectory(prefix="ensayo-pyfunc-") as folder:
             table = rows_to_table(self.run.fields, rows, Path(folder))
-            k = len(self.run.output) if options["all_classes"] else int(options["top_k"])
-            labels, probabilities = self.run.predict(table, max(1, k))
-        return pd.DataFrame({"labels": labels, "probabilities": [[round(float(p), 6) for p in row]
-                                                                  for row in probabilities]})
-
-    def _generate(self, rows: list[Any], options: dict[str, Any]) -> list[str]:
-        texts = []
-        for row in rows:
-            prompt = row.get("prompt", "") if isinstance(row, dict) else str(row)
-            pieces = self.run.generate(str(prompt or ""), int(options["length"]), float(options["temperature"]),
-                                       int(options["top_k"]) or None, float(options["top_p"]) if
-                                       float(options["top_p"]) < 1 else None, int(options["seed"]))
-            texts.append("".join(pieces))
-        return texts
+            labels, probabilities = self.run.predict(table, ranking.top_k, ranking.all_classes)
+        return pd.DataFrame(answer.records(labels, probabilities))
 
 
 def _load_pyfunc(data_path: str) -> EnsayoModel:

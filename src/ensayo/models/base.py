@@ -1,12 +1,15 @@
 """Model types: the unit of extension for what is trained. Each is one module of this package with one
 `ModelType` subclass registered by `@register_model_type("name")`.
 
-A model type says what it can do (the output it gives, the inputs it reads, the formats it exports to,
-whether it trains on several processes), owns its recipe sections (`model.<key>`, validated when the
-recipe is resolved), and follows scikit-learn's vocabulary: the constructor stores the recipe, `fit`
-learns from the splits and leaves the run directory complete, `load` rebuilds the trained model from
-a run directory, and a trained model answers with `predict_proba` (a `Classifier`) or `generate` (a
-`Generator`).
+A model type says what it is (the output it gives, the inputs it reads, whether it trains on several
+processes), owns its recipe sections (`model.<key>`, validated when the recipe is resolved), and follows
+scikit-learn's vocabulary: the constructor stores the recipe, `fit` learns from the splits and leaves the
+run directory complete, `load` rebuilds the trained model from a run directory.
+
+What a trained model can do is a method it has, as in scikit-learn: `predict_proba` (a `Classifier`),
+`generate` (a `Generator`), `export_onnx` with its engine `load_onnx`, `explain`. A method that depends on
+the trained model is there only when it can work (`available_if`), and `refusal` says, naming the type, why
+one is missing. `tests/helpers/contract.py` checks every registered type against this contract.
 """
 
 from __future__ import annotations
@@ -31,7 +34,13 @@ from ensayo.recipe import Recipe
 from ensayo.store import read_json, write_json
 
 Sections = dict[str, type[BaseModel] | None]  # model.<key> -> its schema (None marks `encoders`)
-Exports = dict[str, str | None]  # format -> None where a model type can be exported to it, else why not
+# what a trained model can do -> the method that does it; a type can do what it has the method for
+CAPABILITIES = {"predict": "predict_proba", "generate": "generate", "onnx": "export_onnx", "explain": "explain"}
+# how a refusal says what the type does not do
+_CANNOT = {"predict": "does not predict classes (use generate)", "generate": "does not generate text (use predict)",
+           "onnx": "has no onnx export", "explain": "does not explain its answers"}
+_CANNOT_THIS = {"predict": "cannot predict classes", "generate": "cannot generate text",
+                "onnx": "cannot be exported to onnx", "explain": "cannot explain its answers"}
 EpochCallback = Callable[[dict[str, float]], None]
 # Trains a member recipe into a run directory (resuming it when asked) and returns the trained member:
 # how an ensemble trains its members through the pipeline without importing it.
@@ -69,7 +78,7 @@ class ModelType(ABC):
     sections: ClassVar[Sections] = {}
     output: ClassVar[str] = "category"  # the output type it gives: category or text
     input_types: ClassVar[frozenset[str] | None] = None  # the input types it reads; None: any
-    exports: ClassVar[Exports] = {}
+    refusals: ClassVar[dict[str, str]] = {}  # capability -> why the type lacks it, in words for a user
     distributed: ClassVar[str | None] = "it trains in one process"  # None: it can train on several processes
     curve_metric: ClassVar[str] = "balanced_accuracy"  # the validation metric its learning curves show
     losses: ClassVar[frozenset[str]] = frozenset({"cross_entropy"})  # the train.loss values it trains with
@@ -114,11 +123,24 @@ class ModelType(ABC):
         return recipe
 
     @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """What a trained model of this type can do, read off the methods it has (`CAPABILITIES`); a method
+        with a condition (`available_if`) may still be missing on one trained model."""
+        return frozenset(name for name, method in CAPABILITIES.items() if hasattr(cls, method))
+
+    @classmethod
     def export_problem(cls, fmt: str) -> str | None:
-        """Why this model type cannot be exported to `fmt`, or None when it can."""
-        if fmt not in cls.exports:
+        """Why this model type cannot be exported to `fmt`, or None when it can. Every type exports to MLflow: the
+        exported model reads the run with ensayo."""
+        if fmt == "mlflow":
+            return None
+        if fmt not in CAPABILITIES or fmt in ("predict", "generate", "explain"):
             return f"model type {cls.name} has no {fmt} export"
-        return cls.exports[fmt]
+        return refusal(cls, fmt)
+
+    def blocker(self, capability: str) -> str | None:
+        """Why this trained model cannot do what its type can, or None (most models: nothing)."""
+        return None
 
     # ------------------------------------------------------------------ training and loading
     @abstractmethod
@@ -173,16 +195,6 @@ class Classifier(ModelType):
     @abstractmethod
     def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
         """Probabilities of rows that hold every input column."""
-
-    def predict(self, table: pl.DataFrame, top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
-        """The `top_k` likeliest labels of each row, best first, with their probabilities."""
-        if top_k < 1:
-            raise ValueError(f"top_k is {top_k}: ask for one label or more")
-        probabilities = self.predict_proba(table)
-        k = min(top_k, probabilities.shape[1])
-        top = np.argsort(-probabilities, axis=1)[:, :k]
-        labels = [[self.classes.classes[i] for i in row] for row in top]
-        return labels, np.take_along_axis(probabilities, top, axis=1)
 
     def labels(self, table: pl.DataFrame) -> list[str]:
         return table[self.recipe.output.column].cast(pl.String).to_list()
@@ -249,16 +261,37 @@ class Generator(ModelType):
     curve_metric = "bits_per_char"
 
     @abstractmethod
-    def generate(self, prompt: str = "", length: int = 200, temperature: float = 0.8, top_k: int | None = None,
-                 top_p: float | None = None, seed: int = 0) -> Iterator[str]:
-        """Yield the text of each new token as it is sampled; `length` counts tokens."""
+    def generate(self, prompt: str, length: int, temperature: float, top_k: int | None, top_p: float | None,
+                 seed: int) -> Iterator[str]:
+        """Yield the text of each new token as it is sampled; `length` counts tokens, `top_k` and `top_p` limit
+        the tokens sampled from where they are not None (the defaults are `ensayo.runs.answer`'s)."""
+
+
+def refusal(subject: Any, capability: str) -> str | None:
+    """None when `subject` (a model type, or a trained model) can do `capability`; else a sentence naming its
+    type and saying why not."""
+    method = CAPABILITIES[capability]
+    if hasattr(subject, method):
+        return None
+    if not isinstance(subject, type) and hasattr(type(subject), method):  # the type can; this model cannot
+        return f"this {subject.name} model {_CANNOT_THIS[capability]}: {subject.blocker(capability)}"
+    reason = subject.refusals.get(capability)
+    return f"model type {subject.name} {_CANNOT[capability]}" + (f": {reason}" if reason else "")
 
 
 MODEL_TYPES: dict[str, type[ModelType]] = {}
 
 
 def register_model_type(name: str) -> Callable[[type[ModelType]], type[ModelType]]:
+    """Register a model type under `name`; what it can do is what it implements, never a declaration."""
+
     def decorate(cls: type[ModelType]) -> type[ModelType]:
+        if "exports" in vars(cls):
+            raise TypeError(f"model type {name}: `exports` is no longer declared; implement export_onnx (and "
+                            "load_onnx, its engine) for ONNX, and every type exports to MLflow")
+        if hasattr(cls, "export_onnx") != hasattr(cls, "load_onnx"):
+            raise TypeError(f"model type {name}: export_onnx and load_onnx (the engine that reads the export) "
+                            "come together")
         cls.name = name
         MODEL_TYPES[name] = cls
         return cls

@@ -26,7 +26,6 @@ from ensayo import metrics as ev
 from ensayo.data import Splits
 from ensayo.models.base import (
     Classifier,
-    Exports,
     FitContext,
     Fitted,
     Sections,
@@ -134,9 +133,9 @@ class Pool:
 @register_model_type("ensemble")
 class Ensemble(Classifier):
     sections: ClassVar[Sections] = {"ensemble": EnsembleConfig}
-    exports: ClassVar[Exports] = {
-        "mlflow": None,
-        "onnx": "an ensemble pools its members' answers outside any one network; export it to mlflow"}
+    refusals: ClassVar[dict[str, str]] = {
+        "onnx": "an ensemble pools its members' answers outside any one network; export it to mlflow",
+        "explain": "an ensemble pools its members' answers; explain a member run (members/<name>)"}
     inputs_of_its_own = False
     distributed = "its members train one after the other, and a linear member trains in one process"
 

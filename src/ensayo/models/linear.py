@@ -27,7 +27,8 @@ from ensayo.data import Splits
 from ensayo.features import Feature
 from ensayo.features.sentence import SentenceFeature
 from ensayo.features.text import TextFeature, normalize
-from ensayo.models.base import Classifier, Exports, FitContext, Fitted, Sections, read_state, register_model_type
+from ensayo.models.attribution import InputExplanation, RowExplanation
+from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
 from ensayo.models.neural import make_features, save_state
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe, Strict
@@ -183,8 +184,7 @@ class TfidfLinear(Classifier):
 
     sections: ClassVar[Sections] = {"linear": LinearConfig}
     input_types = frozenset({"text", "sentence"})
-    exports: ClassVar[Exports] = {
-        "mlflow": None,
+    refusals: ClassVar[dict[str, str]] = {
         "onnx": "a scikit-learn linear model over n-gram vocabularies is not a network; export it to mlflow"}
     distributed = "a scikit-learn linear classifier fits in one process"
     weighs_classes = True
@@ -220,3 +220,34 @@ class TfidfLinear(Classifier):
 
     def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
         return self.linear.predict_proba(table)
+
+    def explain(self, table: pl.DataFrame, label: str | None = None) -> list[RowExplanation]:
+        """Each row's n-grams by their part in the score of `label` (default: the predicted class): tf-idf value
+        times the class's weight, which is exact for a linear model (no gradients needed)."""
+        return [self._explain_row(table[i: i + 1], label) for i in range(table.height)]
+
+    def _explain_row(self, row: pl.DataFrame, label: str | None, top: int = 15) -> RowExplanation:
+        linear = self.linear
+        assert linear.coef is not None
+        matrix = linear._matrix(row, fit=False).tocsr()
+        probabilities = self.predict_proba(row)[0]
+        predicted = int(probabilities.argmax())
+        target = predicted if label is None else self.classes.index[label]
+        names = self._ngram_names()
+        contributions = [(names[j], float(v * linear.coef[target, j]))
+                         for j, v in zip(matrix.indices, matrix.data, strict=True)]
+        contributions.sort(key=lambda item: -abs(item[1]))
+        tokens = [(name, weight, 0.0) for name, weight in contributions[:top]]
+        total = float(sum(weight for _, weight in contributions))
+        return RowExplanation(self.classes.classes[predicted], float(probabilities[target]),
+                              [InputExplanation("n-grams", "tokens", total, tokens=tokens)],
+                              explained=self.classes.classes[target] if target != predicted else "")
+
+    def _ngram_names(self) -> list[str]:
+        names: list[str] = []
+        for feature, kind, vectorizer in self.linear.vectorizers:
+            vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+            names += [f"{feature.name}: {'word' if kind == 'word' else 'chars'} {token!r}" for token in vocabulary]
+        for feature in self.linear.sentences:
+            names += [f"{feature.name}: vector[{i}]" for i in range(feature.dim)]
+        return names

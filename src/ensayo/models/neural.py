@@ -12,13 +12,15 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import polars as pl
 import torch
+from sklearn.utils.metaestimators import available_if
 from torch import nn
 
 from ensayo import layout
 from ensayo import metrics as ev
 from ensayo.data import Splits
 from ensayo.features import Feature, FileColumn, build_feature, saved_run_loading
-from ensayo.models.base import Classifier, Exports, FitContext, Fitted, Sections, read_state, register_model_type
+from ensayo.models.attribution import RowExplanation
+from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
 from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import HeadConfig, Recipe
@@ -142,7 +144,6 @@ def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput, 
 @register_model_type("neural")
 class NeuralClassifier(Classifier):
     sections: ClassVar[Sections] = {"encoders": None, "head": HeadConfig}
-    exports: ClassVar[Exports] = {"mlflow": None, "onnx": None}
     distributed = None
     learns_auxiliary = True
     losses = frozenset({"cross_entropy", "focal"})
@@ -152,6 +153,7 @@ class NeuralClassifier(Classifier):
         super().__init__(recipe)
         self.features = make_features(recipe)
         self.network: EnsayoModel | None = None
+        self.onnx: Any = None  # `load_onnx`: the exported network in ONNX Runtime, run instead of `network`
         self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
         self.train_columns: dict[str, Any] | None = None  # the training split as encoded while fitting
 
@@ -262,6 +264,48 @@ class NeuralClassifier(Classifier):
         return model
 
     def _predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:
-        assert self.network is not None, "fit or load the model first"
         split = encode_split(self.features, table, np.zeros(table.height, dtype=np.int64))
-        return network_probabilities(self.network, split, batch_size or self.recipe.train.eval_batch_size)
+        size = batch_size or self.recipe.train.eval_batch_size
+        if self.onnx is not None:
+            return self.onnx.probabilities(split, size, len(self.classes))
+        assert self.network is not None, "fit or load the model first"
+        return network_probabilities(self.network, split, size)
+
+    # ------------------------------------------------------------------ what a trained network can do
+    def blocker(self, capability: str) -> str | None:
+        if capability in ("onnx", "explain") and self.network is None:
+            return "this run's network is not loaded in torch (an ONNX engine runs it); load it with the torch engine"
+        return self._onnx_problem() if capability == "onnx" else None
+
+    def _onnx_problem(self) -> str | None:
+        """Why an encoder of the network cannot be traced into ONNX, or None."""
+        assert self.network is not None
+        for name, encoder in self.network.encoders.items():
+            for part in encoder.modules():  # an encoder, or a module inside it, may say why it cannot be exported
+                if getattr(part, "onnx_problem", None):
+                    return f"input {name!r}: its {type(encoder).__name__} {part.onnx_problem}"
+        return None
+
+    @available_if(lambda self: self.network is not None and self._onnx_problem() is None)
+    def export_onnx(self, target: Path) -> None:
+        """The network, calibrated, as `target`/model.onnx (with onnx.json), for `load_onnx`."""
+        from ensayo.models.onnx import export_network
+
+        export_network(self, target)
+
+    @classmethod
+    def load_onnx(cls, run_dir: Path, recipe: Recipe) -> NeuralClassifier:
+        """The run with its network in ONNX Runtime (from `export_onnx`; its graph holds the temperature)."""
+        from ensayo.models.onnx import OnnxNetwork
+
+        model = cls.with_state(run_dir, recipe)
+        model.onnx = OnnxNetwork(run_dir)
+        return model
+
+    @available_if(lambda self: self.network is not None)
+    def explain(self, table: pl.DataFrame, label: str | None = None) -> list[RowExplanation]:
+        """Each row's integrated gradients towards `label` (default: the class predicted for the row)."""
+        from ensayo.models.attribution import neural_row
+
+        target = None if label is None else self.classes.index[label]
+        return [neural_row(self, table[i: i + 1], target=target) for i in range(table.height)]

@@ -1,9 +1,13 @@
-"""A neural classifier's network as ONNX: its batches flattened to named tensors, and the network run by
-ONNX Runtime instead of torch (`ensayo predict --engine onnx`). The preprocessing stays ensayo's, read
-from the run's JSON state; only the network changes engine."""
+"""A neural classifier's network as ONNX: its batches flattened to named tensors, the network traced into
+`layout.ONNX_MODEL` (`NeuralClassifier.export_onnx`), and run by ONNX Runtime instead of torch (`OnnxNetwork`,
+which `NeuralClassifier.load_onnx` puts in place of the torch network, behind `ensayo predict --engine onnx`).
+The preprocessing stays ensayo's, read from the run's JSON state; only the network changes engine. The
+classifier comes in as an argument: this module does not import it."""
 
 from __future__ import annotations
 
+import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +17,12 @@ import torch
 from torch import nn
 
 from ensayo import layout
-from ensayo.models.neural import NeuralClassifier
-from ensayo.recipe import Recipe
-from ensayo.training import encode_split
+from ensayo.features.rows import example_rows, input_fields, rows_to_table
+from ensayo.store import atomic_path, write_json
+from ensayo.training import EncodedSplit, encode_split
 
 SEPARATOR = "."  # an input's tensor names: "title.ids", "photo.pixels"; a lone tensor is named as its input
+OPSET = 18
 
 
 def flatten(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -55,37 +60,64 @@ class ProbabilityNetwork(nn.Module):
         return torch.softmax(logits / self.temperature if self.temperature != 1.0 else logits, dim=-1)
 
 
-def first_batch(model: NeuralClassifier, table: pl.DataFrame) -> dict[str, Any]:
+def first_batch(model: Any, table: pl.DataFrame) -> dict[str, Any]:
     split = encode_split(model.features, table, np.zeros(table.height, dtype=np.int64))
     batch, _ = next(iter(split.batches(max(table.height, 1))))
     return batch
 
 
-class OnnxNeuralClassifier(NeuralClassifier):
-    """A neural run whose network runs in ONNX Runtime (`layout.ONNX_MODEL`, written by `ensayo export`)."""
+def export_network(model: Any, target: Path) -> None:
+    """Trace a neural classifier's network (its temperature in the graph) into `target`/model.onnx, with onnx.json
+    naming its input tensors. Two example batches of different sizes tell which tensor dimensions vary."""
+    assert model.network is not None, "fit or load the model first"
+    fields = input_fields(model.recipe)
+    with tempfile.TemporaryDirectory(prefix="ensayo-onnx-") as folder:
+        small = first_batch(model, rows_to_table(fields, _rows(model, fields, 2, True), Path(folder)))
+        large = first_batch(model, rows_to_table(fields, _rows(model, fields, 5, False), Path(folder)))
+    flat, other = flatten(small), flatten(large)
+    names = list(flat)
+    dynamic = {name: {axis: f"{name}_{axis}" for axis in range(flat[name].dim())
+                      if axis == 0 or flat[name].shape[axis] != other[name].shape[axis]} for name in names}
+    network = ProbabilityNetwork(model.network.eval(), names, model.temperature)
+    target.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target / layout.ONNX_MODEL) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(network, tuple(flat[n] for n in names), str(temporary), input_names=names,
+                          output_names=["probabilities"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    write_json(target / layout.ONNX_INPUTS, {"inputs": names, "opset": OPSET, "temperature": model.temperature})
 
-    session: Any  # onnxruntime.InferenceSession
-    names: list[str]  # its input tensors
 
-    @classmethod
-    def load(cls, run_dir: Path, recipe: Recipe, device: str = "cpu") -> OnnxNeuralClassifier:
+def _rows(model: Any, fields: Any, count: int, short: bool) -> list[dict[str, Any]]:
+    """Rows to trace the network with: the features' own values where they have some (a text of known words
+    exercises every branch a real one does), any value of the input's kind elsewhere. `short` rows have
+    shorter texts, so that comparing two traces tells which tensor dimensions vary."""
+    rows = example_rows(fields, count, short)
+    for feature in model.features:
+        values = feature.example_values(count, short)
+        if values is not None and feature.column in rows[0]:
+            for row, value in zip(rows, values, strict=True):
+                row[feature.column] = value
+    return rows
+
+
+class OnnxNetwork:
+    """The exported network in an ONNX Runtime session: batches in, class probabilities out (the temperature is
+    in its graph)."""
+
+    def __init__(self, run_dir: Path) -> None:
         import onnxruntime
 
-        model = cls.with_state(run_dir, recipe)
         path = run_dir / layout.ONNX_MODEL
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no ONNX model; write it with `ensayo export {run_dir} --format onnx`")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
-        model.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        model.names = [tensor.name for tensor in model.session.get_inputs()]  # the exporter drops unused ones
-        return model
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = [tensor.name for tensor in self.session.get_inputs()]  # the exporter drops unused ones
 
-    def _predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:
-        split = encode_split(self.features, table, np.zeros(table.height, dtype=np.int64))
+    def probabilities(self, split: EncodedSplit, batch_size: int, classes: int) -> np.ndarray:
         chunks = []
-        for batch, _ in split.batches(batch_size or self.recipe.train.eval_batch_size):
+        for batch, _ in split.batches(batch_size):
             flat = flatten(batch)
-            feeds = {name: flat[name].numpy() for name in self.names}
-            chunks.append(self.session.run(["probabilities"], feeds)[0])
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)), dtype=np.float32)
+            chunks.append(self.session.run(["probabilities"], {name: flat[name].numpy() for name in self.names})[0])
+        return np.concatenate(chunks) if chunks else np.zeros((0, classes), dtype=np.float32)

@@ -9,7 +9,8 @@ from typing import Any
 from ensayo import layout
 from ensayo.data import recipe_problems
 from ensayo.features import FEATURES
-from ensayo.models.base import MODEL_TYPES, Classifier, ModelType
+from ensayo.models.base import MODEL_TYPES, Classifier, ModelType, refusal
+from ensayo.models.folds import FoldAverage, is_cross_validated
 from ensayo.recipe import Recipe, RecipeError, read_raw, recipe_to_dict, validate_schema
 from ensayo.recipe.resolve import resolve
 from ensayo.store import read_json, write_json, write_yaml
@@ -39,6 +40,12 @@ def format_version(run_dir: Path) -> int:
     return int(read_json(path)["version"]) if path.is_file() else 1
 
 
+def is_finished(run_dir: Path) -> bool:
+    """Whether a run directory holds a finished run: its metrics are written, which happens after every other
+    file of the run, and no file of training is left (a process killed in between left the run unfinished)."""
+    return (run_dir / layout.METRICS).is_file() and not any((run_dir / name).exists() for name in layout.TRAINING_ONLY)
+
+
 def run_recipe(run_dir: Path) -> Recipe:
     """The recipe a run was trained with, brought up to the current format."""
     path = run_dir / layout.RECIPE
@@ -64,11 +71,27 @@ def _upgrade_from_1(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def load_trained(run_dir: str | Path, recipe: Recipe | None = None) -> tuple[Recipe, ModelType]:
-    """The recipe (read from the run unless given) and the trained model of a run directory."""
+ENGINES = ("torch", "onnx")  # torch: the model as trained; onnx: its `load_onnx`, reading what `export_onnx` wrote
+
+
+def load_trained(run_dir: str | Path, recipe: Recipe | None = None,
+                 engine: str = "torch") -> tuple[Recipe, ModelType | FoldAverage]:
+    """The recipe (read from the run unless given) and the trained model of a run directory: a cross-validated
+    run's is its fold models' average. With `engine="onnx"`, the model type's ONNX engine reads the exported
+    network instead."""
     run_dir = Path(run_dir)
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: choose {' or '.join(ENGINES)}")
     recipe = recipe or run_recipe(run_dir)
-    model = MODEL_TYPES[recipe.model.type].load(run_dir, recipe)
+    if is_cross_validated(recipe):
+        return recipe, FoldAverage.load(run_dir, recipe, lambda fold: load_trained(fold, engine=engine)[1])
+    kind = MODEL_TYPES[recipe.model.type]
+    if engine == "onnx":
+        problem = refusal(kind, "onnx")
+        if problem:
+            raise ValueError(f"{run_dir}: no ONNX engine for this run: {problem}")
+        return recipe, kind.load_onnx(run_dir, recipe)  # type: ignore[attr-defined]
+    model = kind.load(run_dir, recipe)
     if isinstance(model, Classifier):
         model.load_calibration(run_dir)
     return recipe, model

@@ -1,8 +1,31 @@
-"""The runs layer: saved runs of any model type, and predicting or scoring new rows with them."""
+"""The runs layer: saved runs of any model type, one way to answer with them (`answer`), and predicting or
+scoring new rows of files. Its names are imported on first use, so that the CLI reads `answer`'s defaults
+without loading a model."""
 
-from ensayo.runs.inputs import InputError, InputField, example_rows, input_fields, records_of, rows_to_table
-from ensayo.runs.predict import evaluate_file, predict_file, predict_rows, predict_table
-from ensayo.runs.saved import SavedRun, WrongKindOfRun, load_run
+from __future__ import annotations
 
-__all__ = ["InputError", "InputField", "SavedRun", "WrongKindOfRun", "evaluate_file", "example_rows", "input_fields",
-           "load_run", "predict_file", "predict_rows", "predict_table", "records_of", "rows_to_table"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "InputError": "ensayo.features.rows",
+    "InputField": "ensayo.features.rows",
+    "example_rows": "ensayo.features.rows",
+    "input_fields": "ensayo.features.rows",
+    "records_of": "ensayo.features.rows",
+    "rows_to_table": "ensayo.features.rows",
+    "evaluate_file": "ensayo.runs.predict",
+    "predict_file": "ensayo.runs.predict",
+    "predict_rows": "ensayo.runs.predict",
+    "predict_table": "ensayo.runs.predict",
+    "SavedRun": "ensayo.runs.saved",
+    "WrongKindOfRun": "ensayo.runs.saved",
+    "load_run": "ensayo.runs.saved",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ensayo.runs' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

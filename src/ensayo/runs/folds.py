@@ -1,11 +1,10 @@
 """A cross-validated run (`data.split.folds: K`): K fold runs in `folds/fold<k>`, each a complete run trained
 on its own training part, and the recipe's run above them. It predicts by averaging its fold models'
-probabilities; its metrics are the folds' (mean, spread and a Student-t interval) and those of the
-out-of-fold predictions, each row predicted by the one model that never saw it."""
+probabilities (`ensayo.models.FoldAverage`); its metrics are the folds' (mean, spread and a Student-t
+interval) and those of the out-of-fold predictions, each row predicted by the one model that never saw it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,54 +15,12 @@ from ensayo import layout
 from ensayo import metrics as ev
 from ensayo.data import Splits
 from ensayo.data.read import LINE
-from ensayo.models import Classifier, FitContext, Fitted
+from ensayo.models import Classifier, FoldAverage
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
 from ensayo.store import atomic_path, write_json
 
 CV_METRICS = (*ev.QUALITY, "ece")  # each fold's test figures summarized over the folds
-
-
-def is_cross_validated(recipe: Recipe) -> bool:
-    """The recipe's run is the one above the folds (a fold run's recipe names its fold)."""
-    split = recipe.data.split
-    return split.folds is not None and split.fold is None
-
-
-def fold_dirs(run_dir: Path, folds: int) -> list[Path]:
-    return [run_dir / layout.FOLDS / f"fold{k}" for k in range(folds)]
-
-
-class FoldAverage(Classifier):
-    """The fold models of a cross-validated run as one classifier: the mean of their probabilities, over the
-    union of their classes (a class a fold never saw in training gets 0 from it)."""
-
-    def __init__(self, recipe: Recipe, members: list[Classifier] | None = None) -> None:
-        super().__init__(recipe)
-        self.name = recipe.model.type
-        self.members = members or []
-        self.classes.fit([label for member in self.members for label in member.classes.classes])
-
-    def fit(self, splits: Splits, context: FitContext) -> Fitted:
-        raise TypeError("a fold average is made by cross-validation (ensayo run with data.split.folds)")
-
-    @classmethod
-    def load(cls, run_dir: Path, recipe: Recipe,
-             load_member: Callable[[Path], Classifier] | None = None) -> FoldAverage:
-        if load_member is None:
-            raise TypeError("FoldAverage.load needs load_member: how to read one fold run")
-        folds = fold_dirs(run_dir, recipe.data.split.folds or 0)
-        missing = [str(path) for path in folds if not (path / layout.STATE).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{run_dir}: a cross-validated run without its fold runs ({', '.join(missing)})")
-        return cls(recipe, [load_member(path) for path in folds])
-
-    def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
-        total = np.zeros((table.height, len(self.classes)), dtype=np.float64)
-        for member in self.members:
-            columns = [self.classes.index[label] for label in member.classes.classes]
-            total[:, columns] += member.predict_proba(table)
-        return (total / len(self.members)).astype(np.float32)
 
 
 def out_of_fold(folds: list[Splits], members: list[Classifier],
@@ -118,6 +75,6 @@ def write_cross_validation(run_dir: Path, recipe: Recipe, folds: list[Splits], m
                                       evaluate.confidence)
     metrics |= fold_summary(fold_metrics, evaluate.confidence)
     metrics["fit_seconds"] = float(sum(m.get("fit_seconds", 0.0) for m in fold_metrics))
-    average.test_predictions = (true, table["predicted"].to_list())
-    average.reliability = {"out of fold": ev.reliability_points(rows)}
+    ev.write_test_report(run_dir, true, table["predicted"].to_list())
+    ev.plot_reliability({"out of fold": ev.reliability_points(rows)}, run_dir / layout.RELIABILITY)
     return metrics, average

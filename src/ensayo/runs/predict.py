@@ -12,17 +12,16 @@ from rich.progress import Progress
 
 from ensayo.data import FILE, LINE, DataReport, apply_expressions, read_for_inference, stream_for_inference
 from ensayo.metrics import ROW, score_rows, summarise
+from ensayo.runs import answer
 from ensayo.runs.saved import SavedRun
 from ensayo.store import atomic_path
 
 
-def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3, batch_size: int = 4096,
-                 progress: Progress | None = None) -> dict[str, Any]:
+def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = answer.TOP_K, batch_size: int = 4096,
+                 progress: Progress | None = None, all_classes: bool = False) -> dict[str, Any]:
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
-    if top_k < 1:
-        raise ValueError(f"top_k is {top_k}: ask for one label or more")
     report = DataReport()
-    k = min(top_k, len(run.output))
+    k = answer.labels_per_row(top_k, all_classes, len(run.output))
     by_file = run.recipe.data.format == "folder"
     header = ["file" if by_file else "line"] + [f"{kind}_{i}" for i in range(1, k + 1)
                                                 for kind in ("label", "probability")]
@@ -37,9 +36,8 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = 3,
                 chunk = table.slice(start, batch_size)
                 labels, probabilities = run.predict(chunk, top_k=k)
                 rows = chunk[FILE].to_list() if by_file else chunk[LINE].to_list()
-                for line, names, values in zip(rows, labels, probabilities, strict=True):
-                    writer.writerow([line] + [x for pair in zip(names, np.round(values, 6), strict=True)
-                                              for x in pair])
+                for line, names, values in zip(rows, labels, answer.rounded(probabilities), strict=True):
+                    writer.writerow([line] + [x for pair in zip(names, values, strict=True) for x in pair])
                 written += chunk.height
                 if progress is not None and task is not None:
                     progress.advance(task, chunk.height)
@@ -75,8 +73,8 @@ def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[
     return metrics, notes
 
 
-def predict_table(run: SavedRun, rows: pl.DataFrame | list[dict[str, Any]],
-                  top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
+def predict_table(run: SavedRun, rows: pl.DataFrame | list[dict[str, Any]], top_k: int = answer.TOP_K,
+                  all_classes: bool = False) -> tuple[list[list[str]], np.ndarray]:
     """The top-k labels and probabilities of in-memory rows (a polars table or a list of mappings), each
     holding the recipe's input columns."""
     table = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows)
@@ -85,4 +83,4 @@ def predict_table(run: SavedRun, rows: pl.DataFrame | list[dict[str, Any]],
     missing = [c for c in needed if c not in table.columns]
     if missing:
         raise ValueError(f"the rows lack the input column(s) {missing} (inputs: {needed})")
-    return run.predict(table, top_k)
+    return run.predict(table, top_k, all_classes)

@@ -17,16 +17,14 @@ import polars as pl
 
 from ensayo import layout
 from ensayo.data import Bins
-from ensayo.models import Classifier, Generator, ModelType, format_version, load_trained, model_type_of
-from ensayo.models.onnx import OnnxNeuralClassifier
-from ensayo.models.registry import run_recipe
+from ensayo.features.rows import InputField, input_fields
+from ensayo.models import ENGINES, FoldAverage, ModelType, RowExplanation, format_version, load_trained, refusal
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
-from ensayo.runs.folds import FoldAverage, is_cross_validated
-from ensayo.runs.inputs import InputField, input_fields
+from ensayo.runs import answer
 from ensayo.store import read_json
 
-ENGINES = ("torch", "onnx")
+__all__ = ["ENGINES", "SavedRun", "WrongKindOfRun", "load_run"]
 
 
 class WrongKindOfRun(TypeError, ValueError):
@@ -40,26 +38,16 @@ class SavedRun:
 
     path: Path
     recipe: Recipe
-    model: ModelType
+    model: ModelType | FoldAverage  # a cross-validated run's is its fold models' average
 
     @classmethod
     def load(cls, path: str | Path, engine: str = "torch") -> SavedRun:
-        """A run as saved; with `engine="onnx"`, a neural classifier whose network runs in ONNX Runtime (from
-        `ensayo export --format onnx`)."""
+        """A run as saved; with `engine="onnx"`, a model whose type has an ONNX engine runs the network that
+        `ensayo export --format onnx` wrote."""
         path = Path(path)
         if not (path / layout.RECIPE).is_file() or not (path / layout.STATE).is_file():
             raise FileNotFoundError(f"{path}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
-        if engine not in ENGINES:
-            raise ValueError(f"engine {engine!r}: choose {' or '.join(ENGINES)}")
-        recipe = run_recipe(path)
-        if is_cross_validated(recipe):  # the folds' models, averaged
-            return cls(path, recipe, FoldAverage.load(path, recipe, lambda fold: cls.load(fold, engine).classifier))
-        if engine == "torch":
-            return cls(path, *load_trained(path, recipe))  # the recipe read once
-        problem = model_type_of(recipe).export_problem("onnx")
-        if problem:
-            raise ValueError(f"{path}: no ONNX engine for this run: {problem}")
-        return cls(path, recipe, OnnxNeuralClassifier.load(path, recipe))  # its graph holds the temperature
+        return cls(path, *load_trained(path, engine=engine))
 
     @cached_property
     def bins(self) -> Bins:
@@ -110,6 +98,7 @@ class SavedRun:
         else:
             described["level"] = getattr(self.recipe.output, "level", None)
         described["metrics"] = {k: v for k, v in self.metrics.items() if k.startswith("test/")}
+        described["defaults"] = answer.defaults(self.can_predict)
         return described
 
     @property
@@ -130,18 +119,22 @@ class SavedRun:
 
     @property
     def can_predict(self) -> bool:
-        return isinstance(self.model, Classifier)
+        return hasattr(self.model, "predict_proba")
 
     @property
     def can_generate(self) -> bool:
-        return isinstance(self.model, Generator)
+        return hasattr(self.model, "generate")
+
+    def _refuse(self, capability: str) -> None:
+        problem = refusal(self.model, capability)
+        if problem:
+            raise WrongKindOfRun(f"{self.path}: {problem}")
 
     # ------------------------------------------------------------------ a classifier's run
     @property
-    def classifier(self) -> Classifier:
-        if not isinstance(self.model, Classifier):
-            raise WrongKindOfRun(f"{self.path}: a {self.recipe.output.type}-output run ({self.model_type}) does not "
-                            "predict classes; use generate")
+    def classifier(self) -> Any:
+        """The model that answers rows with class probabilities (a fold average for a cross-validated run)."""
+        self._refuse("predict")
         return self.model
 
     @property
@@ -153,17 +146,35 @@ class SavedRun:
         """(rows, classes) probabilities, classes in `output.classes` order."""
         return self.classifier.predict_proba(table)
 
-    def predict(self, table: pl.DataFrame, top_k: int = 1) -> tuple[list[list[str]], np.ndarray]:
-        """The `top_k` likeliest labels of each row, best first, with their probabilities."""
-        return self.classifier.predict(table, top_k)
+    def predict(self, table: pl.DataFrame, top_k: int = answer.TOP_K,
+                all_classes: bool = False) -> tuple[list[list[str]], np.ndarray]:
+        """The `top_k` likeliest labels of each row (every class with `all_classes`), best first, with their
+        probabilities; tied classes in the classes' order."""
+        answer.labels_per_row(top_k, all_classes, len(self.output))  # a bad top_k before any work
+        return answer.rank(self.predict_proba(table), self.output.classes, top_k, all_classes)
+
+    def explain(self, table: pl.DataFrame, label: str | None = None) -> list[RowExplanation]:
+        """Why the model gave each row its answer (or, with `label`, that class's probability)."""
+        self._refuse("explain")
+        if label is not None and label not in self.output.index:
+            raise ValueError(f"{self.path}: no class {label!r} to explain (classes: "
+                             f"{', '.join(self.output.classes[:20])}{'...' if len(self.output) > 20 else ''})")
+        return self.model.explain(table, label)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ a generator's run
-    def generate(self, prompt: str = "", length: int = 200, temperature: float = 0.8, top_k: int | None = None,
-                 top_p: float | None = None, seed: int = 0) -> Iterator[str]:
-        """Yield the text of each new token as it is sampled; `length` counts tokens."""
-        if not isinstance(self.model, Generator):
-            raise WrongKindOfRun(f"{self.path}: not a language model run (its output is {self.recipe.output.type})")
-        return self.model.generate(prompt, length, temperature, top_k, top_p, seed)
+    def generate(self, prompt: str = "", length: int = answer.LENGTH, temperature: float = answer.TEMPERATURE,
+                 top_k: int | None = None, top_p: float | None = None, seed: int = answer.SEED) -> Iterator[str]:
+        """Yield the text of each new token as it is sampled; `length` counts tokens; `top_k` and `top_p` limit
+        what is sampled from (None, 0 and 1 do not)."""
+        self._refuse("generate")
+        sampling = answer.Sampling.of(top_k, top_p, length=length, temperature=temperature, seed=seed)
+        return self.sample(prompt, sampling)
+
+    def sample(self, prompt: str, sampling: answer.Sampling) -> Iterator[str]:
+        """`generate` with its settings in one value."""
+        self._refuse("generate")
+        return self.model.generate(prompt, sampling.length, sampling.temperature,  # type: ignore[union-attr]
+                                   *sampling.limits, sampling.seed)
 
 
 def load_run(path: str | Path, engine: str = "torch") -> SavedRun:

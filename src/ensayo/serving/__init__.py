@@ -1,8 +1,19 @@
-"""Serving saved runs over HTTP (`ensayo serve`, the optional extra `ensayo[serve]`): a FastAPI app per set
-of runs (`app`), dynamic batching (`batching`), the request and answer models (`schemas`), the page at /
-(`page/`) and the uvicorn runner (`server`)."""
+"""Serving saved runs over HTTP (`ensayo serve`, the optional extra `ensayo[serve]`): the app (`app`), the runs it
+holds (`models`), its protocols (`json_api`, `mlflow_protocol`, `page`), its limits and errors (`options`,
+`errors`), dynamic batching (`batching`), the request and answer models (`schemas`) and the uvicorn runner
+(`server`). Names are imported on first use, so that the CLI reads `ServeOptions` without FastAPI."""
 
-from ensayo.serving.app import ServeOptions, create_app
-from ensayo.serving.server import parse_targets, serve
+from __future__ import annotations
 
-__all__ = ["ServeOptions", "create_app", "parse_targets", "serve"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"ServeOptions": "ensayo.serving.options", "create_app": "ensayo.serving.app",
+            "parse_targets": "ensayo.serving.server", "serve": "ensayo.serving.server"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ensayo.serving' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

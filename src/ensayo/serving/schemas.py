@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from ensayo.recipe.schema import MAX_SEED
-from ensayo.runs import InputField, SavedRun
+from ensayo.features.rows import InputField
+from ensayo.runs import answer
+from ensayo.runs.saved import SavedRun
 
 NonEmptyText = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
 Base64File = Annotated[str, StringConstraints(min_length=1, pattern=r"^[A-Za-z0-9+/=\s]+$")]
@@ -43,6 +44,7 @@ class ModelDescription(RunIdentity):
     classes: list[str] | None = None
     level: str | None = None
     metrics: dict[str, float]
+    defaults: dict[str, Any] = Field(description="the settings a request may send, with their defaults")
     endpoints: dict[str, str]
     content_type: str | None = Field(None, description="how /predict takes rows: JSON, or one multipart form per row")
     stats: dict[str, int]
@@ -109,23 +111,18 @@ def row_model(run: SavedRun, model_name: str, files_as_text: bool = True) -> typ
                         **fields)
 
 
-def predict_request_model(run: SavedRun, model_name: str, row: type[BaseModel], max_rows: int) -> type[BaseModel]:
-    classes = len(run.output)
+def predict_request_model(model_name: str, row: type[BaseModel], max_rows: int) -> type[BaseModel]:
+    """Rows of the model's inputs and how many labels each gets (`answer.Ranking`)."""
     return create_model(
-        f"{_identifier(model_name)}PredictRequest", __base__=Closed,
+        f"{_identifier(model_name)}PredictRequest", __base__=answer.Ranking,
         rows=(list[row], Field(min_length=1, max_length=max_rows, description="rows of the input columns")),  # type: ignore[valid-type]
-        top_k=(int, Field(min(3, classes), ge=1, le=classes, description="labels per row, best first")),
-        all_classes=(bool, Field(False, description="every class, best first (overrides top_k)")),
     )
 
 
-class GenerateRequest(Closed):
-    prompt: str = Field("", max_length=10_000, description="the text to continue")
-    length: int = Field(200, ge=1, le=5000, description="tokens to sample")
-    temperature: float = Field(0.8, ge=0, le=10, description="0 is greedy")
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="the same seed gives the same text as `ensayo generate`")
+class GenerateRequest(answer.Sampling):
+    """A prompt and how to sample its continuation (`answer.Sampling`)."""
+
+    prompt: str = Field("", max_length=answer.MAX_PROMPT, description="the text to continue")
 
 
 def _identifier(name: str) -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from ensayo.models.registry import run_recipe
-from ensayo.runs import load_run
-from ensayo.serving.app import ServeOptions, create_app
+from ensayo.models import run_recipe
+from ensayo.runs.saved import load_run
+from ensayo.serving.app import create_app
+from ensayo.serving.options import ServeOptions
 
 CONFIG_VARIABLE = "ENSAYO_SERVE_CONFIG"  # how worker processes learn what to serve
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

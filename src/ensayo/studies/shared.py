@@ -19,7 +19,6 @@ The database is the study's to-do list, whatever the sweep method:
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import threading
@@ -27,17 +26,10 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ensayo import layout
-from ensayo.store import write_json
-from ensayo.studies.report import write_study_report
-from ensayo.studies.schema import Distribution
-from ensayo.studies.sweep import TrialResult, configurations, optuna_name, suggest, summarize
-from ensayo.training import higher_is_better
-
-if TYPE_CHECKING:
-    from ensayo.studies.study import Study
+from ensayo.studies.study import Study, direction, tell
+from ensayo.studies.sweep import TrialResult, configurations, optuna_name, suggest
 
 HEARTBEAT_VARIABLE = "ENSAYO_HEARTBEAT_SECONDS"  # how often a worker says its trial is alive (default 10)
 SCHEMA_ATTEMPTS = 5  # tries at opening the storage while another worker creates its tables
@@ -66,7 +58,7 @@ def storage_for(url: str) -> Any:
     raise AssertionError("unreachable")
 
 
-class SharedStudy:
+class SharedScheduler:
     """Runs this worker's share of a study whose trials live in `url`; `run()` returns the summary of every
     trial of the study that has ended so far."""
 
@@ -80,8 +72,9 @@ class SharedStudy:
         import optuna
 
         study = self.study
-        study._check_recipes()
-        study._train_embeddings()
+        study.output.mkdir(parents=True, exist_ok=True)
+        study.check_recipes()
+        study.train_embeddings()
         optuna_study, created = self._open()
         if created:
             self._set_up(optuna_study)
@@ -102,37 +95,21 @@ class SharedStudy:
             status = "KILLED"
             raise
         finally:
-            results = self._results(optuna_study)
-            study.results = results
-            summary = summarize(results)
-            write_json(study.output / layout.RESULTS, {"study": study.config.model_dump(mode="json"),
-                                                        "trials": [r.__dict__ for r in results],
-                                                        "summary": summary, "storage": _masked(self.url)})
             left = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,
                                                                    optuna.trial.TrialState.RUNNING))
-            if status == "FINISHED" and not left:  # the last worker: the report, and the parent run ends
-                if study.report and results:
-                    write_study_report(study.output)
-                study._end_parent(summary, status)
+            # the last worker writes the report and ends the parent run
+            summary = study.finish(self._results(optuna_study), status, last=status == "FINISHED" and not left,
+                                   storage=_masked(self.url))
         return summary
 
     # ------------------------------------------------------------------ the study in the database
-    def _objective(self) -> str:
-        """The metric a trial reports to Optuna: the sweep's objective (else the monitored metric) for an
-        Optuna search, the study's metric for a fixed sweep."""
-        config = self.study.config
-        if config.sweep.method == "optuna":
-            return config.sweep.objective or self.study.trial_recipe({}, 0).train.monitor
-        return config.metric
-
     def _open(self) -> tuple[Any, bool]:
         import optuna
 
         config = self.study.config
-        objective = self._objective()
-        direction = "maximize" if higher_is_better(objective) else "minimize"
         try:
-            created = optuna.create_study(study_name=config.name, storage=self.storage, direction=direction)
+            created = optuna.create_study(study_name=config.name, storage=self.storage,
+                                          direction=direction(self.study.objective()))
             return created, True
         except optuna.exceptions.DuplicatedStudyError:
             return optuna.load_study(study_name=config.name, storage=self.storage), False
@@ -142,7 +119,7 @@ class SharedStudy:
         import optuna
 
         study = self.study
-        parent = study.tracker_for_parent().start_parent(study.config.name, study.config.model_dump(mode="json"))
+        parent = study.tracker.start_parent(study.config.name, study.config.model_dump(mode="json"))
         optuna_study.set_user_attr("ensayo.parent_run_id", parent)
         if study.config.sweep.method != "optuna":
             for name, settings in configurations(study.config.sweep):
@@ -161,14 +138,8 @@ class SharedStudy:
             time.sleep(0.5)
 
     def _join_parent(self, optuna_study: Any) -> None:
-        study = self.study
-        parent = optuna_study.user_attrs.get("ensayo.parent_run_id")
-        tracker = study.tracker_for_parent()
-        study.parent_id = tracker.start_parent(study.config.name, study.config.model_dump(mode="json"),
-                                               resume_id=parent) if parent else None
-        write_json(study.output / layout.STUDY, {"name": study.config.name, "parent_run_id": study.parent_id,
-                                                 "tracking_uri": tracker.uri, "metric": study.config.metric,
-                                                 "storage": _masked(self.url)})
+        parent = optuna_study.user_attrs.get("ensayo.parent_run_id")  # None: the creator tracks nothing
+        self.study.start_parent(resume_id=parent, storage=_masked(self.url), create=False)
 
     # ------------------------------------------------------------------ claiming and working
     def _claim(self, optuna_study: Any) -> tuple[Any, int, str, dict[str, Any], list[int]] | None:
@@ -188,7 +159,7 @@ class SharedStudy:
             if len(finished) >= (config.sweep.trials or 0) and not waiting:
                 return None
             trial = optuna_study.ask()  # a waiting (retried) trial first, else TPE's next configuration
-            space = {k: Distribution(choices=v) for k, v in config.sweep.grid.items()} | config.sweep.space
+            space = self.study.space()
             settings = {key: suggest(trial, key, dist) for key, dist in space.items()}
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             return trial, trial_id, optuna_name(trial.params), settings, list(range(config.repeats))
@@ -205,30 +176,15 @@ class SharedStudy:
 
     def _work(self, optuna_study: Any, trial: Any, trial_id: int, name: str, settings: dict[str, Any],
               repeats: list[int]) -> None:
-        import optuna
 
         study, config = self.study, self.study.config
         pruning = config.sweep.method == "optuna" and config.sweep.pruning
-        objective = self._objective()
-        done: list[TrialResult] = []
+        objective = study.objective()
         with self._heartbeat(trial_id):
-            for repeat in repeats:
-                on_epoch = study.pruning_callback(trial, objective) if pruning and repeat == 0 else None
-                result = study._run_trial(name, settings, repeat, on_epoch)
-                done.append(result)
-                if result.status == "pruned":
-                    break
+            done = study.run_configuration(name, settings, repeats,
+                                           study.pruning_callback(trial, objective) if pruning else None)
         trial.set_user_attr(RESULT, [r.__dict__ for r in done])
-        values = [r.metrics[objective] for r in done if r.status == "finished" and objective in r.metrics
-                  and math.isfinite(r.metrics[objective])]
-        if any(r.status == "pruned" for r in done):
-            optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif values:
-            optuna_study.tell(trial, sum(values) / len(values))
-        elif all(r.status == "finished" for r in done):  # finished without the metric (a generator's study)
-            optuna_study.tell(trial, 0.0)
-        else:
-            optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        tell(optuna_study, trial, done, objective)
 
     @staticmethod
     def _running(optuna_study: Any) -> bool:

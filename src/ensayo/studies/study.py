@@ -4,31 +4,37 @@ A study directory holds `study.json` (its MLflow parent run), `trials/<config>/s
 run each, resumed from its checkpoint when interrupted), `results.json` and the report (file names in
 `ensayo.layout`). Each trial is an MLflow child run of the study's parent run, tagged with its
 configuration name and repeat.
+
+`Study` is what a study is and does, trial by trial; a scheduler decides which trial runs next: the local
+one (`ensayo.studies.local`, one process, the folder locked) or the shared one (`ensayo.studies.shared`, many
+workers claiming trials through a database). Both tell Optuna a trial's outcome through `tell`, so that the
+same trials make the same Optuna study whichever ran them.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from rich.console import Console
 
 from ensayo import layout
 from ensayo.data import load_splits
 from ensayo.models import load_recipe
+from ensayo.models.registry import is_finished
 from ensayo.pipeline import run
 from ensayo.recipe import RecipeError, TrackConfig, expand_path, set_key
-from ensayo.store import locked, read_json, write_json, write_text
+from ensayo.store import read_json, write_json, write_text
 from ensayo.studies.embeddings import train_job
 from ensayo.studies.report import write_study_report
-from ensayo.studies.schema import Distribution, StudyConfig, SweepConfig, load_study
-from ensayo.studies.sweep import TrialResult, configurations, decoded, optuna_name, suggest, summarize
+from ensayo.studies.schema import Distribution, StudyConfig
+from ensayo.studies.sweep import TrialResult, configurations, summarize
 from ensayo.tracking import Tracker
 from ensayo.training import higher_is_better
 
@@ -39,15 +45,35 @@ class TrialPruned(Exception):
     """Raised from the epoch callback when Optuna's pruner stops a bad trial."""
 
 
+def direction(objective: str) -> str:
+    """Which way Optuna optimizes an objective."""
+    return "maximize" if higher_is_better(objective) else "minimize"
+
+
+def tell(optuna_study: Any, trial: Any, done: list[TrialResult], objective: str) -> None:
+    """Tell Optuna how a trial (its repeats) ended: pruned, the mean of the objective over the repeats that
+    finished with a finite value, or failed when none did (a NaN, or a run without the objective, is no value).
+    Both schedulers tell through here: the same trials give the same study on SQLite and on PostgreSQL."""
+    import optuna
+
+    values = [r.metrics[objective] for r in done if r.status == "finished" and objective in r.metrics
+              and math.isfinite(r.metrics[objective])]
+    if any(r.status == "pruned" for r in done):
+        optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    elif values:
+        optuna_study.tell(trial, sum(values) / len(values))
+    else:
+        optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
 class Study:
-    """Runs a StudyConfig into a directory; `run()` is idempotent: finished trials are read, not rerun."""
+    """A StudyConfig run into a directory, one trial at a time: what its trials are, how one runs (resumed when
+    interrupted, read back when it ended before), and its MLflow parent run and results. Which trial runs
+    next is its scheduler's."""
 
     def __init__(self, config: StudyConfig, base: Path, output: Path, track: bool = True,
-                 console: Console | None = None, retry_failed: bool = False, report: bool = True,
-                 storage: str | None = None) -> None:
+                 console: Console | None = None, retry_failed: bool = False, report: bool = True) -> None:
         self.config = config
-        # a database every worker reaches (PostgreSQL): workers share the trials through it (ensayo.studies.shared)
-        self.storage = storage or config.sweep.storage
         self.base = base
         self.output = output
         self.track = track
@@ -56,7 +82,7 @@ class Study:
         self.report = report
         self.results: list[TrialResult] = []
         self.parent_id: str | None = None
-        self.tracker: Any = None
+        self._tracker: Tracker | None = None
         self._train_table: Any = None  # the base recipe's training split, read once for embedding jobs
         recipe_path = expand_path(config.recipe, base)
         if not recipe_path.is_file():
@@ -68,43 +94,7 @@ class Study:
         self.recipe_raw = raw
         self.recipe_base = recipe_path.resolve().parent
 
-    # ------------------------------------------------------------------ public
-    def run(self) -> list[dict[str, Any]]:
-        """Run (or continue) every trial. Alone, the study directory is locked meanwhile, so that a second `ensayo
-        sweep` into it is refused instead of running the same trials; with a shared storage, workers claim the
-        trials through it instead (each trial folder is locked while it trains)."""
-        if self.storage:
-            from ensayo.studies.shared import SharedStudy
-
-            self.output.mkdir(parents=True, exist_ok=True)
-            return SharedStudy(self, self.storage).run()
-        with locked(self.output, "a study"):
-            return self._run()
-
-    def _run(self) -> list[dict[str, Any]]:
-        self._check_recipes()
-        self._train_embeddings()
-        self._start_parent()
-        status = "FINISHED"
-        try:
-            if self.config.sweep.method == "optuna":
-                self._run_optuna()
-            else:
-                for name, settings in configurations(self.config.sweep):
-                    self._run_configuration(name, settings)
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            summary = summarize(self.results)
-            write_json(self.output / layout.RESULTS, {"study": self.config.model_dump(mode="json"),
-                                                         "trials": [r.__dict__ for r in self.results],
-                                                         "summary": summary})
-            if self.report and status == "FINISHED" and self.results:
-                write_study_report(self.output)
-            self._end_parent(summary, status)
-        return summary
-
+    # ------------------------------------------------------------------ what its trials are
     def trial_recipe(self, settings: dict[str, Any], repeat: int) -> Any:
         raw = copy.deepcopy(self.recipe_raw)
         for key, value in {**self.config.set, **settings, **self.config.set_last}.items():
@@ -114,8 +104,19 @@ class Study:
         raw.setdefault("track", {})["experiment"] = self.config.name
         return load_recipe(raw, label=f"{self.config.recipe} with these settings")
 
-    # ----------------------------------------------------------------- stages
-    def _check_recipes(self) -> None:
+    def objective(self) -> str:
+        """What a trial tells Optuna: the sweep's objective (else the recipe's monitored metric) for an Optuna
+        search, the study's metric for a fixed sweep."""
+        sweep = self.config.sweep
+        if sweep.method == "optuna":
+            return sweep.objective or self.trial_recipe({}, 0).train.monitor
+        return self.config.metric
+
+    def space(self) -> dict[str, Distribution]:
+        """The dimensions an Optuna search asks values of."""
+        return {k: Distribution(choices=v) for k, v in self.config.sweep.grid.items()} | self.config.sweep.space
+
+    def check_recipes(self) -> None:
         """Every configuration must make a valid recipe before the first trial starts."""
         if self.config.sweep.method == "optuna":
             return
@@ -128,7 +129,8 @@ class Study:
         if problems:
             raise RecipeError("\n".join(problems))
 
-    def _train_embeddings(self) -> None:
+    def train_embeddings(self) -> None:
+        """The word vectors the study's recipes read, trained once on the base recipe's training split."""
         for name, job in self.config.embeddings.items():
             target = self.output / layout.EMBEDDINGS / f"{name}.vec"
             if target.is_file():
@@ -155,21 +157,25 @@ class Study:
             return [self._substitute(v) for v in value]
         return value
 
-    def _run_configuration(self, name: str, settings: dict[str, Any],
-                           on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[TrialResult]:
+    # ------------------------------------------------------------------ running trials
+    def run_configuration(self, name: str, settings: dict[str, Any], repeats: list[int] | None = None,
+                          on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[TrialResult]:
+        """The configuration's repeats (all, or those given), the first watched by `on_epoch`; a pruned one
+        stops the rest."""
         done = []
-        for repeat in range(self.config.repeats):
-            result = self._run_trial(name, settings, repeat, on_epoch if repeat == 0 else None)
-            self.results.append(result)
+        for repeat in range(self.config.repeats) if repeats is None else repeats:
+            result = self.run_trial(name, settings, repeat, on_epoch if repeat == 0 else None)
             done.append(result)
             if result.status == "pruned":
                 break
         return done
 
-    def _run_trial(self, name: str, settings: dict[str, Any], repeat: int,
-                   on_epoch: Callable[[dict[str, float]], None] | None) -> TrialResult:
+    def run_trial(self, name: str, settings: dict[str, Any], repeat: int,
+                  on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrialResult:
+        """One trial: read back when it ended before (a failed one run again with `retry_failed`), else run
+        or resumed; a failure is recorded, never raised."""
         directory = self._trial_dir(name, repeat)
-        recorded = self._recorded(name, settings, repeat)
+        recorded = self.recorded(name, settings, repeat)
         if recorded and (recorded.status != "failed" or not self.retry_failed):
             return recorded
         (directory / layout.TRIAL_ERROR).unlink(missing_ok=True)
@@ -198,41 +204,6 @@ class Study:
             self._tag_unfinished(directory, result, tags)
         return result
 
-    # ----------------------------------------------------------------- optuna
-    def _run_optuna(self) -> None:
-        import optuna
-
-        sweep = self.config.sweep
-        objective = sweep.objective or self.trial_recipe({}, 0).train.monitor
-        storage = self.storage or f"sqlite:///{(self.output / layout.OPTUNA_DB).resolve()}"
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1) if sweep.pruning \
-            else optuna.pruners.NopPruner()
-        study = optuna.create_study(study_name=self.config.name, storage=storage, load_if_exists=True,
-                                    direction="maximize" if higher_is_better(objective) else "minimize",
-                                    pruner=pruner)
-        # a continued study draws afresh: the same seed would repeat the first session's random start
-        study.sampler = optuna.samplers.TPESampler(seed=sweep.seed + len(study.trials))
-        space = {k: Distribution(choices=v) for k, v in sweep.grid.items()} | sweep.space
-        for trial in study.trials:  # finished ones are read back; an interrupted one is asked again
-            if trial.state == optuna.trial.TrialState.RUNNING:
-                study.enqueue_trial(trial.params)
-                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            elif trial.state.is_finished():
-                self.results += self._read_configuration(optuna_name(trial.params), decoded(trial.params, space))
-        remaining = (sweep.trials or 0) - sum(t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
-                                              for t in study.trials)
-        for _ in range(max(remaining, 0)):
-            trial = study.ask()
-            settings = {key: suggest(trial, key, dist) for key, dist in space.items()}
-            done = self._run_configuration(optuna_name(trial.params), settings, self.pruning_callback(trial, objective))
-            values = [r.metrics[objective] for r in done if r.status == "finished" and objective in r.metrics]
-            if any(r.status == "pruned" for r in done):
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            elif values:
-                study.tell(trial, float(np.mean(values)))
-            else:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-
     @staticmethod
     def pruning_callback(trial: Any, objective: str) -> Callable[[dict[str, float]], None]:
         """Each epoch's objective to Optuna, which may stop the trial (TrialPruned)."""
@@ -246,18 +217,18 @@ class Study:
 
         return report
 
-    def _read_configuration(self, name: str, settings: dict[str, Any]) -> list[TrialResult]:
-        recorded = (self._recorded(name, settings, repeat) for repeat in range(self.config.repeats))
+    def read_configuration(self, name: str, settings: dict[str, Any]) -> list[TrialResult]:
+        recorded = (self.recorded(name, settings, repeat) for repeat in range(self.config.repeats))
         return [result for result in recorded if result is not None]
 
     def _trial_dir(self, name: str, repeat: int) -> Path:
         return self.output / layout.TRIALS / name / f"seed{repeat}"
 
-    def _recorded(self, name: str, settings: dict[str, Any], repeat: int) -> TrialResult | None:
+    def recorded(self, name: str, settings: dict[str, Any], repeat: int) -> TrialResult | None:
         """A trial that ended in an earlier session (finished, failed or pruned), or None."""
         directory = self._trial_dir(name, repeat)
         result = TrialResult(name, repeat, str(directory.relative_to(self.output)), "finished", settings)
-        if (directory / layout.METRICS).is_file():
+        if is_finished(directory):
             result.metrics = read_json(directory / layout.METRICS)
         elif (directory / layout.TRIAL_ERROR).is_file():
             result.status, result.error = _read_error(directory / layout.TRIAL_ERROR)
@@ -265,22 +236,41 @@ class Study:
             return None
         return result
 
-    # ----------------------------------------------------------------- mlflow
-    def _start_parent(self) -> None:
-        state_file = self.output / layout.STUDY
-        state = read_json(state_file) if state_file.is_file() else {}
-        self.parent_id = self.tracker_for_parent().start_parent(self.config.name, self.config.model_dump(mode="json"),
-                                                   resume_id=state.get("parent_run_id"))
-        write_json(state_file, {"name": self.config.name, "parent_run_id": self.parent_id,
-                                     "tracking_uri": self.tracker.uri, "metric": self.config.metric})
-
-    def tracker_for_parent(self) -> Tracker:
+    # ----------------------------------------------------------------- its MLflow parent run and results
+    @property
+    def tracker(self) -> Tracker:
         """The MLflow tracker of the study's parent run (the base recipe's store, the study's experiment)."""
-        if self.tracker is None:
+        if self._tracker is None:
             recipe = self.trial_recipe({}, 0)
-            self.tracker = Tracker(TrackConfig(**{**recipe.track.model_dump(), "experiment": self.config.name}),
-                                   enabled=self.track)
-        return self.tracker
+            self._tracker = Tracker(TrackConfig(**{**recipe.track.model_dump(), "experiment": self.config.name}),
+                                    enabled=self.track, console=self.console)
+        return self._tracker
+
+    def start_parent(self, resume_id: str | None = None, storage: str | None = None,
+                     create: bool = True) -> str | None:
+        """The study's MLflow parent run, continued when `resume_id` names it, else new unless not to `create`
+        one; recorded in study.json."""
+        self.parent_id = self.tracker.start_parent(self.config.name, self.config.model_dump(mode="json"),
+                                                   resume_id=resume_id) if resume_id or create else None
+        state = {"name": self.config.name, "parent_run_id": self.parent_id, "tracking_uri": self.tracker.uri,
+                 "metric": self.config.metric}
+        write_json(self.output / layout.STUDY, state | ({"storage": storage} if storage else {}))
+        return self.parent_id
+
+    def finish(self, results: list[TrialResult], status: str, last: bool = True,
+               storage: str | None = None) -> list[dict[str, Any]]:
+        """results.json from the trials that ended; when the study is over (`last`) and nothing stopped it, its
+        report; then its parent run ends. Returns the summary."""
+        self.results = results
+        summary = summarize(results)
+        write_json(self.output / layout.RESULTS, {"study": self.config.model_dump(mode="json"),
+                                                  "trials": [r.__dict__ for r in results], "summary": summary}
+                   | ({"storage": storage} if storage else {}))
+        if last:
+            if self.report and status == "FINISHED" and results:
+                write_study_report(self.output)
+            self._end_parent(summary, status)
+        return summary
 
     def _end_parent(self, summary: list[dict[str, Any]], status: str) -> None:
         if not self.parent_id:
@@ -298,7 +288,7 @@ class Study:
 
     def _tag_unfinished(self, directory: Path, result: TrialResult, tags: dict[str, str]) -> None:
         """The trial's MLflow run (or a new child run when it failed before it had one) gets the error."""
-        if not self.tracker or not self.parent_id:
+        if not self.parent_id:
             return
         tracking = directory / layout.TRACKING
         run_id = read_json(tracking).get("run_id") if tracking.is_file() else None
@@ -310,19 +300,3 @@ class Study:
 def _read_error(path: Path) -> tuple[Any, str]:
     status, _, rest = path.read_text().partition("\n")
     return (status if status in ("failed", "pruned") else "failed"), rest.split("\n", 1)[0]
-
-
-def run_study(path: str | Path, output: str | Path | None = None, smoke: bool = False, track: bool = True,
-              grid: dict[str, list[Any]] | None = None, repeats: int | None = None,
-              console: Console | None = None, retry_failed: bool = False, report: bool = True,
-              storage: str | None = None) -> Path:
-    """Run (or continue) the study in `path` into `output`; returns the study directory."""
-    config, base = load_study(path, smoke)
-    if grid:
-        config.sweep = SweepConfig(method="grid", grid=grid)
-    if repeats:
-        config.repeats = repeats
-    directory = Path(output) if output else Path("studies") / (config.name + ("-smoke" if smoke else ""))
-    Study(config, base, directory, track=track, console=console, retry_failed=retry_failed, report=report,
-          storage=storage).run()
-    return directory

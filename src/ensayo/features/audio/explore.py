@@ -9,13 +9,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from ensayo import figures
 from ensayo.features.audio.preprocessing import AudioPreprocessing, Spectrogram, prepare_clip, read_audio
 from ensayo.features.report import markdown_table
 
 
 def explore_clips(name: str, paths: list[str], labels: list[str], options: AudioPreprocessing,
                    directory: Path) -> list[str]:
-    import matplotlib.pyplot as plt
 
     infos = [sf.info(p) for p in paths]
     seconds = np.array([i.frames / i.samplerate for i in infos])
@@ -42,16 +42,15 @@ def explore_clips(name: str, paths: list[str], labels: list[str], options: Audio
         f"{np.percentile(levels, 95):.1f}).",
         "",
     ]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    figure = figures.figure(figsize=(10, 3.5), layout="tight")
+    (left, right) = figure.subplots(1, 2)
     left.hist(seconds, bins=40, color="tab:blue")
     left.axvline(options.duration, color="tab:red", linestyle="--", label=f"recipe duration {options.duration} s")
     left.set(xlabel="seconds", ylabel="clips", title="clip durations")
     left.legend()
     right.hist(levels, bins=40, color="tab:green")
     right.set(xlabel="RMS level (dBFS)", title="loudness")
-    figure.tight_layout()
-    figure.savefig(directory / f"{name}_durations.png", dpi=110)
-    plt.close(figure)
+    figures.save(figure, directory / f"{name}_durations.png", dpi=110)
     lines += [f"![durations and loudness]({name}_durations.png)", ""]
 
     examples = {}
@@ -59,7 +58,8 @@ def explore_clips(name: str, paths: list[str], labels: list[str], options: Audio
         examples.setdefault(label, path)
     shown = sorted(examples)[:12]
     spectrogram = Spectrogram(options)
-    figure, axes = plt.subplots(2, len(shown), figsize=(2.2 * len(shown), 4.5), squeeze=False)
+    figure = figures.figure(figsize=(2.2 * len(shown), 4.5), layout="tight")
+    axes = figure.subplots(2, len(shown), squeeze=False)
     for column, label in enumerate(shown):
         raw = read_audio(examples[label], options.sample_rate)
         axes[0, column].plot(np.arange(len(raw)) / options.sample_rate, raw, linewidth=0.5)
@@ -70,8 +70,6 @@ def explore_clips(name: str, paths: list[str], labels: list[str], options: Audio
         axes[1, column].set_yticks([])
     axes[0, 0].set_ylabel("waveform")
     axes[1, 0].set_ylabel(f"{options.representation} (after trim, level, length)")
-    figure.tight_layout()
-    figure.savefig(directory / f"{name}_examples.png", dpi=100)
-    plt.close(figure)
+    figures.save(figure, directory / f"{name}_examples.png", dpi=100)
     return [*lines, f"![one example per class: waveform and spectrogram]({name}_examples.png)"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ensayo import figures
 from ensayo.features.report import markdown_table
 from ensayo.features.text.preprocessing import WORD_OR_MARK, repair_markup
 
@@ -17,7 +18,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 def explore_texts(name: str, texts: list[str], directory: Path, top: int = 25) -> list[str]:
     """Word and sentence counts, frequent words and characters, word and sentence length distributions
     (after repairing markup, before any other normalization)."""
-    import matplotlib.pyplot as plt
 
     texts = [repair_markup(str(t)) for t in texts]
     words_per_text = np.array([len(t.split()) for t in texts])
@@ -46,7 +46,8 @@ def explore_texts(name: str, texts: list[str], directory: Path, top: int = 25) -
         "Most frequent characters: " + ", ".join(f"`{c!r}` {n:,}" for c, n in characters.most_common(top)),
         "",
     ]
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    figure = figures.figure(figsize=(13, 3.5), layout="tight")
+    axes = figure.subplots(1, 3)
     axes[0].hist(words_per_text, bins=50, color="tab:blue")
     axes[0].set(title="words per text", xlabel="words")
     if len(sentences):
@@ -54,7 +55,5 @@ def explore_texts(name: str, texts: list[str], directory: Path, top: int = 25) -
     axes[1].set(title="words per sentence", xlabel="words")
     axes[2].bar(list(word_lengths), list(word_lengths.values()), color="tab:green")
     axes[2].set(title="characters per word", xlabel="characters")
-    figure.tight_layout()
-    figure.savefig(directory / f"{name}_lengths.png", dpi=110)
-    plt.close(figure)
+    figures.save(figure, directory / f"{name}_lengths.png", dpi=110)
     return [*lines, f"![length distributions]({name}_lengths.png)"]

@@ -13,7 +13,7 @@ from torch import nn
 
 from ensayo import layout
 from ensayo.data import Splits
-from ensayo.models.base import Exports, FitContext, Fitted, Generator, Sections, read_state, register_model_type
+from ensayo.models.base import FitContext, Fitted, Generator, Sections, read_state, register_model_type
 from ensayo.models.language.networks import (
     LANGUAGE_MODELS,
     LanguageModelConfig,
@@ -33,9 +33,9 @@ __all__ = ["LANGUAGE_MODELS", "LanguageModel", "LanguageModelConfig", "register_
 @register_model_type("language_model")
 class LanguageModel(Generator):
     sections: ClassVar[Sections] = {"language_model": LanguageModelConfig}
-    exports: ClassVar[Exports] = {
-        "mlflow": None,
-        "onnx": "generation samples one token at a time with the network's own state; export it to mlflow"}
+    refusals: ClassVar[dict[str, str]] = {
+        "onnx": "generation samples one token at a time with the network's own state; export it to mlflow",
+        "explain": "it writes text, a token at a time, rather than answering a row with a class"}
     distributed = None
     SAMPLE_PROMPTS = ("The ", "Stocks ")
 
@@ -112,8 +112,8 @@ class LanguageModel(Generator):
         model.network = network.eval()
         return model
 
-    def generate(self, prompt: str = "", length: int = 200, temperature: float = 0.8, top_k: int | None = None,
-                 top_p: float | None = None, seed: int = 0) -> Iterator[str]:
+    def generate(self, prompt: str, length: int, temperature: float, top_k: int | None, top_p: float | None,
+                 seed: int) -> Iterator[str]:
         assert self.tokenizer is not None and self.network is not None, "fit or load the model first"
         text = prompt.lower() if self.recipe.output.lowercase else prompt
         ids = self.tokenizer.encode(text) if text else [1]  # no prompt: start as after a document's end
@@ -133,7 +133,7 @@ class LanguageModel(Generator):
         trained = self.load(run_dir, self.recipe)
         samples = []
         for seed, prompt in enumerate(self.SAMPLE_PROMPTS):
-            text = "".join(trained.generate(prompt, length=300 if self.recipe.output.level == "char" else 60,
-                                            temperature=0.8, seed=seed))
+            text = "".join(trained.generate(prompt, 300 if self.recipe.output.level == "char" else 60, 0.8, None,
+                                            None, seed))
             samples.append(f"--- prompt {prompt!r}, temperature 0.8, seed {seed}\n{prompt}{text}\n")
         write_text(run_dir / layout.SAMPLES, "\n".join(samples))

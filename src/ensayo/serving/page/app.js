@@ -22,7 +22,7 @@ function describeError(body, status) {
 function showProbabilities(answer, prediction) {
   answer.replaceChildren(...prediction.labels.map((label, i) => {
     const p = prediction.probabilities[i];
-    return el("div", { class: "bar", "data-label": label },
+    return el("div", { class: "bar", "data-label": label, "data-probability": String(p) },
       el("span", { class: "name", title: label }, label),
       el("span", {}, el("div", { class: "fill", style: `width:${(100 * p).toFixed(1)}%` })),
       el("span", { class: "value" }, `${(100 * p).toFixed(1)}%`));
@@ -111,7 +111,7 @@ function classifierForm(model) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     answer.replaceChildren(el("span", { class: "status" }, "asking…"));
-    const top = Math.min(5, model.classes.length);
+    const top = model.defaults.top_k;
     let request;
     if (model.content_type === "multipart/form-data") {
       const data = new FormData();
@@ -143,19 +143,26 @@ function classifierForm(model) {
   return [form, answer];
 }
 
+// a generator's settings, each with the server's default (GET /v1/models gives them)
+const SAMPLING = [
+  ["length", "tokens", "1"], ["temperature", "0 is greedy", "any"], ["top_k", "0: every token", "1"],
+  ["top_p", "1: the whole mass", "any"], ["seed", "the same seed, the same text", "1"],
+];
+
 function generatorForm(model) {
   const output = el("div", { class: "generated", "data-generated": model.name });
   const form = el("form", { "data-model": model.name },
     el("label", { htmlFor: `${model.name}-prompt` }, "prompt"),
-    el("textarea", { id: `${model.name}-prompt`, name: "prompt" }),
-    el("label", {}, "length ", el("small", {}, "tokens")), el("input", { type: "number", name: "length", value: 200 }),
-    el("label", {}, "temperature"), el("input", { type: "number", name: "temperature", value: 0.8, step: "any" }),
-    el("label", {}, "seed"), el("input", { type: "number", name: "seed", value: 0 }),
-    el("button", { type: "submit" }, "Generate"));
+    el("textarea", { id: `${model.name}-prompt`, name: "prompt" }));
+  for (const [name, hint, step] of SAMPLING) {
+    form.append(el("label", { htmlFor: `${model.name}-${name}` }, `${name.replace("_", "-")} `, el("small", {}, hint)),
+      el("input", { type: "number", id: `${model.name}-${name}`, name, value: model.defaults[name], step }));
+  }
+  form.append(el("button", { type: "submit" }, "Generate"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = { prompt: form.elements.prompt.value, length: Number(form.elements.namedItem("length").value),
-                   temperature: Number(form.elements.temperature.value), seed: Number(form.elements.seed.value) };
+    const body = { prompt: form.elements.prompt.value };
+    for (const [name] of SAMPLING) body[name] = Number(form.elements.namedItem(name).value);
     output.textContent = body.prompt;
     output.removeAttribute("data-done");
     const response = await fetch(model.endpoints.generate, { method: "POST", body: JSON.stringify(body),

@@ -200,6 +200,19 @@ def records_of(data: Any) -> list[dict[str, Any]]:
     raise InputError(f"rows expected: a table, a mapping of columns or a list of rows, not {_kind(data)}")
 
 
+def prompts_of(rows: Sequence[Any]) -> list[str]:
+    """A generator's prompts: each row a text, or a mapping whose `prompt` is one (none, or null: no prompt)."""
+    prompts = []
+    for index, row in enumerate(rows):
+        prompt = row.get("prompt") if isinstance(row, Mapping) else row
+        if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)):
+            prompt = ""
+        if not isinstance(prompt, str):
+            raise InputError(f"a prompt is text, not {_kind(prompt)}", index, "prompt")
+        prompts.append(prompt)
+    return prompts
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         value = value.tolist()

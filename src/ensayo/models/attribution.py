@@ -1,7 +1,8 @@
-"""Why a model said what it said, row by row, with Captum's integrated gradients (the `explain` extra):
-each input's share of the answer against a neutral baseline (padding for a text, the training mean for a
-clip, a photo or a number), and within an input, which tokens, which time-frequency cells or which pixels.
-A tfidf_linear model needs no gradients: its n-grams' tf-idf values times the class's weights are exact."""
+"""Why a model said what it said, row by row: what a model type's `explain` answers (`RowExplanation`), and a
+neural network's integrated gradients with Captum (the `explain` extra): each input's share of the answer
+against a neutral baseline (padding for a text, the training mean for a clip, a photo or a number), and
+within an input, which tokens, which time-frequency cells or which pixels. The model is a trained
+`NeuralClassifier`, which calls this module and so is not imported by it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ import numpy as np
 import polars as pl
 import torch
 
-from ensayo.models import Classifier
-from ensayo.models.linear import TfidfLinear
-from ensayo.models.neural import NeuralClassifier
 from ensayo.training import encode_split
 
 STEPS = 32  # points on the path from the baseline to the row: Captum's approximation error is reported
@@ -35,44 +33,52 @@ class InputExplanation:
 
 @dataclass
 class RowExplanation:
+    """One row: the label explained (the predicted one unless another was asked for) and its probability, and
+    each input's part in it."""
+
     predicted: str
-    probability: float
+    probability: float  # of the label explained
     inputs: list[InputExplanation]
     true: str | None = None
     delta: float = 0.0  # Captum's convergence delta: how far the attributions miss their sum
+    explained: str = ""  # the label the attributions are for; empty: the predicted one
 
-
-def explain_rows(model: Classifier, table: pl.DataFrame, steps: int = STEPS) -> list[RowExplanation]:
-    """An explanation of each row of `table` for the class the model predicts for it."""
-    if isinstance(model, TfidfLinear):
-        return [_linear_row(model, table[i: i + 1]) for i in range(table.height)]
-    if not isinstance(model, NeuralClassifier) or model.network is None:
-        raise ValueError(f"model.type {model.name}: explain reads neural and tfidf_linear runs (an ensemble or a "
-                         "cross-validated run: explain a member or a fold run)")
-    return [_neural_row(model, table[i: i + 1], steps) for i in range(table.height)]
+    @property
+    def label(self) -> str:
+        return self.explained or self.predicted
 
 
 # ------------------------------------------------------------------------------------------- neural
-def _neural_row(model: NeuralClassifier, row: pl.DataFrame, steps: int) -> RowExplanation:
+def neural_row(model: Any, row: pl.DataFrame, steps: int = STEPS,
+               target: int | None = None) -> RowExplanation:
+    """The row's attributions to the (calibrated) probability of class `target`, by default the predicted one."""
     network = model.network
     assert network is not None
     network.eval()
     split = encode_split(model.features, row, np.zeros(1, dtype=np.int64))
-    batch = split.batch(np.array([0]), torch.device("cpu"))
+    batch = split.batch(np.array([0]), next(network.parameters()).device)
     with torch.no_grad():
         outputs = {name: encoder(batch[name]) for name, encoder in network.encoders.items()}
-        probabilities = torch.softmax(network.head(torch.cat(list(outputs.values()), dim=-1)), dim=-1)[0]
-    target = int(probabilities.argmax())
+        probabilities = _calibrated(model, network.head(torch.cat(list(outputs.values()), dim=-1)))[0]
+    predicted = int(probabilities.argmax())
+    target = predicted if target is None else target
     explained, deltas = [], []
     for feature in model.features:
         explanation, delta = _attribute(model, feature, batch[feature.name], outputs, target, steps, row)
         explained.append(explanation)
         deltas.append(delta)
-    return RowExplanation(model.classes.classes[target], float(probabilities[target]), explained,
-                          delta=float(max(deltas, key=abs)) if deltas else 0.0)
+    classes = model.classes.classes
+    return RowExplanation(classes[predicted], float(probabilities[target]), explained,
+                          delta=float(max(deltas, key=abs)) if deltas else 0.0,
+                          explained=classes[target] if target != predicted else "")
 
 
-def _head_forward(model: NeuralClassifier, name: str, outputs: dict[str, torch.Tensor]):
+def _calibrated(model: Any, logits: torch.Tensor) -> torch.Tensor:
+    """The probabilities a user is shown: the logits divided by the run's temperature, then the softmax."""
+    return torch.softmax(logits.float() / model.temperature, dim=-1)
+
+
+def _head_forward(model: Any, name: str, outputs: dict[str, torch.Tensor]):
     """The predicted probabilities as a function of one input's encoder output, the others held at the row's."""
     network = model.network
     assert network is not None
@@ -80,12 +86,12 @@ def _head_forward(model: NeuralClassifier, name: str, outputs: dict[str, torch.T
     def probabilities(encoded: torch.Tensor) -> torch.Tensor:
         rows = encoded.shape[0]
         parts = [encoded if key == name else value.expand(rows, -1) for key, value in outputs.items()]
-        return torch.softmax(network.head(torch.cat(parts, dim=-1)), dim=-1)
+        return _calibrated(model, network.head(torch.cat(parts, dim=-1)))
 
     return probabilities
 
 
-def _attribute(model: NeuralClassifier, feature: Any, value: Any, outputs: dict[str, torch.Tensor], target: int,
+def _attribute(model: Any, feature: Any, value: Any, outputs: dict[str, torch.Tensor], target: int,
                steps: int, row: pl.DataFrame) -> tuple[InputExplanation, float]:
     from captum.attr import IntegratedGradients, LayerIntegratedGradients
 
@@ -153,31 +159,3 @@ def _photo(pixels: torch.Tensor, feature: Any) -> np.ndarray:
     mean = torch.tensor(feature.mean).view(3, 1, 1)
     std = torch.tensor(feature.std).view(3, 1, 1)
     return (pixels * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-# ------------------------------------------------------------------------------------------- linear
-def _linear_row(model: TfidfLinear, row: pl.DataFrame, top: int = 15) -> RowExplanation:
-    """The n-grams of the row by their weight in the predicted class's score: tf-idf value times weight."""
-    linear = model.linear
-    matrix = linear._matrix(row, fit=False).tocsr()
-    scores = matrix @ linear.coef.T + linear.intercept
-    target = int(np.asarray(scores).argmax())
-    names = _ngram_names(model)
-    contributions = [(names[j], float(v * linear.coef[target, j])) for j, v in zip(matrix.indices, matrix.data,
-                                                                                  strict=True)]
-    contributions.sort(key=lambda item: -abs(item[1]))
-    probability = float(model.predict_proba(row)[0, target])
-    tokens = [(name, weight, 0.0) for name, weight in contributions[:top]]
-    return RowExplanation(model.classes.classes[target], probability,
-                          [InputExplanation("n-grams", "tokens", float(sum(w for _, w in contributions)),
-                                            tokens=tokens)])
-
-
-def _ngram_names(model: TfidfLinear) -> list[str]:
-    names: list[str] = []
-    for feature, kind, vectorizer in model.linear.vectorizers:
-        vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
-        names += [f"{feature.name}: {'word' if kind == 'word' else 'chars'} {token!r}" for token in vocabulary]
-    for feature in model.linear.sentences:
-        names += [f"{feature.name}: vector[{i}]" for i in range(feature.dim)]
-    return names
