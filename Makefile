@@ -12,7 +12,11 @@ COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 ENSAYO_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export ENSAYO_DATA
 
-.PHONY: demo test install install-dev lint bench clean chromium espeak
+# `make test-fast` leaves out the tiers that start servers, browsers, databases or other processes, and the
+# slow tests (pyproject.toml registers the markers; `make test` runs everything)
+FAST_TESTS := not (slow or subprocess or server or postgres or browser or distributed)
+
+.PHONY: demo test test-fast install install-dev lint bench clean chromium espeak
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +51,9 @@ test: install-dev chromium
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+
+test-fast: install-dev
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "$(FAST_TESTS)"
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

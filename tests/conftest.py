@@ -139,7 +139,7 @@ def postgres() -> Iterator[Postgres]:
     missing = [n for n in ("initdb", "pg_ctl", "createdb") if shutil.which(n) is None]
     if missing:
         pytest.skip(f"PostgreSQL's {', '.join(missing)} not found (Debian: apt install postgresql)")
-    pytest.importorskip("psycopg2", reason="psycopg2 is in the dev extra")
+    pytest.importorskip("psycopg", reason="psycopg is in the cluster extra")
     root = Path(tempfile.mkdtemp(prefix="ensayo-postgres-"))  # pytest's folders are closed to other users
     server = Postgres(root)
     try:

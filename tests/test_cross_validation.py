@@ -159,6 +159,7 @@ def test_a_sweep_trains_k_folds_per_trial_and_the_report_pairs_two_runs_on_the_s
     assert f"{differences.mean():+.4f}" in text and "2 folds" in text
 
 
+@pytest.mark.server
 def test_a_k_fold_run_is_served_and_exported_to_mlflow_with_its_folds_averaged(cv_run: Path, tmp_path: Path) -> None:
     import mlflow
     import requests

@@ -25,6 +25,8 @@ from ensayo.layout import CHECKPOINT
 from ensayo.models import load_recipe
 from ensayo.training.distributed import World, rank_batches, steps_per_epoch
 
+pytestmark = [pytest.mark.distributed, pytest.mark.subprocess]
+
 STEPS = 20
 
 
@@ -140,3 +142,36 @@ def test_model_types_that_train_in_one_process_refuse_nproc_before_any_work(titl
                                          "linear classifier fits in one process"):
         ensayo.api.launch_run(2, recipe_file, output=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+RANK_THAT_NEVER_ARRIVES = '''
+import os, sys, time
+from ensayo.training import distributed
+
+def entry():
+    if os.environ["RANK"] == "1":
+        time.sleep(120)  # never reaches the rendezvous in time
+    distributed.start("cpu")
+    distributed.stop()
+    return "formed"
+
+if __name__ == "__main__":
+    try:
+        print(distributed.launch(2, entry, start_method="spawn"))
+    except distributed.LaunchFailed as error:
+        print(f"failed: {error}")
+        sys.exit(3)
+'''
+
+
+@pytest.mark.slow
+def test_a_launch_says_which_ranks_it_waits_for_and_names_those_that_never_arrive(tmp_path: Path) -> None:
+    script = tmp_path / "launch.py"
+    script.write_text(RANK_THAT_NEVER_ARRIVES)
+    environment = {**os.environ, "ENSAYO_COLLECTIVE_TIMEOUT": "8", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=environment,
+                          cwd=tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr[-2000:]
+    assert "waiting for the ranks to form the process group: 1 of 2 arrived" in done.stderr
+    assert "waiting for ranks 1;" in done.stderr
+    assert "ranks 1 had not arrived to form the process group" in done.stdout

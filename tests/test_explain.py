@@ -79,6 +79,7 @@ def test_clips_photos_numbers_categories_and_ngrams_are_explained(file_runs: dic
 
 
 @needs_browser
+@pytest.mark.browser
 def test_the_page_shows_each_row_with_its_coloured_words_in_a_headless_browser(subword_run: Path,
                                                                                 file_runs: dict[str, Path],
                                                                                 tmp_path: Path) -> None:

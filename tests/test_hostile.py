@@ -21,34 +21,15 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from helpers.cli import refused
 from helpers.data import make_titles, recipe_dict, write_challenge_csv
 from PIL import Image
-from typer.testing import CliRunner
 
 import ensayo
 from ensayo import layout
-from ensayo.cli import app
 from ensayo.data import load_splits
 from ensayo.models import load_recipe
 from ensayo.store import locked
-
-runner = CliRunner()
-
-
-def said(result: Any) -> str:
-    return " ".join(result.output.split())
-
-
-def refused(args: list[str], *expected: str, code: int = 2) -> str:
-    """Run the CLI; it must end with `code`, no traceback, and every `expected` piece in its message."""
-    result = runner.invoke(app, [str(a) for a in args])
-    text = said(result)
-    assert result.exit_code == code, text
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    for piece in expected:
-        assert " ".join(piece.split()) in text, f"{piece!r} not in {text!r}"
-    return text
 
 
 def recipe_file(tmp_path: Path, raw: dict[str, Any], name: str = "hostile.yaml") -> Path:
@@ -370,6 +351,7 @@ def test_a_folder_another_process_writes_is_refused_naming_it(tmp_path: Path, ti
         refused(["sweep", study, "--no-track", "--output", tmp_path / "studies"], "a study is being written there")
 
 
+@pytest.mark.subprocess
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
                                "from ensayo.store import locked\nwith locked(Path(sys.argv[1]), 'a run'):\n"

@@ -18,7 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import ensayo
 
-pytestmark = needs_browser
+pytestmark = [needs_browser, pytest.mark.browser, pytest.mark.server]
 
 
 def continuous_tone(path: Path, hz: float, seconds: float = 2.0, rate: int = 48000) -> Path:

@@ -59,6 +59,7 @@ def test_no_runs_is_an_error(tmp_path: Path) -> None:
 
 
 @needs_browser
+@pytest.mark.browser
 def test_the_page_renders_in_a_headless_browser_with_no_server(tmp_path: Path) -> None:
     page = build_report(records(), METRIC, "Study demo", "three learning rates", tmp_path)
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page.read_text())  # nothing fetched from elsewhere

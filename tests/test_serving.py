@@ -28,6 +28,8 @@ from PIL import Image
 import ensayo
 from ensayo.runs import load_run
 
+pytestmark = [pytest.mark.server]
+
 TITLES = ["Celular Samsung Galaxy libre", "Zapatillas Nike running talle 42", "Taladro percutor Bosch 600 watts",
           "Libro novela tapa dura", "Lego bloques didactico niños"]
 
@@ -295,6 +297,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(live_se
 
 
 # ------------------------------------------------------------------------------------ the command
+@pytest.mark.subprocess
 def test_ensayo_serve_runs_worker_processes_until_interrupted(tiny_runs: dict[str, Path]) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -47,6 +47,9 @@ def current_trial(log: Path, output: Path) -> Path:
     return output / "trials" / config / f"seed{int(repeat) - 1}"
 
 
+@pytest.mark.postgres
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_trial(
         postgres: Postgres, tmp_path: Path, titles_csv: Path) -> None:
     import optuna
@@ -110,6 +113,7 @@ def test_workers_share_a_study_through_postgresql_and_take_up_a_killed_workers_t
     assert (tmp_path / "artifacts").is_dir()
 
 
+@pytest.mark.postgres
 def test_workers_opening_an_empty_database_together_all_get_the_study_storage(postgres: Postgres) -> None:
     import threading
 
@@ -134,6 +138,7 @@ def test_workers_opening_an_empty_database_together_all_get_the_study_storage(po
     assert opened[0].get_all_studies() == []
 
 
+@pytest.mark.postgres
 def test_the_same_trials_make_the_same_optuna_study_locally_and_on_postgresql(
         postgres: Postgres, tmp_path: Path, titles_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each repeat's objective, as the trials give it: a NaN beside a value, two runs without the objective (as a

@@ -108,6 +108,8 @@ SIGNALS = [
 ]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_real_signal_anywhere_then_resume_gives_the_uninterrupted_weights(
         signalled_recipe: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path) -> None:
     """Each signal stops its own `ensayo run` process, both started at once (their imports overlap)."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place it is written (pyproject.toml reads it)
+DISTRIBUTION = "ensayo-ml"  # the name on PyPI (`ensayo` there is another project); `import ensayo` all the same
 
 _EXPORTS = {
     "run": "ensayo.api",

@@ -23,7 +23,7 @@ from ensayo.recipe import Recipe, RecipeError
 from ensayo.runs import answer
 from ensayo.runs.predict import evaluate_file, predict_file, predict_rows, predict_table
 from ensayo.runs.saved import SavedRun, load_run
-from ensayo.store import write_json
+from ensayo.store import output_file, output_folder, write_json
 
 __all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "SavedRun", "Validation", "datasets", "evaluate",
            "explore", "export", "generate", "launch_run", "load_recipe", "load_run", "predict", "predict_rows",
@@ -104,6 +104,8 @@ def evaluate(run_dir: str | Path | SavedRun, source: str | Path,
              output: str | Path | None = None) -> tuple[dict[str, float], list[str]]:
     """Score a labelled file in the recipe's format with the same metrics as a run: (metrics, notes); with
     `output`, the metrics are also written there as JSON."""
+    if output is not None:
+        output_file(Path(output))
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
     metrics, notes = evaluate_file(saved, Path(source))
     if output is not None:
@@ -126,8 +128,8 @@ def explore(recipe: str | Path, output: str | Path | None = None, overrides: lis
 
     path = Path(recipe)
     loaded = load_recipe(path, overrides or [])
-    return write_data_report(loaded, Path(output) if output else Path("explore") / loaded.name,
-                             path.resolve().parent, console)
+    target = output_folder(Path(output) if output else Path("explore") / loaded.name)
+    return write_data_report(loaded, target, path.resolve().parent, console)
 
 
 def sweep(study: str | Path, output: str | Path | None = None, smoke: bool = False, track: bool = True,
@@ -140,6 +142,8 @@ def sweep(study: str | Path, output: str | Path | None = None, smoke: bool = Fal
     from ensayo.studies import parse_grid, run_study
 
     parsed = parse_grid(grid) if isinstance(grid, list) else grid
+    if output is not None:
+        output_folder(Path(output))
     return run_study(study, output, smoke=smoke, track=track, grid=parsed or None, repeats=repeats, console=console,
                      retry_failed=retry_failed, storage=storage)
 
@@ -150,6 +154,8 @@ def report(sources: list[str | Path], output: str | Path | None = None, metric: 
     side; returns the HTML page."""
     from ensayo.studies import write_runs_report, write_study_report
 
+    if output is not None:
+        output_folder(Path(output))
     first = Path(sources[0])
     if len(sources) == 1 and (first / layout.STUDY).is_file():
         return write_study_report(first, Path(output) if output else None)
@@ -164,6 +170,7 @@ def train_embeddings(source: str | Path, output: str | Path, column: str = "titl
     """Train word vectors on a text column and write them as a `.vec` file for `preprocessing.embeddings`."""
     from ensayo.studies.embeddings import EmbeddingJob, read_texts, train_word_vectors
 
+    output_file(Path(output))
     job = EmbeddingJob(source=str(source), column=column, method=method, dim=dim, window=window,
                        min_count=min_count, epochs=epochs, normalize=normalize, numbers=numbers)
     return train_word_vectors(read_texts(Path(source), column, filters or [], limit), job, Path(output))
@@ -178,6 +185,7 @@ def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destinat
                     top_k: int = answer.TOP_K, batch_size: int = 4096, progress: Progress | None = None,
                     all_classes: bool = False) -> dict[str, Any]:
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
+    output_file(Path(destination))
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
     return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress, all_classes)
 
@@ -203,7 +211,7 @@ def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | Non
     from ensayo.exporting import FORMATS, export_mlflow, export_onnx
 
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    target = Path(output) if output else None
+    target = output_folder(Path(output)) if output else None
     if format == "mlflow":
         return export_mlflow(saved, target, register)
     if format == "onnx":
@@ -221,5 +229,7 @@ def explain(run_dir: str | Path | SavedRun, source: str | Path, rows: int = 5,
 
     if rows < 1:
         raise ValueError(f"rows is {rows}: explain one row or more")
+    if output is not None:
+        output_file(Path(output))
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
     return explain_file(saved, Path(source), rows, Path(output) if output else None, label)

@@ -15,10 +15,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ensayo import layout
+from ensayo import DISTRIBUTION, __version__, layout
 from ensayo.data import DataError
 from ensayo.recipe import RecipeError
 from ensayo.runs import answer
@@ -36,8 +37,20 @@ console = Console(stderr=True)
 stdout = Console()
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        stdout.print(f"ensayo {__version__} (the {DISTRIBUTION} distribution)", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                              help="print ensayo's version and exit")] = False) -> None:
+    """Declarative deep-learning experiments: one YAML recipe to a trained, tracked run."""
+
+
 def _fail(message: str) -> NoReturn:
-    console.print(f"[bold red]error[/]: {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error[/]: {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -48,7 +61,7 @@ def _reported(interrupted: str = "") -> Iterator[None]:
     try:
         yield
     except LaunchFailed as exc:
-        console.print(f"[bold red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=exc.exit_code) from None
     except KeyboardInterrupt as exc:
         if interrupted:
@@ -288,7 +301,7 @@ def sweep(
                                                 "studies/NAME); rerun with the same one to continue")] = None,
     grid: Annotated[list[str] | None, typer.Option("--grid", help="key.path=v1,v2 (repeatable): sweep the "
                                                    "full grid of these values instead")] = None,
-    repeats: Annotated[int | None, typer.Option(help="seeds per configuration")] = None,
+    repeats: Annotated[int | None, typer.Option(help="seeds per configuration", min=1)] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="the study's small-data mode")] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="do not log to MLflow")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="run failed trials again")] = False,

@@ -39,7 +39,17 @@ from ensayo.models.registry import is_finished
 from ensayo.recipe import Recipe
 from ensayo.runs.folds import write_cross_validation
 from ensayo.runs.saved import SavedRun
-from ensayo.store import contents, empty, locked, read_json, remove_partial_files, write_json
+from ensayo.store import (
+    Locked,
+    contents,
+    empty,
+    held_by,
+    locked,
+    output_folder,
+    read_json,
+    remove_partial_files,
+    write_json,
+)
 from ensayo.tracking import Tracker
 from ensayo.training import distributed, seed_everything
 
@@ -48,9 +58,15 @@ class OutputTaken(ValueError):
     """`--output` names a folder that holds something already; the message says what, and what to do."""
 
 
-def check_output(run_dir: Path, force: bool) -> None:
-    """A new run goes into a missing or empty folder; a finished run, an unfinished one or other files there
-    are refused by name unless `force`."""
+def check_output(run_dir: Path, force: bool, locked_here: bool = False) -> None:
+    """A new run goes into a missing or empty folder; a folder another process is writing, a finished run, an
+    unfinished one or other files there are refused by name (the last three unless `force`). `locked_here`:
+    this process holds the folder's lock already."""
+    output_folder(run_dir)
+    writer = None if locked_here else held_by(run_dir)
+    if writer:
+        raise Locked(f"{run_dir}: a run is being written there by {writer}; wait for it to end or stop it, or "
+                     "choose another --output")
     found = contents(run_dir)
     if not found or force:
         return
@@ -104,7 +120,7 @@ class RunSession:
             return
         with locked(self.run_dir, what):
             if not self.resume:
-                check_output(self.run_dir, self.force)
+                check_output(self.run_dir, self.force, locked_here=True)
                 empty(self.run_dir)
                 save_recipe(self.recipe, self.run_dir)
             remove_partial_files(self.run_dir)

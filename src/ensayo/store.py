@@ -91,6 +91,34 @@ def locked(directory: Path, what: str) -> Iterator[None]:
         lock.release()
 
 
+def held_by(directory: Path) -> str | None:
+    """Who holds a directory's lock now, in words; None when no live process does (the lock is tried, and let go
+    at once)."""
+    if not (directory / layout.LOCK).is_file():
+        return None
+    lock = FileLock(directory / layout.LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return holder(directory)
+    lock.release()
+    return None
+
+
+def output_folder(path: Path, option: str = "--output") -> Path:
+    """A folder to write into: refused, naming `option`, when a file is there instead."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path}: a file is there; this writes a folder: choose another path")
+    return path
+
+
+def output_file(path: Path, option: str = "--output") -> Path:
+    """A file to write: refused, naming `option`, when a folder is there instead."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: a folder is there; give the path of the file to write")
+    return path
+
+
 def holder(directory: Path) -> str:
     """Who holds a directory's lock, in words."""
     try:

@@ -28,6 +28,30 @@ class TrackingError(RuntimeError):
     """A tracking store that cannot be reached when the run starts; the message names its URI."""
 
 
+def masked_url(url: str | None) -> str:
+    """A database URL without its password, for files and messages."""
+    if not url:
+        return str(url)
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def database_problem(error: BaseException) -> str:
+    """Why a database URL (an Optuna study's, an MLflow store's) cannot be used, in one line a person reads."""
+    if isinstance(error, ImportError):
+        return (f"its driver is not installed ({error}); install ensayo's cluster extra for PostgreSQL "
+                "(pip install 'ensayo[cluster]')")
+    reason = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's own error
+    text = " ".join(str(reason).split())
+    if type(error).__name__ == "ArgumentError":
+        text = f"not a database URL ({text}); write postgresql://USER@HOST/DATABASE or sqlite:///PATH"
+    return text[:300]
+
+
 class Tracker:
     """A thin MLflow wrapper that does nothing when tracking is off. A store that does not answer at the start
     fails the run at once (or, with `track.required: false`, is warned about once); one that fails later
@@ -67,12 +91,13 @@ class Tracker:
             return action()
         except Exception as exc:  # MLflow's own errors, requests', sqlite's...
             self.run_id = None
-            reason = " ".join(str(exc).split())[:300]
+            reason = database_problem(exc)
             if self.config.required:
-                raise TrackingError(f"track.uri {self.uri}: the tracking store cannot be reached ({reason}); "
+                raise TrackingError(f"track.uri {masked_url(self.uri)}: the tracking store cannot be reached "
+                                    f"({reason}); "
                                     "start it, point track.uri elsewhere, run with --no-track, or set "
                                     "track.required: false to train untracked") from None
-            self._warn(f"the tracking store {self.uri} cannot be reached ({reason}); training untracked")
+            self._warn(f"the tracking store {masked_url(self.uri)} cannot be reached ({reason}); training untracked")
             self.enabled = False
             return None
 
@@ -98,6 +123,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         uri = self.uri = tracking_uri(self.config)
+        _reach_database(uri)
         # MLflow's default retries a server that does not answer for minutes
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(TRACKING_TIMEOUT_SECONDS))
@@ -180,6 +206,22 @@ class Tracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id:
             self._guarded("ending the run", self._client.set_terminated, self.run_id, status=status)
+
+
+def _reach_database(uri: str) -> None:
+    """A database server store answers, or its error is raised now: MLflow would retry for 100 s first. A SQLite
+    file is MLflow's to make."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in ("postgresql", "mysql", "mssql"):
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": TRACKING_TIMEOUT_SECONDS}
+                                      if scheme == "postgresql" else {})
+    try:
+        engine.connect().close()
+    finally:
+        engine.dispose()
 
 
 def _key(name: str) -> str:

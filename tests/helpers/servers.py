@@ -81,4 +81,4 @@ class Postgres:
                        capture_output=True, timeout=60)
 
     def url(self, database: str) -> str:
-        return f"postgresql+psycopg2://postgres@/{database}?host={self.sockets}&port={self.port}"
+        return f"postgresql://postgres@/{database}?host={self.sockets}&port={self.port}"  # as the README writes them

@@ -8,11 +8,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
-import yaml
 
 from ensayo.data.read import FILE, LINE
 from ensayo.data.report import BadRow, DataError, DataReport
-from ensayo.recipe import Recipe, expand_path
+from ensayo.recipe import Recipe, RecipeError, expand_path
+from ensayo.recipe.safe_yaml import load_yaml
 
 
 @runtime_checkable
@@ -37,8 +37,8 @@ def check_filter(text: str) -> str | None:
         return (f"cannot read {text!r}; expected 'column op value' with op one of ==, !=, <, <=, >, >=, in, "
                 "not in")
     try:
-        yaml.safe_load(match.group(3))
-    except yaml.YAMLError:
+        load_yaml(match.group(3), f"data.filters {text!r}")
+    except RecipeError:
         return f"cannot read the value of {text!r}"
     return None
 
@@ -64,7 +64,7 @@ def parse_filter(text: str, columns: list[str]) -> pl.Expr:
     if column not in columns:
         raise DataError(f"data.filters: {text!r} names column {column!r}, which the data does not have "
                         f"(columns: {', '.join(c for c in columns if not c.startswith('__'))})")
-    value = yaml.safe_load(raw)
+    value = load_yaml(raw, f"data.filters {text!r}")
     target = pl.col(column)
     if op in ("in", "not in"):
         values = value if isinstance(value, list) else [value]

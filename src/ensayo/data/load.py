@@ -87,7 +87,9 @@ def _check_rows(table: pl.DataFrame, path: Path, recipe: Recipe, report: DataRep
     if bad:
         raise DataError(f"{path}: every row of the file is bad ({len(bad):,}), e.g. "
                         + "; ".join(str(b) for b in bad[:3]))
-    header_only = path.is_file() and recipe.data.format != "folder" and recipe.data.header
+    if recipe.data.format == "folder":
+        raise DataError(f"{path}: holds no file the recipe reads (pattern {recipe.data.pattern!r})")
+    header_only = path.is_file() and recipe.data.header
     raise DataError(f"{path}: the file has no data rows" + (" (a header only)" if header_only else ""))
 
 
@@ -143,8 +145,11 @@ def _read_table(recipe: Recipe, base: Path | None, report: DataReport) -> pl.Dat
     path = expand_path(recipe.data.source or "", base)
     table = _read_source(path, recipe, report)
     _check_rows(table, path, recipe, report, 0)
-    table = _sample(_prepare(table, recipe, report), recipe)
-    return check_files(table, recipe, report, base)
+    table = _prepare(table, recipe, report)
+    _check_rows(table, path, recipe, report, 0)  # every row bad once derived: named here, not blamed on the split
+    table = check_files(_sample(table, recipe), recipe, report, base)
+    _check_rows(table, path, recipe, report, 0)
+    return table
 
 
 def _finish(train: pl.DataFrame, validation: pl.DataFrame, test: pl.DataFrame, report: DataReport,
@@ -183,11 +188,15 @@ def stream_for_inference(path: Path, recipe: Recipe, report: DataReport,
         yield table
         return
     columns = [recipe.column_of(f) for f in recipe.inputs]
-    bad_before = len(report.bad_rows)
+    bad_before, usable = len(report.bad_rows), 0
     for chunk in read_chunks(path, recipe.data, report.bad_rows, chunk_rows):
         report.rows_read += chunk.height
-        yield check_files(_prepare(chunk, recipe, report, columns, filters=False), recipe, report, None)
+        table = check_files(_prepare(chunk, recipe, report, columns, filters=False), recipe, report, None)
+        usable += table.height
+        yield table
     report.rows_read += len(report.bad_rows) - bad_before
+    if not usable:  # as `ensayo run` says of the same file
+        _check_rows(pl.DataFrame(), path, recipe, report, bad_before)
     _fail_on_bad_rows(report, recipe)
 
 
@@ -202,12 +211,14 @@ def read_for_inference(path: Path, recipe: Recipe, need_label: bool,
         report.rows_read = table.height + len(report.bad_rows)
     else:
         table = _read_source(path, recipe, report)
+    _check_rows(table, path, recipe, report, 0)  # as `ensayo run` says of the same file
     columns = [recipe.column_of(f) for f in recipe.inputs]
     if need_label:
         label = recipe.output.column or ""
         columns.append(next((d.bin.column for d in recipe.derive if d.bin and d.name == label), label))
     table = _prepare(table, recipe, report, columns, filters=need_label)
     table = check_files(table, recipe, report, None)
+    _check_rows(table, path, recipe, report, 0)
     if bins is not None:
         table = bins.transform(table)
     _fail_on_bad_rows(report, recipe)

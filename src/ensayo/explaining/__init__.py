@@ -17,9 +17,8 @@ def explain_file(run: SavedRun, source: Path, rows: int = 5, output: Path | None
     """Explain the first `rows` readable rows of `source` (a file in the recipe's format, or a clip or
     folder for a folder recipe), for their predicted class or for `label`; writes the page (default:
     explanation.html in the run) and returns its path."""
-    table, _ = read_for_inference(source, run.recipe, need_label=False)
-    if table.height == 0:
-        raise ValueError(f"{source}: no row to explain")
+    run.require("explain")  # before reading: a language model's run is refused by name, not by its data
+    table, _ = read_for_inference(source, run.recipe, need_label=False)  # no usable row: named, with why
     table = table.head(rows)
     explained = run.explain(table, label)
     truth = run.recipe.output.column

@@ -91,7 +91,11 @@ def load_trained(run_dir: str | Path, recipe: Recipe | None = None,
         if problem:
             raise ValueError(f"{run_dir}: no ONNX engine for this run: {problem}")
         return recipe, kind.load_onnx(run_dir, recipe)  # type: ignore[attr-defined]
-    model = kind.load(run_dir, recipe)
+    try:
+        model = kind.load(run_dir, recipe)
+    except KeyError as missing:  # a state file from another version, or edited by hand
+        raise ValueError(f"{run_dir}: damaged run: its {layout.STATE} has no {missing.args[0]!r} (the fitted "
+                         "preprocessing cannot be read back); train the run again") from None
     if isinstance(model, Classifier):
         model.load_calibration(run_dir)
     return recipe, model

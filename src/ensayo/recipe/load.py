@@ -10,10 +10,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from ensayo.recipe.schema import Recipe, RecipeError
+from ensayo.recipe.safe_yaml import load_yaml
+from ensayo.recipe.schema import Recipe, RecipeError, name_of_file
 
 
 def default_data_dir() -> Path | None:
@@ -50,8 +50,6 @@ def expand_path(value: str, base: Path | None = None) -> Path:
     return path
 
 
-def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
 
 
 def set_key(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
@@ -91,7 +89,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise RecipeError(f"override {item!r} is not of the form key.path=value")
         key, value = item.split("=", 1)
-        set_key(raw, key, _parse_scalar(value))
+        set_key(raw, key, load_yaml(value, f"override {item!r}") if value != "" else "")
     return raw
 
 
@@ -130,6 +128,8 @@ def error_lines(error: ValidationError, schema: type[BaseModel], prefix: tuple[A
             message = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
             if valid:
                 message += f" (valid keys: {', '.join(valid)})"
+        elif item["type"] == "value_error":  # our own validators' messages say what they got
+            message = message.removeprefix("Value error, ")
         elif "input" in item and item["type"] != "missing":
             message += f" (got {item['input']!r})"
         lines.append(f"  {path or '<root>'}: {message}")
@@ -152,14 +152,11 @@ def read_raw(source: str | Path | dict[str, Any], overrides: list[str] | None = 
         path = Path(source)
         if not path.is_file():
             raise RecipeError(f"{path}: recipe file not found")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+        raw = load_yaml(path.read_text(), str(path)) or {}
         label = str(path)
         if not isinstance(raw, dict):
             raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
-        raw.setdefault("name", path.stem)
+        raw.setdefault("name", name_of_file(path.stem))
     return apply_overrides(raw, overrides or []), label
 
 

@@ -6,9 +6,10 @@ registered type at the resolve step (`ensayo.recipe.resolve`)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class RecipeError(ValueError):
@@ -16,6 +17,21 @@ class RecipeError(ValueError):
 
 
 MAX_SEED = 2**32 - 1_000_000  # numpy and scikit-learn take seeds below 2**32; studies add repeats to a seed
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a recipe's, a study's or a served model's name
+
+
+def check_name(name: str, names: str) -> str:
+    """`name`, when it is a name: it names a folder (runs/<name>/, studies/<name>/), so it never leads out of one."""
+    if not NAME.match(name):
+        raise ValueError(f"{names} are letters, digits, '.', '_' and '-', starting with a letter or digit (it names "
+                         f"a folder); got {name!r}")
+    return name
+
+
+def name_of_file(stem: str) -> str:
+    """The name a recipe or study file gives when it sets none: its file name, made a name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
+    return cleaned or "recipe"
 
 
 class Strict(BaseModel):
@@ -86,6 +102,14 @@ class DataConfig(Strict):
     limit: int | None = Field(None, gt=0)
     bad_rows: Literal["skip", "fail"] = "skip"
     split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @field_validator("sample")
+    @classmethod
+    def _rows_or_share(cls, sample: float | int | None) -> float | int | None:
+        if isinstance(sample, float) and sample > 1 and not sample.is_integer():
+            raise ValueError(f"a share of the rows (above 0, at most 1) or a number of rows (a whole number); "
+                             f"got {sample}")
+        return sample
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -278,6 +302,11 @@ class Recipe(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, name: str) -> str:
+        return check_name(name, "recipe names")
 
     @model_validator(mode="after")
     def _check(self) -> Recipe:

@@ -125,7 +125,8 @@ class SavedRun:
     def can_generate(self) -> bool:
         return hasattr(self.model, "generate")
 
-    def _refuse(self, capability: str) -> None:
+    def require(self, capability: str) -> None:
+        """Refuse, naming the model type, what its model cannot do (`CAPABILITIES`)."""
         problem = refusal(self.model, capability)
         if problem:
             raise WrongKindOfRun(f"{self.path}: {problem}")
@@ -134,7 +135,7 @@ class SavedRun:
     @property
     def classifier(self) -> Any:
         """The model that answers rows with class probabilities (a fold average for a cross-validated run)."""
-        self._refuse("predict")
+        self.require("predict")
         return self.model
 
     @property
@@ -155,7 +156,7 @@ class SavedRun:
 
     def explain(self, table: pl.DataFrame, label: str | None = None) -> list[RowExplanation]:
         """Why the model gave each row its answer (or, with `label`, that class's probability)."""
-        self._refuse("explain")
+        self.require("explain")
         if label is not None and label not in self.output.index:
             raise ValueError(f"{self.path}: no class {label!r} to explain (classes: "
                              f"{', '.join(self.output.classes[:20])}{'...' if len(self.output) > 20 else ''})")
@@ -166,13 +167,13 @@ class SavedRun:
                  top_k: int | None = None, top_p: float | None = None, seed: int = answer.SEED) -> Iterator[str]:
         """Yield the text of each new token as it is sampled; `length` counts tokens; `top_k` and `top_p` limit
         what is sampled from (None, 0 and 1 do not)."""
-        self._refuse("generate")
+        self.require("generate")
         sampling = answer.Sampling.of(top_k, top_p, length=length, temperature=temperature, seed=seed)
         return self.sample(prompt, sampling)
 
     def sample(self, prompt: str, sampling: answer.Sampling) -> Iterator[str]:
         """`generate` with its settings in one value."""
-        self._refuse("generate")
+        self.require("generate")
         return self.model.generate(prompt, sampling.length, sampling.temperature,  # type: ignore[union-attr]
                                    *sampling.limits, sampling.seed)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from ensayo.features.rows import InputError
@@ -60,6 +62,23 @@ def add_limits_and_errors(app: FastAPI, max_bytes: int) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, problem: RequestValidationError) -> JSONResponse:
+        errors = problem.errors()
+        if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "model_attributes_type" for e in errors):
+            # a body that was not read as JSON, because it was not sent as JSON
+            sent = request.headers.get("content-type", "").split(";")[0] or "no content type"
+            return JSONResponse({"detail": [{"loc": ["header", "content-type"], "type": "unsupported_media_type",
+                                             "msg": f"this endpoint takes JSON: send the body with Content-Type: "
+                                                    f"application/json (it came as {sent})"}]}, status_code=415)
         details = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                   for e in problem.errors()]
+                   for e in errors]
         return JSONResponse({"detail": details}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unreadable_body(request: Request, problem: StarletteHTTPException) -> Any:
+        cause = problem.__cause__
+        if problem.status_code != 400 or cause is None:
+            return await http_exception_handler(request, problem)
+        message = f"the body is not UTF-8 text ({cause.reason} at byte {cause.start}); send JSON as UTF-8" \
+            if isinstance(cause, UnicodeDecodeError) else f"the body could not be read: {cause}"
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": message, "type": "body_unreadable"}]},
+                            status_code=400)

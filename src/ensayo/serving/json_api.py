@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ensayo.features.rows import InputError
@@ -91,8 +91,15 @@ def _upload_route(app: FastAPI, model: ServedClassifier) -> None:
                                         annotation=Annotated[int, Form(ge=1, description=described["top_k"])]))
     parameters.append(inspect.Parameter("all_classes", inspect.Parameter.KEYWORD_ONLY, default=False,
                                         annotation=Annotated[bool, Form(description=described["all_classes"])]))
+    parameters.append(inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request))
 
     async def predict(**values: Any) -> dict[str, Any]:
+        form = await values["request"].form()  # as FastAPI read it: a field sent twice is refused, not half-read
+        for field in fields:
+            sent = len(form.getlist(field.name))
+            if sent > 1:
+                raise error(422, ["body", field.name], f"{sent} values for one {field.values.kind} input; send one "
+                            "per request (a file input: one file)")
         row: dict[str, Any] = {}
         uploads: dict[str, str] = {}
         for index, field in enumerate(fields):

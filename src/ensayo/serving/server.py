@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -13,12 +12,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from ensayo.models import run_recipe
+from ensayo.recipe.schema import NAME
 from ensayo.runs.saved import load_run
 from ensayo.serving.app import create_app
 from ensayo.serving.options import ServeOptions
 
 CONFIG_VARIABLE = "ENSAYO_SERVE_CONFIG"  # how worker processes learn what to serve
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def parse_targets(targets: list[str]) -> dict[str, Path]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ensayo.recipe import RecipeError
 from ensayo.studies.report import write_runs_report, write_study_report
 from ensayo.studies.schema import StudyConfig, SweepConfig, load_study, parse_grid
 from ensayo.studies.study import Study, TrialPruned, tell
@@ -29,10 +30,13 @@ def run_study(path: str | Path, output: str | Path | None = None, smoke: bool = 
     config, base = load_study(path, smoke)
     if grid:
         config.sweep = SweepConfig(method="grid", grid=grid)
-    if repeats:
+    if repeats is not None:
+        if repeats < 1:
+            raise RecipeError(f"--repeats {repeats}: a configuration runs once or more")
         config.repeats = repeats
     directory = Path(output) if output else Path("studies") / (config.name + ("-smoke" if smoke else ""))
     study = Study(config, base, directory, track=track, console=console, retry_failed=retry_failed, report=report)
     shared = storage or config.sweep.storage
-    (SharedScheduler(study, shared) if shared else LocalScheduler(study)).run()
+    option = "--storage" if storage else "sweep.storage"
+    (SharedScheduler(study, shared, option) if shared else LocalScheduler(study)).run()
     return directory

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ensayo.recipe import RecipeError, Strict, error_lines
+from ensayo.recipe.safe_yaml import load_yaml
+from ensayo.recipe.schema import check_name, name_of_file
 from ensayo.studies.embeddings import EmbeddingJob
 
 
@@ -94,6 +95,11 @@ class StudyConfig(Strict):
     # with --smoke: the smoke mode's own keys, set after each configuration's so that they win
     _set_last: dict[str, Any] = PrivateAttr(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, name: str) -> str:
+        return check_name(name, "study names")
+
     @property
     def set_last(self) -> dict[str, Any]:
         return self._set_last
@@ -104,13 +110,17 @@ def load_study(path: str | Path, smoke: bool = False) -> tuple[StudyConfig, Path
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: study file not found")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path.read_text(), str(path)) or {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a study must be a mapping")
+    if smoke and "smoke" not in raw:
+        raise RecipeError(f"{path}: --smoke needs the study's smoke section (smoke: {{set: ..., repeats: ...}}), "
+                          f"which {'a plain recipe' if 'sweep' not in raw else 'this study'} does not have; "
+                          "without --smoke every configuration trains on all the data")
     if "sweep" not in raw and "data" in raw:  # a recipe
-        raw = {"name": raw.get("name", path.stem), "recipe": path.name,
+        raw = {"name": raw.get("name", name_of_file(path.stem)), "recipe": path.name,
                "sweep": {"method": "list", "experiments": [{"name": "base"}]}}
-    raw.setdefault("name", path.stem)
+    raw.setdefault("name", name_of_file(path.stem))
     try:
         study = StudyConfig.model_validate(raw)
     except ValidationError as exc:
@@ -150,8 +160,10 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     for item in items:
         if "=" not in item:
             raise RecipeError(f"--grid {item!r} is not of the form key.path=v1,v2")
-        key, values = item.split("=", 1)
-        grid[key.strip()] = [yaml.safe_load(v) for v in _top_level_split(values)]
+        key, values = (part.strip() for part in item.split("=", 1))
+        if key in grid:
+            raise RecipeError(f"--grid {key} is given twice; give all its values once: --grid {key}=v1,v2,...")
+        grid[key] = [load_yaml(v, f"--grid {item!r}") for v in _top_level_split(values)]
     return grid
 
 

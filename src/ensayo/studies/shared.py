@@ -30,6 +30,7 @@ from typing import Any
 
 from ensayo.studies.study import Study, direction, tell
 from ensayo.studies.sweep import TrialResult, configurations, optuna_name, suggest
+from ensayo.tracking import database_problem, masked_url
 
 HEARTBEAT_VARIABLE = "ENSAYO_HEARTBEAT_SECONDS"  # how often a worker says its trial is alive (default 10)
 SCHEMA_ATTEMPTS = 5  # tries at opening the storage while another worker creates its tables
@@ -37,9 +38,14 @@ READY_SECONDS = 300  # how long a worker waits for the study's creator to enqueu
 CONFIG, REPEAT, RESULT = "ensayo.config", "ensayo.repeat", "ensayo.result"
 
 
-def storage_for(url: str) -> Any:
+class StorageError(ValueError):
+    """A study's database that cannot be opened; the message names the option that gave it and why, in one line."""
+
+
+def storage_for(url: str, option: str = "--storage") -> Any:
     """An Optuna RDB storage with heartbeats: a trial whose worker stops beating for three beats is failed and
-    enqueued again."""
+    enqueued again. A URL that cannot be opened is a StorageError naming `option` (`--storage` or
+    `sweep.storage`)."""
     import optuna
     import sqlalchemy.exc
 
@@ -49,12 +55,14 @@ def storage_for(url: str) -> Any:
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=beat, grace_period=3 * beat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
             # workers started together on an empty database race to create Optuna's tables; the loser's
             # CREATE fails ("already exists") and its next try finds them made
             if attempt == SCHEMA_ATTEMPTS - 1:
-                raise
+                raise StorageError(f"{option} {masked_url(url)}: {database_problem(error)}") from None
             time.sleep(0.2 + random.random())
+        except Exception as error:  # a bad URL, a missing driver, a server that refuses, a file that cannot be made
+            raise StorageError(f"{option} {masked_url(url)}: {database_problem(error)}") from None
     raise AssertionError("unreachable")
 
 
@@ -62,10 +70,10 @@ class SharedScheduler:
     """Runs this worker's share of a study whose trials live in `url`; `run()` returns the summary of every
     trial of the study that has ended so far."""
 
-    def __init__(self, study: Study, url: str) -> None:
+    def __init__(self, study: Study, url: str, option: str = "--storage") -> None:
         self.study = study
         self.url = url
-        self.storage = storage_for(url)
+        self.storage = storage_for(url, option)
 
     # ------------------------------------------------------------------ public
     def run(self) -> list[dict[str, Any]]:
@@ -99,7 +107,7 @@ class SharedScheduler:
                                                                    optuna.trial.TrialState.RUNNING))
             # the last worker writes the report and ends the parent run
             summary = study.finish(self._results(optuna_study), status, last=status == "FINISHED" and not left,
-                                   storage=_masked(self.url))
+                                   storage=masked_url(self.url))
         return summary
 
     # ------------------------------------------------------------------ the study in the database
@@ -133,13 +141,13 @@ class SharedScheduler:
         deadline = time.monotonic() + READY_SECONDS
         while not optuna_study.user_attrs.get("ensayo.ready"):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"study {self.study.config.name!r} in {_masked(self.url)}: the worker that "
+                raise RuntimeError(f"study {self.study.config.name!r} in {masked_url(self.url)}: the worker that "
                                    f"created it has not enqueued its trials after {READY_SECONDS} s")
             time.sleep(0.5)
 
     def _join_parent(self, optuna_study: Any) -> None:
         parent = optuna_study.user_attrs.get("ensayo.parent_run_id")  # None: the creator tracks nothing
-        self.study.start_parent(resume_id=parent, storage=_masked(self.url), create=False)
+        self.study.start_parent(resume_id=parent, storage=masked_url(self.url), create=False)
 
     # ------------------------------------------------------------------ claiming and working
     def _claim(self, optuna_study: Any) -> tuple[Any, int, str, dict[str, Any], list[int]] | None:
@@ -219,11 +227,4 @@ class SharedScheduler:
         return results
 
 
-def _masked(url: str) -> str:
-    """A database URL without its password, for files and messages."""
-    from sqlalchemy.engine import make_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url

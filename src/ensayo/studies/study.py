@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
 from ensayo import layout
@@ -30,6 +29,8 @@ from ensayo.models import load_recipe
 from ensayo.models.registry import is_finished
 from ensayo.pipeline import run
 from ensayo.recipe import RecipeError, TrackConfig, expand_path, set_key
+from ensayo.recipe.safe_yaml import load_yaml
+from ensayo.recipe.schema import name_of_file
 from ensayo.store import read_json, write_json, write_text
 from ensayo.studies.embeddings import train_job
 from ensayo.studies.report import write_study_report
@@ -87,10 +88,10 @@ class Study:
         recipe_path = expand_path(config.recipe, base)
         if not recipe_path.is_file():
             raise RecipeError(f"study {config.name!r}: its recipe {recipe_path} is not there")
-        raw = yaml.safe_load(recipe_path.read_text())
+        raw = load_yaml(recipe_path.read_text(), str(recipe_path))
         if not isinstance(raw, dict):
             raise RecipeError(f"{recipe_path}: a recipe must be a mapping")
-        raw.setdefault("name", Path(config.recipe).stem)
+        raw.setdefault("name", name_of_file(Path(config.recipe).stem))
         self.recipe_raw = raw
         self.recipe_base = recipe_path.resolve().parent
 

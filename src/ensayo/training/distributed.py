@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,8 @@ import torch.distributed as dist
 from torch import nn
 
 TIMEOUT_VARIABLE = "ENSAYO_COLLECTIVE_TIMEOUT"  # seconds a collective waits for a rank before failing
+LAUNCH_VARIABLE = "ENSAYO_LAUNCH_DIR"  # where `launch`'s ranks say how far they got: rank<k>.started, .arrived
+REPORT_SECONDS = 5.0  # how often `launch` says what it still waits for
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,17 @@ def start(device: str = "auto") -> World:
     if gpu:
         torch.cuda.set_device(local_rank)
     timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_VARIABLE, "600")))
+    _mark("arrived")  # at the rendezvous: the process group forms once every rank has arrived
     dist.init_process_group("nccl" if gpu else "gloo", timeout=timeout)
     _WORLD = World(dist.get_rank(), dist.get_world_size(), local_rank)
     return _WORLD
+
+
+def _mark(stage: str) -> None:
+    """Tell the launcher this rank reached `stage` (a file in its launch folder; nothing outside `launch`)."""
+    folder = os.environ.get(LAUNCH_VARIABLE)
+    if folder:
+        Path(folder, f"rank{os.environ.get('RANK', '0')}.{stage}").touch()
 
 
 FAILURE_GRACE_SECONDS = 1.0
@@ -220,29 +231,96 @@ class LaunchFailed(RuntimeError):
         self.exit_code = exit_code
 
 
-def launch(nproc: int, entrypoint: Callable[..., Any], *arguments: Any, start_method: str = "spawn") -> Any:
+def launch(nproc: int, entrypoint: Callable[..., Any], *arguments: Any, start_method: str = "spawn",
+           report: bool = True) -> Any:
     """`entrypoint(*arguments)` on `nproc` processes of this machine through torchrun's launcher (elastic_launch,
     a standalone rendezvous on a free local port). A rank that fails stops the others. Returns what rank 0
-    returned. `fork` saves each rank importing ensayo again, and is safe only from a process that has run no
-    threads yet (the `ensayo` command before it trains); `spawn` is safe from anywhere (a notebook)."""
+    returned. `fork` saves each rank importing ensayo and torch's distributed modules again (they are imported
+    here first), and is safe only from a process that has run no threads yet (the `ensayo` command before it
+    trains); `spawn` is safe from anywhere (a notebook). While ranks are still starting, the launcher says on
+    standard error every few seconds how many have arrived to form the process group and which it waits for
+    (`report`); a launch that fails names the ranks that never arrived."""
+    import tempfile
     import uuid
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    if start_method == "fork":  # what every rank imports, imported once and shared instead of 64 times over
+        import torch.nn.parallel  # noqa: F401  (DistributedDataParallel, and torch._dynamo beneath it)
     # each rank gets its share of the cores unless the recipe's train.threads says otherwise
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method=start_method,
                           monitor_interval=0.1)
-    try:
-        returned = elastic_launch(config, entrypoint)(*arguments)
-    except ChildFailedError as exc:
-        # a rank killed by a signal is the cause, the others' errors its consequence; else the earliest failure
-        failures = sorted(exc.failures.items(), key=lambda item: (item[1].exitcode >= 0, item[1].timestamp))
-        said = "; ".join(f"rank {rank} of {nproc} stopped with exit code {failure.exitcode}"
-                         for rank, failure in failures)
-        code = next((f.exitcode for _, f in failures if f.exitcode > 0), 1)
-        raise LaunchFailed(f"{said}; the other ranks were stopped with it (their own messages are above)",
-                           code) from None
+    with tempfile.TemporaryDirectory(prefix="ensayo-launch-") as folder, _watching(Path(folder), nproc, report):
+        os.environ[LAUNCH_VARIABLE] = folder
+        try:
+            returned = elastic_launch(config, _started)(entrypoint, *arguments)
+        except ChildFailedError as exc:
+            # a rank killed by a signal is the cause, the others' errors its consequence; else the earliest failure
+            failures = sorted(exc.failures.items(), key=lambda item: (item[1].exitcode >= 0, item[1].timestamp))
+            said = "; ".join(f"rank {rank} of {nproc} stopped with exit code {failure.exitcode}"
+                             for rank, failure in failures)
+            code = next((f.exitcode for _, f in failures if f.exitcode > 0), 1)
+            missing = _not_arrived(Path(folder), nproc)
+            absent = f"; ranks {_ranges(missing)} had not arrived to form the process group" if missing else ""
+            raise LaunchFailed(f"{said}{absent}; the other ranks were stopped with it (their own messages are "
+                               "above)", code) from None
+        finally:
+            os.environ.pop(LAUNCH_VARIABLE, None)
     return returned[0]
+
+
+def _started(entrypoint: Callable[..., Any], *arguments: Any) -> Any:
+    """A rank's first step: say it started, then run its work."""
+    _mark("started")
+    return entrypoint(*arguments)
+
+
+def _not_arrived(folder: Path, nproc: int) -> list[int]:
+    return [rank for rank in range(nproc) if not (folder / f"rank{rank}.arrived").exists()]
+
+
+def _ranges(ranks: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    parts, start = [], None
+    for index, rank in enumerate(ranks):
+        start = rank if start is None else start
+        if index + 1 == len(ranks) or ranks[index + 1] != rank + 1:
+            parts.append(str(start) if start == rank else f"{start}-{rank}")
+            start = None
+    return ", ".join(parts)
+
+
+@contextlib.contextmanager
+def _watching(folder: Path, nproc: int, report: bool) -> Iterator[None]:
+    """Every few seconds while ranks are still starting: how many have, how many arrived, which are awaited. The
+    ranks may be forked meanwhile: the watcher takes no lock a child could inherit held (it lists a folder and
+    writes to the standard error's descriptor, nothing else)."""
+    import threading
+
+    done = threading.Event()
+    timeout = os.environ.get(TIMEOUT_VARIABLE, "600")
+
+    def watch() -> None:
+        while not done.wait(REPORT_SECONDS):
+            names = os.listdir(folder)
+            missing = [rank for rank in range(nproc) if f"rank{rank}.arrived" not in names]
+            if not missing:
+                return
+            started = sum(name.endswith(".started") for name in names)
+            os.write(2, (f"waiting for the ranks to form the process group: {nproc - len(missing)} of {nproc} "
+                         f"arrived, {started} started (each imports torch and reads the data first); waiting "
+                         f"for ranks {_ranges(missing)}; the group fails if they have not arrived {timeout} s "
+                         f"after the first ({TIMEOUT_VARIABLE})\n").encode())
+
+    thread = threading.Thread(target=watch, name="ensayo-launch-watch", daemon=True) if report else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if thread:
+            thread.join()

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ensayo import layout
 from ensayo.recipe import flatten
+from ensayo.recipe.safe_yaml import load_yaml
 from ensayo.store import read_json
 
 
@@ -105,7 +104,8 @@ def _params_and_curves(run_dir: Path, metric: str) -> tuple[dict[str, str], dict
     """A run directory's recipe, flattened as MLflow keeps its params, and its learning curves."""
     params = {}
     if (run_dir / layout.RECIPE).is_file():
-        params = {k: str(v) for k, v in flatten(yaml.safe_load((run_dir / layout.RECIPE).read_text())).items()}
+        recipe = run_dir / layout.RECIPE
+        params = {k: str(v) for k, v in flatten(load_yaml(recipe.read_text(), str(recipe))).items()}
     curves: dict[str, list[tuple[int, float]]] = {}
     if (run_dir / layout.HISTORY).is_file():
         history = read_json(run_dir / layout.HISTORY)
