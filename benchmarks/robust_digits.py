@@ -61,8 +61,8 @@ def loso_figures(run) -> dict:
 
 def held_out_speakers(run) -> list[str]:
     from ensayo.data import load_splits
-    from ensayo.models.registry import run_recipe
     from ensayo.models import fold_dirs
+    from ensayo.models.registry import run_recipe
 
     return ["+".join(sorted(set(load_splits(run_recipe(folder)).test["speaker"].to_list())))
             for folder in fold_dirs(run.path, run.recipe.data.split.folds)]
