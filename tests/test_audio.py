@@ -129,6 +129,7 @@ def test_augmentation_acts_in_training_only() -> None:
     {"type": "rnn", "hidden_size": 16, "layers": 1},
     {"type": "cnn_rnn", "channels": [8], "hidden_size": 16},
 ])
+@pytest.mark.slow
 def test_each_audio_encoder_learns_and_predicts_a_foreign_recording(clips: Path, tmp_path: Path,
                                                                    encoder: dict) -> None:
     run_dir = tmp_path / "run"
@@ -179,6 +180,7 @@ def test_clips_read_on_the_fly_give_the_tensors_kept_in_memory(clips: Path) -> N
     torch.testing.assert_close(streamed.collate(lazy, index), kept.collate(encoded, index), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_recipe_reading_its_clips_on_the_fly_trains_as_one_holding_them(clips: Path, tmp_path: Path) -> None:
     """Batches read by two DataLoader worker processes: the same model as batches sliced from memory."""
     from safetensors.torch import load_file

@@ -78,6 +78,7 @@ def test_noise_lands_at_its_signal_to_noise_ratio_in_its_colour() -> None:
         assert ratio > low_to_high[0] and (low_to_high[1] is None or ratio < low_to_high[1]), (colour, ratio)
 
 
+@pytest.mark.slow
 def test_noise_clips_from_a_folder_are_mixed_in_at_the_ratio(tmp_path: Path) -> None:
     import soundfile as sf
 
@@ -119,6 +120,7 @@ def test_waveform_augmentation_needs_clips_read_on_the_fly() -> None:
         WaveAugmentConfig(speed={"min_factor": 1.2, "max_factor": 0.9})
 
 
+@pytest.mark.slow
 def test_only_training_rows_are_augmented_and_training_with_them_learns(tmp_path: Path) -> None:
     folder = make_clips(tmp_path / "clips")
     paths = sorted(str(p) for p in folder.glob("*.wav"))[:6]

@@ -78,6 +78,7 @@ def test_a_cross_validated_run_predicts_with_the_mean_of_its_fold_models(cv_run:
     assert [row[0] for row in labels] == [run.output.classes[i] for i in expected.argmax(axis=1)]
 
 
+@pytest.mark.slow
 def test_folds_are_mlflow_child_runs_and_an_interrupted_cross_validation_resumes_at_its_fold(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
@@ -135,6 +136,7 @@ def test_a_k_fold_run_exports_to_onnx_and_its_onnx_engine_averages_the_same_fold
     shutil.rmtree(exported)
 
 
+@pytest.mark.slow
 def test_a_sweep_trains_k_folds_per_trial_and_the_report_pairs_two_runs_on_the_same_folds(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

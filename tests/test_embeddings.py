@@ -33,6 +33,7 @@ def test_word_vectors_use_the_text_features_tokens(tmp_path: Path) -> None:
     assert not (tmp_path / "n.partial").exists()
 
 
+@pytest.mark.slow
 def test_a_recipe_finds_its_words_in_vectors_trained_on_its_titles(tmp_path: Path, titles_csv: Path) -> None:
     texts = read_texts(titles_csv, "title", ["language == spanish"])
     train_word_vectors(texts, EmbeddingJob(method="fasttext", dim=16, min_count=1, epochs=3), tmp_path / "t.vec")
@@ -74,6 +75,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, dim", [("minilm", 384), ("use", 512)])
 def test_sentence_vectors_put_paraphrases_together(model: str, dim: int, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,6 +94,7 @@ def test_sentence_vectors_put_paraphrases_together(model: str, dim: int, tmp_pat
     assert np.array_equal(again.numpy(), vectors)
 
 
+@pytest.mark.slow
 def test_a_frozen_sentence_encoder_classifies_and_its_run_predicts(tmp_path: Path, titles_csv: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENSAYO_CACHE", str(tmp_path / "cache"))
@@ -105,6 +108,7 @@ def test_a_frozen_sentence_encoder_classifies_and_its_run_predicts(tmp_path: Pat
     assert labels[0][0] == "DRILLS"
 
 
+@pytest.mark.slow
 def test_a_linear_model_reads_sentence_vectors_beside_its_ngrams(tmp_path: Path, titles_csv: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENSAYO_CACHE", str(tmp_path / "cache"))
@@ -133,6 +137,7 @@ def test_a_linear_model_refuses_inputs_it_cannot_read(tmp_path: Path, titles_csv
         load_recipe(recipe)
 
 
+@pytest.mark.slow
 def test_minilm_fine_tunes_and_its_weights_are_saved(tmp_path: Path, titles_csv: Path) -> None:
     recipe = recipe_dict(titles_csv, {"type": "mlp"}, epochs=1, lr=1e-4, batch_size=32)
     recipe["inputs"][0] = {"name": "title", "type": "sentence",

@@ -43,6 +43,7 @@ def write_members(folder: Path, titles_csv: Path) -> dict:
     return ensemble
 
 
+@pytest.mark.slow
 def test_an_ensemble_trains_its_members_and_averages_their_calibrated_scores(titles_csv: Path,
                                                                              tmp_path: Path) -> None:
     write_members(tmp_path / "recipes", titles_csv)

@@ -132,6 +132,7 @@ def test_balanced_class_weights_and_the_focal_loss() -> None:
     assert isinstance(loss, FocalLoss) and loss.weight.tolist() == pytest.approx(weights.tolist())
 
 
+@pytest.mark.slow
 def test_a_rare_class_is_found_more_often_with_balanced_weights(tmp_path: Path) -> None:
     from helpers.data import make_titles, write_challenge_csv
 

@@ -117,6 +117,7 @@ def test_a_storage_that_cannot_be_opened_is_one_line_naming_the_option(tmp_path:
 
 
 # ------------------------------------------------------------------------------------- a killed fold
+@pytest.mark.slow
 def test_a_fold_killed_just_after_writing_its_metrics_is_finished_when_the_run_resumes(
         tmp_path: Path, titles: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = cv_recipe(titles, folds=2, epochs=2)

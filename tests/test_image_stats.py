@@ -93,6 +93,7 @@ def copies_recipe(source: Path, **preprocessing: object) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_a_model_learns_from_image_statistics_and_reloads(tmp_path: Path) -> None:
     source = make_copies(tmp_path / "data")
     recipe_file = tmp_path / "copies.yaml"

@@ -195,6 +195,7 @@ def test_sampling_respects_top_k_and_top_p() -> None:
     {"architecture": "gru", "ngrams": [2, 3], "ngram_buckets": 512},
     {"architecture": "transformer", "layers": 1, "positions": "rotary", "ngrams": [2, 3, 4], "ngram_buckets": 1024},
 ])
+@pytest.mark.slow
 def test_language_models_learn_the_corpus_and_generate(corpus: Path, tmp_path: Path, model: dict) -> None:
     word = model.get("level") == "word"
     saved = ensayo.run(load_recipe(lm_recipe(corpus, **model)), output=tmp_path / "run", track=False)
@@ -265,6 +266,7 @@ def test_ngram_orders_are_checked(corpus: Path) -> None:
             load_recipe(lm_recipe(corpus, ngrams=orders))
 
 
+@pytest.mark.slow
 def test_language_model_training_resumes_after_an_interrupt(corpus: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = load_recipe(lm_recipe(corpus))

@@ -41,6 +41,7 @@ def trials(directory: Path) -> list[dict[str, Any]]:
     return read_json(directory / "results.json")["trials"]
 
 
+@pytest.mark.slow
 def test_smoke_study_makes_child_runs_and_a_report(tmp_path: Path, titles_csv: Path, mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -68,6 +69,7 @@ def test_smoke_study_makes_child_runs_and_a_report(tmp_path: Path, titles_csv: P
         assert f"| {trial['config']} | {trial['settings']['train.lr']} | 1 |" in table
 
 
+@pytest.mark.slow
 def test_repeats_vary_the_seed_and_report_mean_std_and_interval(tmp_path: Path, titles_csv: Path) -> None:
     path = write_study(tmp_path, titles_csv, {"method": "list", "experiments": [{"name": "only"}]}, repeats=3)
     directory = run_study(path, tmp_path / "out", report=False)
@@ -111,6 +113,7 @@ def test_interrupted_study_continues_where_it_stopped(tmp_path: Path, titles_csv
     assert [t["status"] for t in trials(tmp_path / "out")] == ["finished", "finished"]
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, titles_csv: Path,
                                                            mlflow_db: Path) -> None:
     from mlflow.tracking import MlflowClient
@@ -147,6 +150,7 @@ def test_a_configuration_that_makes_a_bad_recipe_stops_the_study_before_it_start
     assert not (tmp_path / "out" / "trials").exists()
 
 
+@pytest.mark.slow
 def test_optuna_study_is_stored_and_continues_with_more_trials(tmp_path: Path, titles_csv: Path) -> None:
     sweep = {"method": "optuna", "trials": 2, "space": {"train.lr": {"low": 0.001, "high": 0.1, "log": True},
                                                         "model.head.hidden": {"choices": [[8], [16]]}}}
@@ -188,6 +192,7 @@ def test_grid_configurations_cover_the_product_in_order() -> None:
     assert len(set(names)) == 6
 
 
+@pytest.mark.slow
 def test_cli_sweeps_a_plain_recipe_over_a_grid(tmp_path: Path, titles_csv: Path) -> None:
     recipe = tmp_path / "base.yaml"
     recipe.write_text(yaml.safe_dump(recipe_dict(titles_csv, epochs=1)))

@@ -47,6 +47,7 @@ def test_expressions_are_parsed_never_evaluated() -> None:
             parse_expression(bad, table.columns, "derive.0")
 
 
+@pytest.mark.slow
 def test_bins_are_fitted_on_training_rows_and_saved(pois: Path, tmp_path: Path) -> None:
     recipe = load_recipe(poi_recipe(pois))
     splits = load_splits(recipe)
@@ -180,6 +181,7 @@ def test_unreadable_images_are_skipped_or_kept_with_a_flag(pois: Path, tmp_path:
     assert torch.all(batch["pixels"] == 0) and torch.all(batch["missing"] == 1)
 
 
+@pytest.mark.slow
 def test_fused_model_learns_reloads_and_explores(pois: Path, tmp_path: Path) -> None:
     recipe_file = tmp_path / "pois.yaml"
     recipe_file.write_text(json.dumps(poi_recipe(pois)))
@@ -244,6 +246,7 @@ def test_a_truncated_efficientnet_keeps_its_first_blocks_and_pools_their_spread(
         EfficientNetLite0Encoder(feature, config.model_copy(update={"weights": str(broken)}))
 
 
+@pytest.mark.slow
 def test_a_saved_pretrained_run_needs_no_weights_package(pois: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     raw = poi_recipe(pois, inputs=[{"name": "photo", "type": "image", "column": "image",

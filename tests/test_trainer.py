@@ -21,6 +21,7 @@ from ensayo.models import load_recipe
 from ensayo.training import EncodedSplit
 
 
+@pytest.mark.slow
 def test_training_is_deterministic(titles_csv: Path, tmp_path: Path) -> None:
     recipe = load_recipe(recipe_dict(titles_csv, {"type": "cnn", "embedding_dim": 8, "filters_count": 8}))
     ensayo.run(recipe, output=tmp_path / "a", track=False)
@@ -31,6 +32,7 @@ def test_training_is_deterministic(titles_csv: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(first[key], second[key], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_to_the_same_model(titles_csv: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     raw = recipe_dict(titles_csv, {"type": "cnn", "embedding_dim": 8, "filters_count": 8, "dropout": 0.3},

@@ -59,7 +59,7 @@ def validate(recipe: str | Path, overrides: list[str] | None = None) -> Validati
 def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None = None,
                overrides: list[str] | None = None, track: bool = True, resume: str | Path | None = None,
                force: bool = False, entrypoint: Callable[..., str | None] | None = None,
-               start_method: str = "spawn") -> Path:
+               start_method: str = "forkserver") -> Path:
     """`run` on `nproc` processes of this machine (torch.distributed, launched by torchrun's launcher): the recipe
     is checked, and its run directory chosen, before any process starts; each rank calls `entrypoint` (by
     default `run_rank`) with the same arguments, in processes started by `start_method` (see
@@ -77,7 +77,7 @@ def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None 
         loaded = model_type_of(loaded).prepare(loaded, Path(recipe).resolve().parent)
         run_dir = Path(output) if output else new_run_dir(loaded)
         check_output(run_dir, force)
-    problem = distributed_problem(loaded)
+    problem = distributed_problem(loaded, nproc)
     if problem:
         raise ValueError(problem)
     return Path(launch(nproc, entrypoint or run_rank, recipe, run_dir, overrides, track, resume, force,

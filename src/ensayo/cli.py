@@ -90,9 +90,13 @@ def run(
     if recipe is None and resume is None:
         _fail("give a recipe, or --resume RUN_DIR")
     if nproc > 1:
+        if nproc > (os.cpu_count() or 1):
+            console.print(f"[yellow]warning[/]: {nproc} processes on {os.cpu_count()} cores share them: each holds the "
+                          "model and reads the data, and on a CPU the run goes no faster than with one per core",
+                          soft_wrap=True)
         with _reported():
             path = api.launch_run(nproc, recipe, output=output, overrides=overrides or [], track=not no_track,
-                                  resume=resume, force=force, entrypoint=_rank, start_method="fork")
+                                  resume=resume, force=force, entrypoint=_rank)
         stdout.print(str(path))
         return
     with _reported():

@@ -333,12 +333,18 @@ def _fold(above: RunSession, fold: int, splits: Splits, base: Path | None, track
     return SavedRun(fold_dir, fold_recipe, model)
 
 
-def distributed_problem(recipe: Recipe) -> str | None:
-    """Why a recipe cannot train on several processes, or None when it can."""
+def distributed_problem(recipe: Recipe, ranks: int) -> str | None:
+    """Why a recipe cannot train on `ranks` processes, or None when it can."""
     if is_cross_validated(recipe):
         return "data.split.folds: a cross-validated recipe trains its folds one after another in one process"
     why = model_type_of(recipe).distributed
-    return f"model.type {recipe.model.type} cannot train on several processes: {why}" if why else None
+    if why:
+        return f"model.type {recipe.model.type} cannot train on several processes: {why}"
+    if ranks > recipe.train.batch_size:  # each global batch is shared out; a rank without a row takes no step
+        return (f"{ranks} processes share each batch of train.batch_size {recipe.train.batch_size} rows, so "
+                f"some would get none and no step would be taken: use at most {recipe.train.batch_size} "
+                f"processes, or train.batch_size={ranks} or more")
+    return None
 
 
 @distributed.failing_after_the_cause()
@@ -346,7 +352,7 @@ def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | No
               base: Path | None, track: bool, force: bool) -> SavedRun:
     """One rank of a run torchrun started on several processes. Rank 0 owns the run directory, its lock and
     MLflow; every rank trains and scores its shares and returns the trained run."""
-    problem = distributed_problem(recipe)
+    problem = distributed_problem(recipe, distributed.launched_size())
     if problem:
         raise ValueError(problem)
     current = distributed.start(recipe.train.device)

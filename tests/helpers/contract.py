@@ -90,7 +90,7 @@ def example(name: str, folder: Path, model: dict[str, Any] | None = None) -> tup
     kind = MODEL_TYPES[name]
     folder.mkdir(parents=True, exist_ok=True)
     if kind.output == "text":
-        recipe = lm_recipe(write_corpus(folder / "news.csv", rows=60))
+        recipe = lm_recipe(write_corpus(folder / "news.csv", rows=60), level="word")  # its report writes words
         recipe["model"] = {"type": name, **(model or {})}
         recipe["train"] |= {"epochs": 2, "batch_size": 64}
         return recipe, pl.DataFrame({"prompt": ["The ", ""]})

@@ -20,6 +20,7 @@ from ensayo.store import atomic_path
 def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = answer.TOP_K, batch_size: int = 4096,
                  progress: Progress | None = None, all_classes: bool = False) -> dict[str, Any]:
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
+    run.require("predict")  # before the file is read: a generator's run is refused by its type
     report = DataReport()
     k = answer.labels_per_row(top_k, all_classes, len(run.output))
     by_file = run.recipe.data.format == "folder"
@@ -48,6 +49,7 @@ def predict_rows(run: SavedRun, source: Path) -> tuple[list[str], np.ndarray, li
     """Every class's probability for each usable row of `source` (for a folder recipe: one file or a
     folder of files): (row names, probabilities, bad-row notes). Rows are named by file for folder
     recipes and by line otherwise."""
+    run.require("predict")
     table, report = read_for_inference(source, run.recipe, need_label=False)
     if run.recipe.data.format == "folder":
         names = [Path(f).name for f in table[FILE].to_list()]
@@ -59,6 +61,7 @@ def predict_rows(run: SavedRun, source: Path) -> tuple[list[str], np.ndarray, li
 
 def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[dict[str, float], list[str]]:
     """Score a labelled file in the recipe's format with the same metrics as a run."""
+    run.require("predict")
     table, report = read_for_inference(source, run.recipe, need_label=True, bins=run.bins)
     true = table[run.recipe.output.column].cast(pl.String).to_list()
     labels = run.output.transform(true)

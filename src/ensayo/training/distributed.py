@@ -55,7 +55,12 @@ def world() -> World:
 
 def launched() -> bool:
     """Whether torchrun started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launched_size() > 1
+
+
+def launched_size() -> int:
+    """How many processes torchrun started (1 when it started none)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def start(device: str = "auto") -> World:
@@ -235,9 +240,11 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *arguments: Any, start_me
            report: bool = True) -> Any:
     """`entrypoint(*arguments)` on `nproc` processes of this machine through torchrun's launcher (elastic_launch,
     a standalone rendezvous on a free local port). A rank that fails stops the others. Returns what rank 0
-    returned. `fork` saves each rank importing ensayo and torch's distributed modules again (they are imported
-    here first), and is safe only from a process that has run no threads yet (the `ensayo` command before it
-    trains); `spawn` is safe from anywhere (a notebook). While ranks are still starting, the launcher says on
+    returned. `forkserver` starts each rank from a server process that imported ensayo and torch's distributed
+    modules once, and is safe from anywhere (a notebook too): 64 ranks on two cores start in seconds. `fork`
+    saves the server (what the ranks import is imported here first), and is safe only from a process that runs
+    no other thread, since a child inherits whatever lock another thread held; `spawn` imports everything in
+    every rank. While ranks are still starting, the launcher says on
     standard error every few seconds how many have arrived to form the process group and which it waits for
     (`report`); a launch that fails names the ranks that never arrived."""
     import tempfile
@@ -248,6 +255,10 @@ def launch(nproc: int, entrypoint: Callable[..., Any], *arguments: Any, start_me
 
     if start_method == "fork":  # what every rank imports, imported once and shared instead of 64 times over
         import torch.nn.parallel  # noqa: F401  (DistributedDataParallel, and torch._dynamo beneath it)
+    if start_method == "forkserver":  # a server that imported ensayo and torch once forks each rank
+        import multiprocessing
+
+        multiprocessing.set_forkserver_preload(["ensayo.api", "torch.nn.parallel"])
     # each rank gets its share of the cores unless the recipe's train.threads says otherwise
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
