@@ -15,6 +15,9 @@ export ENSAYO_DATA
 # `make test-fast` leaves out the tiers that start servers, browsers, databases or other processes, and the
 # slow tests (pyproject.toml registers the markers; `make test` runs everything)
 FAST_TESTS := not (slow or subprocess or server or postgres or browser or distributed)
+# test files are shared out to this many worker processes (pytest-xdist), each file whole on one worker
+TEST_WORKERS ?= 2
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: demo test test-fast install install-dev lint bench clean chromium espeak
 
@@ -50,10 +53,10 @@ demo: install
 test: install-dev chromium
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
-	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+	$(PYTEST)
 
 test-fast: install-dev
-	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -m "$(FAST_TESTS)"
+	$(PYTEST) -m "$(FAST_TESTS)"
 
 lint: install-dev
 	$(VENV)/bin/ruff check src tests benchmarks

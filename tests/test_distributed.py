@@ -181,7 +181,7 @@ def entry():
 
 if __name__ == "__main__":
     try:
-        print(distributed.launch(2, entry, start_method="spawn"))
+        print(distributed.launch(2, entry, start_method="fork"))  # this process runs no thread: fork is safe
     except distributed.LaunchFailed as error:
         print(f"failed: {error}")
         sys.exit(3)
@@ -192,7 +192,7 @@ if __name__ == "__main__":
 def test_a_launch_says_which_ranks_it_waits_for_and_names_those_that_never_arrive(tmp_path: Path) -> None:
     script = tmp_path / "launch.py"
     script.write_text(RANK_THAT_NEVER_ARRIVES)
-    environment = {**os.environ, "ENSAYO_COLLECTIVE_TIMEOUT": "8", "PYTHONWARNINGS": "ignore"}
+    environment = {**os.environ, "ENSAYO_COLLECTIVE_TIMEOUT": "7", "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=environment,
                           cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr[-2000:]
