@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from ensayo import layout
-from ensayo.data import DataError, leaking_inputs
+from ensayo.data import DataError, data_problems, leaking_inputs
 from ensayo.datasets import DatasetInfo, list_datasets
 from ensayo.exporting import Exported
 from ensayo.models import load_recipe, model_type_of
@@ -46,11 +46,15 @@ class Validation:
 
 
 def validate(recipe: str | Path, overrides: list[str] | None = None) -> Validation:
-    """Check a recipe without reading data: the schema, the registered types, the model type's own checks
-    (an ensemble's member recipes too); warn about inputs that feed the target through `derive`."""
+    """Check a recipe reading no more than each data file's header: the schema, the registered types, the model
+    type's own checks (an ensemble's member recipes too), that the data is there with the columns the recipe
+    names; warn about inputs that feed the target through `derive`."""
     path = Path(recipe)
     loaded = load_recipe(path, overrides or [])
     loaded = model_type_of(loaded).prepare(loaded, path.resolve().parent)
+    problems = data_problems(loaded, path.resolve().parent)
+    if problems:
+        raise RecipeError("\n".join([f"{path}: the recipe does not fit its data", *(f"  {p}" for p in problems)]))
     warnings = [f"input {name!r} feeds the target {loaded.output.column!r} through `derive`: the model can learn "
                 "the formula instead of the task" for name in leaking_inputs(loaded)]
     return Validation(loaded, warnings)

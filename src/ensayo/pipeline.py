@@ -20,7 +20,7 @@ from rich.console import Console
 
 from ensayo import layout
 from ensayo import metrics as ev
-from ensayo.data import DataReport, Splits, load_folds, load_splits
+from ensayo.data import DataError, DataReport, Splits, data_problems, load_folds, load_splits
 from ensayo.models import (
     Classifier,
     FitContext,
@@ -199,6 +199,14 @@ def _member_trainer(console: Console, base: Path | None):
     return train_member
 
 
+def check_data(recipe: Recipe, base: Path | None) -> None:
+    """The data is there with the columns the recipe names, read from each file's header (what `ensayo
+    validate` says too), before any work."""
+    problems = data_problems(recipe, base)
+    if problems:
+        raise DataError("\n".join(["the recipe does not fit its data", *(f"  {p}" for p in problems)]))
+
+
 def _read(recipe: Recipe, base: Path | None) -> Splits:
     started = time.perf_counter()
     splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
@@ -276,6 +284,7 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
     if is_cross_validated(recipe):
         return _run_folds(recipe, output, resume, console, base, track, force, parent_id, tags, on_epoch)
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
+    check_data(recipe, base)
     session = RunSession.open(recipe, run_dir, console, track=track, resume=resume is not None, force=force)
     _set_threads(recipe)
     seed_everything(recipe.train.seed)

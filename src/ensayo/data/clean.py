@@ -43,6 +43,12 @@ def check_filter(text: str) -> str | None:
     return None
 
 
+def filter_column(text: str) -> str | None:
+    """The column a filter reads, or None when it cannot be read."""
+    match = _FILTER.match(text)
+    return match.group(1) if match else None
+
+
 def filter_values(table: pl.DataFrame, text: str) -> str:
     """What a filter's column holds, to say why it kept nothing."""
     match = _FILTER.match(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +14,13 @@ from ensayo.data.clean import (
     check_files,
     check_filter,
     drop_incomplete_rows,
+    filter_column,
     filter_values,
     parse_filter,
     required_columns,
 )
-from ensayo.data.derive import Bins, apply_expressions, check_derived
-from ensayo.data.read import CHUNK_ROWS, LINE, read_chunks, read_file, read_folder
+from ensayo.data.derive import Bins, apply_expressions, check_derived, reads
+from ensayo.data.read import CHUNK_ROWS, LINE, read_chunks, read_columns, read_file, read_folder
 from ensayo.data.report import DataError, DataReport, Splits
 from ensayo.data.split import fold_tables, fold_test_rows, split_table
 from ensayo.recipe import Recipe, expand_path
@@ -77,6 +79,40 @@ def recipe_problems(recipe: Recipe) -> list[str]:
     if test_filter and (problem := check_filter(test_filter)):
         problems.append(f"data.split.test_filter: {problem}")
     return problems + check_derived(recipe)
+
+
+def data_problems(recipe: Recipe, base: Path | None = None) -> list[str]:
+    """What in the recipe cannot work with its data, found by reading only each file's header: a file that is not
+    there, and columns the recipe names (in filters, derived columns, inputs, the output) that it does not have.
+    `ensayo validate` and `ensayo run` say these before any work."""
+    split = recipe.data.split
+    sources = [s for s in (split.files or {}).values() if s] if split.method == "files" else [recipe.data.source or ""]
+    problems, found = [], []
+    for source in sources:
+        path = expand_path(source, base)
+        try:
+            found.append(set(read_columns(path, recipe.data)))
+        except DataError as error:
+            problems.append(f"data.source: {error}")
+    if problems or not found:
+        return problems
+    columns = set.intersection(*found)
+    derived = [spec.name for spec in recipe.derive]
+    known = columns | set(derived)
+    named = [(f"data.filters.{i}", filter_column(text)) for i, text in enumerate(recipe.data.filters)]
+    if split.test_filter:
+        named.append(("data.split.test_filter", filter_column(split.test_filter)))
+    named += [(f"derive.{i} ({spec.name})", name) for i, spec in enumerate(recipe.derive)
+              for name in sorted(reads(spec))]
+    named += [(f"inputs.{i} ({spec.name})", recipe.column_of(spec)) for i, spec in enumerate(recipe.inputs)]
+    named += [("output", name) for name in recipe.output.source_columns]
+    for key, column in named:
+        if column and column not in known:
+            close = difflib.get_close_matches(column, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{key}: column {column!r} is not in the data{hint} (columns: "
+                            f"{', '.join(sorted(columns))})")
+    return problems
 
 
 def _check_rows(table: pl.DataFrame, path: Path, recipe: Recipe, report: DataReport, bad_before: int) -> None:

@@ -261,6 +261,37 @@ def read_folder(path: Path, config: DataConfig, bad: list[BadRow], need_fields: 
                                       LINE: pl.Int64, FILE: pl.String})
 
 
+def read_columns(path: Path, config: DataConfig, records: int = 1000) -> list[str]:
+    """The columns a file (or a folder) gives, read cheaply: a CSV's header (or `columns`), the fields of a JSONL
+    file's first `records` records, a Parquet file's schema, a folder pattern's fields and the path column."""
+    if config.format == "folder":
+        if not path.exists():
+            raise DataError(f"{path}: no such file or folder")
+        return [*pattern_regex(config.pattern or "").groupindex, config.path_column]
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    fmt = detect_format(path) if config.format == "auto" else config.format
+    if fmt == "parquet":
+        try:
+            return list(pl.read_parquet_schema(path))
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    if fmt == "jsonl":
+        fields: dict[str, None] = {}
+        for count, (_, record) in enumerate(_jsonl_records(path, None)):
+            fields |= dict.fromkeys(record)
+            if count + 1 == records:
+                break
+        return list(fields)
+    if not config.header:
+        return list(config.columns or [])
+    with _readable(path), _open_text(path) as handle:
+        header = next(csv.reader(handle, delimiter=config.separator), None)
+    if header is None:
+        raise DataError(f"{path}: the file is empty, expected a header line")
+    return config.columns if config.columns and len(config.columns) == len(header) else header
+
+
 def read_file(path: Path, config: DataConfig, bad: list[BadRow]) -> pl.DataFrame:
     """Read one file (or, for the folder format, a folder) into a string table with the source line of
     every row."""
