@@ -187,11 +187,13 @@ def datasets(root: Path | None = None) -> list[tuple[DatasetInfo, Path | None]]:
 
 def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destination: str | Path,
                     top_k: int = answer.TOP_K, batch_size: int = 4096, progress: Progress | None = None,
-                    all_classes: bool = False) -> dict[str, Any]:
-    """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
+                    all_classes: bool = False, keep: list[str] | None = None) -> dict[str, Any]:
+    """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`, with the
+    columns of `source` named in `keep` beside each row's line."""
     output_file(Path(destination))
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress, all_classes)
+    return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress, all_classes,
+                        keep or [])
 
 
 def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,

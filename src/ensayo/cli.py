@@ -147,14 +147,16 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="saved run directory")],
     input: Annotated[Path, typer.Option("--input", "-i", help="file in the recipe's format; for a folder "
                                         "recipe (audio, images), one file or a folder")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV to write; without it, every "
-                                                "class's probability is printed")] = None,
-    top_k: Annotated[int, typer.Option(help="labels per row in the CSV", min=1)] = answer.TOP_K,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="CSV to write; without it, the top-k "
+                                                "of each row are printed")] = None,
+    top_k: Annotated[int, typer.Option(help="labels per row, best first", min=1)] = answer.TOP_K,
+    keep: Annotated[str | None, typer.Option(help="columns of the input to copy into the CSV beside each "
+                                             "row's line, to join the predictions back (--keep id,title)")] = None,
     batch_size: Annotated[int, typer.Option(help="rows per batch", min=1)] = 4096,
     engine: Annotated[str, typer.Option(help="torch, or onnx: the network exported by `ensayo export "
                                         "--format onnx`, run by ONNX Runtime")] = "torch",
 ) -> None:
-    """Predict the rows of a file: the top-k labels to a CSV, or every class's probability on screen."""
+    """Predict the rows of a file: the top-k labels of each row to a CSV, or on screen."""
     from ensayo import api
 
     with _reported():
@@ -163,22 +165,27 @@ def predict(
             names, probabilities, bad = api.predict_rows(saved, input)
         else:
             with _progress() as progress:
-                result = api.predict_to_file(saved, input, output, top_k, batch_size, progress)
+                result = api.predict_to_file(saved, input, output, top_k, batch_size, progress,
+                                             keep=[c.strip() for c in keep.split(",") if c.strip()] if keep else [])
             bad = result["bad_rows"]
     if bad:
         console.print(f"skipped {len(bad)} bad row(s): " + "; ".join(bad[:5]), soft_wrap=True)
     if output is not None:
         console.print(f"{result['rows']:,} rows -> {output}")
         return
-    classes = saved.output.classes
-    table = Table("row", "predicted", *classes, title=f"probabilities ({saved.recipe.output.column})")
-    for name, row in zip(names, probabilities, strict=True):
-        best = int(row.argmax())
-        cells = [f"[bold]{p:.3f}[/]" if i == best else f"{p:.3f}" for i, p in enumerate(row)]
-        table.add_row(name, f"[bold green]{classes[best]}[/] ({row[best]:.1%})", *cells)
+    labels, chances = answer.rank(probabilities, saved.output.classes, top_k)
+    places = [_ordinal(place) for place in range(1, len(labels[0]) + 1)] if labels else []
+    table = Table("row", *places, title=f"the likeliest {saved.recipe.output.column} of each row, best first")
+    for name, row_labels, row_chances in zip(names, labels, chances, strict=True):
+        cells = [f"{escape(label)} ({chance:.1%})" for label, chance in zip(row_labels, row_chances, strict=True)]
+        table.add_row(escape(name), f"[bold]{cells[0]}[/]", *cells[1:])
     stdout.print(table)
     if not names:
         _fail(f"{input}: nothing to predict")
+
+
+def _ordinal(place: int) -> str:
+    return f"{place}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(place if place < 20 else place % 10, 'th') }"
 
 
 @app.command()
@@ -295,6 +302,7 @@ def explore(
 
     with _reported():
         report = api.explore(recipe, output, overrides or [], console)
+    console.print(f"page: {report.with_suffix('.html')}", highlight=False)
     stdout.print(str(report))
 
 

@@ -14,10 +14,15 @@ from rich.console import Console
 
 from ensayo import figures
 from ensayo.data import Splits, load_splits
+from ensayo.data.clean import filter_column
+from ensayo.data.derive import sources_of
+from ensayo.data.read import pattern_regex
 from ensayo.features import FEATURES
 from ensayo.features.report import markdown_table
 from ensayo.features.text import explore_texts
+from ensayo.progress import working
 from ensayo.recipe import Recipe
+from ensayo.store import write_text
 
 
 def class_balance(splits: dict[str, pl.DataFrame], column: str, directory: Path) -> list[str]:
@@ -69,11 +74,13 @@ def derived_bins(splits: Splits, recipe: Recipe, directory: Path) -> list[str]:
     return lines
 
 
-def numeric_correlations(table: pl.DataFrame, directory: Path, limit: int = 20) -> list[str]:
-    """Pearson correlations between the columns that are (almost all) numbers, as a heat map."""
+def numeric_correlations(table: pl.DataFrame, directory: Path, limit: int = 20,
+                         left_out: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Pearson correlations between the columns that are (almost all) numbers, as a heat map; the label (a
+    class, even when written with digits) and what it is made from are `left_out`."""
     numeric = {}
     for column in table.columns:
-        if column.startswith("__"):
+        if column.startswith("__") or column in left_out:
             continue
         values = table[column].cast(pl.Float64, strict=False)
         if values.null_count() <= 0.05 * table.height and values.n_unique() > 2:
@@ -113,15 +120,57 @@ def explore(recipe: Recipe, directory: Path, base: Path | None = None, console: 
         lines += [f"## Corpus: {' + '.join(output.columns)} (training split)", "", *section, ""]
     else:
         lines += class_balance(parts, recipe.output.column, directory)
+        lines += groups_by_split(parts, recipe)
         lines += derived_bins(splits, recipe, directory)
-        lines += numeric_correlations(splits.train, directory)
+        label = recipe.output.column or ""
+        lines += numeric_correlations(splits.train, directory, left_out={label} | sources_of(recipe, label))
     labels = splits.train[recipe.output.column].cast(pl.String).to_list() if recipe.inputs else []
     for spec in recipe.inputs:
         column = recipe.column_of(spec)
-        with console.status(f"exploring {spec.type} input {spec.name!r}"):
+        with working(console, f"exploring {spec.type} input {spec.name!r}"):
             section = FEATURES[spec.type].explore(spec.name, splits.train[column].to_list(), labels,
                                                   spec.preprocessing, directory)
         lines += [f"## Input `{spec.name}` ({spec.type}, training split)", "", *section, ""]
     report = directory / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    write_text(report, text)
+    write_text(directory / "report.html", figures.page(f"Data report: {recipe.name}", _html(text)))
     return report
+
+
+def _html(markdown: str) -> str:
+    """The report's Markdown as the body of its page (CommonMark with tables; its images are the files beside it)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown)
+
+
+def groups_by_split(splits: dict[str, pl.DataFrame], recipe: Recipe, most: int = 50) -> list[str]:
+    """How the rows of each group (the split's group column; for a folder of files, each field of their names
+    that is neither the label nor the test filter's, such as FSDD's speakers) fall into the splits, and whether
+    a group sits on both sides: a test of groups the model has met, or of new ones."""
+    split = recipe.data.split
+    label, test_filter = recipe.output.column, filter_column(split.test_filter or "")
+    if split.group_column:
+        candidates = [split.group_column]
+    elif recipe.data.format == "folder":
+        candidates = [f for f in pattern_regex(recipe.data.pattern or "").groupindex if f not in (label, test_filter)]
+    else:
+        candidates = []
+    lines: list[str] = []
+    present = {name: table for name, table in splits.items() if table.height}
+    for column in candidates:
+        values = sorted({str(v) for table in present.values() for v in table[column].to_list()})
+        if not values or len(values) > most:
+            continue
+        counts = {name: table[column].cast(pl.String).value_counts() for name, table in present.items()}
+        by_split = {name: dict(zip(c[column].to_list(), c["count"].to_list(), strict=True))
+                    for name, c in counts.items()}
+        shared = [v for v in values if sum(bool(by_split[name].get(v)) for name in by_split) > 1]
+        said = (f"{len(shared)} of {len(values)} `{column}` values have rows in more than one split: the test "
+                f"measures {column}s the model has met" if shared else
+                f"no `{column}` value is in two splits: the test measures {column}s the model never met")
+        rows = [[value, *(by_split[name].get(value, 0) for name in by_split)] for value in values]
+        lines += [f"## Rows per `{column}` and split", "", said + ".", "",
+                  *markdown_table([column, *by_split], rows), ""]
+    return lines

@@ -149,7 +149,7 @@ class RunSession:
             self.tracker.end("FAILED")
             raise
 
-    def close(self, metrics: dict[str, float], step: int = 0) -> None:
+    def close(self, metrics: dict[str, float], step: int = 0, classes: int | None = None) -> None:
         """The run is finished: `metrics.json` is written (last, with the files the run writes for a person
         before it) and the training leftovers are gone; then when it finished, and MLflow is told."""
         write_json(self.run_dir / layout.METRICS, dict(sorted(metrics.items())))
@@ -163,7 +163,7 @@ class RunSession:
         if tracker.failure:
             write_json(self.run_dir / layout.TRACKING, {"run_id": self.run_id, "tracking_uri": tracker.uri,
                                                         "failure": tracker.failure})
-        _print_summary(self.console, metrics, self.run_dir, tracker)
+        _print_summary(self.console, metrics, self.run_dir, tracker, classes)
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -231,7 +231,8 @@ def _fit(session: RunSession, splits: Splits, base: Path | None, parent_id: str 
         if session.main:
             _write_report(model, fitted, splits.report, session.run_dir)
     if session.main:
-        session.close(fitted.metrics, step=len(fitted.history))
+        classes = len(model.classes) if hasattr(model, "predict_proba") else None  # type: ignore[attr-defined]
+        session.close(fitted.metrics, step=len(fitted.history), classes=classes)
     return model
 
 
@@ -318,7 +319,7 @@ def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | N
             metrics["read_seconds"] = read_seconds
             write_json(run_dir / layout.DATA_REPORT, folds[0].report.to_dict() | {
                 "fold_sizes": [f.report.split_sizes for f in folds]})
-        session.close(metrics)
+        session.close(metrics, classes=len(average.classes))
     return SavedRun(run_dir, recipe, average)
 
 
@@ -386,16 +387,36 @@ def _run_rank(recipe: Recipe, output: str | Path | None, resume: str | Path | No
 
 # ------------------------------------------------------------------------------------------ the summary
 def _figure(metrics: dict[str, float], key: str) -> str:
-    """`key value`, with its bootstrap interval when it has one."""
+    """`key value` as a person reads it (seconds to a tenth), with its bootstrap interval when it has one."""
+    if key.endswith("seconds"):
+        return f"{key} {metrics[key]:.1f}"
     low, high = metrics.get(f"{key}_low"), metrics.get(f"{key}_high")
     interval = f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else ""
     return f"{key} {metrics[key]:.4f}{interval}"
 
 
-def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, tracker: Tracker) -> None:
+def chance_note(metrics: dict[str, float], classes: int) -> str | None:
+    """A warning when the test balanced accuracy is no better than guessing among `classes` classes (its
+    bootstrap interval, where there is one, reaches chance)."""
+    score = metrics.get("test/balanced_accuracy")
+    if score is None or classes < 2:
+        return None
+    chance = 1 / classes
+    high = metrics.get("test/balanced_accuracy_high", score)
+    if score > 1.5 * chance and metrics.get("test/balanced_accuracy_low", score) > chance:
+        return None
+    return (f"{classes} classes: chance is {chance:.4g}, and test/balanced_accuracy {score:.4f} (at most "
+            f"{high:.4f}) is at chance level: the model learnt nothing it can use; look at the learning curves, "
+            "train.lr, train.epochs and the data")
+
+
+def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, tracker: Tracker,
+                   classes: int | None = None) -> None:
     shown = [k for k in ("test/balanced_accuracy", "test/accuracy", "test/macro_f1", "val/balanced_accuracy",
                          "test/bits_per_char", "test/perplexity", "temperature", "fit_seconds") if k in metrics]
     console.print("[bold green]done[/]: " + "  ".join(_figure(metrics, k) for k in shown))
+    if classes is not None and (note := chance_note(metrics, classes)):
+        console.print(f"[yellow]warning[/]: {note}", soft_wrap=True)
     if "cv/balanced_accuracy_mean" in metrics:
         console.print("  over the folds: " + "  ".join(
             f"{name} {metrics[f'cv/{name}_mean']:.4f} ± {metrics[f'cv/{name}_std']:.4f} "

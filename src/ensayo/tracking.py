@@ -122,6 +122,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        _quiet_unless_asked()
         uri = self.uri = tracking_uri(self.config)
         _reach_database(uri)
         # MLflow's default retries a server that does not answer for minutes
@@ -206,6 +207,16 @@ class Tracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id:
             self._guarded("ending the run", self._client.set_terminated, self.run_id, status=status)
+
+
+def _quiet_unless_asked() -> None:
+    """MLflow's and its migrations' INFO lines ("Creating initial MLflow database tables...") are not ensayo's to
+    print; MLFLOW_LOGGING_LEVEL brings them back."""
+    import logging
+
+    if not os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _reach_database(uri: str) -> None:

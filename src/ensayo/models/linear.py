@@ -31,6 +31,7 @@ from ensayo.models.attribution import InputExplanation, RowExplanation
 from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
 from ensayo.models.neural import make_features, save_state
 from ensayo.outputs.category import CategoryOutput
+from ensayo.progress import working
 from ensayo.recipe import Recipe, Strict
 from ensayo.store import atomic_path
 
@@ -199,7 +200,7 @@ class TfidfLinear(Classifier):
         self.classes.fit(self.labels(splits.train))
         derived = splits.bins.state() if splits.bins else {}
         train_true = self.classes.transform(self.labels(splits.train))
-        with context.console.status("fitting the vectorizers and the linear classifier"):
+        with working(context.console, "fitting the vectorizers and the linear classifier"):
             train_probabilities = self.linear.fit(splits.train, train_true)
         context.console.print(f"  {self.linear.n_features:,} sparse features, fit in {self.linear.fit_seconds:.1f} s")
         self.linear.save(context.run_dir)

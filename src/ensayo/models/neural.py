@@ -23,6 +23,7 @@ from ensayo.models.attribution import RowExplanation
 from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
 from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
+from ensayo.progress import working
 from ensayo.recipe import HeadConfig, Recipe
 from ensayo.store import write_json
 from ensayo.training import (
@@ -224,7 +225,7 @@ class NeuralClassifier(Classifier):
         self.derived = splits.bins.state() if splits.bins else {}
         columns: dict[str, Any] = {}
         for feature in self.features:
-            with context.console.status(f"fitting {feature.type_name} input {feature.name!r}"):
+            with working(context.console, f"fitting {feature.type_name} input {feature.name!r}"):
                 columns[feature.name] = feature.fit_transform(splits.train[feature.column].to_list())
             described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
             context.console.print(f"  {feature.name}: {described}")

@@ -18,14 +18,17 @@ from ensayo.store import atomic_path
 
 
 def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = answer.TOP_K, batch_size: int = 4096,
-                 progress: Progress | None = None, all_classes: bool = False) -> dict[str, Any]:
-    """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`."""
+                 progress: Progress | None = None, all_classes: bool = False,
+                 keep: list[str] | None = None) -> dict[str, Any]:
+    """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`, each row
+    named by its line (or file) and the columns of `keep`."""
     run.require("predict")  # before the file is read: a generator's run is refused by its type
     report = DataReport()
     k = answer.labels_per_row(top_k, all_classes, len(run.output))
     by_file = run.recipe.data.format == "folder"
-    header = ["file" if by_file else "line"] + [f"{kind}_{i}" for i in range(1, k + 1)
-                                                for kind in ("label", "probability")]
+    keep = list(keep or [])
+    header = ["file" if by_file else "line", *keep] + [f"{kind}_{i}" for i in range(1, k + 1)
+                                                      for kind in ("label", "probability")]
     destination.parent.mkdir(parents=True, exist_ok=True)
     task = progress.add_task(f"predicting {source.name}", total=None) if progress else None
     written = 0
@@ -33,12 +36,16 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = an
         writer = csv.writer(handle)
         writer.writerow(header)
         for table in stream_for_inference(source, run.recipe, report):  # any size: a chunk in memory at a time
+            missing = [column for column in keep if column not in table.columns]
+            if missing:
+                shown = ", ".join(c for c in table.columns if not c.startswith("__"))
+                raise ValueError(f"--keep: {source} has no column {missing[0]!r} (columns: {shown})")
             for start in range(0, table.height, batch_size):
                 chunk = table.slice(start, batch_size)
                 labels, probabilities = run.predict(chunk, top_k=k)
-                rows = chunk[FILE].to_list() if by_file else chunk[LINE].to_list()
-                for line, names, values in zip(rows, labels, answer.rounded(probabilities), strict=True):
-                    writer.writerow([line] + [x for pair in zip(names, values, strict=True) for x in pair])
+                names = chunk.select(FILE if by_file else LINE, *keep).rows()
+                for name, classes, values in zip(names, labels, answer.rounded(probabilities), strict=True):
+                    writer.writerow([*name] + [x for pair in zip(classes, values, strict=True) for x in pair])
                 written += chunk.height
                 if progress is not None and task is not None:
                     progress.advance(task, chunk.height)

@@ -28,6 +28,7 @@ from ensayo.data import load_splits
 from ensayo.models import load_recipe
 from ensayo.models.registry import is_finished
 from ensayo.pipeline import run
+from ensayo.progress import working
 from ensayo.recipe import RecipeError, TrackConfig, expand_path, set_key
 from ensayo.recipe.safe_yaml import load_yaml
 from ensayo.recipe.schema import name_of_file
@@ -136,7 +137,7 @@ class Study:
             target = self.output / layout.EMBEDDINGS / f"{name}.vec"
             if target.is_file():
                 continue
-            with self.console.status(f"training word vectors {name!r} ({job.method}, dim {job.dim})"):
+            with working(self.console, f"training word vectors {name!r} ({job.method}, dim {job.dim})"):
                 report = train_job(job, target, self._train_texts, self.base)
             self.console.print(f"  embeddings {name}: {report}")
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from ensayo.layout import BEST_WEIGHTS, CHECKPOINT
 from ensayo.outputs.auxiliary import AUXILIARY
+from ensayo.progress import every as progress_every
 from ensayo.recipe import TrainConfig
 from ensayo.store import atomic_path
 from ensayo.training import distributed
@@ -322,6 +323,7 @@ class Trainer:
         self.model.train()
         tick, examples = time.perf_counter(), 0
         shown, pending = tick, 0
+        logged, log_every = tick, progress_every() if self.world.main and not self.console.is_terminal else None
         weights = [weight for _, weight in shares]
         for (batch, labels), weight in zip(train.iterate([index for index, _ in shares], self.device), weights,
                                            strict=True):
@@ -364,6 +366,11 @@ class Trainer:
                 progress.update(task, advance=pending, rate=f"{examples / max(now - tick, 1e-9):,.0f} ex/s "
                                                             f"loss {state.loss_sum / max(state.seen, 1):.3f}")
                 pending, shown = 0, now
+            if log_every is not None and now - logged >= log_every:  # no live bar in a log: a line instead
+                self.console.print(f"epoch {state.epoch + 1}/{config.epochs}: step {state.step_in_epoch}/{steps} "
+                                   f"({state.step_in_epoch / max(steps, 1):.0%}), {examples / (now - tick):,.0f} "
+                                   f"examples/s, loss {state.loss_sum / max(state.seen, 1):.3f}", highlight=False)
+                logged = now
         progress.remove_task(task)
 
     def _loss(self, batch: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,7 +59,8 @@ def build_report(records: list[RunRecord], metric: str, title: str, description:
     plots = [
         (f"{metric} by configuration", plot_metric_by_config(records, metric, order)),
         (f"test loss vs {metric}", plot_scatter(records, "test/loss", metric, order, f"test loss vs {metric}")),
-        ("learning curves", plot_learning_curves(records, metric, order)),
+        *([("learning curves", plot_learning_curves(records, metric, order))]
+          if any(r.curves for r in records) else []),  # models fitted in one go have no epochs
         (f"{metric} vs training time", plot_scatter(records, "fit_seconds", metric, order,
                                                     f"{metric} vs training time (s)")),
     ]

@@ -11,20 +11,31 @@ from ensayo.metrics import interval95
 from ensayo.studies.report.records import RunRecord
 from ensayo.training import higher_is_better
 
-IGNORED_PARAMS = ("train.seed", "track.", "name", "description")
+IGNORED_PARAMS = ("train.seed", "track.", "name", "description", "data.split.fold")
 TABLE_METRICS = ("test/loss", "fit_seconds")
 MAX_PARAM_COLUMNS = 6
+# what tells runs apart first, when more keys differ than there are columns
+FIRST_KEYS = ("model.type", "model.encoders", "inputs", "model.linear", "model.language_model", "model.head",
+              "train.epochs", "train.lr", "train.batch_size", "data.split.folds")
 
 
 def varying_params(records: list[RunRecord]) -> list[str]:
-    """The keys a study set (or, for loose runs, the recipe keys that differ), when few enough to be
-    columns; otherwise the configuration names carry them and the page lists each one's settings."""
+    """The keys a study set when few enough to be columns (otherwise the configuration names carry them and
+    the page lists each one's settings); for loose runs, the recipe keys that differ, the most telling first
+    (the model type, the encoders, the epochs...), as many as there are columns."""
     if all(r.settings is not None for r in records):
         keys = list(dict.fromkeys(k for r in records for k in r.settings or {}))
-    else:
-        every = sorted({k for r in records for k in r.params})
-        keys = [k for k in every if not k.startswith(IGNORED_PARAMS) and len({r.params.get(k) for r in records}) > 1]
-    return keys if len(keys) <= MAX_PARAM_COLUMNS else []
+        return keys if len(keys) <= MAX_PARAM_COLUMNS else []
+    every = sorted({k for r in records for k in r.params})
+    keys = [k for k in every if not k.startswith(IGNORED_PARAMS) and len({r.params.get(k) for r in records}) > 1]
+    return sorted(keys, key=_telling)[:MAX_PARAM_COLUMNS]
+
+
+def _telling(key: str) -> tuple[int, int, str]:
+    """How early a differing recipe key comes: by FIRST_KEYS, then the shallower first."""
+    rank = next((i for i, first in enumerate(FIRST_KEYS) if key == first or key.startswith(first + ".")),
+                len(FIRST_KEYS))
+    return rank, key.count("."), key
 
 
 def _param_value(record: RunRecord, key: str) -> str:
@@ -77,6 +88,9 @@ def table(records: list[RunRecord], metric: str) -> tuple[list[str], list[list[s
         loss, _ = _fmt(row["test/loss"], 3)
         seconds, _ = _fmt(row["fit_seconds"], 1)
         runs_text = str(row["finished"]) + "".join(f", {row[k]} {k}" for k in ("failed", "pruned") if row[k])
+        folds = len(fold_values(row["record"], metric))
+        if folds and row["finished"] == 1:
+            runs_text += f" ({folds}-fold cross-validated: the mean and interval of its folds)"
         body.append([row["config"], *[_short_param(_param_value(row["record"], k)) for k in varying], runs_text,
                      value, interval, loss, seconds])
     return header, body
