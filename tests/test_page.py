@@ -125,3 +125,21 @@ def test_stream_a_sample(browser: Any, live_server: Any, tiny_runs: dict[str, Pa
     output = WebDriverWait(browser, 30).until(ready.presence_of_element_located(
         (By.CSS_SELECTOR, '[data-generated="language-model"][data-done="true"]')))
     assert output.text == "The " + "".join(ensayo.generate(tiny_runs["language_model"], "The ", 60, seed=3))
+
+
+def test_the_api_docs_render_with_no_other_host_reachable(live_server: Any) -> None:
+    offline = open_browser("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1")
+    try:
+        offline.get(live_server.url + "/docs")
+        title = WebDriverWait(offline, 20).until(ready.presence_of_element_located(
+            (By.CSS_SELECTOR, ".swagger-ui .info .title")))
+        assert title.text.startswith("ensayo")
+        assert offline.find_elements(By.CSS_SELECTOR, ".opblock-summary-path[data-path='/v1/models/neural/predict']")
+        offline.get(live_server.url + "/redoc")
+        heading = WebDriverWait(offline, 20).until(ready.presence_of_element_located((By.CSS_SELECTOR,
+                                                                                     "h1, .api-info h1")))
+        assert "ensayo" in heading.text
+        scripts = [s.get_attribute("src") for s in offline.find_elements(By.TAG_NAME, "script")]
+        assert all(not src or src.startswith(live_server.url) for src in scripts), scripts
+    finally:
+        offline.quit()

@@ -261,12 +261,13 @@ def explain(
     rows: Annotated[int, typer.Option(help="rows to explain, from the top", min=1)] = 5,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML page to write (default: "
                                                 "explanation.html in the run)")] = None,
+    label: Annotated[str | None, typer.Option(help="the class to explain (default: each row's answer)")] = None,
 ) -> None:
     """Show why a run answered as it did: integrated gradients over words, spectrograms, photos and values."""
     from ensayo import api
 
     with _reported(), console.status(f"explaining {rows} row(s) with integrated gradients"):
-        page = api.explain(run_dir, input, rows, output)
+        page = api.explain(run_dir, input, rows, output, label)
     stdout.print(str(page))
 
 

@@ -6,6 +6,7 @@ within an input, which tokens, which time-frequency cells or which pixels. The m
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ class InputExplanation:
     kind: str  # "tokens", "spectrogram", "image" or "value"
     total: float  # the input's attribution to the predicted class's probability
     tokens: list[tuple[str, float, float]] = field(default_factory=list)  # (token, word part, subword part)
+    # the text as typed: (word, what the model read of it, its tokens' share), when the two line up
+    typed: list[tuple[str, str, float]] = field(default_factory=list)
     map: np.ndarray | None = None  # (bins, frames) or (height, width) attribution
     background: np.ndarray | None = None  # the spectrogram or the photo the map lies over
     value: str = ""  # the row's value of a number or category input
@@ -63,10 +66,12 @@ def neural_row(model: Any, row: pl.DataFrame, steps: int = STEPS,
     predicted = int(probabilities.argmax())
     target = predicted if target is None else target
     explained, deltas = [], []
-    for feature in model.features:
-        explanation, delta = _attribute(model, feature, batch[feature.name], outputs, target, steps, row)
-        explained.append(explanation)
-        deltas.append(delta)
+    with warnings.catch_warnings():  # Captum's notes on how it is called are not the user's to read
+        warnings.simplefilter("ignore", UserWarning)
+        for feature in model.features:
+            explanation, delta = _attribute(model, feature, batch[feature.name], outputs, target, steps, row)
+            explained.append(explanation)
+            deltas.append(delta)
     classes = model.classes.classes
     return RowExplanation(classes[predicted], float(probabilities[target]), explained,
                           delta=float(max(deltas, key=abs)) if deltas else 0.0,
@@ -119,7 +124,8 @@ def _attribute(model: Any, feature: Any, value: Any, outputs: dict[str, torch.Te
         total = float(words.sum() + subwords.sum())
         with torch.no_grad():  # completeness, checked here: Captum's delta does not sum over several layers
             gained = by_ids(ids)[0, target] - by_ids(torch.zeros_like(ids))[0, target]
-        return InputExplanation(feature.name, "tokens", total, tokens=tokens), total - float(gained)
+        typed = typed_words(str(row[feature.column][0]), feature.pipeline, tokens)
+        return InputExplanation(feature.name, "tokens", total, tokens=tokens, typed=typed), total - float(gained)
     if kind in ("audio", "image"):
         pixels = value["pixels"] if isinstance(value, dict) else value
         rest = {k: v for k, v in value.items() if k != "pixels"} if isinstance(value, dict) else {}
@@ -144,6 +150,23 @@ def _attribute(model: Any, feature: Any, value: Any, outputs: dict[str, torch.Te
                                                              n_steps=steps, return_convergence_delta=True)
     return InputExplanation(feature.name, "value", float(attribution.sum()),
                             value=str(row[feature.column][0])), float(delta.sum())
+
+
+def typed_words(text: str, pipeline: Any, tokens: list[tuple[str, float, float]]) -> list[tuple[str, str, float]]:
+    """Each whitespace-separated word of `text` as typed, what the pipeline made of it, and the share of the
+    tokens it became; empty when the pipeline's words do not line up with the typed ones (a text cut to
+    `max_length`, or normalized across words)."""
+    pieces = text.split()
+    made = [pipeline.words(piece) for piece in pieces]
+    read = [token for token, _, _ in tokens]
+    if sum(len(m) for m in made) > len(read) or [w for m in made for w in m] != read[: sum(len(m) for m in made)]:
+        return []
+    typed, position = [], 0
+    for piece, words in zip(pieces, made, strict=True):
+        share = sum(w + s for _, w, s in tokens[position: position + len(words)])
+        typed.append((piece, " ".join(words), share))
+        position += len(words)
+    return typed
 
 
 def _zeros_like(value: Any) -> Any:

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from ensayo import __version__
 from ensayo.runs.saved import SavedRun
@@ -35,9 +36,10 @@ def create_app(models: dict[str, SavedRun], options: ServeOptions | None = None)
         for model in served.values():
             model.close()
 
-    app = FastAPI(title="ensayo", version=__version__, lifespan=lifespan,
-                  description="Models trained by ensayo: " + ", ".join(served),
-                  responses={413: {"model": ErrorBody}})
+    # /docs and /redoc with Swagger UI and ReDoc served from the package, not from a CDN: they work offline
+    app = FastAPIOffline(title="ensayo", version=__version__, lifespan=lifespan,
+                         description="Models trained by ensayo: " + ", ".join(served),
+                         responses={413: {"model": ErrorBody}})
     app.state.served = served
     add_limits_and_errors(app, options.max_bytes)
     add_page(app)
