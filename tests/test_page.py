@@ -72,6 +72,35 @@ def test_type_a_title_and_see_its_category(browser: Any, live_server: Any, tiny_
     assert float(widths[0].rstrip("px")) > float(widths[-1].rstrip("px"))  # a bar chart, longest first
 
 
+def test_a_card_reads_like_a_product(browser: Any, live_server: Any, tiny_runs: dict[str, Path]) -> None:
+    browser.get(live_server.url + "/")  # a fresh page: no title typed by an earlier test
+    form = card(browser, live_server, "neural")
+    shown = browser.find_element(By.CSS_SELECTOR, '[data-card="neural"]').text
+    metrics = ensayo.load_run(tiny_runs["neural"]).metrics
+    low, high = metrics["test/balanced_accuracy_low"], metrics["test/balanced_accuracy_high"]
+    assert f"balanced accuracy {metrics['test/balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}]" in shown
+    assert "test/balanced_accuracy" not in shown and "tiny product titles" in shown  # the recipe's description
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()  # no title typed
+    error = WebDriverWait(browser, 20).until(ready.presence_of_element_located(
+        (By.CSS_SELECTOR, '[data-answer="neural"] .error')))
+    assert error.text == "title: is empty: type something"
+    browser.find_element(By.CSS_SELECTOR, '[data-card="neural"] [data-example="0"]').click()
+    labels = answer_labels(browser, "neural")
+    example = ensayo.load_run(tiny_runs["neural"]).describe()["examples"][0]
+    assert form.find_element(By.NAME, "title").get_attribute("value") == example["title"]
+    assert labels == ensayo.predict(tiny_runs["neural"], [example])[0][0]
+    names = browser.find_elements(By.CSS_SELECTOR, '[data-answer="neural"] .bar .name')
+    assert all(browser.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", n) for n in names)
+
+
+def test_an_examples_clip_is_fetched_and_heard(browser: Any, live_server: Any, file_runs: dict[str, Path]) -> None:
+    card(browser, live_server, "tones")
+    browser.find_element(By.CSS_SELECTOR, '[data-card="tones"] [data-example="0"]').click()
+    example = ensayo.load_run(file_runs["tones"]).describe()["examples"][0]
+    clip = file_runs["tones"] / "examples" / example["path"]
+    assert answer_labels(browser, "tones") == ensayo.predict(file_runs["tones"], [{"path": str(clip)}])[0][0]
+
+
 def test_record_the_microphone_and_hear_the_class_it_plays(browser: Any, live_server: Any) -> None:
     form = card(browser, live_server, "tones")
     record = form.find_element(By.CSS_SELECTOR, '[data-record="path"]')
@@ -81,6 +110,14 @@ def test_record_the_microphone_and_hear_the_class_it_plays(browser: Any, live_se
     record.click()
     status = form.find_element(By.CSS_SELECTOR, '[data-status="path"]')
     WebDriverWait(browser, 10).until(lambda b: status.text.startswith("recorded"))
+    # what was recorded is shown before it is sent: its waveform and a player
+    wave = form.find_element(By.CSS_SELECTOR, '[data-waveform="path"]')
+    assert wave.is_displayed() and float(wave.get_attribute("data-seconds")) > 1.0
+    drawn = browser.execute_script("const c = arguments[0].getContext('2d').getImageData(0, 0, 600, 60).data;"
+                                   "let n = 0; for (let i = 3; i < c.length; i += 4) n += c[i] > 0; return n;", wave)
+    assert drawn > 600  # a continuous tone fills the canvas' middle band
+    player = form.find_element(By.CSS_SELECTOR, '[data-player="path"]')
+    assert player.is_displayed() and player.get_attribute("src").startswith("blob:")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     assert answer_labels(browser, "tones")[0] == "low"
 

@@ -28,6 +28,8 @@ BEST_WEIGHTS = "best.safetensors"  # while training: the best epoch's weights, r
 ONNX_MODEL = "model.onnx"  # `ensayo export --format onnx`: the network, answering probabilities
 ONNX_INPUTS = "onnx.json"  # the ONNX model's input tensors, in order, and the opset
 MLFLOW_MODEL = "mlflow-model"  # `ensayo export --format mlflow` writes this folder unless told another
+EXAMPLES = "examples.json"  # a few test rows (a generator's: prompts) to try the model with
+EXAMPLE_FILES = "examples"  # the files those rows read (a clip, a photo)
 
 # what a run writes for a person to look at
 LEARNING_CURVES = "learning_curves.png"

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from ensayo import layout
 from ensayo import metrics as ev
-from ensayo.data import DataError, DataReport, Splits, data_problems, load_folds, load_splits
+from ensayo.data import DataError, Splits, data_problems, load_folds, load_splits
 from ensayo.models import (
     Classifier,
     FitContext,
@@ -37,6 +37,7 @@ from ensayo.models import (
 from ensayo.models.base import EpochCallback
 from ensayo.models.registry import is_finished
 from ensayo.recipe import Recipe
+from ensayo.runs.examples import write_examples
 from ensayo.runs.folds import write_cross_validation
 from ensayo.runs.saved import SavedRun
 from ensayo.store import (
@@ -229,16 +230,19 @@ def _fit(session: RunSession, splits: Splits, base: Path | None, parent_id: str 
     with session.ended_on_failure():
         fitted = model.fit(splits, context)
         if session.main:
-            _write_report(model, fitted, splits.report, session.run_dir)
+            _write_report(model, fitted, splits, session.run_dir)
     if session.main:
         classes = len(model.classes) if hasattr(model, "predict_proba") else None  # type: ignore[attr-defined]
         session.close(fitted.metrics, step=len(fitted.history), classes=classes)
     return model
 
 
-def _write_report(model: ModelType, fitted: Fitted, report: DataReport, run_dir: Path) -> None:
+def _write_report(model: ModelType, fitted: Fitted, splits: Splits, run_dir: Path) -> None:
     """What a finished run holds besides its metrics, which `RunSession.close` writes last."""
+    report = splits.report
     model.write_report(run_dir)
+    write_examples(run_dir, model.recipe, next((t for t in (splits.test, splits.validation, splits.train)
+                                               if t.height), splits.test))
     if report.read_seconds is not None:
         fitted.metrics["read_seconds"] = report.read_seconds
     write_json(run_dir / layout.HISTORY, fitted.history)

@@ -59,6 +59,7 @@ def write_recipe(tmp_path: Path, source: Path, **train: Any) -> Path:
 def recipe_dict(source: Path, encoder: dict[str, Any] | None = None, **train: Any) -> dict[str, Any]:
     return {
         "name": "tiny",
+        "description": "tiny product titles",
         "data": {"source": str(source), "filters": ["language == spanish"],
                  "split": {"method": "stratified", "train": 0.6, "validation": 0.2, "test": 0.2, "seed": 1}},
         "inputs": [{"name": "title", "type": "text", "preprocessing": {"numbers": "zero"}}],

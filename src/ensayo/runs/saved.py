@@ -22,6 +22,7 @@ from ensayo.models import ENGINES, FoldAverage, ModelType, RowExplanation, forma
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
 from ensayo.runs import answer
+from ensayo.runs.examples import read_examples
 from ensayo.store import read_json
 
 __all__ = ["ENGINES", "SavedRun", "WrongKindOfRun", "load_run"]
@@ -99,6 +100,8 @@ class SavedRun:
             described["level"] = getattr(self.recipe.output, "level", None)
         described["metrics"] = {k: v for k, v in self.metrics.items() if k.startswith("test/")}
         described["defaults"] = answer.defaults(self.can_predict)
+        described["description"] = self.recipe.description
+        described["examples"] = read_examples(self.path)
         return described
 
     @property

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ensayo.features.rows import InputError
@@ -33,6 +34,16 @@ def add_json_api(app: FastAPI, served: dict[str, ServedModel]) -> None:
         if name not in served:
             raise unknown_model(name, served)
         return served[name].describe()
+
+    @app.get("/v1/models/{name}/examples/{file}", response_class=FileResponse, responses=ERRORS, tags=["service"])
+    def example_file(name: str, file: str) -> FileResponse:
+        """A file one of the model's examples reads (a clip, a photo), for its page to send back."""
+        if name not in served:
+            raise unknown_model(name, served)
+        path = served[name].example_file(file)
+        if path is None:
+            raise error(404, ["path", "file"], f"model {name!r} has no example file {file!r}", "not_found")
+        return FileResponse(path)
 
     for model in served.values():
         if isinstance(model, ServedClassifier):

@@ -17,7 +17,9 @@ from fastapi.sse import ServerSentEvent
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ensayo import layout
 from ensayo.features.rows import example_rows, prompts_of, rows_to_table
+from ensayo.recipe.schema import NAME
 from ensayo.runs import answer
 from ensayo.runs.saved import SavedRun
 from ensayo.serving.batching import Batcher
@@ -47,8 +49,19 @@ class ServedModel:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
-        return {**self.run.describe(), **self.identity(), "endpoints": self.endpoints(), "content_type": None,
-                "stats": {}}
+        described = {**self.run.describe(), **self.identity(), "endpoints": self.endpoints(), "content_type": None,
+                     "stats": {}}
+        files = {field.name for field in self.run.fields if field.values.kind == "file"}
+        described["examples"] = [{key: f"/v1/models/{self.name}/examples/{value}" if key in files else value
+                                  for key, value in example.items()} for example in described["examples"]]
+        return described
+
+    def example_file(self, name: str) -> Path | None:
+        """An example's file by its name (never a path: the name is checked), or None."""
+        if not NAME.match(name):
+            return None
+        path = self.run.path / layout.EXAMPLE_FILES / name
+        return path if path.is_file() else None
 
     def warm_up(self) -> None:
         """One answer at start-up, so that the first client does not wait for it."""

@@ -45,6 +45,9 @@ class ModelDescription(RunIdentity):
     level: str | None = None
     metrics: dict[str, float]
     defaults: dict[str, Any] = Field(description="the settings a request may send, with their defaults")
+    description: str = Field("", description="the recipe's description")
+    examples: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "rows of the test split to try (a file input's value: the URL of the example file)"))
     endpoints: dict[str, str]
     content_type: str | None = Field(None, description="how /predict takes rows: JSON, or one multipart form per row")
     stats: dict[str, int]

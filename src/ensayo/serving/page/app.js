@@ -1,5 +1,6 @@
-// The page of `ensayo serve`: one form per model, built from GET /v1/models. No library, nothing fetched
-// from elsewhere. Audio inputs can be recorded from the microphone (Web Audio API) and are sent as WAV.
+// The page of `ensayo serve`: one form per model, built from GET /v1/models (its inputs, its defaults, its
+// examples). No library, nothing fetched from elsewhere. Audio inputs can be recorded from the microphone
+// (an AudioWorklet, recorder.js) and are sent as WAV; what was recorded is shown and can be played back.
 "use strict";
 
 const el = (tag, attributes = {}, ...children) => {
@@ -12,18 +13,46 @@ const el = (tag, attributes = {}, ...children) => {
   return node;
 };
 
+// ---------------------------------------------------------------------------------- words for people
+const SAID = [  // pydantic's messages, said for the person who typed the value
+  [/^String should have at least 1 character/, "is empty: type something"],
+  [/^String should match pattern/, "is empty: type something"],
+  [/^Field required/, "is missing"],
+  [/^Input should be a valid number/, "should be a number"],
+];
+
 function describeError(body, status) {
   if (body && Array.isArray(body.detail)) {
-    return body.detail.map((d) => `${(d.loc || []).join(" › ")}: ${d.msg}`).join("\n");
+    return body.detail.map((d) => {
+      const where = (d.loc || []).filter((part) => !["body", "rows", "query", "header"].includes(part)
+                                                    && typeof part !== "number");
+      const rule = SAID.find(([pattern]) => pattern.test(d.msg || ""));
+      const what = rule ? rule[1] : d.msg;
+      return where.length ? `${where[where.length - 1]}: ${what}` : what;
+    }).join("\n");
   }
-  return (body && (body.detail || body.message)) || `error ${status}`;
+  return (body && (body.message || body.detail)) || `the server answered with error ${status}`;
+}
+
+const METRICS = [  // a run's test metrics as a person reads them, with their bootstrap interval
+  ["balanced_accuracy", "balanced accuracy", 3], ["accuracy", "accuracy", 3],
+  ["bits_per_char", "bits per character", 3], ["perplexity", "perplexity", 2],
+];
+
+function readableMetrics(metrics) {
+  return METRICS.filter(([key]) => `test/${key}` in metrics).slice(0, 2).map(([key, name, digits]) => {
+    const value = metrics[`test/${key}`];
+    const low = metrics[`test/${key}_low`], high = metrics[`test/${key}_high`];
+    const interval = low !== undefined && high !== undefined ? ` [${low.toFixed(digits)}, ${high.toFixed(digits)}]` : "";
+    return `${name} ${value.toFixed(digits)}${interval}`;
+  }).join(" · ");
 }
 
 function showProbabilities(answer, prediction) {
   answer.replaceChildren(...prediction.labels.map((label, i) => {
     const p = prediction.probabilities[i];
     return el("div", { class: "bar", "data-label": label, "data-probability": String(p) },
-      el("span", { class: "name", title: label }, label),
+      el("span", { class: "name" }, label),
       el("span", {}, el("div", { class: "fill", style: `width:${(100 * p).toFixed(1)}%` })),
       el("span", { class: "value" }, `${(100 * p).toFixed(1)}%`));
   }));
@@ -42,18 +71,19 @@ function encodeWav(samples, rate) {
   return new Blob([view], { type: "audio/wav" });
 }
 
-class Recorder {
+class Recorder {  // the microphone's samples, gathered by an AudioWorklet off the page's thread
   async start() {
     this.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
     this.context = new AudioContext();
+    await this.context.audioWorklet.addModule("/page/recorder.js");
     const source = this.context.createMediaStreamSource(this.stream);
-    this.node = this.context.createScriptProcessor(4096, 1, 1);
+    this.node = new AudioWorkletNode(this.context, "ensayo-recorder");
     this.chunks = [];
-    this.node.onaudioprocess = (event) => this.chunks.push(new Float32Array(event.inputBuffer.getChannelData(0)));
+    this.node.port.onmessage = (event) => this.chunks.push(event.data);
     source.connect(this.node);
-    this.node.connect(this.context.destination);
   }
   async stop() {
+    this.node.port.postMessage("stop");
     this.node.disconnect();
     this.stream.getTracks().forEach((track) => track.stop());
     const rate = this.context.sampleRate;
@@ -61,8 +91,53 @@ class Recorder {
     const samples = new Float32Array(this.chunks.reduce((n, c) => n + c.length, 0));
     let offset = 0;
     for (const chunk of this.chunks) { samples.set(chunk, offset); offset += chunk.length; }
-    return encodeWav(samples, rate);
+    return { wav: encodeWav(samples, rate), samples, rate };
   }
+}
+
+function drawWaveform(canvas, samples) {  // the loudest sample of each column, above and below the middle
+  const context = canvas.getContext("2d");
+  const { width, height } = canvas;
+  context.clearRect(0, 0, width, height);
+  context.fillStyle = "#1976d2";
+  const step = Math.max(1, Math.floor(samples.length / width));
+  for (let x = 0; x < width; x++) {
+    let peak = 0;
+    for (let i = x * step; i < Math.min((x + 1) * step, samples.length); i++) peak = Math.max(peak, Math.abs(samples[i]));
+    const bar = Math.max(1, peak * height);
+    context.fillRect(x, (height - bar) / 2, 1, bar);
+  }
+}
+
+function recording(input, recorded) {
+  // a Record button, and what was recorded: its waveform and a player, shown until the next recording
+  const status = el("span", { class: "status", "data-status": input.name }, "");
+  const button = el("button", { type: "button", class: "record", "data-record": input.name }, "Record");
+  const wave = el("canvas", { class: "waveform", width: 600, height: 60, "data-waveform": input.name, hidden: true });
+  const player = el("audio", { controls: true, "data-player": input.name, hidden: true });
+  let recorder = null;
+  button.addEventListener("click", async () => {
+    try {
+      if (!recorder) {
+        recorder = new Recorder();
+        await recorder.start();
+        button.classList.add("on"); button.textContent = "Stop"; status.textContent = "recording… speak, then Stop";
+      } else {
+        const { wav, samples, rate } = await recorder.stop();
+        recorder = null;
+        recorded[input.name] = wav;
+        button.classList.remove("on"); button.textContent = "Record";
+        status.textContent = `recorded ${(samples.length / rate).toFixed(1)} s: it replaces the chosen file`;
+        wave.hidden = false; player.hidden = false;
+        drawWaveform(wave, samples);
+        player.src = URL.createObjectURL(wav);
+        wave.setAttribute("data-seconds", (samples.length / rate).toFixed(2));
+      }
+    } catch (error) {
+      recorder = null; status.textContent = `cannot record: ${error.message}`;
+    }
+  });
+  return el("div", { class: "recording" }, el("div", {}, button, status), wave, player);
 }
 
 // ------------------------------------------------------------------------------------ the forms
@@ -73,33 +148,23 @@ function inputControl(model, input, recorded) {
   if (input.kind === "file") {
     const chooser = el("input", { type: "file", id, name: input.name, accept: input.suffixes.join(",") });
     const parts = [label, chooser];
-    if (input.media === "audio") {
-      const status = el("span", { class: "status", "data-status": input.name }, "");
-      const button = el("button", { type: "button", class: "record", "data-record": input.name }, "Record");
-      let recorder = null;
-      button.addEventListener("click", async () => {
-        try {
-          if (!recorder) {
-            recorder = new Recorder();
-            await recorder.start();
-            button.classList.add("on"); button.textContent = "Stop"; status.textContent = "recording…";
-          } else {
-            const wav = await recorder.stop();
-            recorder = null;
-            recorded[input.name] = wav;
-            button.classList.remove("on"); button.textContent = "Record";
-            status.textContent = `recorded ${(wav.size / 1024).toFixed(0)} KiB: it replaces the chosen file`;
-          }
-        } catch (error) {
-          recorder = null; status.textContent = `cannot record: ${error.message}`;
-        }
-      });
-      parts.push(el("div", {}, button, status));
-    }
+    if (input.media === "audio") parts.push(recording(input, recorded));
     return parts;
   }
   if (input.kind === "number") return [label, el("input", { type: "number", step: "any", id, name: input.name })];
   return [label, el("input", { type: "text", id, name: input.name })];
+}
+
+function examplesBar(model, use) {
+  // one button per example row of the test split: it fills the form (a file example is fetched from the server)
+  if (!model.examples || !model.examples.length) return [];
+  return [el("div", { class: "examples" }, el("small", {}, "try an example: "),
+    ...model.examples.map((example, index) => {
+      const button = el("button", { type: "button", class: "example", "data-example": String(index) },
+                        `example ${index + 1}`);
+      button.addEventListener("click", () => use(example));
+      return button;
+    }))];
 }
 
 function classifierForm(model) {
@@ -108,6 +173,20 @@ function classifierForm(model) {
   const form = el("form", { "data-model": model.name });
   model.inputs.forEach((input) => form.append(...inputControl(model, input, recorded)));
   form.append(el("button", { type: "submit" }, "Predict"));
+  const fill = async (example) => {
+    for (const input of model.inputs) {
+      const value = example[input.name];
+      if (input.kind === "file") {
+        if (value) recorded[input.name] = await (await fetch(value)).blob();
+        const status = form.querySelector(`[data-status="${input.name}"]`);
+        if (status && value) status.textContent = "the example's file will be sent";
+      } else {
+        form.elements[input.name].value = value === null || value === undefined ? "" :
+          (Array.isArray(value) ? JSON.stringify(value) : String(value));
+      }
+    }
+    form.requestSubmit();
+  };
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     answer.replaceChildren(el("span", { class: "status" }, "asking…"));
@@ -118,7 +197,7 @@ function classifierForm(model) {
       for (const input of model.inputs) {
         const field = form.elements[input.name];
         if (input.kind === "file") {
-          if (recorded[input.name]) data.append(input.name, recorded[input.name], "recording.wav");
+          if (recorded[input.name]) data.append(input.name, recorded[input.name], `recorded-${input.name}.wav`);
           else if (field.files.length) data.append(input.name, field.files[0]);
         } else if (field.value !== "") data.append(input.name, field.value);
       }
@@ -140,7 +219,7 @@ function classifierForm(model) {
     if (!response.ok) { answer.replaceChildren(el("div", { class: "error" }, describeError(body, response.status))); return; }
     showProbabilities(answer, body.predictions[0]);
   });
-  return [form, answer];
+  return [...examplesBar(model, fill), form, answer];
 }
 
 // a generator's settings, each with the server's default (GET /v1/models gives them)
@@ -159,6 +238,7 @@ function generatorForm(model) {
       el("input", { type: "number", id: `${model.name}-${name}`, name, value: model.defaults[name], step }));
   }
   form.append(el("button", { type: "submit" }, "Generate"));
+  const fill = (example) => { form.elements.prompt.value = example.prompt || ""; form.requestSubmit(); };
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = { prompt: form.elements.prompt.value };
@@ -187,7 +267,7 @@ function generatorForm(model) {
       }
     }
   });
-  return [form, output];
+  return [...examplesBar(model, fill), form, output];
 }
 
 async function main() {
@@ -195,13 +275,13 @@ async function main() {
   const response = await fetch("/v1/models");
   const { models } = await response.json();
   root.replaceChildren(...models.map((model) => {
-    const scores = Object.entries(model.metrics).filter(([k]) => /balanced_accuracy|bits_per|perplexity/.test(k))
-      .map(([k, v]) => `${k.replace("test/", "test ")} ${v.toFixed(3)}`).join(" · ");
+    const scores = readableMetrics(model.metrics);
     const card = el("section", { class: "model", "data-card": model.name },
       el("h2", {}, model.name),
+      ...(model.description ? [el("p", { class: "description" }, model.description)] : []),
       el("div", { class: "meta" }, `${model.model_type} · ${model.output}` +
         (model.classes ? ` · ${model.classes.length} classes` : ` · ${model.level} level`) +
-        ` · trained ${model.trained_at}` + (scores ? ` · ${scores}` : "")));
+        ` · trained ${model.trained_at}` + (scores ? ` · test ${scores}` : "")));
     card.append(...(model.endpoints.predict ? classifierForm(model) : generatorForm(model)));
     return card;
   }));
