@@ -187,7 +187,8 @@ def test_a_filter_that_keeps_nothing_is_named_with_what_the_column_holds(tmp_pat
 
 def test_a_filter_on_a_missing_column_is_named(tmp_path: Path, titles: Path) -> None:
     raw = quick(titles, data__filters=["lang == spanish"])
-    refused(["run", recipe_file(tmp_path, raw), "--no-track"], "data.filters.0: column 'lang' is not in the data; did you mean 'language'?")
+    refused(["run", recipe_file(tmp_path, raw), "--no-track"],
+            "data.filters.0: column 'lang' is not in the data; did you mean 'language'?")
 
 
 def test_a_training_split_of_one_class_is_refused_before_training(tmp_path: Path, titles: Path) -> None:

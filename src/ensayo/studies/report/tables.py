@@ -31,11 +31,12 @@ def varying_params(records: list[RunRecord]) -> list[str]:
     return sorted(keys, key=_telling)[:MAX_PARAM_COLUMNS]
 
 
-def _telling(key: str) -> tuple[int, int, str]:
-    """How early a differing recipe key comes: by FIRST_KEYS, then the shallower first."""
+def _telling(key: str) -> tuple[int, bool, int, str]:
+    """How early a differing recipe key comes: by FIRST_KEYS, a section's `type` before its options, then the
+    shallower first."""
     rank = next((i for i, first in enumerate(FIRST_KEYS) if key == first or key.startswith(first + ".")),
                 len(FIRST_KEYS))
-    return rank, key.count("."), key
+    return rank, not key.endswith(".type"), key.count("."), key
 
 
 def _param_value(record: RunRecord, key: str) -> str:
