@@ -42,6 +42,7 @@ def test_multiline_quoted_rows_keep_their_line_numbers(tmp_path: Path) -> None:
                     'c,reliable,spanish,Y\n')
     raw = recipe_dict(path)
     raw["data"].update(filters=[], split={"method": "random", "train": 1.0, "validation": 0.0, "test": 0.0})
+    raw["train"]["calibrate"] = "none"  # every row to train on: none held out to calibrate
     splits = splits_of(raw)
     assert splits.train["title"].to_list() == ["a\nb", "c"]
     assert [(b.line, b.reason) for b in splits.report.bad_rows] == [(4, "empty title")]
@@ -76,7 +77,7 @@ def test_headerless_csv_with_escapes_like_ag_news(tmp_path: Path) -> None:
     path = tmp_path / "news.csv"
     path.write_text('"3","Fears for T N","Unions say they are \'disappointed\'"\n'
                     '"4","Race is On","A second\\team of #36;10 million \\$5 rocketeers"\n')
-    raw = recipe_dict(path)
+    raw = recipe_dict(path, calibrate="none")  # every row where the test puts it: none held out to calibrate
     raw["data"].update(header=False, columns=["topic", "title", "description"], filters=[],
                        split={"method": "random", "train": 1.0, "validation": 0.0, "test": 0.0})
     raw["inputs"][0]["column"] = "description"
@@ -132,7 +133,7 @@ def test_group_split_keeps_groups_together(tmp_path: Path) -> None:
 def test_file_splits_sample_limit_and_unseen_labels(tmp_path: Path) -> None:
     train = write_challenge_csv(tmp_path / "train.csv", make_titles(10))
     test = write_challenge_csv(tmp_path / "test.csv", [*make_titles(2, seed=5), ("Guitarra criolla", "GUITARS")])
-    raw = recipe_dict(train)
+    raw = recipe_dict(train, calibrate="none")  # the train file whole: none of it held out to calibrate
     raw["data"].update(source=None, sample=20, split={"method": "files", "files": {"train": str(train),
                                                                                    "test": str(test)}})
     splits = splits_of(raw)

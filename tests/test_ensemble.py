@@ -10,6 +10,7 @@ from helpers.data import recipe_dict
 from scipy.special import log_softmax, softmax
 
 import ensayo
+from ensayo import metrics as ev
 from ensayo.models import load_recipe
 from ensayo.models.ensemble import fit_weights, member_recipes, with_members
 from ensayo.recipe import RecipeError
@@ -52,15 +53,16 @@ def test_an_ensemble_trains_its_members_and_averages_their_calibrated_scores(tit
     metrics = saved.metrics
     assert metrics["test/balanced_accuracy"] >= 0.9
     assert metrics["members/svm/test/balanced_accuracy"] == members["svm"].metrics["test/balanced_accuracy"]
-    # a linear SVM's scores lie within about +-1: their softmax is far too flat and needs sharpening
-    assert metrics["members/svm/weight"] > 2
+    # a linear SVM's scores lie within about +-1: their softmax is far too flat, and its temperature sharpens it
+    assert members["svm"].model.temperature < 0.5
     assert [spec.name for spec in saved.recipe.inputs] == ["title"]  # the members' inputs, for reading rows
 
     table = pl.DataFrame({"title": ["Zapatillas Nike running talle 42", "Lego bloques juguete", "Taladro Bosch"]})
-    expected = softmax(sum(metrics[f"members/{name}/weight"] * np.log(run.predict_proba(table))
-                           for name, run in members.items()), axis=1)
-    np.testing.assert_allclose(saved.predict_proba(table), expected, rtol=1e-5)
-    np.testing.assert_allclose(ensayo.load_run(tmp_path / "run").predict_proba(table), expected, rtol=1e-5)
+    pooled = softmax(sum(metrics[f"members/{name}/weight"] * np.log(run.predict_proba(table))
+                         for name, run in members.items()), axis=1)
+    expected = ev.temper(pooled, saved.model.temperature)  # the ensemble is calibrated too
+    np.testing.assert_allclose(saved.predict_proba(table), expected, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(ensayo.load_run(tmp_path / "run").predict_proba(table), expected, rtol=1e-5, atol=1e-9)
 
     # interrupted after its first member: resuming keeps that member and trains the other
     first = (tmp_path / "run" / "members" / "svm" / "linear.safetensors").stat().st_mtime_ns

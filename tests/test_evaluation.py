@@ -3,13 +3,16 @@ fitted on validation and applied when predicting, class-weighted and focal losse
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
-from helpers.data import recipe_dict
+from helpers.data import CLASSES, make_titles, recipe_dict, write_challenge_csv
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 import ensayo
@@ -151,3 +154,45 @@ def test_a_rare_class_is_found_more_often_with_balanced_weights(tmp_path: Path) 
         probabilities = run.predict_proba(pl.DataFrame({"title": [t for t, _ in rare]}))
         recall[weights] = float(probabilities[:, train_labels[0]].mean())
     assert recall["balanced"] > recall["none"]
+
+
+def noisy_points(path: Path, rows: int = 6000, seed: int = 0) -> dict[str, Any]:
+    """Three overlapping classes in 2 of 20 numbers, and a recipe whose network ends overconfident on them."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, rows)
+    informative = np.array([[0, 0], [1.2, 0], [0.6, 1.0]])[labels] + rng.normal(0, 0.7, (rows, 2))
+    columns = np.column_stack([informative, rng.normal(0, 1, (rows, 18))])
+    pl.DataFrame({**{f"x{i}": columns[:, i] for i in range(20)}, "label": [f"c{k}" for k in labels]}).write_csv(path)
+    return {"name": "points", "data": {"source": str(path), "split": {"train": 0.6, "validation": 0.15, "test": 0.25}},
+            "inputs": [{"name": f"x{i}", "type": "number"} for i in range(20)], "output": {"column": "label"},
+            "model": {"encoders": {f"x{i}": {"type": "passthrough"} for i in range(20)},
+                      "head": {"hidden": [32], "dropout": 0.0}},
+            "train": {"lr": 0.02, "epochs": 30, "batch_size": 32, "seed": 0, "monitor": "train/loss"},
+            "evaluate": {"bootstrap": 0}, "track": {"enabled": False}}
+
+
+@pytest.mark.slow
+def test_a_classifier_is_calibrated_by_default_and_its_ranking_kept(tmp_path: Path) -> None:
+    recipe = noisy_points(tmp_path / "points.csv")
+    calibrated = ensayo.run(recipe, output=tmp_path / "auto", track=False).metrics
+    raw = ensayo.run({**recipe, "train": {**recipe["train"], "calibrate": "none"}}, output=tmp_path / "none",
+                     track=False).metrics
+    assert raw["test/ece"] > 0.08 and calibrated["test/ece"] < 0.05  # overconfident, then not
+    assert calibrated["test/ece_uncalibrated"] == pytest.approx(raw["test/ece"], abs=1e-6)
+    assert calibrated["temperature"] > 1 and calibrated["test/accuracy"] == raw["test/accuracy"]
+    assert (tmp_path / "auto" / "calibration.json").is_file() and not (tmp_path / "none" / "calibration.json").exists()
+
+
+def test_without_a_validation_split_held_out_training_rows_calibrate(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    titles = [(title, rng.choice(list(CLASSES)) if rng.random() < 0.15 else label)
+              for title, label in make_titles(800, seed=2)]
+    raw = {**recipe_dict(write_challenge_csv(tmp_path / "titles.csv", titles)),
+           "model": {"type": "tfidf_linear", "linear": {"word_ngrams": [1, 1], "char_ngrams": [2, 3]}},
+           "evaluate": {"bootstrap": 0}}
+    raw["data"]["split"] = {"method": "stratified", "train": 0.75, "validation": 0.0, "test": 0.25, "seed": 1}
+    run = ensayo.run(raw, output=tmp_path / "run", track=False)
+    sizes = json.loads((tmp_path / "run" / "data_report.json").read_text())["split_sizes"]
+    assert sizes["validation"] == pytest.approx(0.1 * (sizes["train"] + sizes["validation"]), abs=1)
+    assert run.metrics["temperature"] < 1  # a linear SVM's softmaxed margins are too flat: sharpened
+    assert run.metrics["test/ece_uncalibrated"] > 0.2 and run.metrics["test/ece"] < 0.05

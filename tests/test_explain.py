@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import ensayo
 from ensayo.cli import app
 from ensayo.runs import SavedRun
+from ensayo.training import encode_split
 
 pytest.importorskip("captum", reason="captum is in the explain extra")
 
@@ -36,7 +37,7 @@ def test_a_texts_words_and_subwords_carry_the_answer_and_sum_to_it(subword_run: 
     table = pl.DataFrame({"title": ["Taladro percutor bosch oferta negro", "Zapatillas nike running envio gratis"]})
     rows = run.explain(table)
     probabilities = run.predict_proba(table)
-    for row, expected, p in zip(rows, ("DRILLS", "SHOES"), probabilities, strict=True):
+    for number, (row, expected, p) in enumerate(zip(rows, ("DRILLS", "SHOES"), probabilities, strict=True)):
         assert row.predicted == expected and row.probability == pytest.approx(p.max(), abs=1e-5)
         (text,) = row.inputs
         tokens = {token: word + sub for token, word, sub in text.tokens}
@@ -47,9 +48,13 @@ def test_a_texts_words_and_subwords_carry_the_answer_and_sum_to_it(subword_run: 
         # completeness: the shares add up to the probability above the baseline (every token padding)
         feature, network = run.classifier.features[0], run.classifier.network
         padding = feature.batch_of_ids(np.zeros((1, len(text.tokens)), dtype=np.int64), np.array([len(text.tokens)]))
-        with torch.no_grad():
-            baseline = torch.softmax(network({"title": padding}), -1)[0, run.output.classes.index(expected)]
-        assert text.total == pytest.approx(p.max() - float(baseline), abs=0.01)
+        with torch.no_grad():  # the attributions share the network's own probability, before the temperature
+            index = run.output.classes.index(expected)
+            encoded = encode_split(run.classifier.features, table, np.zeros(table.height, dtype=np.int64))
+            own = torch.softmax(network(encoded.batch(np.arange(table.height), torch.device("cpu"))), -1)
+            own = own[number, index]
+            baseline = torch.softmax(network({"title": padding}), -1)[0, index]
+        assert text.total == pytest.approx(float(own) - float(baseline), abs=0.01)
         assert abs(row.delta) < 0.01
 
 

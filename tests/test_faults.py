@@ -124,12 +124,12 @@ def test_a_fold_killed_just_after_writing_its_metrics_is_finished_when_the_run_r
     closing = RunSession.close
     killed: list[Path] = []
 
-    def dies_after_its_metrics(self: RunSession, metrics: dict[str, float], step: int = 0) -> None:
+    def dies_after_its_metrics(self: RunSession, metrics: dict[str, float], step: int = 0, **more: Any) -> None:
         if self.run_dir.name == "fold0" and not killed:
             killed.append(self.run_dir)
             write_json(self.run_dir / layout.METRICS, metrics)  # on disk when the process died
             raise KeyboardInterrupt
-        closing(self, metrics, step)
+        closing(self, metrics, step, **more)
 
     monkeypatch.setattr(RunSession, "close", dies_after_its_metrics)
     with pytest.raises(KeyboardInterrupt):

@@ -64,7 +64,7 @@ def test_interrupted_training_resumes_to_the_same_model(titles_csv: Path, tmp_pa
 
 
 def test_early_stopping_keeps_the_best_epoch(titles_csv: Path, tmp_path: Path) -> None:
-    raw = recipe_dict(titles_csv, epochs=30, early_stopping=2, lr=0.05)
+    raw = recipe_dict(titles_csv, epochs=30, early_stopping=2, lr=0.05, calibrate="none")  # val/loss as in training
     ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -79,7 +79,7 @@ def test_early_stopping_keeps_the_best_epoch(titles_csv: Path, tmp_path: Path) -
 
 
 def test_without_validation_the_lowest_training_loss_is_kept(titles_csv: Path, tmp_path: Path) -> None:
-    raw = recipe_dict(titles_csv, epochs=4)
+    raw = recipe_dict(titles_csv, epochs=4, calibrate="none")  # no rows held out to calibrate: no validation at all
     raw["data"]["split"].update(train=0.8, validation=0.0, test=0.2)
     ensayo.run(load_recipe(raw), output=tmp_path / "run", track=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())

@@ -15,7 +15,6 @@ from rich.console import Console
 from ensayo import figures
 from ensayo.data import Splits, load_splits
 from ensayo.data.clean import filter_column
-from ensayo.data.derive import sources_of
 from ensayo.data.read import pattern_regex
 from ensayo.features import FEATURES
 from ensayo.features.report import markdown_table
@@ -77,7 +76,7 @@ def derived_bins(splits: Splits, recipe: Recipe, directory: Path) -> list[str]:
 def numeric_correlations(table: pl.DataFrame, directory: Path, limit: int = 20,
                          left_out: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Pearson correlations between the columns that are (almost all) numbers, as a heat map; the label (a
-    class, even when written with digits) and what it is made from are `left_out`."""
+    class, even when written with digits) is `left_out`."""
     numeric = {}
     for column in table.columns:
         if column.startswith("__") or column in left_out:
@@ -122,8 +121,7 @@ def explore(recipe: Recipe, directory: Path, base: Path | None = None, console: 
         lines += class_balance(parts, recipe.output.column, directory)
         lines += groups_by_split(parts, recipe)
         lines += derived_bins(splits, recipe, directory)
-        label = recipe.output.column or ""
-        lines += numeric_correlations(splits.train, directory, left_out={label} | sources_of(recipe, label))
+        lines += numeric_correlations(splits.train, directory, left_out={recipe.output.column or ""})
     labels = splits.train[recipe.output.column].cast(pl.String).to_list() if recipe.inputs else []
     for spec in recipe.inputs:
         column = recipe.column_of(spec)

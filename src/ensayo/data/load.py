@@ -22,7 +22,7 @@ from ensayo.data.clean import (
 from ensayo.data.derive import Bins, apply_expressions, check_derived, reads
 from ensayo.data.read import CHUNK_ROWS, LINE, read_chunks, read_columns, read_file, read_folder
 from ensayo.data.report import DataError, DataReport, Splits
-from ensayo.data.split import fold_tables, fold_test_rows, split_table
+from ensayo.data.split import fold_tables, fold_test_rows, hold_out, split_table
 from ensayo.recipe import Recipe, expand_path
 
 
@@ -155,6 +155,8 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
         train = _sample(parts["train"], recipe)  # files checked before sampling: few sets have both
         empty = train.head(0)
         validation = parts["validation"] if parts["validation"] is not None else empty
+        if recipe.calibration_share:  # no validation file: the temperature is fitted on held-out training rows
+            train, validation = hold_out(train, recipe, recipe.calibration_share)
         test = parts["test"] if parts["test"] is not None else empty
     else:
         table = _read_table(recipe, base, report)

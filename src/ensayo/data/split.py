@@ -67,11 +67,11 @@ def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.D
     if split.method == "filter":
         chosen = table.select(parse_filter(split.test_filter or "", table.columns)).to_series().fill_null(False)
         test, rest = index[chosen.to_numpy()], index[~chosen.to_numpy()]
-        train, validation = _two_way(rest, split.validation, labels, None, split.seed)
+        train, validation = _two_way(rest, split.validation or recipe.calibration_share, labels, None, split.seed)
         return table[train], table[validation], table[test]
     groups = _groups(table, recipe) if split.method == "group" else None
     rest, test = _two_way(index, split.test, labels, groups, split.seed)
-    val_share = split.validation / (split.train + split.validation)
+    val_share = split.validation / (split.train + split.validation) if split.validation else recipe.calibration_share
     train, validation = _two_way(rest, val_share, labels, groups, split.seed + 1)
     return table[train], table[validation], table[test]
 
@@ -110,8 +110,15 @@ def fold_tables(table: pl.DataFrame, recipe: Recipe, fold: int,
     classify = recipe.output.type == "category" and split.method == "stratified"
     labels = _stratification_labels(table, recipe) if classify else None
     groups = _groups(table, recipe) if split.method == "group" else None
-    train, validation = _two_way(rest, split.validation, labels, groups, split.seed + 1)
+    train, validation = _two_way(rest, split.validation or recipe.calibration_share, labels, groups, split.seed + 1)
     return table[train], table[validation], table[test]
+
+
+def hold_out(table: pl.DataFrame, recipe: Recipe, share: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A training table's (train, held out): `share` of its rows, stratified by the label for a classifier."""
+    labels = _stratification_labels(table, recipe) if recipe.output.type == "category" else None
+    train, held = _two_way(np.arange(table.height), share, labels, None, recipe.data.split.seed + 1)
+    return table[train], table[held]
 
 
 def _groups(table: pl.DataFrame, recipe: Recipe) -> np.ndarray:

@@ -54,7 +54,8 @@ class RowExplanation:
 # ------------------------------------------------------------------------------------------- neural
 def neural_row(model: Any, row: pl.DataFrame, steps: int = STEPS,
                target: int | None = None) -> RowExplanation:
-    """The row's attributions to the (calibrated) probability of class `target`, by default the predicted one."""
+    """The row's attributions to the network's probability of class `target` (by default the predicted one), and
+    that class's calibrated probability, as the model answers it."""
     network = model.network
     assert network is not None
     network.eval()
@@ -91,7 +92,9 @@ def _head_forward(model: Any, name: str, outputs: dict[str, torch.Tensor]):
     def probabilities(encoded: torch.Tensor) -> torch.Tensor:
         rows = encoded.shape[0]
         parts = [encoded if key == name else value.expand(rows, -1) for key, value in outputs.items()]
-        return _calibrated(model, network.head(torch.cat(parts, dim=-1)))
+        # the network's own probabilities: a calibration temperature below 1 sharpens them into a function whose
+        # path integral 32 steps no longer follow; the temperature changes how sure, not what mattered
+        return torch.softmax(network.head(torch.cat(parts, dim=-1)).float(), dim=-1)
 
     return probabilities
 

@@ -104,7 +104,7 @@ class ModelType(ABC):
         if recipe.data.split.folds and cls.output != "category":
             problems.append(f"data.split.folds: cross-validation scores classifiers; model.type {cls.name} gives "
                             f"{cls.output}")
-        if train.calibrate != "none" and cls.output != "category":
+        if train.calibrate == "temperature" and cls.output != "category":
             problems.append(f"train.calibrate: model.type {cls.name} gives {cls.output}, not class probabilities")
         if cls.input_types == frozenset() and recipe.inputs:
             source = ": its text comes from output.columns" if cls.output == "text" else ""
@@ -167,7 +167,7 @@ class Classifier(ModelType):
         super().__init__(recipe)
         self.classes = CategoryOutput(recipe.output.column or "")
         self.test_predictions: tuple[list[str], list[str]] | None = None  # (true, predicted), for the report
-        self.temperature = 1.0  # train.calibrate: temperature divides the log-probabilities before the softmax
+        self.temperature = 1.0  # train.calibrate: the temperature divides the log-probabilities before the softmax
         self.reliability: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the test split's, for the report
 
     @classmethod
@@ -210,8 +210,9 @@ class Classifier(ModelType):
 
         summarise = summarise or from_probabilities
         metrics: dict[str, float] = {}
-        calibrating = self.recipe.train.calibrate == "temperature"
-        if calibrating and splits.validation.height == 0:
+        calibrate = self.recipe.train.calibrate
+        calibrating = calibrate == "temperature" or (calibrate == "auto" and splits.validation.height > 0)
+        if calibrate == "temperature" and splits.validation.height == 0:
             raise ValueError("train.calibrate: the validation split is empty; the temperature is fitted on it")
         for name, prefix in (("validation", "val/"), ("test", "test/")):
             table = getattr(splits, name)

@@ -263,9 +263,12 @@ class TrainConfig(Strict):
     focal_gamma: float = Field(2.0, ge=0, description="focal loss: how much well-classified rows are discounted")
     class_weights: Literal["none", "balanced"] = Field("none", description="balanced: each class's loss weighted "
                                                                            "by its inverse training frequency")
-    calibrate: Literal["none", "temperature"] = Field("none", description="temperature: one temperature fitted on "
-                                                                          "the validation split, applied when "
-                                                                          "predicting")
+    calibrate: Literal["auto", "temperature", "none"] = Field(
+        "auto", description="auto: a classifier's probabilities are calibrated by one temperature, fitted on the "
+        "validation split or, where there is none, on `calibration_share` of the training rows held out for it; "
+        "temperature: fitted on the validation split only; none: the probabilities as the model gives them")
+    calibration_share: float = Field(0.1, gt=0, lt=0.5, description="calibrate auto without a validation split: "
+                                     "the share of the training rows held out to fit the temperature on")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -317,9 +320,9 @@ class Recipe(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"input names must be unique, got {names}")
         split = self.data.split
-        if self.train.calibrate != "none" and split.method not in ("files", "filter") and not split.validation:
+        if self.train.calibrate == "temperature" and split.method not in ("files", "filter") and not split.validation:
             raise ValueError("train.calibrate: the temperature is fitted on the validation split; set "
-                             "data.split.validation above 0")
+                             "data.split.validation above 0 (or calibrate: auto, which holds out training rows)")
         fed = [t.column for t in self.output.auxiliary if t.column in {self.column_of(f) for f in self.inputs}]
         if fed:
             raise ValueError(f"output.auxiliary: {fed} are also inputs; a target the model is given teaches nothing")
@@ -327,5 +330,15 @@ class Recipe(Strict):
 
     def column_of(self, feature: InputConfig) -> str:
         return feature.column or feature.name
+
+    @property
+    def calibration_share(self) -> float:
+        """The share of the training rows held out as the validation split to fit a temperature on: a classifier
+        calibrated by default (`calibrate: auto`) whose split gives no validation rows."""
+        split = self.data.split
+        has_validation = (split.files or {}).get("validation") is not None if split.method == "files" \
+            else bool(split.validation)
+        calibrating = self.train.calibrate == "auto" and self.output.type == "category"
+        return self.train.calibration_share if calibrating and not has_validation else 0.0
 
 
