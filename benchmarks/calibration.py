@@ -45,8 +45,8 @@ def measure(recipe: str, scratch: Path) -> dict[str, object]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| recipe | ECE before | ECE after | temperature | balanced accuracy | its cost (all rows, no temperature) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| recipe | ECE before | ECE after | temperature | balanced accuracy | its cost (all rows, no "
+             "temperature) |", "|---|---|---|---|---|---|"]
     for row in rows:
         after = row["calibrated"]
         before = row.get("uncalibrated", after)
