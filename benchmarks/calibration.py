@@ -7,7 +7,8 @@ holding them out costs in balanced accuracy and fit time.
     python benchmarks/calibration.py                                   # the default set below
     python benchmarks/calibration.py --recipes product-titles-cnn,spoken-digits-cnn
 
-Writes benchmarks/out/calibration.json and prints a Markdown table.
+Writes benchmarks/out/calibration.json after each recipe (a recipe measured again replaces its row) and prints
+a Markdown table.
 """
 
 from __future__ import annotations
@@ -65,14 +66,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", default=",".join(RECIPES))
     arguments = parser.parse_args()
-    rows = []
+    result = OUT / "calibration.json"
+    rows = {row["recipe"]: row for row in json.loads(result.read_text())} if result.is_file() else {}
+    OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ensayo-calibration-") as scratch:
         for recipe in arguments.recipes.split(","):
-            rows.append(measure(recipe, Path(scratch)))
-            print(table(rows[-1:]), flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "calibration.json").write_text(json.dumps(rows, indent=2))
-    print(table(rows))
+            rows[recipe] = measure(recipe, Path(scratch))
+            print(table([rows[recipe]]), flush=True)
+            result.write_text(json.dumps(list(rows.values()), indent=2))
+    print(table(list(rows.values())))
 
 
 if __name__ == "__main__":

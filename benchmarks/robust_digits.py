@@ -99,7 +99,7 @@ def espeak_accuracy(run, noise_db: float | None) -> dict:
     folder = RUNS / ("espeak-noisy" if noise_db is not None else "espeak-clean")
     shutil.rmtree(folder, ignore_errors=True)
     truth = espeak_clips(folder, noise_db)
-    names, probabilities, bad = predict_rows(run, folder)
+    names, probabilities, _, bad = predict_rows(run, folder)
     classes = run.output.classes
     right = {name: classes[int(row.argmax())] == truth[name] for name, row in zip(names, probabilities, strict=True)}
     by = {key: float(np.mean([r for n, r in right.items() if n.split("_")[position] == key]))

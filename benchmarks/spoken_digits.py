@@ -71,7 +71,7 @@ def own_recordings(run_dir: Path, work: Path) -> dict:
         return {"skipped": "espeak-ng is not installed (apt-get install espeak-ng)"}
     clips = espeak_clips(work / "espeak")
     truth = {path.name: digit for path, digit in clips}
-    names, probabilities, bad = predict_rows(SavedRun.load(run_dir), work / "espeak")
+    names, probabilities, _, bad = predict_rows(SavedRun.load(run_dir), work / "espeak")
     classes = SavedRun.load(run_dir).output.classes
     predicted = {name: classes[int(row.argmax())] for name, row in zip(names, probabilities, strict=True)}
     right = [predicted[name] == truth[name] for name in names]

@@ -90,5 +90,14 @@ def test_ensayo_data_expansion(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         expand_path("${NOT_SET_ANYWHERE}/x")
 
 
+def test_relative_ensayo_data_is_taken_from_the_working_directory(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "recipes").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ENSAYO_DATA", "shared/data")  # as `ENSAYO_DATA=shared/data ensayo run recipes/x.yaml`
+    assert expand_path("${ENSAYO_DATA}/a.csv", base=tmp_path / "recipes") == tmp_path / "shared" / "data" / "a.csv"
+
+
 def test_flatten() -> None:
     assert flatten({"a": {"b": 1, "c": [{"d": 2}]}, "e": [1, 2]}) == {"a.b": 1, "a.c.0.d": 2, "e": [1, 2]}

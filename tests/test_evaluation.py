@@ -82,6 +82,15 @@ def test_temperature_scaling_undoes_overconfidence_and_keeps_the_ranking() -> No
     assert ev.expected_calibration_error(flat, np.array([0] * 6 + [1] * 4)) == pytest.approx(0.3)
 
 
+def test_a_few_rows_all_right_do_not_sharpen_the_temperature_without_end() -> None:
+    probabilities = np.array([[0.8, 0.2]] * 5 + [[0.3, 0.7]] * 4)  # nine validation rows, all right
+    labels = np.array([0] * 5 + [1] * 4)
+    tiny = ev.fit_temperature(probabilities, labels)
+    assert 0.2 < tiny < 1.0  # sharper, as the rows say, but not to the bound (0.05: 100 % on every answer)
+    many = ev.fit_temperature(np.tile(probabilities, (200, 1)), np.tile(labels, 200))
+    assert many < tiny / 2  # 1,800 such rows are evidence enough
+
+
 def test_rows_scored_a_batch_at_a_time_give_the_metrics_of_the_whole_matrix() -> None:
     true, probabilities, output = noisy_predictions(500, seed=5)
     true[:7] = ["never seen"] * 7  # a label the model does not know: always wrong, left out of the loss and ECE

@@ -200,7 +200,7 @@ def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, wor
           max_rows: int = 1024, max_upload_mb: float = 16.0, batch_rows: int = 256, batch_wait_ms: float = 2.0,
           access_log: bool = False) -> None:
     """Serve runs (`"NAME=RUN"` or `RUN`) over HTTP until interrupted: a JSON API, MLflow's /invocations, a
-    page at / to try each model. Needs `ensayo[serve]`."""
+    page at / to try each model. Needs `ensayo-ml[serve]`."""
     from ensayo.serving import ServeOptions, parse_targets
     from ensayo.serving import serve as start
 

@@ -162,7 +162,7 @@ def predict(
     with _reported():
         saved = api.load_run(run_dir, engine)
         if output is None:
-            names, probabilities, bad = api.predict_rows(saved, input)
+            names, probabilities, notes, bad = api.predict_rows(saved, input)
         else:
             with _progress() as progress:
                 result = api.predict_to_file(saved, input, output, top_k, batch_size, progress,
@@ -175,10 +175,12 @@ def predict(
         return
     labels, chances = answer.rank(probabilities, saved.output.classes, top_k)
     places = [_ordinal(place) for place in range(1, len(labels[0]) + 1)] if labels else []
-    table = Table("row", *places, title=f"the likeliest {saved.recipe.output.column} of each row, best first")
-    for name, row_labels, row_chances in zip(names, labels, chances, strict=True):
+    noted = any(notes)
+    table = Table("row", *places, *(["note"] if noted else []),
+                  title=f"the likeliest {saved.recipe.output.column} of each row, best first")
+    for name, row_labels, row_chances, note in zip(names, labels, chances, notes, strict=True):
         cells = [f"{escape(label)} ({chance:.1%})" for label, chance in zip(row_labels, row_chances, strict=True)]
-        table.add_row(escape(name), f"[bold]{cells[0]}[/]", *cells[1:])
+        table.add_row(escape(name), f"[bold]{cells[0]}[/]", *cells[1:], *([escape(note or "")] if noted else []))
     stdout.print(table)
     if not names:
         _fail(f"{input}: nothing to predict")

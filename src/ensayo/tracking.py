@@ -44,7 +44,7 @@ def database_problem(error: BaseException) -> str:
     """Why a database URL (an Optuna study's, an MLflow store's) cannot be used, in one line a person reads."""
     if isinstance(error, ImportError):
         return (f"its driver is not installed ({error}); install ensayo's cluster extra for PostgreSQL "
-                "(pip install 'ensayo[cluster]')")
+                "(pip install 'ensayo-ml[cluster]')")
     reason = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's own error
     text = " ".join(str(reason).split())
     if type(error).__name__ == "ArgumentError":

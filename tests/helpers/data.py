@@ -1,5 +1,5 @@
 """Small data made by the tests themselves, with the recipes that read it: product-like titles whose category is
-learnable, a news corpus, tones as audio clips, points of interest with photos."""
+learnable, a news corpus, tones and spoken vowels as audio clips, points of interest with photos."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 from PIL import Image
+from scipy.signal import lfilter, resample_poly
 
 CLASSES = {
     "PHONES": ["celular", "smartphone", "iphone", "samsung", "galaxy", "pantalla", "libre"],
@@ -164,6 +165,70 @@ def audio_recipe(folder: Path, encoder: dict[str, Any] | None = None, **changes:
                   **changes.pop("train", {})},
         "track": {"enabled": False},
     }
+
+
+# ------------------------------------------------------------------------------- spoken vowels
+# A voice a detector takes for speech: glottal pulses through three formant resonators ("ah" and "ee"
+# differ in their formants, as the vowels do). Words are two syllables of one vowel; a longer speech goes through
+# the vowels in turn (the detector stops taking one vowel held on and on for speech).
+VOWELS = {"ah": ((700, 80), (1220, 90), (2600, 120)), "ee": ((300, 60), (2300, 100), (3000, 120)),
+          "oo": ((300, 60), (870, 80), (2240, 120)), "eh": ((530, 70), (1840, 90), (2480, 120))}
+WORDS = ("ah", "ee")
+TAKE_RATE = 48000  # as the page records
+
+
+def vowel(label: str, seconds: float, pitch: float, rate: int) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    phase = np.cumsum(pitch * (1 + 0.08 * np.sin(2 * np.pi * 4 * t))) / rate
+    voice = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64)
+    for frequency, bandwidth in VOWELS[label]:
+        radius = np.exp(-np.pi * bandwidth / rate)
+        voice = lfilter([1 - radius], [1, -2 * radius * np.cos(2 * np.pi * frequency / rate), radius**2], voice)
+    voice *= np.hanning(len(voice)) ** 0.3
+    return voice / np.abs(voice).max()
+
+
+def spoken(label: str, rng: np.random.Generator, rate: int, syllables: int = 2) -> np.ndarray:
+    """A word of two syllables of the vowel (more: a speech that starts with it), at a level between -12 and
+    -3 dBFS peak."""
+    parts = []
+    for n in range(syllables):
+        said = label if syllables <= 2 else list(VOWELS)[(list(VOWELS).index(label) + n) % len(VOWELS)]
+        parts += [vowel(said, rng.uniform(0.14, 0.2), rng.uniform(100, 170), rate), np.zeros(int(0.05 * rate))]
+    return np.concatenate(parts[:-1]) * 10 ** (rng.uniform(-12, -3) / 20)
+
+
+def make_words(folder: Path, takes: int = 12, seed: int = 0) -> Path:
+    """Clips of one word each, trimmed close as FSDD's are: `{label}_{speaker}_{take}.wav` at 8 kHz."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for label in WORDS:
+        for speaker in SPEAKERS:
+            for take in range(takes):
+                silence = np.zeros(int(rng.uniform(0.03, 0.1) * RATE))
+                clip = np.concatenate([silence, spoken(label, rng, RATE), silence])
+                sf.write(folder / f"{label}_{speaker}_{take}.wav", clip + rng.normal(0, 1e-3, len(clip)), RATE,
+                         subtype="PCM_16")
+    return folder
+
+
+def recorded_take(label: str | None, rng: np.random.Generator, seconds: float = 3.0, syllables: int = 2,
+                  click: bool = True) -> bytes:
+    """A WAV take as a person records one on the page: a room's hiss, the word (None: no word) at a random
+    place, and a loud click 0.8 s after it (the middle of what lies between them is silence). The word is said
+    at the clips' 8 kHz, as benchmarks/recordings.py puts FSDD's digits in takes."""
+    import io
+
+    word = resample_poly(spoken(label, rng, RATE, syllables), TAKE_RATE, RATE) if label else np.zeros(0)
+    start = int(rng.uniform(0.2, 0.4) * TAKE_RATE)
+    take = rng.normal(0, 10 ** (-55 / 20), max(int(seconds * TAKE_RATE), start + len(word) + int(1.2 * TAKE_RATE)))
+    take[start: start + len(word)] += word
+    if click:
+        at = start + len(word) + int(0.8 * TAKE_RATE)
+        take[at: at + 200] += 0.9 * np.exp(-np.arange(200) / 40) * np.sign(rng.standard_normal(200))
+    written = io.BytesIO()
+    sf.write(written, np.clip(take, -1, 1), TAKE_RATE, format="WAV", subtype="PCM_16")
+    return written.getvalue()
 
 
 # ------------------------------------------------------------------ points of interest

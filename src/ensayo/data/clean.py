@@ -26,6 +26,9 @@ class FileInput(Protocol):
 
     def keeps_bad_files(self) -> bool: ...
 
+    # optional: `file_notes(paths) -> {row: note}`, what a person should know of how a file was read (a clip
+    # with more speech than the model hears)
+
 
 _FILTER = re.compile(r"^\s*([\w.]+)\s*(==|!=|>=|<=|>|<|not in|in)\s*([^=<>!\s].*?)\s*$")
 

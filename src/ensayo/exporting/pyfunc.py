@@ -36,7 +36,11 @@ class EnsayoModel:
         with tempfile.TemporaryDirectory(prefix="ensayo-pyfunc-") as folder:
             table = rows_to_table(self.run.fields, rows, Path(folder))
             labels, probabilities = self.run.predict(table, ranking.top_k, ranking.all_classes)
-        return pd.DataFrame(answer.records(labels, probabilities))
+            notes = self.run.notes(table) if self.run.takes_notes else None
+        frame = pd.DataFrame(answer.records(labels, probabilities))
+        if notes is not None:  # a column of its own, None where a row has nothing to say
+            frame["note"] = notes
+        return frame
 
 
 def _load_pyfunc(data_path: str) -> EnsayoModel:

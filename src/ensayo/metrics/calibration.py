@@ -33,7 +33,10 @@ def _calibration_bins(confidence: np.ndarray, right: np.ndarray,
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimizes the log loss of these rows (a validation split), by L-BFGS on log T."""
+    """The temperature that minimizes the log loss of these rows (a validation split), by L-BFGS on log T, under
+    a standard normal prior on log T: a handful of rows the model gets all right would otherwise sharpen it
+    without end (9 rows gave T = 0.05 and 99.7 % on a word it got wrong); past a few hundred rows the prior
+    counts for little."""
     import torch
 
     known = labels >= 0
@@ -44,7 +47,8 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
+        prior = 0.5 * log_t.square().sum() / len(target)  # per row, as the mean log loss is
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target) + prior
         loss.backward()
         return loss
 

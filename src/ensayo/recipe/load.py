@@ -17,9 +17,10 @@ from ensayo.recipe.schema import Recipe, RecipeError, name_of_file
 
 
 def default_data_dir() -> Path | None:
-    """ENSAYO_DATA, else ../shared/data when it exists (the layout of a developer checkout)."""
+    """ENSAYO_DATA (a relative one from the working directory, as the shell that set it meant it), else
+    ../shared/data when it exists (the layout of a developer checkout)."""
     if env := os.environ.get("ENSAYO_DATA"):
-        return Path(env)
+        return Path(env).expanduser().resolve()
     for candidate in (Path.cwd() / "../shared/data", Path(__file__).resolve().parents[3] / "../shared/data"):
         if candidate.is_dir():
             return candidate.resolve()

@@ -51,10 +51,16 @@ def rounded(probabilities: np.ndarray) -> list[list[float]]:
     return np.round(np.asarray(probabilities, dtype=np.float64), DECIMALS).tolist()
 
 
-def records(labels: list[list[str]], probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """Ranked rows as answers: `{"labels": [...], "probabilities": [...]}` each."""
-    return [{"labels": names, "probabilities": values}
-            for names, values in zip(labels, rounded(probabilities), strict=True)]
+def records(labels: list[list[str]], probabilities: np.ndarray,
+            notes: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+    """Ranked rows as answers: `{"labels": [...], "probabilities": [...]}` each, with a row's `note` where it has one
+    (how its file was heard, say)."""
+    answers = [{"labels": names, "probabilities": values}
+               for names, values in zip(labels, rounded(probabilities), strict=True)]
+    for answer, note in zip(answers, notes or [], strict=False):
+        if note:
+            answer["note"] = note
+    return answers
 
 
 class Settings(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -21,7 +21,8 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = an
                  progress: Progress | None = None, all_classes: bool = False,
                  keep: list[str] | None = None) -> dict[str, Any]:
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`, each row
-    named by its line (or file) and the columns of `keep`."""
+    named by its line (or file) and the columns of `keep`, with a `note` column for inputs that say how they read
+    a row (a recording with more speech than the model hears)."""
     run.require("predict")  # before the file is read: a generator's run is refused by its type
     report = DataReport()
     k = answer.labels_per_row(top_k, all_classes, len(run.output))
@@ -29,6 +30,7 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = an
     keep = list(keep or [])
     header = ["file" if by_file else "line", *keep] + [f"{kind}_{i}" for i in range(1, k + 1)
                                                       for kind in ("label", "probability")]
+    header += ["note"] if run.takes_notes else []
     destination.parent.mkdir(parents=True, exist_ok=True)
     task = progress.add_task(f"predicting {source.name}", total=None) if progress else None
     written = 0
@@ -44,18 +46,30 @@ def predict_file(run: SavedRun, source: Path, destination: Path, top_k: int = an
                 chunk = table.slice(start, batch_size)
                 labels, probabilities = run.predict(chunk, top_k=k)
                 names = chunk.select(FILE if by_file else LINE, *keep).rows()
-                for name, classes, values in zip(names, labels, answer.rounded(probabilities), strict=True):
-                    writer.writerow([*name] + [x for pair in zip(classes, values, strict=True) for x in pair])
+                notes = [[note or ""] for note in run.notes(chunk)] if run.takes_notes else [[]] * chunk.height
+                for name, classes, values, note in zip(names, labels, answer.rounded(probabilities), notes,
+                                                       strict=True):
+                    writer.writerow([*name] + [x for pair in zip(classes, values, strict=True) for x in pair] + note)
                 written += chunk.height
                 if progress is not None and task is not None:
                     progress.advance(task, chunk.height)
     return {"rows": written, "bad_rows": [str(b) for b in report.bad_rows]}
 
 
-def predict_rows(run: SavedRun, source: Path) -> tuple[list[str], np.ndarray, list[str]]:
+class RowPredictions(NamedTuple):
+    """The answers for a file's rows: each row's name (its line, or its file for folder recipes), every
+    class's probability, what a person should know of how the row was read (None: nothing), and the rows
+    left out and why."""
+
+    names: list[str]
+    probabilities: np.ndarray
+    notes: list[str | None]
+    bad_rows: list[str]
+
+
+def predict_rows(run: SavedRun, source: Path) -> RowPredictions:
     """Every class's probability for each usable row of `source` (for a folder recipe: one file or a
-    folder of files): (row names, probabilities, bad-row notes). Rows are named by file for folder
-    recipes and by line otherwise."""
+    folder of files), in memory."""
     run.require("predict")
     table, report = read_for_inference(source, run.recipe, need_label=False)
     if run.recipe.data.format == "folder":
@@ -63,7 +77,8 @@ def predict_rows(run: SavedRun, source: Path) -> tuple[list[str], np.ndarray, li
     else:
         names = [f"line {n}" for n in table[LINE].to_list()]
     probabilities = run.predict_proba(table) if table.height else np.zeros((0, len(run.output)))
-    return names, probabilities, [str(b) for b in report.bad_rows]
+    notes = run.notes(table) if run.takes_notes else [None] * table.height
+    return RowPredictions(names, probabilities, notes, [str(b) for b in report.bad_rows])
 
 
 def evaluate_file(run: SavedRun, source: Path, batch_size: int = 4096) -> tuple[dict[str, float], list[str]]:

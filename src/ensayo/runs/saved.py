@@ -157,6 +157,22 @@ class SavedRun:
         answer.labels_per_row(top_k, all_classes, len(self.output))  # a bad top_k before any work
         return answer.rank(self.predict_proba(table), self.output.classes, top_k, all_classes)
 
+    @cached_property
+    def takes_notes(self) -> bool:
+        """Whether an input says how it read a row's file (`file_notes`), so that answers may carry a note."""
+        return any(hasattr(spec.preprocessing, "file_notes") for field in self.fields for spec in field.inputs)
+
+    def notes(self, table: pl.DataFrame) -> list[str | None]:
+        """What a person should know of how each row's files were read (None: nothing)."""
+        notes: list[list[str]] = [[] for _ in range(table.height)]
+        for field in self.fields:
+            for spec in field.inputs:
+                reader = getattr(spec.preprocessing, "file_notes", None)
+                if reader is not None and field.name in table.columns:
+                    for row, note in reader([str(v) for v in table[field.name].to_list()]).items():
+                        notes[row].append(f"{field.name}: {note}")
+        return ["; ".join(said) or None for said in notes]
+
     def explain(self, table: pl.DataFrame, label: str | None = None) -> list[RowExplanation]:
         """Why the model gave each row its answer (or, with `label`, that class's probability)."""
         self.require("explain")

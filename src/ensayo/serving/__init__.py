@@ -1,4 +1,4 @@
-"""Serving saved runs over HTTP (`ensayo serve`, the optional extra `ensayo[serve]`): the app (`app`), the runs it
+"""Serving saved runs over HTTP (`ensayo serve`, the optional extra `ensayo-ml[serve]`): the app (`app`), the runs it
 holds (`models`), its protocols (`json_api`, `mlflow_protocol`, `page`), its limits and errors (`options`,
 `errors`), dynamic batching (`batching`), the request and answer models (`schemas`) and the uvicorn runner
 (`server`). Names are imported on first use, so that the CLI reads `ServeOptions` without FastAPI."""

@@ -74,7 +74,8 @@ def _predict_route(app: FastAPI, model: ServedClassifier) -> None:
             raise input_error(problem, ["body", "rows"]) from None
         return {"model": model.identity(), "predictions": predictions}
 
-    app.post(f"/v1/models/{model.name}/predict", response_model=PredictAnswer, responses=ERRORS, tags=[model.name],
+    app.post(f"/v1/models/{model.name}/predict", response_model=PredictAnswer, response_model_exclude_none=True,
+             responses=ERRORS, tags=[model.name],
              summary=f"Classify rows with {model.name}", operation_id=f"predict_{model.name}")(predict)
 
 
@@ -129,7 +130,8 @@ def _upload_route(app: FastAPI, model: ServedClassifier) -> None:
         return {"model": model.identity(), "predictions": predictions}
 
     predict.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    app.post(f"/v1/models/{model.name}/predict", response_model=PredictAnswer, responses=ERRORS, tags=[model.name],
+    app.post(f"/v1/models/{model.name}/predict", response_model=PredictAnswer, response_model_exclude_none=True,
+             responses=ERRORS, tags=[model.name],
              summary=f"Classify one row with {model.name}: files as file parts, other inputs as form fields",
              operation_id=f"predict_{model.name}")(predict)
 

@@ -113,9 +113,13 @@ class ServedClassifier(ServedModel):
             probabilities = await self.batcher.predict(rows_to_table(self.run.fields, rows, NO_FILES))
         else:
             with tempfile.TemporaryDirectory(prefix="ensayo-request-") as folder:  # the uploads, while predicted
-                table = await asyncio.get_running_loop().run_in_executor(self.preparing, rows_to_table,
-                                                                         self.run.fields, rows, Path(folder))
+                loop = asyncio.get_running_loop()
+                table = await loop.run_in_executor(self.preparing, rows_to_table, self.run.fields, rows, Path(folder))
+                notes = await loop.run_in_executor(self.preparing, self.run.notes, table) \
+                    if self.run.takes_notes else None
                 probabilities = await self.batcher.predict(table)
+            return answer.records(*answer.rank(probabilities, self.run.output.classes, ranking.top_k,
+                                               ranking.all_classes), notes)
         return answer.records(*answer.rank(probabilities, self.run.output.classes, ranking.top_k,
                                            ranking.all_classes))
 

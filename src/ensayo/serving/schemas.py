@@ -65,6 +65,8 @@ class Health(BaseModel):
 class Prediction(BaseModel):
     labels: list[str] = Field(description="the likeliest classes, best first")
     probabilities: list[float]
+    note: str | None = Field(None, description="what to know of how the row was read (more speech than the model "
+                                               "hears, say)")
 
 
 class PredictAnswer(BaseModel):

@@ -133,7 +133,7 @@ class WaveAugmenter:
         try:
             import audiomentations as am
         except ImportError:
-            raise ImportError("audio augmentation needs audiomentations: pip install 'ensayo[audio]'") from None
+            raise ImportError("audio augmentation needs audiomentations: pip install 'ensayo-ml[audio]'") from None
         config, made = self.config, {}
         if config.pitch:
             made["pitch"] = am.PitchShift(min_semitones=config.pitch.min_semitones,

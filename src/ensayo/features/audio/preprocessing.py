@@ -3,6 +3,8 @@ fixing the length, and log-mel or MFCC spectrograms."""
 
 from __future__ import annotations
 
+import functools
+import os
 import wave
 from fractions import Fraction
 from typing import Literal
@@ -15,6 +17,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ensayo.features.audio.augment import WaveAugmentConfig, WaveAugmenter
+from ensayo.features.audio.speech import Speech, SpeechConfig, find_speech, spoken_part
 from ensayo.recipe import Strict
 
 
@@ -34,6 +37,8 @@ class AudioPreprocessing(Strict):
     root: str | None = Field(None, description="folder that relative paths start from (default: the data file's)")
     sample_rate: int = Field(8000, gt=0)
     duration: float = Field(1.0, gt=0, description="seconds; clips are centred and padded or cropped to it")
+    speech: SpeechConfig | None = Field(None, description="find the speech first (a voice activity detector) and "
+                                        "hear only its longest stretch; a clip without speech is refused")
     trim_db: float | None = Field(30.0, gt=0, description="trim edges quieter than the loudest frame by this")
     loudness: Literal["rms", "peak", "none"] = "rms"
     target_db: float = Field(-20.0, le=0, description="level that `loudness` brings every clip to, in dBFS")
@@ -63,7 +68,24 @@ class AudioPreprocessing(Strict):
 
     # an input whose values are file paths (ensayo.data.FileInput)
     def file_problems(self, paths: list[str]) -> dict[int, str]:
-        return {index: reason for index, path in enumerate(paths) if (reason := audio_problem(path))}
+        problems = {index: reason for index, path in enumerate(paths) if (reason := audio_problem(path))}
+        if self.speech is not None:
+            problems |= {index: "no speech: the voice detector heard none in this recording" for index, path
+                         in enumerate(paths) if index not in problems and not self.speech_of(path).stretches}
+        return problems
+
+    def file_notes(self, paths: list[str]) -> dict[int, str]:
+        """What a person should know of how each clip was heard: more speech than the model hears, say."""
+        if self.speech is None:
+            return {}
+        return {index: note for index, path in enumerate(paths)
+                if (note := self.speech_of(path).note(self.duration)) is not None}
+
+    def speech_of(self, path: str) -> Speech:
+        """The clip's stretches of speech, found once per file (and per change of it)."""
+        assert self.speech is not None
+        status = os.stat(path)
+        return _speech(path, status.st_mtime_ns, status.st_size, self.sample_rate, self.speech)
 
     def keeps_bad_files(self) -> bool:
         return False
@@ -97,6 +119,11 @@ def audio_problem(path: str) -> str | None:
     if not np.isfinite(samples).all():
         return "holds NaN or infinite samples"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _speech(path: str, modified: int, size: int, sample_rate: int, config: SpeechConfig) -> Speech:
+    return find_speech(read_audio(path, sample_rate), sample_rate, config)
 
 
 def _declared_wav_frames(path: str) -> int | None:
@@ -144,6 +171,8 @@ def prepare_clip(path: str, options: AudioPreprocessing, augmenter: WaveAugmente
                  seed: list[int] | None = None) -> np.ndarray:
     """A clip read, trimmed, levelled and cut to length; a training clip is also augmented (by `seed`'s draws)."""
     samples = read_audio(path, options.sample_rate)
+    if options.speech is not None:
+        samples = spoken_part(samples, options.sample_rate, options.speech_of(path), options.speech)
     if options.trim_db is not None:
         samples = trim_silence(samples, options.trim_db, options.hop_length)
     if augmenter is not None:

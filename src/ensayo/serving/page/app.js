@@ -49,13 +49,16 @@ function readableMetrics(metrics) {
 }
 
 function showProbabilities(answer, prediction) {
-  answer.replaceChildren(...prediction.labels.map((label, i) => {
+  const bars = prediction.labels.map((label, i) => {
     const p = prediction.probabilities[i];
     return el("div", { class: "bar", "data-label": label, "data-probability": String(p) },
       el("span", { class: "name" }, label),
       el("span", {}, el("div", { class: "fill", style: `width:${(100 * p).toFixed(1)}%` })),
       el("span", { class: "value" }, `${(100 * p).toFixed(1)}%`));
-  }));
+  });
+  // how the input was read, where the model says (a recording with more speech than it hears)
+  const note = prediction.note ? [el("p", { class: "note" }, prediction.note)] : [];
+  answer.replaceChildren(...bars, ...note);
 }
 
 // ------------------------------------------------------------------------------- recording as WAV
