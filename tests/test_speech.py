@@ -13,6 +13,7 @@ import pytest
 import requests
 import soundfile as sf
 import torch
+from helpers.browser import needs_browser, open_browser
 from helpers.cli import refused, runner, said
 from helpers.data import RATE, TAKE_RATE, audio_recipe, make_words, recorded_take, spoken
 from helpers.servers import LiveServer
@@ -160,3 +161,43 @@ def test_predict_names_a_take_without_speech_and_notes_long_speech(words_run: Pa
     assert "longer than" in rows["long.wav"] and rows["word.wav"].endswith(",")
     refused(["predict", words_run, "--input", takes / "silent.wav"], "silent.wav", "every row of the file is bad",
             "no speech")
+
+
+@needs_browser
+@pytest.mark.browser
+@pytest.mark.server
+def test_record_a_take_on_the_page_and_see_the_word_heard(served: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    rng = np.random.default_rng(10)
+    microphone = tmp_path / "take.wav"  # what the fake microphone plays: room, "ee", room, a click, room
+    microphone.write_bytes(recorded_take("ee", rng, seconds=3.0))
+    long_speech = tmp_path / "long.wav"
+    long_speech.write_bytes(recorded_take("ah", rng, seconds=4.0, syllables=8, click=False))
+    browser = open_browser("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                           f"--use-file-for-fake-audio-capture={microphone}")
+    wait = WebDriverWait(browser, 30)
+    try:
+        browser.get(served.url + "/")
+        form = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, '[data-card="words"]')))
+        record = form.find_element(By.CSS_SELECTOR, '[data-record="path"]')
+        record.click()
+        wait.until(lambda b: record.text == "Stop")
+        browser.execute_script("return new Promise(done => setTimeout(done, 2500))")
+        record.click()
+        wait.until(lambda b: form.find_element(By.CSS_SELECTOR, '[data-status="path"]').text.startswith("recorded"))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        answer = '[data-answer="words"]'
+        first = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, f"{answer} .bar, {answer} .error")))
+        assert first.get_attribute("data-label") == "ee", first.text
+
+        browser.get(served.url + "/")  # a fresh page: no recording replaces the chosen file
+        form = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, '[data-card="words"]')))
+        form.find_element(By.NAME, "path").send_keys(str(long_speech))
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        note = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, f"{answer} .note")))
+        assert "longer than the 0.5 s the model hears" in note.text
+    finally:
+        browser.quit()
