@@ -37,6 +37,20 @@ def test_the_version_is_the_distributions() -> None:
     assert metadata.version("ensayo-ml") == __version__
 
 
+@pytest.mark.subprocess
+def test_the_command_starts_without_the_heavy_libraries() -> None:
+    heavy = ("torch", "polars", "sklearn", "mlflow", "matplotlib", "scipy", "pandas")
+    code = f"import sys, ensayo.cli; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.split() == []  # `ensayo --help`, `--version` and `datasets list` need none of them
+    listed = subprocess.run([sys.executable, "-c", "import sys\nfrom ensayo.cli import app\n"
+                             "sys.argv = ['ensayo', 'datasets', 'list', '--json']\n"
+                             "try:\n    app()\nexcept SystemExit:\n    pass\n"
+                             f"print(' '.join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)"],
+                            capture_output=True, text=True, check=True)
+    assert listed.stderr.split() == [] and listed.stdout.startswith("{")
+
+
 def test_validate_reads_each_data_files_header(tmp_path: Path, titles_csv: Path) -> None:
     good = recipe_file(tmp_path, recipe_dict(titles_csv))
     assert runner.invoke(app, ["validate", str(good)]).exit_code == 0

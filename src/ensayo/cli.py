@@ -20,12 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ensayo import DISTRIBUTION, __version__, layout
-from ensayo.data import DataError
-from ensayo.recipe import RecipeError
+from ensayo.errors import DataError, LaunchFailed, Locked, RecipeError, TrackingError
 from ensayo.runs import answer
-from ensayo.store import Locked
-from ensayo.tracking import TrackingError
-from ensayo.training.distributed import LaunchFailed
 
 app = typer.Typer(help="Declarative deep-learning experiments: one YAML recipe to a trained, tracked run.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -386,10 +382,10 @@ def embeddings_train(
 @datasets_app.command("list")
 def datasets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show which of the bundled recipes' data sets are present."""
-    from ensayo import api
+    from ensayo.datasets import list_datasets  # the API would load torch for a listing
     from ensayo.recipe import default_data_dir
 
-    found = api.datasets()
+    found = list_datasets()
     if as_json:
         stdout.print(json.dumps({info.name: str(path) if path else None for info, path in found}))
         return

@@ -19,10 +19,7 @@ import yaml
 from filelock import FileLock, Timeout
 
 from ensayo import layout
-
-
-class Locked(RuntimeError):
-    """A directory that another process is writing; the message names it."""
+from ensayo.errors import Locked
 
 
 @contextlib.contextmanager

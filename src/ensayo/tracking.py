@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ensayo.errors import TrackingError
 from ensayo.recipe import Recipe, TrackConfig, flatten, recipe_to_dict
 
 TRACKING_TIMEOUT_SECONDS = 5  # per HTTP request to a tracking server, with no retries: fail in seconds, not minutes
@@ -22,10 +23,6 @@ def tracking_uri(config: TrackConfig) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path(DEFAULT_STORE).resolve()}"
-
-
-class TrackingError(RuntimeError):
-    """A tracking store that cannot be reached when the run starts; the message names its URI."""
 
 
 def masked_url(url: str | None) -> str:

@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from ensayo.errors import DataError as DataError  # re-exported: where callers find it
+
 if TYPE_CHECKING:
     from ensayo.data.derive import Bins
-
-
-class DataError(ValueError):
-    """Data that cannot be used as the recipe asks; the message names the file, line or column."""
 
 
 @dataclass

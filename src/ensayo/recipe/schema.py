@@ -11,10 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
-class RecipeError(ValueError):
-    """A recipe that cannot be run; the message names the key path and what was expected."""
-
+from ensayo.errors import RecipeError as RecipeError  # re-exported: where callers find it
 
 MAX_SEED = 2**32 - 1_000_000  # numpy and scikit-learn take seeds below 2**32; studies add repeats to a seed
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a recipe's, a study's or a served model's name

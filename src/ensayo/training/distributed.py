@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ensayo.errors import LaunchFailed
+
 TIMEOUT_VARIABLE = "ENSAYO_COLLECTIVE_TIMEOUT"  # seconds a collective waits for a rank before failing
 LAUNCH_VARIABLE = "ENSAYO_LAUNCH_DIR"  # where `launch`'s ranks say how far they got: rank<k>.started, .arrived
 REPORT_SECONDS = 5.0  # how often `launch` says what it still waits for
@@ -228,14 +230,6 @@ def average_sparse_gradients(sparse: list[nn.Parameter]) -> None:
 
 
 # ------------------------------------------------------------------------------------ the launcher
-class LaunchFailed(RuntimeError):
-    """A rank of a launched run failed; the message names it and its exit code (its own error came first)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 def launch(nproc: int, entrypoint: Callable[..., Any], *arguments: Any, start_method: str = "spawn",
            report: bool = True) -> Any:
     """`entrypoint(*arguments)` on `nproc` processes of this machine through torchrun's launcher (elastic_launch,
