@@ -7,6 +7,7 @@ a ratio to fastText measured in the same run.
 
     python benchmarks/text_classification.py --dataset meli
     python benchmarks/text_classification.py --dataset ag_news --models cnn,fasttext
+    python benchmarks/text_classification.py --dataset meli --models cnn,cnn-bf16,fasttext   # with a variant
 
 Every model runs in its own process, so that its peak memory (max RSS) is its own.
 """
@@ -30,6 +31,8 @@ MODELS = {
     "meli": {name: f"product-titles-{name}.yaml" for name in ("tfidf", "tfidf-use", "bag", "cnn", "rnn", "ensemble")},
     "ag_news": {name: f"news-topics-{name}.yaml" for name in ("tfidf", "bag", "cnn", "rnn")},
 }
+# a bundled recipe with overrides, measured beside it when asked for by name (`--models cnn,cnn-bf16,fasttext`)
+VARIANTS = {"cnn-bf16": ("cnn", ["train.precision=bf16"])}
 
 
 def peak_mb() -> float:
@@ -37,7 +40,7 @@ def peak_mb() -> float:
 
 
 # ------------------------------------------------------------------------------------ child processes
-def child_ensayo(recipe: str, output: Path) -> dict:
+def child_ensayo(recipe: str, output: Path, overrides: list[str]) -> dict:
     """One recipe, timed whole (`run_seconds`: reading, preprocessing, pretrained encoders, training,
     scoring) besides its `fit_seconds`; sentence vectors are computed afresh, never read from a cache."""
     import shutil
@@ -48,7 +51,7 @@ def child_ensayo(recipe: str, output: Path) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["ENSAYO_CACHE"] = cache
         started = time.perf_counter()
-        saved = ensayo.run(ROOT / "recipes" / recipe, output=output, track=False)
+        saved = ensayo.run(ROOT / "recipes" / recipe, output=output, overrides=overrides, track=False)
         run_seconds = time.perf_counter() - started
     metrics = saved.metrics
     return {"balanced_accuracy": metrics["test/balanced_accuracy"], "accuracy": metrics["test/accuracy"],
@@ -134,22 +137,23 @@ def main() -> None:
         if kind == "fasttext":
             print(json.dumps(child_fasttext(rest[0], int(rest[1]))))
         else:
-            recipe, output = rest
-            print(json.dumps(child_ensayo(recipe, Path(output))))
+            recipe, output, *overrides = rest
+            print(json.dumps(child_ensayo(recipe, Path(output), overrides)))
         return
 
     saved = OUT / f"text_classification_{args.dataset}.json"
     # models not asked for this time keep their last measured row (a rerun of one model keeps the table whole)
     results: dict[str, dict] = json.loads(saved.read_text()) if saved.is_file() else {}
     cnn_recipe = MODELS[args.dataset]["cnn"]
-    every = [*MODELS[args.dataset], "fasttext"]  # also the table's row order
+    every = [*MODELS[args.dataset], *VARIANTS, "fasttext"]  # also the table's row order
     for name in args.models.split(",") if args.models else every:
         print(f"[{args.dataset}] {name} ...", file=sys.stderr, flush=True)
         if name == "fasttext":
             results[name] = run_child(["fasttext", cnn_recipe, str(args.fasttext_epochs)])
         else:
+            base, overrides = VARIANTS.get(name, (name, []))
             output = OUT / args.dataset / name
-            results[name] = run_child(["ensayo", MODELS[args.dataset][name], str(output)])
+            results[name] = run_child(["ensayo", MODELS[args.dataset][base], str(output), *overrides])
         print(f"  {results[name]}", file=sys.stderr, flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(results, indent=2))

@@ -256,6 +256,10 @@ class TrainConfig(Strict):
     loader_workers: int = Field(2, ge=0, description="worker processes that read and encode the files of inputs "
                                                      "with preprocessing.in_memory: false (0: in this process)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32", description="the training step's arithmetic (autocast): bf16 where the device has it (a GPU, or a "
+        "CPU with AVX512-BF16 or AMX), fp16 on a GPU with a gradient scaler; auto: bf16 where the device has it, "
+        "else fp32. Weights, optimizer states, embedding bags and evaluation stay fp32")
     loss: Literal["cross_entropy", "focal"] = "cross_entropy"
     focal_gamma: float = Field(2.0, ge=0, description="focal loss: how much well-classified rows are discounted")
     class_weights: Literal["none", "balanced"] = Field("none", description="balanced: each class's loss weighted "

@@ -28,6 +28,9 @@ from ensayo.training import distributed
 from ensayo.training.batches import Batches, bucketed_order
 from ensayo.training.weights import load_weights, save_weights
 
+# the training losses are summed on the device and read every READ_EVERY steps (and whenever they are shown,
+# logged or checkpointed): reading one waits for the device, and under DDP is one more collective
+READ_EVERY = 32
 SHOWN = ("train/loss", "train/auxiliary_loss", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/macro_f1",
          "val/bits_per_char")
 
@@ -45,9 +48,34 @@ class TrainingError(ValueError):
 
 
 def pick_device(name: str) -> torch.device:
+    """The device a recipe or a command names; `cuda` on a machine without one is refused by name."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {name!r}: this machine has no CUDA device (torch {torch.__version__}); use cpu "
+                            "or auto")
     return torch.device(name)
+
+
+def has_bf16(device: torch.device) -> bool:
+    """Whether the device computes in bf16 natively: a GPU that says so, or a CPU with AVX512-BF16 or AMX (elsewhere
+    torch emulates it, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own probes of the CPU's flags
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the training step autocasts to (None: fp32), or a refusal naming `train.precision`."""
+    if precision == "fp32" or (precision == "auto" and not has_bf16(device)):
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise TrainingError("train.precision: fp16 trains on a GPU only (on a CPU, bf16 where the CPU has it)")
+    if precision in ("bf16", "auto") and not has_bf16(device):
+        raise TrainingError(f"train.precision: bf16: this {device.type.upper()} has no bf16 arithmetic (AVX512-BF16 or "
+                            "AMX on a CPU); use fp32 or auto")
+    return torch.float16 if precision == "fp16" else torch.bfloat16
 
 
 def seed_everything(seed: int) -> None:
@@ -155,6 +183,9 @@ class Trainer:
         self._pending: dict[str, Any] | None = None
         self._signal: int | None = None  # SIGINT or SIGTERM received: stop after the step under way
         self.loss_fn = (loss or nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)).to(device)
+        self.autocast = autocast_dtype(config.precision, device)
+        # fp16's narrow range needs the loss scaled up before backward and the gradients down before the step
+        self.scaler = torch.amp.GradScaler(device.type) if self.autocast == torch.float16 else None
 
     # checkpoints: tensors and plain values only, so that torch.load(weights_only=True) reads them
     def save_checkpoint(self) -> None:
@@ -169,6 +200,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "world_size": self.world.size,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
         }
         with atomic_path(self.run_dir / CHECKPOINT) as temporary:
             torch.save(payload, temporary)
@@ -191,6 +223,8 @@ class Trainer:
             torch.cuda.set_rng_state_all([state.cpu() for state in payload["cuda_rng"]])
         # optimizer and scheduler states are applied in fit(), after the schedulers exist: a LambdaLR
         # made after loading would take the decayed learning rate as its base.
+        if self.scaler is not None and payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
         self._pending = payload
         return True
 
@@ -325,6 +359,8 @@ class Trainer:
         shown, pending = tick, 0
         logged, log_every = tick, progress_every() if self.world.main and not self.console.is_terminal else None
         weights = [weight for _, weight in shares]
+        running = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss x rows, label loss x rows, rows
+        unread = 0  # steps whose losses are in `running`, not yet read: reading one waits for the device
         for (batch, labels), weight in zip(train.iterate([index for index, _ in shares], self.device), weights,
                                            strict=True):
             # training labels are all known (the classes come from them); for a language model, the labels are
@@ -332,56 +368,88 @@ class Trainer:
             loss, label_loss = self._loss(batch, labels)
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
-            (loss * weight).backward()
+            (loss * weight if self.scaler is None else self.scaler.scale(loss * weight)).backward()
             if self.world.distributed and self.sparse_parameters:
                 distributed.average_sparse_gradients(self.sparse_parameters)
-            # the step's losses summed over the ranks, with whether any rank was signalled: every rank stops at
-            # the same step
-            total, label_sum, rows, signalled = distributed.sum_over_ranks(
-                [float(loss.detach()) * len(labels), float(label_loss.detach()) * len(labels), float(len(labels)),
-                 float(self._signal is not None)], self.device)
-            if not math.isfinite(total):
-                raise TrainingError(f"the training loss became {total / max(rows, 1)} at epoch {state.epoch + 1}, "
-                                    f"step {state.step_in_epoch + 1} (learning rate "
-                                    f"{self.optimizers[0].param_groups[0]['lr']:.3g}); training stopped. Lower "
-                                    "train.lr, set train.grad_clip, or look for extreme input values")
             if config.grad_clip:
+                for optimizer in self.optimizers if self.scaler is not None else []:
+                    self.scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(self.dense_parameters, config.grad_clip)
             for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
-                optimizer.step()
+                optimizer.step() if self.scaler is None else self.scaler.step(optimizer)
                 scheduler.step()
-            state.loss_sum += label_sum
-            state.auxiliary_sum += total - label_sum
-            state.seen += int(rows)
+            if self.scaler is not None:
+                self.scaler.update()
+            rows = len(labels)
+            running += torch.stack([loss.detach() * rows, label_loss.detach() * rows,
+                                    loss.new_tensor(rows)]).to(torch.float64)
             state.step_in_epoch += 1
-            examples += int(rows)
-            if time.monotonic() - self._last_checkpoint > self.checkpoint_seconds:
+            unread += 1
+            now = time.perf_counter()
+            shown_due = now - shown >= 0.25 and self.console.is_terminal  # a language model takes thousands of steps
+            logged_due = log_every is not None and now - logged >= log_every
+            checkpoint_due = time.monotonic() - self._last_checkpoint > self.checkpoint_seconds
+            if self.world.distributed:  # a read is a collective: every rank reads at the same steps
+                read = unread >= READ_EVERY or state.step_in_epoch == steps
+                shown_due, logged_due, checkpoint_due = shown_due and read, logged_due and read, checkpoint_due and read
+            else:
+                read = unread >= READ_EVERY or state.step_in_epoch == steps or shown_due or logged_due \
+                    or checkpoint_due or self._signal is not None
+            signalled = False
+            if read:
+                rows, signalled = self._read_losses(running, unread)
+                examples, unread = examples + rows, 0
+            if checkpoint_due:
                 self.save_checkpoint()
-            if not self.world.distributed or signalled:
-                self._signal = self._signal or (signal.SIGTERM if signalled else None)
+            # under DDP a rank stops only when the read says that some rank was signalled (a signal that came
+            # after the read waits for the next one, on every rank alike)
+            if signalled or not self.world.distributed:
                 self._stop_if_signalled()
             pending += 1
-            now = time.perf_counter()
-            if now - shown >= 0.25:  # a language model takes thousands of small steps an epoch
+            if shown_due:
                 progress.update(task, advance=pending, rate=f"{examples / max(now - tick, 1e-9):,.0f} ex/s "
                                                             f"loss {state.loss_sum / max(state.seen, 1):.3f}")
                 pending, shown = 0, now
-            if log_every is not None and now - logged >= log_every:  # no live bar in a log: a line instead
+            if logged_due:  # no live bar in a log: a line instead
                 self.console.print(f"epoch {state.epoch + 1}/{config.epochs}: step {state.step_in_epoch}/{steps} "
                                    f"({state.step_in_epoch / max(steps, 1):.0%}), {examples / (now - tick):,.0f} "
                                    f"examples/s, loss {state.loss_sum / max(state.seen, 1):.3f}", highlight=False)
                 logged = now
         progress.remove_task(task)
 
+    def _read_losses(self, running: torch.Tensor, steps: int) -> tuple[int, bool]:
+        """The losses of the last `steps` steps, summed on the device, read once (summed over the ranks, with
+        whether any rank was signalled: every rank stops at the same step); a loss that is no longer a number
+        stops training here, naming where. Returns the rows read and whether some rank was signalled."""
+        state = self.state
+        total, label_sum, rows, signalled = distributed.sum_over_ranks(
+            [*running.tolist(), float(self._signal is not None)], self.device)
+        running.zero_()
+        if not math.isfinite(total):
+            first = state.step_in_epoch - steps + 1
+            where = f"step {first}" if steps == 1 else f"steps {first}-{state.step_in_epoch}"
+            raise TrainingError(f"the training loss became {total / max(rows, 1)} at epoch {state.epoch + 1}, {where} "
+                                f"(learning rate {self.optimizers[0].param_groups[0]['lr']:.3g}); training stopped. "
+                                "Lower train.lr, set train.grad_clip, or look for extreme input values")
+        state.loss_sum += label_sum
+        state.auxiliary_sum += total - label_sum
+        state.seen += int(rows)
+        if signalled and self._signal is None:
+            self._signal = signal.SIGTERM
+        return int(rows), bool(signalled)
+
     def _loss(self, batch: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the loss to minimize, the label's part of it): train/loss stays comparable with val/loss."""
         targets = batch.pop(AUXILIARY, None)
-        if targets is None:
-            loss = self.loss_fn(self.network(batch), labels)
-            return loss, loss
-        logits, predicted = self.network(batch, auxiliary=True)
-        label_loss = self.loss_fn(logits, labels)
-        return label_loss + self.model.auxiliary_loss(predicted, targets), label_loss
+        with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            if targets is None:
+                logits, predicted = self.network(batch), None
+            else:
+                logits, predicted = self.network(batch, auxiliary=True)
+        label_loss = self.loss_fn(logits.float(), labels)  # the loss in fp32: bf16 rounds a sum of 256 terms
+        if predicted is None:
+            return label_loss, label_loss
+        return label_loss + self.model.auxiliary_loss(predicted.float(), targets), label_loss
 
     def _auxiliary_record(self) -> dict[str, float]:
         if getattr(self.model, "auxiliary", None) is None:
