@@ -39,8 +39,15 @@ def write_text(path: Path, text: str) -> None:
         temporary.write_text(text)
 
 
-def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n")
+def write_json(path: Path, data: Any, compact: bool = False) -> None:
+    """`data` as JSON, NaN as null; `compact` on one line, for large machine-read files (json's encoder is in C
+    only without indentation: a vocabulary of 200,000 words takes a second indented)."""
+    indent = None if compact else 2
+    try:
+        text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere
+        text = json.dumps(_clean(data), indent=indent, ensure_ascii=False)
+    write_text(path, text + "\n")
 
 
 def write_yaml(path: Path, data: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from ensayo.bulk import collector_paused
 from ensayo.data.report import BadRow, DataError
 from ensayo.recipe import DataConfig
 
@@ -295,7 +296,8 @@ def read_columns(path: Path, config: DataConfig, records: int = 1000) -> list[st
 def read_file(path: Path, config: DataConfig, bad: list[BadRow]) -> pl.DataFrame:
     """Read one file (or, for the folder format, a folder) into a string table with the source line of
     every row."""
-    chunks = list(read_chunks(path, config, bad))
+    with collector_paused():
+        chunks = list(read_chunks(path, config, bad))
     # a JSONL list field may be inferred as list[null] in a chunk of empty lists: relaxed takes the wider type
     return chunks[0] if len(chunks) == 1 else pl.concat(chunks, how="vertical_relaxed")
 

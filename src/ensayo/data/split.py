@@ -11,6 +11,8 @@ from ensayo.data.derive import Bins
 from ensayo.data.report import DataError
 from ensayo.recipe import Recipe
 
+RARE = 0  # the pooled rare labels' rank: before every label's (ranks start at 1), as "\0rare" sorted before texts
+
 
 def _stratify_labels(labels: np.ndarray, min_count: int) -> np.ndarray:
     """Labels too rare to stratify are pooled, so that sklearn can split the rest by class."""
@@ -18,9 +20,9 @@ def _stratify_labels(labels: np.ndarray, min_count: int) -> np.ndarray:
     rare = set(values[counts < min_count].tolist())
     if not rare:
         return labels
-    pooled = np.array(["\0rare" if v in rare else v for v in labels], dtype=object)
-    if (pooled == "\0rare").sum() < 2:  # a lone rare row: stratified with the commonest label
-        pooled[pooled == "\0rare"] = values[np.argmax(counts)]
+    pooled = np.where(np.isin(labels, list(rare)), RARE, labels)
+    if (pooled == RARE).sum() < 2:  # a lone rare row: stratified with the commonest label
+        pooled[pooled == RARE] = values[np.argmax(counts)]
     return pooled
 
 
@@ -49,14 +51,15 @@ def _split_two_way(index: np.ndarray, size: float, labels: np.ndarray | None, gr
 
 
 def _stratification_labels(table: pl.DataFrame, recipe: Recipe) -> np.ndarray:
-    """The label of each row; a label binned after the split is stood in for by the same bins of all rows
-    (used to stratify only: the real edges are fitted on the training split)."""
+    """The label of each row as its rank among the labels' texts (integers sort faster than strings, and in
+    the same order, so that the split is the one the texts give); a label binned after the split is stood in
+    for by the same bins of all rows (used to stratify only: the real edges are fitted on the training split)."""
     column = recipe.output.column or ""
-    if column in table.columns:
-        return table[column].cast(pl.String).to_numpy()
-    spec = next(d for d in recipe.derive if d.name == column and d.bin is not None)
-    provisional = Bins([spec]).fit(table).transform(table)
-    return provisional[column].cast(pl.String).to_numpy()
+    if column not in table.columns:
+        spec = next(d for d in recipe.derive if d.name == column and d.bin is not None)
+        table = Bins([spec]).fit(table).transform(table)
+    # polars orders texts by their UTF-8 bytes, which is code point order, as Python's and numpy's
+    return table[column].cast(pl.String).rank("dense").cast(pl.Int64).to_numpy()
 
 
 def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:

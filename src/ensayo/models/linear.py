@@ -26,7 +26,7 @@ from ensayo import metrics as ev
 from ensayo.data import Splits
 from ensayo.features import Feature
 from ensayo.features.sentence import SentenceFeature
-from ensayo.features.text import TextFeature, normalize
+from ensayo.features.text import TextFeature
 from ensayo.models.attribution import InputExplanation, RowExplanation
 from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
 from ensayo.models.neural import make_features, save_state
@@ -108,8 +108,8 @@ class LinearTextModel:
     def _documents(self, feature: TextFeature, kind: str, table: pl.DataFrame) -> list[str]:
         values = table[feature.column].to_list()
         if kind == "word":
-            return [" ".join(feature.pipeline.words(v)) for v in values]
-        return [normalize(v, feature.options) for v in values]
+            return [" ".join(words) for words in feature.pipeline.many_words(values)]
+        return feature.pipeline.many_normalized(values)
 
     def _matrix(self, table: pl.DataFrame, fit: bool) -> sp.csr_matrix:
         blocks = []

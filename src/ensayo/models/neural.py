@@ -139,7 +139,7 @@ def make_features(recipe: Recipe) -> list[Feature]:
 def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput, extra: dict[str, Any]) -> None:
     """The fitted preprocessing of the inputs and the output (features.json), and whatever the type adds."""
     write_json(run_dir / layout.STATE, {"inputs": {f.name: f.state() for f in features}, "output": classes.state(),
-                                        **extra})
+                                        **extra}, compact=True)
 
 
 @register_model_type("neural")

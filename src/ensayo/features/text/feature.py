@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
+from ensayo.bulk import collector_paused
 from ensayo.features.base import Feature, register_feature
 from ensayo.features.text.preprocessing import (
     PAD,
@@ -19,7 +21,7 @@ from ensayo.features.text.preprocessing import (
     Vocabulary,
     fit_word_vectors,
     load_word_vectors,
-    subwords,
+    subword_table,
 )
 from ensayo.recipe import expand_path
 
@@ -72,31 +74,62 @@ class TextFeature(Feature):
     def options(self) -> TextPreprocessing:
         return self.preprocessing  # type: ignore[return-value]
 
+    @collector_paused()
     def fit(self, values: list[str]) -> TextFeature:
         spec = self.options.embeddings
         keep = bool(spec and spec.train)  # word vectors trained here need the sentences; counting does not
         counts: Counter[str] = Counter()
         tokenized = []
-        for value in values:
-            tokens = self.pipeline(value)
-            counts.update(tokens)
-            if keep and tokens:
-                tokenized.append(tokens)
-        self._subword_cache = None
-        self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
-        if self.options.char_ngrams:
-            low, high = self.options.char_ngrams
-            sub_counts: Counter[str] = Counter()
-            for token, count in counts.items():
-                for gram in subwords(token, low, high):
-                    sub_counts[gram] += count
-            self.subword_vocab = Vocabulary.build(sub_counts, self.options.subword_min_count,
-                                                  self.options.max_subwords, [PAD])
+        for start in range(0, len(values), CHUNK_ROWS):
+            for tokens in self.pipeline.many(values[start: start + CHUNK_ROWS]):
+                counts.update(tokens)
+                if keep and tokens:
+                    tokenized.append(tokens)
+        self._fit_vocabularies(counts)
         if spec and spec.train:
             self._attach_vectors(counts, fit_word_vectors(tokenized, spec.train, f"input {self.name!r}"))
         elif spec and spec.path:
             self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
         return self
+
+    @collector_paused()
+    def fit_transform(self, values: list[str]) -> EncodedText:
+        """fit, then transform, tokenizing each text once: its tokens are numbered as they are first met and
+        renumbered once the vocabulary is known."""
+        spec = self.options.embeddings
+        if spec and spec.train:
+            return self.fit(values).transform(values)
+        met: dict[str, int] = {}
+        number = met.setdefault
+        cap, seen = self.options.max_length, np.zeros(0, dtype=np.int64)
+        pieces, lengths = [], []
+        for start in range(0, len(values), CHUNK_ROWS):
+            rows = [[number(token, len(met)) for token in tokens]
+                    for tokens in self.pipeline.many(values[start: start + CHUNK_ROWS])]
+            every = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=sum(map(len, rows)))
+            seen = np.pad(seen, (0, len(met) - len(seen))) + np.bincount(every, minlength=len(met))
+            # a text with no tokens left reads as one unknown token (-1 until renumbered)
+            kept = [r[:cap] or [-1] for r in rows]
+            lengths.append(np.fromiter(map(len, kept), dtype=np.int64, count=len(kept)))
+            pieces.append(np.fromiter((i for r in kept for i in r), dtype=np.int64, count=int(lengths[-1].sum())))
+        counts = Counter(dict(zip(met, seen.tolist(), strict=True)))
+        self._fit_vocabularies(counts)
+        if spec and spec.path:
+            self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
+        renumbered = np.array([self.vocab.index.get(token, 1) for token in met] + [1], dtype=np.int32)
+        return self._encoded([renumbered[piece] for piece in pieces], lengths)
+
+    def _fit_vocabularies(self, counts: Counter[str]) -> None:
+        self._subword_cache = None
+        self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
+        if self.options.char_ngrams:
+            low, high = self.options.char_ngrams
+            table = subword_table(list(counts), low, high, ordered=False).join(
+                pl.DataFrame({"token": np.arange(len(counts)), "count": np.fromiter(counts.values(), np.int64,
+                                                                                     len(counts))}), on="token")
+            summed = table.group_by("gram").agg(pl.col("count").sum()).rename({"gram": "token"})
+            self.subword_vocab = Vocabulary.ranked(summed, self.options.subword_min_count, self.options.max_subwords,
+                                                   [PAD])
 
     def _attach_vectors(self, counts: Counter[str], vectors: Any) -> None:
         matrix = np.zeros((len(self.vocab), vectors.vector_size), dtype=np.float32)
@@ -122,14 +155,19 @@ class TextFeature(Feature):
             return {}
         return {"vectors": torch.from_numpy(self._vectors), "found": torch.from_numpy(self._found)}
 
+    @collector_paused()
     def transform(self, values: list[str]) -> EncodedText:
-        cap = self.options.max_length
+        cap, lookup = self.options.max_length, self.vocab.lookup
         pieces, lengths = [], []
         for start in range(0, len(values), CHUNK_ROWS):
             # a text with no tokens left reads as one unknown token
-            rows = [self.vocab.lookup(self.pipeline(v))[:cap] or [1] for v in values[start: start + CHUNK_ROWS]]
+            rows = [lookup(tokens)[:cap] or [1] for tokens in self.pipeline.many(values[start: start + CHUNK_ROWS])]
             lengths.append(np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows)))
             pieces.append(np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(lengths[-1].sum())))
+        return self._encoded(pieces, lengths)
+
+    @staticmethod
+    def _encoded(pieces: list[np.ndarray], lengths: list[np.ndarray]) -> EncodedText:
         counts = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
         return EncodedText(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32), starts, counts)
@@ -140,11 +178,14 @@ class TextFeature(Feature):
         if self._subword_cache is None:
             assert self.subword_vocab is not None and self.options.char_ngrams
             low, high = self.options.char_ngrams
-            table = [self.subword_vocab.lookup(subwords(t, low, high), default=None) if i > 1 else []
-                     for i, t in enumerate(self.vocab.tokens)]
-            counts = np.array([len(s) for s in table], dtype=np.int64)
+            # the padding and unknown tokens have no subwords, nor have subwords outside the vocabulary
+            subword_ids = pl.DataFrame({"gram": pl.Series(self.subword_vocab.tokens[1:], dtype=pl.String),
+                                        "id": np.arange(1, len(self.subword_vocab), dtype=np.int64)})
+            table = subword_table(self.vocab.tokens[2:], low, high).with_row_index("order")
+            known = table.join(subword_ids, on="gram").sort("order")
+            counts = np.bincount(known["token"].to_numpy() + 2, minlength=len(self.vocab)).astype(np.int64)
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            self._subword_cache = (np.array([i for s in table for i in s], dtype=np.int64), starts, counts)
+            self._subword_cache = (known["id"].to_numpy().astype(np.int64), starts, counts)
         return self._subword_cache
 
     def lengths(self, encoded: EncodedText) -> np.ndarray:

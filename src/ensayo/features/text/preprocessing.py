@@ -7,11 +7,12 @@ import gzip
 import html
 import re
 import unicodedata
-from collections import Counter
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import polars as pl
 from pydantic import Field, model_validator
 
 from ensayo.data import DataError
@@ -78,9 +79,7 @@ _TAG = re.compile(r"</?(?:a|b|i|u|p|br|em|strong|font|span|div|img)\b[^<>]{0,300
 _ESCAPED_DOLLAR = re.compile(r"\\\$")
 _BACKSLASHES = re.compile(r"\\+")
 _NON_WORD = re.compile(r"[^\w\s]|_")
-_SPACES = re.compile(r"\s+")
 _DIGIT = re.compile(r"\d")
-_NUMBER = re.compile(r"\d+")
 WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
 
 
@@ -106,20 +105,56 @@ def strip_accents(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+# every character repair_markup changes is found next to one of these: a text without them skips it
+_MARKUP_SIGN = re.compile(r"[&<;\\]")
+
+
+class CharacterMap(dict[int, str]):
+    """What accent stripping, the digits' rule and punctuation removal make of each character, for
+    `str.translate`, computed the first time a character is met. All three act on one character at a time:
+    NFKD decomposes each character by itself and only reorders combining marks, which stripping drops."""
+
+    def __init__(self, strip: bool, numbers: str, remove_punctuation: bool) -> None:
+        super().__init__()
+        self.strip, self.numbers, self.remove_punctuation = strip, numbers, remove_punctuation
+
+    def __missing__(self, code: int) -> str:
+        text = chr(code)
+        if self.strip:
+            text = strip_accents(text)
+        if self.numbers == "zero":
+            text = _DIGIT.sub("0", text)
+        elif self.numbers == "remove":
+            text = _DIGIT.sub(" ", text)  # a run of digits becomes one space once spaces are collapsed
+        if self.remove_punctuation:
+            text = _NON_WORD.sub(" ", text)
+        self[code] = text
+        return text
+
+
+@lru_cache(maxsize=16)
+def _character_map(strip: bool, numbers: str, remove_punctuation: bool) -> CharacterMap:
+    return CharacterMap(strip, numbers, remove_punctuation)
+
+
+def character_map(options: TextPreprocessing) -> CharacterMap | None:
+    """The options' CharacterMap (one per combination, kept), or None if they change no character."""
+    if not (options.strip_accents or options.numbers != "keep" or options.remove_punctuation):
+        return None
+    return _character_map(options.strip_accents, options.numbers, options.remove_punctuation)
+
+
 def normalize(text: str, options: TextPreprocessing) -> str:
-    if options.fix_html:
+    """Markup repaired, lowercased, accents stripped, digits zeroed or removed, punctuation removed (each as
+    `options` say), spaces collapsed."""
+    if options.fix_html and _MARKUP_SIGN.search(text):
         text = repair_markup(text)
     if options.lowercase:
-        text = text.lower()
-    if options.strip_accents:
-        text = strip_accents(text)
-    if options.numbers == "zero":
-        text = _DIGIT.sub("0", text)
-    elif options.numbers == "remove":
-        text = _NUMBER.sub(" ", text)
-    if options.remove_punctuation:
-        text = _NON_WORD.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+        text = text.lower()  # before the character map: a final sigma lowercases by its context
+    characters = character_map(options)
+    if characters is not None:
+        text = text.translate(characters)
+    return " ".join(text.split())  # str.split's whitespace is the regular expressions' \s
 
 
 @lru_cache(maxsize=8)
@@ -136,38 +171,100 @@ def _lemma(token: str, language: str) -> str:
     return simplemma.lemmatize(token, lang=language)
 
 
+_APART = "\x00"  # joins a batch of texts for the whole-string steps; a batch that has it goes text by text
+
+
 class TextPipeline:
-    """normalize -> tokenize -> lemmatize / stem -> word n-grams; the same at fit and predict time."""
+    """normalize -> tokenize -> lemmatize / stem -> word n-grams; the same at fit and predict time, for one
+    text (`tokens`) or for many at once (`many`, which gives the same tokens faster)."""
 
     def __init__(self, options: TextPreprocessing) -> None:
         self.options = options
+        characters = character_map(options)
+        # the joint between texts stays as it is (alone, punctuation removal would make it a space)
+        self.joined_characters = None if characters is None else CharacterMap(
+            characters.strip, characters.numbers, characters.remove_punctuation)
+        if self.joined_characters is not None:
+            self.joined_characters[ord(_APART)] = _APART
 
     def words(self, text: str) -> list[str]:
+        return self._split(normalize(text, self.options))
+
+    def tokens(self, text: str) -> list[str]:
+        return self._with_ngrams(self.words(text))
+
+    def __call__(self, text: str) -> list[str]:
+        return self.tokens(text)
+
+    def many(self, texts: list[str]) -> list[list[str]]:
+        """`tokens` of each text, as `tokens` gives them, faster."""
+        with_ngrams = self._with_ngrams
+        return [with_ngrams(words) for words in self.many_words(texts)]
+
+    def many_words(self, texts: list[str]) -> list[list[str]]:
+        """`words` of each text, as `words` gives them, faster."""
+        split = self._split
+        return [split(text) for text in self._normalized_apart(texts)]
+
+    def many_normalized(self, texts: list[str]) -> list[str]:
+        """`normalize` of each text, as it gives them, faster."""
+        return [" ".join(text.split()) for text in self._normalized_apart(texts)]
+
+    def _normalized_apart(self, texts: list[str]) -> list[str]:
+        """The texts normalized, their spaces not collapsed yet. Lowercasing and the character map run over the
+        texts joined into one string (one call into C instead of one per text); a text's lowercasing does not
+        see past the joint, which is neither a letter nor ignorable by case, as it does not see past its ends."""
+        if not texts:
+            return []
+        if self.options.fix_html:
+            texts = [repair_markup(text) if _MARKUP_SIGN.search(text) else text for text in texts]
+        joined = _APART.join(texts)
+        if joined.count(_APART) != len(texts) - 1:  # a text has the joint in it: one at a time
+            return [normalize(text, self.options) for text in texts]
+        if self.options.lowercase:
+            joined = joined.lower()
+        if self.joined_characters is not None:
+            joined = joined.translate(self.joined_characters)
+        return joined.split(_APART)
+
+    def _split(self, text: str) -> list[str]:
+        """The words of a normalized text (its spaces collapsed or not)."""
         options = self.options
-        text = normalize(text, options)
         if options.tokenizer == "chars":
-            return list(text)
-        tokens = WORD_OR_MARK.findall(text)
+            return list(" ".join(text.split()))
+        # without punctuation a normalized text is words between spaces
+        tokens = text.split() if options.remove_punctuation else WORD_OR_MARK.findall(text)
         if options.lemmatize:
             tokens = [_lemma(t, options.lemmatize) for t in tokens]
         if options.stem:
             tokens = _stemmer(options.stem).stemWords(tokens)
         return tokens
 
-    def tokens(self, text: str) -> list[str]:
-        words = self.words(text)
+    def _with_ngrams(self, words: list[str]) -> list[str]:
         n = self.options.word_ngrams
-        grams = ["_".join(words[i: i + k]) for k in range(2, n + 1) for i in range(len(words) - k + 1)]
-        return words + grams
-
-    def __call__(self, text: str) -> list[str]:
-        return self.tokens(text)
+        if n == 1:
+            return words
+        return words + ["_".join(words[i: i + k]) for k in range(2, n + 1) for i in range(len(words) - k + 1)]
 
 
 def subwords(token: str, low: int, high: int) -> list[str]:
     """fastText's character n-grams of `<token>`."""
     marked = f"<{token}>"
     return [marked[i: i + n] for n in range(low, high + 1) for i in range(len(marked) - n + 1)]
+
+
+def subword_table(tokens: list[str], low: int, high: int, ordered: bool = True) -> pl.DataFrame:
+    """`subwords` of every token as rows (token: its place in `tokens`, gram), in `subwords`' order if `ordered`,
+    made by polars in one pass (a vocabulary of millions of words has tens of millions of subwords)."""
+    marked = pl.DataFrame({"token": pl.int_range(len(tokens), eager=True, dtype=pl.Int64),
+                           "marked": pl.Series(tokens, dtype=pl.String)})
+    marked = marked.with_columns(pl.concat_str(pl.lit("<"), "marked", pl.lit(">")).alias("marked"))
+    grams = [marked.select("token", pl.int_ranges(0, pl.col("marked").str.len_chars().cast(pl.Int64) - n + 1)
+                           .alias("start"), "marked").explode("start").drop_nulls("start")
+             .select("token", pl.col("marked").str.slice(pl.col("start"), n).alias("gram"))
+             for n in range(low, high + 1)]
+    table = pl.concat(grams)  # by length, then token, then start
+    return table.sort("token", maintain_order=True) if ordered else table
 
 
 # ---------------------------------------------------------------------------------------- vocabulary
@@ -177,11 +274,19 @@ class Vocabulary:
         self.index = {t: i for i, t in enumerate(tokens)}
 
     @classmethod
-    def build(cls, counts: Counter[str], min_count: int, max_size: int | None, specials: list[str]) -> Vocabulary:
-        kept = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
+    def build(cls, counts: Mapping[str, int], min_count: int, max_size: int | None, specials: list[str]) -> Vocabulary:
+        frame = pl.DataFrame({"token": pl.Series(list(counts), dtype=pl.String),
+                              "count": pl.Series(list(counts.values()), dtype=pl.Int64)})
+        return cls.ranked(frame, min_count, max_size, specials)
+
+    @classmethod
+    def ranked(cls, counts: pl.DataFrame, min_count: int, max_size: int | None, specials: list[str]) -> Vocabulary:
+        """`specials`, then the tokens of a (token, count) table seen at least `min_count` times, most frequent
+        first, ties in code point order (polars compares UTF-8 bytes, which order as code points do)."""
+        kept = counts.filter(pl.col("count") >= min_count).sort(["count", "token"], descending=[True, False])
         if max_size is not None:
-            kept = kept[: max(max_size - len(specials), 0)]
-        return cls(specials + kept)
+            kept = kept.head(max(max_size - len(specials), 0))
+        return cls(specials + kept["token"].to_list())
 
     def __len__(self) -> int:
         return len(self.tokens)
