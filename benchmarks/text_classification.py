@@ -31,8 +31,8 @@ MODELS = {
     "meli": {name: f"product-titles-{name}.yaml" for name in ("tfidf", "tfidf-use", "bag", "cnn", "rnn", "ensemble")},
     "ag_news": {name: f"news-topics-{name}.yaml" for name in ("tfidf", "bag", "cnn", "rnn")},
 }
-# a bundled recipe with overrides, measured beside it when asked for by name (`--models cnn,cnn-bf16,fasttext`)
-VARIANTS = {"cnn-bf16": ("cnn", ["train.precision=bf16"])}
+# a bundled recipe with overrides, measured beside it when asked for by name (`--models cnn,cnn-fp32,fasttext`)
+VARIANTS = {"cnn-fp32": ("cnn", ["train.precision=fp32"]), "cnn-bf16": ("cnn", ["train.precision=bf16"])}
 
 
 def peak_mb() -> float:

@@ -186,3 +186,58 @@ def test_a_refused_precision_ends_the_command_in_one_line(titles_csv: Path, tmp_
     (tmp_path / "fp16.yaml").write_text(yaml.safe_dump(raw))
     refused(["run", tmp_path / "fp16.yaml", "--no-track", "--output", tmp_path / "run"],
             "train.precision: fp16 trains on a GPU only")
+
+
+def _sparse_steps(optimizer_class: type, table: torch.nn.EmbeddingBag, batches: list[torch.Tensor],
+                  state: dict | None = None) -> torch.optim.Optimizer:
+    optimizer = optimizer_class(table.parameters(), lr=0.01)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    for ids in batches:
+        optimizer.zero_grad()
+        (table(ids.view(1, -1)) ** 2).sum().backward()
+        optimizer.step()
+    return optimizer
+
+
+def test_row_adam_moves_embedding_tables_as_sparse_adam_does_and_takes_over_its_state() -> None:
+    from ensayo.training.optimizers import RowAdam
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, 50, (40,), generator=generator) for _ in range(6)]  # rows repeat within a batch
+    tables = {}
+    for optimizer_class in (torch.optim.SparseAdam, RowAdam):
+        torch.manual_seed(1)
+        tables[optimizer_class] = torch.nn.EmbeddingBag(50, 8, mode="sum", sparse=True)
+        _sparse_steps(optimizer_class, tables[optimizer_class], batches)
+    start = torch.nn.EmbeddingBag(50, 8, mode="sum", sparse=True)
+    assert not torch.equal(tables[RowAdam].weight, start.weight)
+    assert torch.allclose(tables[RowAdam].weight, tables[torch.optim.SparseAdam].weight, atol=1e-7)
+    # a checkpoint's SparseAdam state continues under RowAdam as under SparseAdam (resuming an earlier run)
+    torch.manual_seed(1)
+    resumed = torch.nn.EmbeddingBag(50, 8, mode="sum", sparse=True)
+    state = _sparse_steps(torch.optim.SparseAdam, resumed, batches[:3]).state_dict()
+    _sparse_steps(RowAdam, resumed, batches[3:], state)
+    assert torch.allclose(resumed.weight, tables[torch.optim.SparseAdam].weight, atol=1e-7)
+
+
+def test_subword_sums_learnt_from_each_row_once_equal_the_plain_bags() -> None:
+    from ensayo.features import build_feature
+    from ensayo.features.text.encoders import TokenEmbedding
+    from ensayo.features.text.preprocessing import TextPreprocessing
+
+    feature = build_feature("text", "title", "title", TextPreprocessing(char_ngrams=(2, 4), subword_min_count=1))
+    titles = [title for title, _ in make_titles(20, seed=3)][:60]
+    batch = feature.collate(feature.fit_transform(titles), list(range(60)))
+    torch.manual_seed(0)
+    embedding = TokenEmbedding(feature, 16, freeze=False)
+    gradients = {}
+    for training in (True, False):
+        embedding.train(training)
+        embedding.zero_grad()
+        embedded, _ = embedding(batch)
+        (embedded * torch.linspace(-1, 1, 16)).pow(2).sum().backward()
+        gradients[training] = (embedded.detach(), embedding.subwords.weight.grad.coalesce().to_dense())
+    assert torch.equal(gradients[True][0], gradients[False][0])
+    assert torch.allclose(gradients[True][1], gradients[False][1], atol=1e-6)
+    assert gradients[True][1].abs().sum() > 0

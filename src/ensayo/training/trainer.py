@@ -26,6 +26,7 @@ from ensayo.recipe import TrainConfig
 from ensayo.store import atomic_path
 from ensayo.training import distributed
 from ensayo.training.batches import Batches, bucketed_order
+from ensayo.training.optimizers import RowAdam
 from ensayo.training.weights import load_weights, save_weights
 
 # the training losses are summed on the device and read every READ_EVERY steps (and whenever they are shown,
@@ -119,8 +120,8 @@ def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
 
 def make_optimizers(dense: list[nn.Parameter], sparse: list[nn.Parameter],
                     config: TrainConfig) -> list[torch.optim.Optimizer]:
-    """Adam(W) for dense weights; SparseAdam for embedding tables, whose dense update would cost more than
-    the whole forward and backward pass on a CPU (tens of millions of rows, a few used per batch)."""
+    """Adam(W) for dense weights; SparseAdam's arithmetic (RowAdam) for embedding tables, whose dense update would
+    cost more than the whole forward and backward pass on a CPU (tens of millions of rows, a few used per batch)."""
     kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     optimizers: list[torch.optim.Optimizer] = []
     if dense:
@@ -130,7 +131,7 @@ def make_optimizers(dense: list[nn.Parameter], sparse: list[nn.Parameter],
                   for scale in scales]
         optimizers.append(kind(groups, lr=config.lr, weight_decay=config.weight_decay))
     if sparse:
-        optimizers.append(torch.optim.SparseAdam(sparse, lr=config.lr))
+        optimizers.append(RowAdam(sparse, lr=config.lr))
     return optimizers
 
 

@@ -50,6 +50,8 @@ class TokenEmbedding(nn.Module):
         if self.subwords is not None:
             if torch.onnx.is_in_onnx_export():
                 summed = self._bag_sums(batch["sub_ids"], batch["sub_offsets"], batch["sub_counts"]).view_as(embedded)
+            elif self.training and self.subwords.weight.requires_grad:
+                summed = self._learnt_bag_sums(batch["sub_ids"], batch["sub_offsets"]).view_as(embedded)
             else:
                 summed = self.subwords(batch["sub_ids"], batch["sub_offsets"]).view_as(embedded)
             counts = batch["sub_counts"].view(ids.shape).unsqueeze(-1).to(embedded.dtype)
@@ -57,6 +59,15 @@ class TokenEmbedding(nn.Module):
         positions = torch.arange(ids.shape[1], device=ids.device)
         mask = positions.unsqueeze(0) < batch["lengths"].unsqueeze(1)
         return embedded, mask
+
+    def _learnt_bag_sums(self, sub_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The subword bags' sums, as `self.subwords` gives them, from each subword's row looked up once: a batch
+        uses four in ten of its subwords twice or more, and the table's sparse gradient then has one row per
+        subword instead of one per use, which its optimizer would first have to sum (the sums are the same)."""
+        assert self.subwords is not None
+        used, places = torch.unique(sub_ids, return_inverse=True)
+        rows = nn.functional.embedding(used, self.subwords.weight, padding_idx=0, sparse=True)
+        return nn.functional.embedding_bag(places, rows, offsets, mode="sum")
 
     def _bag_sums(self, sub_ids: torch.Tensor, offsets: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """The subword bags' sums from operations ONNX Runtime runs fast (it has no EmbeddingBag with a padding

@@ -67,7 +67,7 @@ class HashedNgrams(nn.Module):
     def __init__(self, orders: list[int], buckets: int, dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.orders, self.buckets, self.dropout = list(orders), buckets, dropout
-        # sparse gradients: a batch touches a few thousand of the rows (the trainer gives them SparseAdam)
+        # sparse gradients: a batch touches a few thousand of the rows (the trainer gives them RowAdam)
         self.tables = nn.ModuleList(nn.Embedding(buckets, dim, sparse=True) for _ in self.orders)
         for table in self.tables:
             nn.init.normal_(table.weight, std=0.02)
