@@ -27,8 +27,9 @@ FIGURES = {"spoken-digits": "test/accuracy", "news-char": "test/bits_per_char", 
 def child(recipe: str, precision: str, output: Path) -> dict:
     import ensayo
 
+    overrides = [] if precision == "recipe" else [f"train.precision={precision}"]  # "recipe": as the recipe says
     saved = ensayo.run(ROOT / "recipes" / f"{recipe}.yaml", output=output, track=False, force=True,
-                       overrides=[f"train.precision={precision}"])
+                       overrides=overrides)
     metrics = saved.metrics
     figure = next((f for prefix, f in FIGURES.items() if recipe.startswith(prefix)), "test/balanced_accuracy")
     low, high = metrics.get(f"{figure}_low"), metrics.get(f"{figure}_high")
@@ -60,7 +61,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", default="product-titles-cnn,spoken-digits-cnn,news-char-transformer")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated; `recipe`: no override")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -241,3 +241,22 @@ def test_subword_sums_learnt_from_each_row_once_equal_the_plain_bags() -> None:
     assert torch.equal(gradients[True][0], gradients[False][0])
     assert torch.allclose(gradients[True][1], gradients[False][1], atol=1e-6)
     assert gradients[True][1].abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_a_compiled_training_step_trains_and_resumes_exactly(titles_csv: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = recipe_dict(titles_csv, {"type": "cnn", "embedding_dim": 8, "filters_count": 8, "dropout": 0.3},
+                      epochs=2, compile=True)
+    recipe = load_recipe(raw)
+    whole = ensayo.run(recipe, output=tmp_path / "whole", track=False)
+    assert whole.metrics["test/accuracy"] > 0.3  # 5 classes: it learnt something
+    restore = interrupt_training(monkeypatch, EncodedSplit, at_batch=15)
+    with pytest.raises(KeyboardInterrupt):
+        ensayo.run(recipe, output=tmp_path / "cut", track=False)
+    restore()
+    ensayo.run(None, resume=tmp_path / "cut", track=False)
+    first = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    second = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    for key in first:
+        torch.testing.assert_close(first[key], second[key])

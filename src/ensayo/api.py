@@ -104,13 +104,13 @@ def predict(run_dir: str | Path | SavedRun, rows: pl.DataFrame | list[dict[str, 
     return predict_table(saved, rows, top_k, all_classes)
 
 
-def evaluate(run_dir: str | Path | SavedRun, source: str | Path,
-             output: str | Path | None = None) -> tuple[dict[str, float], list[str]]:
+def evaluate(run_dir: str | Path | SavedRun, source: str | Path, output: str | Path | None = None,
+             device: str = "cpu") -> tuple[dict[str, float], list[str]]:
     """Score a labelled file in the recipe's format with the same metrics as a run: (metrics, notes); with
-    `output`, the metrics are also written there as JSON."""
+    `output`, the metrics are also written there as JSON. `device`: cpu, cuda or auto."""
     if output is not None:
         output_file(Path(output))
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir, device=device)
     metrics, notes = evaluate_file(saved, Path(source))
     if output is not None:
         write_json(Path(output), metrics)
@@ -198,14 +198,14 @@ def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destinat
 
 def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           max_rows: int = 1024, max_upload_mb: float = 16.0, batch_rows: int = 256, batch_wait_ms: float = 2.0,
-          access_log: bool = False) -> None:
+          access_log: bool = False, device: str = "cpu") -> None:
     """Serve runs (`"NAME=RUN"` or `RUN`) over HTTP until interrupted: a JSON API, MLflow's /invocations, a
-    page at / to try each model. Needs `ensayo-ml[serve]`."""
+    page at / to try each model. Needs `ensayo-ml[serve]`. `device`: cpu, cuda or auto."""
     from ensayo.serving import ServeOptions, parse_targets
     from ensayo.serving import serve as start
 
     options = ServeOptions(max_rows=max_rows, max_upload_mb=max_upload_mb, batch_rows=batch_rows,
-                           batch_wait_ms=batch_wait_ms)
+                           batch_wait_ms=batch_wait_ms, device=device)
     start(parse_targets([str(r) for r in runs]), host, port, workers, options, access_log)
 
 
@@ -228,14 +228,14 @@ def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | Non
 
 
 def explain(run_dir: str | Path | SavedRun, source: str | Path, rows: int = 5,
-            output: str | Path | None = None, label: str | None = None) -> Path:
+            output: str | Path | None = None, label: str | None = None, device: str = "cpu") -> Path:
     """Explain a run's answers on the first `rows` rows of `source` (for their predicted class, or for `label`);
-    returns the HTML page written (default: explanation.html in the run directory)."""
+    returns the HTML page written (default: explanation.html in the run directory). `device`: cpu, cuda, auto."""
     from ensayo.explaining import explain_file
 
     if rows < 1:
         raise ValueError(f"rows is {rows}: explain one row or more")
     if output is not None:
         output_file(Path(output))
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir, device=device)
     return explain_file(saved, Path(source), rows, Path(output) if output else None, label)

@@ -151,12 +151,14 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="rows per batch", min=1)] = 4096,
     engine: Annotated[str, typer.Option(help="torch, or onnx: the network exported by `ensayo export "
                                         "--format onnx`, run by ONNX Runtime")] = "torch",
+    device: Annotated[str, typer.Option(help="where the model answers: cpu, cuda, or auto (cuda where there "
+                                        "is one)")] = "cpu",
 ) -> None:
     """Predict the rows of a file: the top-k labels of each row to a CSV, or on screen."""
     from ensayo import api
 
     with _reported():
-        saved = api.load_run(run_dir, engine)
+        saved = api.load_run(run_dir, engine, device)
         if output is None:
             names, probabilities, notes, bad = api.predict_rows(saved, input)
         else:
@@ -191,12 +193,14 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="saved run directory")],
     input: Annotated[Path, typer.Option("--input", "-i", help="labelled file in the recipe's format")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics JSON to write")] = None,
+    device: Annotated[str, typer.Option(help="where the model answers: cpu, cuda, or auto (cuda where there "
+                                        "is one)")] = "cpu",
 ) -> None:
     """Score a labelled file with the same metrics as a run."""
     from ensayo import api
 
     with _reported():
-        metrics, notes = api.evaluate(run_dir, input, output)
+        metrics, notes = api.evaluate(run_dir, input, output, device)
     for note in notes[:10]:
         console.print(f"note: {note}")
     table = Table("metric", "value")
@@ -243,12 +247,15 @@ def serve(
     batch_rows: Annotated[int, typer.Option(help="rows gathered into one model call, at most", min=1)] = 256,
     batch_wait_ms: Annotated[float, typer.Option(help="how long a model call waits for more requests", min=0)] = 2.0,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
+    device: Annotated[str, typer.Option(help="where the model answers: cpu, cuda, or auto (cuda where there "
+                                        "is one)")] = "cpu",
 ) -> None:
     """Serve runs over HTTP: a JSON API, MLflow's /invocations, and a page at / to try each model."""
     from ensayo import api
 
     with _reported():
-        api.serve(runs, host, port, workers, max_rows, max_upload_mb, batch_rows, batch_wait_ms, access_log)
+        api.serve(runs, host, port, workers, max_rows, max_upload_mb, batch_rows, batch_wait_ms, access_log,
+                  device)
 
 
 @app.command()
@@ -260,12 +267,14 @@ def explain(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML page to write (default: "
                                                 "explanation.html in the run)")] = None,
     label: Annotated[str | None, typer.Option(help="the class to explain (default: each row's answer)")] = None,
+    device: Annotated[str, typer.Option(help="where the model answers: cpu, cuda, or auto (cuda where there "
+                                        "is one)")] = "cpu",
 ) -> None:
     """Show why a run answered as it did: integrated gradients over words, spectrograms, photos and values."""
     from ensayo import api
 
     with _reported(), console.status(f"explaining {rows} row(s) with integrated gradients"):
-        page = api.explain(run_dir, input, rows, output, label)
+        page = api.explain(run_dir, input, rows, output, label, device)
     stdout.print(str(page))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,9 @@ from ensayo.models.registry import load_recipe, load_trained
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import InputConfig, Recipe, RecipeError, Strict, expand_path
 from ensayo.store import read_json, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 
 class EnsembleConfig(Strict):
@@ -219,4 +222,11 @@ class Ensemble(Classifier):
     def _predict_proba(self, table: pl.DataFrame) -> np.ndarray:
         assert self.pool is not None, "fit or load the model first"
         return self.pool.predict_proba(table)
+
+    def to_device(self, device: torch.device) -> None:
+        """The members that answer on a GPU move to `device`; the others (TF-IDF models) stay on the CPU."""
+        assert self.pool is not None, "fit or load the model first"
+        for member in self.pool.members:
+            if hasattr(member, "to_device"):
+                member.to_device(device)
 

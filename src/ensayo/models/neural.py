@@ -252,7 +252,7 @@ class NeuralClassifier(Classifier):
         return model
 
     @classmethod
-    def load(cls, run_dir: Path, recipe: Recipe, device: str = "cpu") -> NeuralClassifier:
+    def load(cls, run_dir: Path, recipe: Recipe) -> NeuralClassifier:
         model = cls.with_state(run_dir, recipe)
         weights = run_dir / layout.WEIGHTS
         if not weights.is_file():
@@ -261,8 +261,14 @@ class NeuralClassifier(Classifier):
         with saved_run_loading():
             network = build_network(recipe, model.features, len(model.classes))
         load_weights(network, weights)
-        model.network = network.to(pick_device(device)).eval()
+        model.network = network.eval()
         return model
+
+    @available_if(lambda self: self.network is not None)
+    def to_device(self, device: torch.device) -> None:
+        """Answer on `device`: the network moves there, and each batch with it."""
+        assert self.network is not None
+        self.network.to(device)
 
     def _predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:
         split = encode_split(self.features, table, np.zeros(table.height, dtype=np.int64))

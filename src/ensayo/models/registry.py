@@ -14,6 +14,7 @@ from ensayo.models.folds import FoldAverage, is_cross_validated
 from ensayo.recipe import Recipe, RecipeError, read_raw, recipe_to_dict, validate_schema
 from ensayo.recipe.resolve import resolve
 from ensayo.store import read_json, write_json, write_yaml
+from ensayo.training import pick_device
 
 
 def resolve_recipe(recipe: Recipe, label: str = "<recipe>") -> Recipe:
@@ -72,25 +73,30 @@ def _upgrade_from_1(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 ENGINES = ("torch", "onnx")  # torch: the model as trained; onnx: its `load_onnx`, reading what `export_onnx` wrote
+DEVICES = ("cpu", "cuda", "auto")  # where a loaded model answers
 
 
-def load_trained(run_dir: str | Path, recipe: Recipe | None = None,
-                 engine: str = "torch") -> tuple[Recipe, ModelType | FoldAverage]:
+def load_trained(run_dir: str | Path, recipe: Recipe | None = None, engine: str = "torch",
+                 device: str = "cpu") -> tuple[Recipe, ModelType | FoldAverage]:
     """The recipe (read from the run unless given) and the trained model of a run directory: a cross-validated
     run's is its fold models' average. With `engine="onnx"`, the model type's ONNX engine reads the exported
-    network instead."""
+    network instead. `device` (cpu, cuda, auto) is where its networks answer (see `on_device`)."""
     run_dir = Path(run_dir)
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: choose {' or '.join(ENGINES)}")
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: choose {', '.join(DEVICES)}")
     recipe = recipe or run_recipe(run_dir)
     if is_cross_validated(recipe):
-        return recipe, FoldAverage.load(run_dir, recipe, lambda fold: load_trained(fold, engine=engine)[1])
+        return recipe, FoldAverage.load(run_dir, recipe,
+                                        lambda fold: load_trained(fold, engine=engine, device=device)[1])
     kind = MODEL_TYPES[recipe.model.type]
     if engine == "onnx":
         problem = refusal(kind, "onnx")
         if problem:
             raise ValueError(f"{run_dir}: no ONNX engine for this run: {problem}")
-        return recipe, kind.load_onnx(run_dir, recipe)  # type: ignore[attr-defined]
+        model = kind.load_onnx(run_dir, recipe)  # type: ignore[attr-defined]
+        return recipe, on_device(model, device, f"{run_dir}: the ONNX engine (onnxruntime's CPU build)")
     try:
         model = kind.load(run_dir, recipe)
     except KeyError as missing:  # a state file from another version, or edited by hand
@@ -98,7 +104,24 @@ def load_trained(run_dir: str | Path, recipe: Recipe | None = None,
                          "preprocessing cannot be read back); train the run again") from None
     if isinstance(model, Classifier):
         model.load_calibration(run_dir)
-    return recipe, model
+    return recipe, on_device(model, device, f"{run_dir}: a {recipe.model.type} run")
+
+
+def on_device(model: Any, device: str, what: str) -> Any:
+    """The model with its networks moved to `device`: cpu; cuda (refused where there is none); auto, cuda where
+    there is one. A model that cannot answer on a GPU (it has no `to_device`, or `engine` is onnx) stays on
+    the CPU under auto and refuses cuda by name."""
+    if device == "cpu":
+        return model
+    target = pick_device(device)
+    if target.type == "cpu":
+        return model
+    if getattr(model, "onnx", None) is not None or not hasattr(model, "to_device"):
+        if device == "auto":
+            return model
+        raise ValueError(f"{what} answers on the CPU only: use --device cpu (or auto)")
+    model.to_device(target)
+    return model
 
 
 def write_format(run_dir: Path, recipe: Recipe, trained_at: str | None = None) -> None:

@@ -260,6 +260,8 @@ class TrainConfig(Strict):
         "fp32", description="the training step's arithmetic (autocast): bf16 where the device has it (a GPU, or a "
         "CPU with AVX512-BF16 or AMX), fp16 on a GPU with a gradient scaler; auto: bf16 where the device has it, "
         "else fp32. Weights, optimizer states, embedding bags and evaluation stay fp32")
+    compile: bool = Field(False, description="the training step's network compiled by torch.compile (it takes "
+                          "seconds to minutes to compile first; weights, checkpoints and resume are the same)")
     loss: Literal["cross_entropy", "focal"] = "cross_entropy"
     focal_gamma: float = Field(2.0, ge=0, description="focal loss: how much well-classified rows are discounted")
     class_weights: Literal["none", "balanced"] = Field("none", description="balanced: each class's loss weighted "

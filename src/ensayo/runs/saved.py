@@ -42,13 +42,14 @@ class SavedRun:
     model: ModelType | FoldAverage  # a cross-validated run's is its fold models' average
 
     @classmethod
-    def load(cls, path: str | Path, engine: str = "torch") -> SavedRun:
+    def load(cls, path: str | Path, engine: str = "torch", device: str = "cpu") -> SavedRun:
         """A run as saved; with `engine="onnx"`, a model whose type has an ONNX engine runs the network that
-        `ensayo export --format onnx` wrote."""
+        `ensayo export --format onnx` wrote. `device`: cpu, cuda or auto (cuda where there is one), where its
+        networks answer; a model without one answers on the CPU, and refuses cuda."""
         path = Path(path)
         if not (path / layout.RECIPE).is_file() or not (path / layout.STATE).is_file():
             raise FileNotFoundError(f"{path}: not a saved ensayo run (needs {layout.RECIPE} and {layout.STATE})")
-        return cls(path, *load_trained(path, engine=engine))
+        return cls(path, *load_trained(path, engine=engine, device=device))
 
     @cached_property
     def bins(self) -> Bins:
@@ -197,6 +198,6 @@ class SavedRun:
                                    *sampling.limits, sampling.seed)
 
 
-def load_run(path: str | Path, engine: str = "torch") -> SavedRun:
-    """A saved run of any recipe."""
-    return SavedRun.load(path, engine)
+def load_run(path: str | Path, engine: str = "torch", device: str = "cpu") -> SavedRun:
+    """A saved run of any recipe, answering with `engine` on `device` (cpu, cuda, auto)."""
+    return SavedRun.load(path, engine, device)

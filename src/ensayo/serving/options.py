@@ -14,6 +14,7 @@ class ServeOptions:
     max_upload_mb: float = 16.0  # bytes in one request body
     batch_rows: int = 256  # rows in one model call, gathered from concurrent requests
     batch_wait_ms: float = 2.0  # how long a call waits for more requests once the model is free
+    device: str = "cpu"  # where the models answer: cpu, cuda or auto
 
     def __post_init__(self) -> None:
         low = {"max_rows": 1, "max_upload_mb": 0.001, "batch_rows": 1, "batch_wait_ms": 0}

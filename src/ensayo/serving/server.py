@@ -16,6 +16,7 @@ from ensayo.recipe.schema import NAME
 from ensayo.runs.saved import load_run
 from ensayo.serving.app import create_app
 from ensayo.serving.options import ServeOptions
+from ensayo.training import pick_device
 
 CONFIG_VARIABLE = "ENSAYO_SERVE_CONFIG"  # how worker processes learn what to serve
 
@@ -46,7 +47,7 @@ def app_from_environment() -> FastAPI:
     # so that a request does not wait behind the Python part of another's model call
     sys.setswitchinterval(0.001)
     config = json.loads(os.environ[CONFIG_VARIABLE])
-    runs = {name: load_run(path) for name, path in config["runs"].items()}
+    runs = {name: load_run(path, device=config["options"]["device"]) for name, path in config["runs"].items()}
     return create_app(runs, ServeOptions(**config["options"]))
 
 
@@ -54,6 +55,7 @@ def serve(targets: dict[str, Path], host: str = "127.0.0.1", port: int = 8000, w
           options: ServeOptions | None = None, access_log: bool = False) -> None:
     """Serve the runs until interrupted. Each worker loads every run once and warms it up."""
     options = options or ServeOptions()
+    pick_device(options.device)  # a device the machine lacks is refused here, before any worker starts
     os.environ[CONFIG_VARIABLE] = json.dumps({"runs": {k: str(v.resolve()) for k, v in targets.items()},
                                               "options": asdict(options)})
     if workers > 1:

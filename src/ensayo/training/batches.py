@@ -55,7 +55,7 @@ class EncodedSplit:
     def batch(self, index: np.ndarray, device: torch.device) -> dict[str, Any]:
         batch = {f.name: to_device(f.collate(self.columns[f.name], index), device) for f in self.features}
         if self.targets is not None:
-            batch[AUXILIARY] = torch.from_numpy(self.targets[index]).to(device)
+            batch[AUXILIARY] = to_device(torch.from_numpy(self.targets[index]), device)
         return batch
 
     def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
@@ -70,12 +70,12 @@ class EncodedSplit:
             from torch.utils.data import DataLoader
 
             loader = DataLoader(_SplitRows(self), sampler=indices, batch_size=None, num_workers=self.workers,
-                                collate_fn=_as_is, prefetch_factor=2)
+                                collate_fn=_as_is, prefetch_factor=2, pin_memory=device.type == "cuda")
             for batch, labels in loader:
-                yield to_device(batch, device), labels.to(device)
+                yield to_device(batch, device), to_device(labels, device)
             return
         for index in indices:
-            yield self.batch(index, device), torch.from_numpy(self.labels[index]).to(device)
+            yield self.batch(index, device), to_device(torch.from_numpy(self.labels[index]), device)
 
 
 class _SplitRows:
@@ -117,7 +117,10 @@ def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
 
 def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors (in a batch's dicts) to `device`; to a GPU from pinned memory, so that the copy does not wait."""
     if isinstance(value, torch.Tensor):
+        if device.type == "cuda" and value.device.type == "cpu":
+            value = value.pin_memory()
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
         return {k: to_device(v, device) for k, v in value.items()}

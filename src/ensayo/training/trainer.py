@@ -179,6 +179,8 @@ class Trainer:
         # what the training step calls: the model itself, or its DistributedDataParallel wrapper
         self.network = distributed.wrap(self.model, self.sparse_parameters, device) if self.world.distributed \
             else self.model
+        if config.compile:  # the training step only: evaluation and checkpoints use the module itself
+            self.network = torch.compile(self.network)
         self.state = TrainState()
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
         self._pending: dict[str, Any] | None = None

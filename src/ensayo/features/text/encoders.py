@@ -44,6 +44,9 @@ class TokenEmbedding(nn.Module):
                 self.subwords.weight[0].zero_()
         self.dim = dim
 
+    # under train.compile the lookups stay eager: sparse gradients and a batch's set of subwords (of data-dependent
+    # size) are what inductor cannot compile, and each attempt would print a graph break
+    @torch.compiler.disable
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = batch["ids"]
         embedded = self.words(ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,24 @@ from ensayo.features.text.preprocessing import (
 from ensayo.recipe import expand_path
 
 CHUNK_ROWS = 50_000  # texts tokenized at a time: the Python lists of one chunk are all that is held at once
+
+
+def _flat(rows: list[list[str]]) -> tuple[list[str], np.ndarray]:
+    """Every row's tokens one after the other, and how many each row has."""
+    return list(chain.from_iterable(rows)), np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+
+
+def _capped(ids: np.ndarray, lengths: np.ndarray, cap: int, empty: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `cap` of each row's `ids` (rows one after the other, `lengths` long), a row without any given one
+    `empty` id; and the rows' new lengths."""
+    starts = np.cumsum(lengths) - lengths
+    kept = ids[np.arange(len(ids)) - np.repeat(starts, lengths) < cap]
+    kept_lengths = np.minimum(lengths, cap)
+    empty_rows = np.flatnonzero(lengths == 0)
+    if len(empty_rows):
+        kept = np.insert(kept, (np.cumsum(kept_lengths) - kept_lengths)[empty_rows], empty)
+        kept_lengths[empty_rows] = 1
+    return kept, kept_lengths
 
 
 @dataclass
@@ -100,18 +119,18 @@ class TextFeature(Feature):
         if spec and spec.train:
             return self.fit(values).transform(values)
         met: dict[str, int] = {}
-        number = met.setdefault
         cap, seen = self.options.max_length, np.zeros(0, dtype=np.int64)
         pieces, lengths = [], []
         for start in range(0, len(values), CHUNK_ROWS):
-            rows = [[number(token, len(met)) for token in tokens]
-                    for tokens in self.pipeline.many(values[start: start + CHUNK_ROWS])]
-            every = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=sum(map(len, rows)))
-            seen = np.pad(seen, (0, len(met) - len(seen))) + np.bincount(every, minlength=len(met))
+            tokens, row_lengths = _flat(self.pipeline.many(values[start: start + CHUNK_ROWS]))
+            new = [token for token in dict.fromkeys(tokens) if token not in met]
+            met.update(zip(new, range(len(met), len(met) + len(new)), strict=True))
+            numbers = np.fromiter(map(met.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+            seen = np.pad(seen, (0, len(met) - len(seen))) + np.bincount(numbers, minlength=len(met))
             # a text with no tokens left reads as one unknown token (-1 until renumbered)
-            kept = [r[:cap] or [-1] for r in rows]
-            lengths.append(np.fromiter(map(len, kept), dtype=np.int64, count=len(kept)))
-            pieces.append(np.fromiter((i for r in kept for i in r), dtype=np.int64, count=int(lengths[-1].sum())))
+            kept, kept_lengths = _capped(numbers, row_lengths, cap, -1)
+            pieces.append(kept)
+            lengths.append(kept_lengths)
         counts = Counter(dict(zip(met, seen.tolist(), strict=True)))
         self._fit_vocabularies(counts)
         if spec and spec.path:
@@ -157,13 +176,14 @@ class TextFeature(Feature):
 
     @collector_paused()
     def transform(self, values: list[str]) -> EncodedText:
-        cap, lookup = self.options.max_length, self.vocab.lookup
+        cap, known = self.options.max_length, self.vocab.index.get
         pieces, lengths = [], []
         for start in range(0, len(values), CHUNK_ROWS):
-            # a text with no tokens left reads as one unknown token
-            rows = [lookup(tokens)[:cap] or [1] for tokens in self.pipeline.many(values[start: start + CHUNK_ROWS])]
-            lengths.append(np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows)))
-            pieces.append(np.fromiter((i for r in rows for i in r), dtype=np.int32, count=int(lengths[-1].sum())))
+            tokens, row_lengths = _flat(self.pipeline.many(values[start: start + CHUNK_ROWS]))
+            ids = np.fromiter(map(known, tokens, repeat(1)), dtype=np.int32, count=len(tokens))  # 1: unknown
+            kept, kept_lengths = _capped(ids, row_lengths, cap, 1)  # a text with no tokens: one unknown token
+            pieces.append(kept)
+            lengths.append(kept_lengths)
         return self._encoded(pieces, lengths)
 
     @staticmethod

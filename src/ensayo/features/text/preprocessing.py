@@ -213,19 +213,37 @@ class TextPipeline:
     def _normalized_apart(self, texts: list[str]) -> list[str]:
         """The texts normalized, their spaces not collapsed yet. Lowercasing and the character map run over the
         texts joined into one string (one call into C instead of one per text); a text's lowercasing does not
-        see past the joint, which is neither a letter nor ignorable by case, as it does not see past its ends."""
-        if not texts:
-            return []
+        see past the joint, which is neither a letter nor ignorable by case, as it does not see past its ends.
+        The ASCII texts are joined apart from the others: `str.translate` of an ASCII string reads a table of
+        128 characters, and of any other string looks each character up in the map."""
         if self.options.fix_html:
             texts = [repair_markup(text) if _MARKUP_SIGN.search(text) else text for text in texts]
+        plain = [i for i, text in enumerate(texts) if text.isascii()]
+        if len(plain) in (0, len(texts)):
+            return self._lowered_and_mapped(texts)
+        others = [i for i, text in enumerate(texts) if not text.isascii()]
+        normalized = [""] * len(texts)
+        for rows in (plain, others):
+            for row, text in zip(rows, self._lowered_and_mapped([texts[i] for i in rows]), strict=True):
+                normalized[row] = text
+        return normalized
+
+    def _lowered_and_mapped(self, texts: list[str]) -> list[str]:
+        if not texts:
+            return []
         joined = _APART.join(texts)
         if joined.count(_APART) != len(texts) - 1:  # a text has the joint in it: one at a time
-            return [normalize(text, self.options) for text in texts]
+            return [self._lowered_and_mapped_alone(text) for text in texts]
         if self.options.lowercase:
             joined = joined.lower()
         if self.joined_characters is not None:
             joined = joined.translate(self.joined_characters)
         return joined.split(_APART)
+
+    def _lowered_and_mapped_alone(self, text: str) -> str:
+        text = text.lower() if self.options.lowercase else text
+        characters = character_map(self.options)
+        return text if characters is None else text.translate(characters)
 
     def _split(self, text: str) -> list[str]:
         """The words of a normalized text (its spaces collapsed or not)."""
