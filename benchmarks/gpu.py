@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from instrument import WrappedSplit
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 RECIPES = ("product-titles-cnn", "spoken-digits-cnn", "news-char-transformer")
@@ -53,23 +55,10 @@ def timed_epochs(device: Any) -> Iterator[dict[str, float]]:
                 return
             yield item
 
-    class Timed:
-        def __init__(self, split: Any) -> None:
-            self.split = split
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.split, name)
-
-        def __len__(self) -> int:
-            return len(self.split)
-
-        def iterate(self, indices: list[Any], device: Any) -> Iterator[Any]:
-            return waited(iter(self.split.iterate(indices, device)))
-
     def epoch(self: Any, train: Any, steps: int, progress: Any) -> None:
         synchronize()
         started = time.perf_counter()
-        original(self, Timed(train), steps, progress)
+        original(self, WrappedSplit(train, waited), steps, progress)
         synchronize()
         totals["epoch_seconds"] += time.perf_counter() - started
         totals["epochs"] += 1

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from instrument import WrappedSplit
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 TOP_OPERATORS = 15
@@ -44,23 +46,10 @@ def instrumented(parts: dict[str, float]) -> contextlib.AbstractContextManager:
                 return
             yield item
 
-    class Labelled:
-        def __init__(self, split: Any) -> None:
-            self.split = split
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.split, name)
-
-        def __len__(self) -> int:
-            return len(self.split)
-
-        def iterate(self, indices: list[Any], device: Any) -> Iterator[Any]:
-            return batches(iter(self.split.iterate(indices, device)))
-
     def epoch(self: Any, train: Any, steps: int, progress: Any) -> None:
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
             started = time.perf_counter()
-            original_epoch(self, Labelled(train), steps, progress)
+            original_epoch(self, WrappedSplit(train, batches), steps, progress)
             parts["epoch wall"] = parts.get("epoch wall", 0.0) + time.perf_counter() - started
         profiles.append(profiler)
 

@@ -10,6 +10,7 @@ predicting (test rows), and the peak memory (max RSS), each as a ratio to the fi
     python benchmarks/scaling.py --sizes 57000,920000
     python benchmarks/scaling.py --ddp                 # 1 process x 2 threads against 2 processes x 1 thread
     python benchmarks/scaling.py --memory --sizes 920000   # resident memory after each stage of one run
+    python benchmarks/scaling.py --preprocessing --sizes 230000 --repeats 3   # reading and preprocessing only
 
 The generated sets are kept in benchmarks/out/scaling/ (git-ignored) and reused.
 """
@@ -101,6 +102,33 @@ def run_distributed(data: Path, output: Path, epochs: int, nproc: int) -> dict:
     return {**metrics, "run_seconds": time.perf_counter() - started, "split_sizes": report["split_sizes"],
             "rows_read": report["rows_read"],
             "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def preprocessing_child(data: Path) -> dict:
+    """Reading, fitting the preprocessing, encoding the splits and the words' subword table (which the code
+    before issue 30 built in the first training batch), timed in this process; no training."""
+    import tempfile
+
+    from ensayo.data.load import load_splits
+    from ensayo.models import load_recipe
+    from ensayo.models.base import FitContext
+    from ensayo.models.neural import NeuralClassifier
+    from ensayo.training import encode_split
+
+    recipe = load_recipe(RECIPE, [f"data.source={data}"])
+    started = time.perf_counter()
+    splits = load_splits(recipe)
+    read = time.perf_counter() - started
+    model = NeuralClassifier(recipe)
+    with tempfile.TemporaryDirectory() as folder:
+        model._fit_preprocessing(splits, FitContext(Path(folder)))
+        for name, table in splits.items():
+            encode_split(model.features, table, model.classes.transform(model.labels(table)), None,
+                         model.train_columns if name == "train" else None)
+        for feature in model.features:
+            getattr(feature, "_subword_index", lambda: None)()
+    rows = sum(table.height for _, table in splits.items())
+    return {"rows": rows, "read_seconds": read, "preprocess_seconds": time.perf_counter() - started - read}
 
 
 def memory_stages(data: Path) -> list[tuple[str, float, float]]:
@@ -201,8 +229,15 @@ def main() -> None:
     parser.add_argument("--ddp", action="store_true", help="1 process x 2 threads against 2 processes x 1 thread")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--memory", action="store_true", help="resident memory after each stage, one size")
+    parser.add_argument("--preprocessing", action="store_true", help="reading and preprocessing only, each size "
+                                                                       "in a fresh process, --repeats times")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--preprocessing-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.preprocessing_child:
+        print(json.dumps(preprocessing_child(Path(args.preprocessing_child))))
+        return
     if args.child:
         data, output, epochs, threads = args.child
         print(json.dumps(child(Path(data), Path(output), int(epochs), int(threads))))
@@ -212,6 +247,17 @@ def main() -> None:
         print("| stage | resident MB | peak MB so far |\n|---|---|---|")
         for stage, now, peak in memory_stages(resampled(sizes[0])):
             print(f"| {stage} | {now:,.0f} | {peak:,.0f} |", flush=True)
+        return
+    if args.preprocessing:
+        print("| titles | run | read s/1k | preprocess s/1k | read + preprocess s/1k |\n|---|---|---|---|---|")
+        for size in sizes:
+            data = resampled(size)
+            for repeat in range(1, args.repeats + 1):
+                done = subprocess.run([sys.executable, __file__, "--preprocessing-child", str(data)],
+                                      capture_output=True, text=True, check=True)
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                read, preprocess = (r[k] / r["rows"] * 1000 for k in ("read_seconds", "preprocess_seconds"))
+                print(f"| {size:,} | {repeat} | {read:.4f} | {preprocess:.4f} | {read + preprocess:.4f} |", flush=True)
         return
     if args.ddp:
         data = resampled(sizes[0])

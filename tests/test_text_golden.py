@@ -57,3 +57,19 @@ def test_texts_at_once_give_what_each_text_alone_gives(option_set: str) -> None:
     assert pipeline.many_words(texts) == [pipeline.words(text) for text in texts]
     assert pipeline.many_normalized(texts) == [normalize(text, options) for text in texts]
     assert pipeline.many_normalized(texts[:-1])[-3:] == [normalize(text, options) for text in texts[-4:-1]]
+
+
+def test_a_loaded_feature_indexes_the_subwords_as_the_fitted_one_did() -> None:
+    from ensayo.features import build_feature
+    from ensayo.features.text.preprocessing import TextPreprocessing
+
+    options = TextPreprocessing(**OPTION_SETS["demo"])
+    fitted = build_feature("text", "title", "title", options)
+    encoded = fitted.fit_transform(TEXTS)
+    loaded = build_feature("text", "title", "title", options)
+    loaded.load_state(fitted.state())
+    rows = list(range(len(encoded)))
+    made, read = fitted.collate(encoded, rows), loaded.collate(encoded, rows)
+    assert made.keys() == read.keys()
+    for key in made:
+        assert np.array_equal(made[key].numpy(), read[key].numpy()), key

@@ -129,7 +129,7 @@ class TextFeature(Feature):
             seen = np.pad(seen, (0, len(met) - len(seen))) + np.bincount(numbers, minlength=len(met))
             # a text with no tokens left reads as one unknown token (-1 until renumbered)
             kept, kept_lengths = _capped(numbers, row_lengths, cap, -1)
-            pieces.append(kept)
+            pieces.append(kept.astype(np.int32))  # 4 bytes a token until renumbered
             lengths.append(kept_lengths)
         counts = Counter(dict(zip(met, seen.tolist(), strict=True)))
         self._fit_vocabularies(counts)
@@ -143,12 +143,16 @@ class TextFeature(Feature):
         self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
         if self.options.char_ngrams:
             low, high = self.options.char_ngrams
-            table = subword_table(list(counts), low, high, ordered=False).join(
-                pl.DataFrame({"token": np.arange(len(counts)), "count": np.fromiter(counts.values(), np.int64,
-                                                                                     len(counts))}), on="token")
-            summed = table.group_by("gram").agg(pl.col("count").sum()).rename({"gram": "token"})
-            self.subword_vocab = Vocabulary.ranked(summed, self.options.subword_min_count, self.options.max_subwords,
-                                                   [PAD])
+            table = subword_table(list(counts), low, high, ordered=False)  # token: its place in `counts`
+            weights = pl.DataFrame({"token": np.arange(len(counts)),
+                                    "count": np.fromiter(counts.values(), np.int64, len(counts))})
+            summed = table.join(weights, on="token").group_by("gram").agg(pl.col("count").sum())
+            self.subword_vocab = Vocabulary.ranked(summed.rename({"gram": "token"}), self.options.subword_min_count,
+                                                   self.options.max_subwords, [PAD])
+            # the words' subword table is at hand: index it now rather than make it again for the first batch
+            vocabulary_ids = np.fromiter(map(self.vocab.index.get, counts, repeat(-1)), np.int64, len(counts))
+            self._subword_cache = self._indexed(table.with_columns(
+                token=pl.Series(vocabulary_ids)[table["token"]] - 2).filter(pl.col("token") >= 0))
 
     def _attach_vectors(self, counts: Counter[str], vectors: Any) -> None:
         matrix = np.zeros((len(self.vocab), vectors.vector_size), dtype=np.float32)
@@ -198,15 +202,21 @@ class TextFeature(Feature):
         if self._subword_cache is None:
             assert self.subword_vocab is not None and self.options.char_ngrams
             low, high = self.options.char_ngrams
-            # the padding and unknown tokens have no subwords, nor have subwords outside the vocabulary
-            subword_ids = pl.DataFrame({"gram": pl.Series(self.subword_vocab.tokens[1:], dtype=pl.String),
-                                        "id": np.arange(1, len(self.subword_vocab), dtype=np.int64)})
-            table = subword_table(self.vocab.tokens[2:], low, high).with_row_index("order")
-            known = table.join(subword_ids, on="gram").sort("order")
-            counts = np.bincount(known["token"].to_numpy() + 2, minlength=len(self.vocab)).astype(np.int64)
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            self._subword_cache = (known["id"].to_numpy().astype(np.int64), starts, counts)
+            self._subword_cache = self._indexed(subword_table(self.vocab.tokens[2:], low, high, ordered=False))
         return self._subword_cache
+
+    def _indexed(self, table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_subword_index` from a subword table of vocabulary words (token: the word's id - 2, past the padding
+        and unknown tokens, which have no subwords; rows by gram length, then word, then start), the subwords
+        outside the subword vocabulary left out."""
+        assert self.subword_vocab is not None
+        subword_ids = pl.DataFrame({"gram": pl.Series(self.subword_vocab.tokens[1:], dtype=pl.String),
+                                    "id": np.arange(1, len(self.subword_vocab), dtype=np.int64)})
+        # each word's subwords in `subwords`' order: the table's order within a word is kept by a stable sort
+        known = table.with_row_index("order").join(subword_ids, on="gram").sort(["token", "order"])
+        counts = np.bincount(known["token"].to_numpy() + 2, minlength=len(self.vocab)).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return known["id"].to_numpy().astype(np.int64), starts, counts
 
     def lengths(self, encoded: EncodedText) -> np.ndarray:
         return encoded.lengths
