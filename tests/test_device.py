@@ -52,3 +52,17 @@ def test_a_model_that_answers_on_the_cpu_only_refuses_cuda_and_stays_under_auto(
         ensayo.load_run(tiny_runs["tfidf_linear"], device="cuda")
     rows = pl.DataFrame({"title": [title for title, _ in make_titles(1, seed=11)]})
     assert ensayo.load_run(tiny_runs["tfidf_linear"], device="auto").predict_proba(rows).shape[0] == rows.height
+
+
+def test_a_model_without_a_torch_network_stays_on_the_cpu(tiny_runs: dict[str, Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from ensayo.models import run_recipe
+    from ensayo.models.neural import NeuralClassifier
+    from ensayo.models.registry import on_device
+
+    # as under the ONNX engine: the fitted preprocessing, no torch network to move
+    model = NeuralClassifier.with_state(tiny_runs["neural"], run_recipe(tiny_runs["neural"]))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match="the ONNX engine answers on the CPU only"):
+        on_device(model, "cuda", "the ONNX engine")
+    assert on_device(model, "auto", "the ONNX engine") is model

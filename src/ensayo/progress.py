@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -34,13 +34,23 @@ def working(console: Console, what: str) -> Iterator[None]:
             yield
         return
     console.print(f"{what} ...", highlight=False)
-    started, done = time.monotonic(), threading.Event()
+    started = time.monotonic()
+    with repeating(lambda: console.print(f"  still {what} ({elapsed(time.monotonic() - started)})",
+                                         highlight=False), every(), "ensayo-progress"):
+        yield
 
-    def beat() -> None:
-        while not done.wait(every()):
-            console.print(f"  still {what} ({elapsed(time.monotonic() - started)})", highlight=False)
 
-    thread = threading.Thread(target=beat, name="ensayo-progress", daemon=True)
+@contextmanager
+def repeating(action: Callable[[], None], seconds: float, name: str) -> Iterator[None]:
+    """`action` every `seconds` from a thread of its own (named `name`) while the block runs; the thread ends
+    with the block."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(seconds):
+            action()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield

@@ -109,14 +109,14 @@ def load_trained(run_dir: str | Path, recipe: Recipe | None = None, engine: str 
 
 def on_device(model: Any, device: str, what: str) -> Any:
     """The model with its networks moved to `device`: cpu; cuda (refused where there is none); auto, cuda where
-    there is one. A model that cannot answer on a GPU (it has no `to_device`, or `engine` is onnx) stays on
-    the CPU under auto and refuses cuda by name."""
+    there is one. A model that cannot answer on a GPU (it has no `to_device`: no torch network, as under the
+    ONNX engine) stays on the CPU under auto and refuses cuda by name."""
     if device == "cpu":
         return model
     target = pick_device(device)
     if target.type == "cpu":
         return model
-    if getattr(model, "onnx", None) is not None or not hasattr(model, "to_device"):
+    if not hasattr(model, "to_device"):
         if device == "auto":
             return model
         raise ValueError(f"{what} answers on the CPU only: use --device cpu (or auto)")

@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import threading
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ensayo.progress import repeating
 from ensayo.studies.study import Study, direction, tell
 from ensayo.studies.sweep import TrialResult, configurations, optuna_name, suggest
 from ensayo.tracking import database_problem, masked_url
@@ -202,22 +202,10 @@ class SharedScheduler:
 
     @contextmanager
     def _heartbeat(self, trial_id: int) -> Iterator[None]:
-        stop = threading.Event()
-        interval = self.storage.get_heartbeat_interval()
-
-        def beat() -> None:
-            while True:
-                self.storage.record_heartbeat(trial_id)
-                if stop.wait(interval):
-                    return
-
-        thread = threading.Thread(target=beat, name="ensayo-heartbeat", daemon=True)
-        thread.start()
-        try:
+        self.storage.record_heartbeat(trial_id)
+        with repeating(lambda: self.storage.record_heartbeat(trial_id), self.storage.get_heartbeat_interval(),
+                       "ensayo-heartbeat"):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
     def _results(self, optuna_study: Any) -> list[TrialResult]:
         """Every trial of the study that has ended, whichever worker ran it, in the order they were created."""

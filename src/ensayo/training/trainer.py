@@ -79,6 +79,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.float16 if precision == "fp16" else torch.bfloat16
 
 
+def compiled(network: nn.Module) -> nn.Module:
+    """`torch.compile(network)`, its modules that say `eager_under_compile` left to run eagerly. Marked here, not
+    where they are defined: `torch.compiler.disable` imports torch._dynamo, 1.3 s of every command's start."""
+    for module in network.modules():
+        if getattr(module, "eager_under_compile", False):
+            module.forward = torch.compiler.disable(module.forward)
+    return torch.compile(network)
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds the CUDA generators too
     np.random.seed(seed)
@@ -180,7 +189,7 @@ class Trainer:
         self.network = distributed.wrap(self.model, self.sparse_parameters, device) if self.world.distributed \
             else self.model
         if config.compile:  # the training step only: evaluation and checkpoints use the module itself
-            self.network = torch.compile(self.network)
+            self.network = compiled(self.network)
         self.state = TrainState()
         self.schedulers: list[torch.optim.lr_scheduler.LambdaLR] = []
         self._pending: dict[str, Any] | None = None
@@ -362,8 +371,8 @@ class Trainer:
         shown, pending = tick, 0
         logged, log_every = tick, progress_every() if self.world.main and not self.console.is_terminal else None
         weights = [weight for _, weight in shares]
-        running = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss x rows, label loss x rows, rows
-        unread = 0  # steps whose losses are in `running`, not yet read: reading one waits for the device
+        running = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss x rows, label loss x rows
+        unread, unread_rows = 0, 0  # steps (and their rows) whose losses are in `running`, not yet read
         for (batch, labels), weight in zip(train.iterate([index for index, _ in shares], self.device), weights,
                                            strict=True):
             # training labels are all known (the classes come from them); for a language model, the labels are
@@ -375,19 +384,21 @@ class Trainer:
             if self.world.distributed and self.sparse_parameters:
                 distributed.average_sparse_gradients(self.sparse_parameters)
             if config.grad_clip:
-                for optimizer in self.optimizers if self.scaler is not None else []:
-                    self.scaler.unscale_(optimizer)
+                if self.scaler is not None:  # the gradients back to their scale before they are clipped
+                    for optimizer in self.optimizers:
+                        self.scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(self.dense_parameters, config.grad_clip)
             for optimizer, scheduler in zip(self.optimizers, self.schedulers, strict=True):
-                optimizer.step() if self.scaler is None else self.scaler.step(optimizer)
+                if self.scaler is None:
+                    optimizer.step()
+                else:
+                    self.scaler.step(optimizer)
                 scheduler.step()
             if self.scaler is not None:
                 self.scaler.update()
-            rows = len(labels)
-            running += torch.stack([loss.detach() * rows, label_loss.detach() * rows,
-                                    loss.new_tensor(rows)]).to(torch.float64)
+            running += torch.stack([loss.detach(), label_loss.detach()]).to(torch.float64) * len(labels)
             state.step_in_epoch += 1
-            unread += 1
+            unread, unread_rows = unread + 1, unread_rows + len(labels)
             now = time.perf_counter()
             shown_due = now - shown >= 0.25 and self.console.is_terminal  # a language model takes thousands of steps
             logged_due = log_every is not None and now - logged >= log_every
@@ -400,8 +411,8 @@ class Trainer:
                     or checkpoint_due or self._signal is not None
             signalled = False
             if read:
-                rows, signalled = self._read_losses(running, unread)
-                examples, unread = examples + rows, 0
+                rows, signalled = self._read_losses(running, unread, unread_rows)
+                examples, unread, unread_rows = examples + rows, 0, 0
             if checkpoint_due:
                 self.save_checkpoint()
             # under DDP a rank stops only when the read says that some rank was signalled (a signal that came
@@ -420,13 +431,13 @@ class Trainer:
                 logged = now
         progress.remove_task(task)
 
-    def _read_losses(self, running: torch.Tensor, steps: int) -> tuple[int, bool]:
-        """The losses of the last `steps` steps, summed on the device, read once (summed over the ranks, with
-        whether any rank was signalled: every rank stops at the same step); a loss that is no longer a number
-        stops training here, naming where. Returns the rows read and whether some rank was signalled."""
+    def _read_losses(self, running: torch.Tensor, steps: int, rows: int) -> tuple[int, bool]:
+        """The losses of the last `steps` steps (`rows` rows), summed on the device, read once (summed over the
+        ranks, with whether any rank was signalled: every rank stops at the same step); a loss that is no longer
+        a number stops training here, naming where. Returns the rows read and whether some rank was signalled."""
         state = self.state
         total, label_sum, rows, signalled = distributed.sum_over_ranks(
-            [*running.tolist(), float(self._signal is not None)], self.device)
+            [*running.tolist(), float(rows), float(self._signal is not None)], self.device)
         running.zero_()
         if not math.isfinite(total):
             first = state.step_in_epoch - steps + 1

@@ -17,6 +17,10 @@ from ensayo.recipe import Strict
 class TokenEmbedding(nn.Module):
     """Word embeddings, plus fastText-style subword embeddings averaged in when the feature has them."""
 
+    # under train.compile the lookups stay eager: sparse gradients and a batch's set of subwords (of data-dependent
+    # size) are what inductor cannot compile, and each attempt would print a graph break
+    eager_under_compile = True
+
     def __init__(self, feature: TextFeature, dim: int, freeze: bool) -> None:
         super().__init__()
         vectors = feature.init_tensors()
@@ -44,9 +48,6 @@ class TokenEmbedding(nn.Module):
                 self.subwords.weight[0].zero_()
         self.dim = dim
 
-    # under train.compile the lookups stay eager: sparse gradients and a batch's set of subwords (of data-dependent
-    # size) are what inductor cannot compile, and each attempt would print a graph break
-    @torch.compiler.disable
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = batch["ids"]
         embedded = self.words(ids)

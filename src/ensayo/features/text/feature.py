@@ -143,7 +143,7 @@ class TextFeature(Feature):
         self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
         if self.options.char_ngrams:
             low, high = self.options.char_ngrams
-            table = subword_table(list(counts), low, high, ordered=False)  # token: its place in `counts`
+            table = subword_table(list(counts), low, high)  # token: its place in `counts`
             weights = pl.DataFrame({"token": np.arange(len(counts)),
                                     "count": np.fromiter(counts.values(), np.int64, len(counts))})
             summed = table.join(weights, on="token").group_by("gram").agg(pl.col("count").sum())
@@ -202,7 +202,7 @@ class TextFeature(Feature):
         if self._subword_cache is None:
             assert self.subword_vocab is not None and self.options.char_ngrams
             low, high = self.options.char_ngrams
-            self._subword_cache = self._indexed(subword_table(self.vocab.tokens[2:], low, high, ordered=False))
+            self._subword_cache = self._indexed(subword_table(self.vocab.tokens[2:], low, high))
         return self._subword_cache
 
     def _indexed(self, table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -149,12 +149,14 @@ def normalize(text: str, options: TextPreprocessing) -> str:
     `options` say), spaces collapsed."""
     if options.fix_html and _MARKUP_SIGN.search(text):
         text = repair_markup(text)
+    return " ".join(_lowered_and_mapped(text, options).split())  # str.split's whitespace is the regexes' \s
+
+
+def _lowered_and_mapped(text: str, options: TextPreprocessing) -> str:
     if options.lowercase:
         text = text.lower()  # before the character map: a final sigma lowercases by its context
     characters = character_map(options)
-    if characters is not None:
-        text = text.translate(characters)
-    return " ".join(text.split())  # str.split's whitespace is the regular expressions' \s
+    return text if characters is None else text.translate(characters)
 
 
 @lru_cache(maxsize=8)
@@ -220,30 +222,25 @@ class TextPipeline:
             texts = [repair_markup(text) if _MARKUP_SIGN.search(text) else text for text in texts]
         plain = [i for i, text in enumerate(texts) if text.isascii()]
         if len(plain) in (0, len(texts)):
-            return self._lowered_and_mapped(texts)
+            return self._joined_lowered_and_mapped(texts)
         others = [i for i, text in enumerate(texts) if not text.isascii()]
         normalized = [""] * len(texts)
         for rows in (plain, others):
-            for row, text in zip(rows, self._lowered_and_mapped([texts[i] for i in rows]), strict=True):
+            for row, text in zip(rows, self._joined_lowered_and_mapped([texts[i] for i in rows]), strict=True):
                 normalized[row] = text
         return normalized
 
-    def _lowered_and_mapped(self, texts: list[str]) -> list[str]:
+    def _joined_lowered_and_mapped(self, texts: list[str]) -> list[str]:
         if not texts:
             return []
         joined = _APART.join(texts)
         if joined.count(_APART) != len(texts) - 1:  # a text has the joint in it: one at a time
-            return [self._lowered_and_mapped_alone(text) for text in texts]
+            return [_lowered_and_mapped(text, self.options) for text in texts]
         if self.options.lowercase:
             joined = joined.lower()
         if self.joined_characters is not None:
             joined = joined.translate(self.joined_characters)
         return joined.split(_APART)
-
-    def _lowered_and_mapped_alone(self, text: str) -> str:
-        text = text.lower() if self.options.lowercase else text
-        characters = character_map(self.options)
-        return text if characters is None else text.translate(characters)
 
     def _split(self, text: str) -> list[str]:
         """The words of a normalized text (its spaces collapsed or not)."""
@@ -271,9 +268,10 @@ def subwords(token: str, low: int, high: int) -> list[str]:
     return [marked[i: i + n] for n in range(low, high + 1) for i in range(len(marked) - n + 1)]
 
 
-def subword_table(tokens: list[str], low: int, high: int, ordered: bool = True) -> pl.DataFrame:
-    """`subwords` of every token as rows (token: its place in `tokens`, gram), in `subwords`' order if `ordered`,
-    made by polars in one pass (a vocabulary of millions of words has tens of millions of subwords)."""
+def subword_table(tokens: list[str], low: int, high: int) -> pl.DataFrame:
+    """`subwords` of every token as rows (token: its place in `tokens`, gram), by gram length, then token, then
+    start (a stable sort by token gives `subwords`' order), made by polars in one pass (a vocabulary of millions
+    of words has tens of millions of subwords)."""
     marked = pl.DataFrame({"token": pl.int_range(len(tokens), eager=True, dtype=pl.Int64),
                            "marked": pl.Series(tokens, dtype=pl.String)})
     marked = marked.with_columns(pl.concat_str(pl.lit("<"), "marked", pl.lit(">")).alias("marked"))
@@ -281,8 +279,7 @@ def subword_table(tokens: list[str], low: int, high: int, ordered: bool = True) 
                            .alias("start"), "marked").explode("start").drop_nulls("start")
              .select("token", pl.col("marked").str.slice(pl.col("start"), n).alias("gram"))
              for n in range(low, high + 1)]
-    table = pl.concat(grams)  # by length, then token, then start
-    return table.sort("token", maintain_order=True) if ordered else table
+    return pl.concat(grams)
 
 
 # ---------------------------------------------------------------------------------------- vocabulary
@@ -309,10 +306,9 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def lookup(self, tokens: list[str], default: int | None = 1) -> list[int]:
+    def lookup(self, tokens: list[str], default: int = 1) -> list[int]:
+        """Each token's id; `default` (the unknown token) for a token outside the vocabulary."""
         get = self.index.get
-        if default is None:
-            return [i for i in map(get, tokens) if i is not None]
         return [get(t, default) for t in tokens]
 
 
