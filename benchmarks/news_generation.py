@@ -4,6 +4,11 @@ per character, training time, and three samples from a fixed prompt and seed.
 
     python benchmarks/news_generation.py                     # the baseline and every recipe
     python benchmarks/news_generation.py --only kn,char-transformer
+    python benchmarks/news_generation.py --only char-transformer --run char-transformer=runs/news-char-transformer
+
+Each recipe's generation is timed too: tokens per second while writing 500 characters (or 100 words) from
+a fixed prompt, three seeds, after one warm-up; for the Transformer, beside the sampler it had before its
+key-value cache (a pass over the last `context` tokens per token), on the same weights.
 
 Writes benchmarks/out/news_generation.json (merged with earlier runs of other parts).
 """
@@ -25,6 +30,7 @@ OUT = ROOT / "benchmarks" / "out"
 RECIPES = {"char-lstm": "news-char-lstm.yaml", "word-lstm": "news-word-lstm.yaml",
            "char-transformer": "news-char-transformer.yaml"}
 PROMPT = "The company said"
+GENERATED = {"char": 500, "word": 100}  # tokens written per timed sample
 
 
 # ------------------------------------------------------------------------------- Kneser-Ney n-grams
@@ -117,6 +123,50 @@ def kneser_ney_baseline(recipe_name: str, order: int = 5) -> dict:
             "fit_seconds": fit_seconds, "order": order, "train_tokens": len(train), "test_tokens": len(test)}
 
 
+# ---------------------------------------------------------------------------------------- generation
+def windowed_sample(network, prompt: list[int], steps: int, pick):
+    """The Transformer's sampler before the key-value cache: one pass over the last `context` tokens for
+    each new token (kept here as the speed baseline)."""
+    import torch
+
+    tokens = list(prompt)
+    with torch.no_grad():
+        for _ in range(steps):
+            token = pick(network({"tokens": torch.tensor([tokens[-network.context:]])}, flat=False)[0, -1])
+            tokens.append(token)
+            yield token
+
+
+def generation_speed(run, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """Tokens per second for the run's own sampler and, for a Transformer, the windowed one before it; the
+    samplers take turns seed by seed, so that a slower spell of the machine weighs on both."""
+    import torch
+
+    from ensayo.models.language.scoring import picker
+
+    model = run.model
+    length = GENERATED[run.recipe.output.level]
+    prompt = model.tokenizer.encode(PROMPT.lower() if run.recipe.output.lowercase else PROMPT)
+    samplers = {"cached": model.network.sample}
+    if hasattr(model.network, "context"):
+        samplers["windowed"] = lambda ids, steps, pick: windowed_sample(model.network, ids, steps, pick)
+    seconds = dict.fromkeys(samplers, 0.0)
+    for sample in samplers.values():  # warm-up
+        for _ in sample(prompt, 20, picker(0.8, None, 0.95, torch.Generator().manual_seed(0))):
+            pass
+    for seed in seeds:
+        for name, sample in samplers.items():
+            started = time.perf_counter()
+            written = list(sample(prompt, length, picker(0.8, None, 0.95, torch.Generator().manual_seed(seed))))
+            seconds[name] += time.perf_counter() - started
+            assert len(written) == length
+    result: dict[str, float] = {"tokens": length, "threads": torch.get_num_threads()}
+    result |= {f"{name}_tokens_per_second": length * len(seeds) / spent for name, spent in seconds.items()}
+    if "windowed" in samplers:
+        result["speedup"] = result["cached_tokens_per_second"] / result["windowed_tokens_per_second"]
+    return result
+
+
 # ------------------------------------------------------------------------------------------ recipes
 def train_recipe(recipe: str, output: Path, existing: Path | None = None) -> dict:
     """Train the recipe (or read a finished run of it in `existing`) and sample from it."""
@@ -138,7 +188,7 @@ def train_recipe(recipe: str, output: Path, existing: Path | None = None) -> dic
             # runs made before word models were charged for spelling their <unk> words have neither (null)
             "test_unknown_share": metrics.get("test/unknown_share"),
             "test_spelling_bits_per_char": metrics.get("test/spelling_bits_per_char"),
-            "samples": [PROMPT + s for s in samples]}
+            "samples": [PROMPT + s for s in samples], "generation": generation_speed(run)}
 
 
 def main() -> None:
@@ -162,9 +212,12 @@ def main() -> None:
                 results[name] = train_recipe(recipe, Path(temporary) / name, existing.get(name))
                 print(name, json.dumps(results[name], indent=1), flush=True)
                 result_file.write_text(json.dumps(results, indent=2) + "\n")  # each part as soon as it is done
-    print("| model | test bits/char | fit seconds |\n|---|---|---|")
+    print("| model | test bits/char | fit seconds | tokens/s generating | before the cache |\n|---|---|---|---|---|")
     for name, value in results.items():
-        print(f"| {name} | {value['test_bits_per_char']:.3f} | {value['fit_seconds']:.0f} |")
+        speed = value.get("generation", {})
+        print(f"| {name} | {value['test_bits_per_char']:.3f} | {value['fit_seconds']:.0f} "
+              f"| {speed.get('cached_tokens_per_second', float('nan')):.0f} "
+              f"| {speed.get('windowed_tokens_per_second', float('nan')):.0f} |")
     print(f"-> {result_file}")
     assert math.isfinite(results.get("char-5gram-kn", {}).get("test_bits_per_char", 0.0))
 

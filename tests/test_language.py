@@ -4,6 +4,7 @@ import itertools
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -18,7 +19,12 @@ from ensayo.cli import app
 from ensayo.layout import CHECKPOINT
 from ensayo.models import load_recipe
 from ensayo.models.language import LanguageModelConfig
-from ensayo.models.language.networks import HashedNgrams, RecurrentLanguageModel
+from ensayo.models.language.networks import (
+    HashedNgrams,
+    RecurrentLanguageModel,
+    TransformerLanguageModel,
+    scored_stride,
+)
 from ensayo.models.language.scoring import language_metrics, picker
 from ensayo.outputs.text import Spelling, Tokenizer, TokenWindows, documents
 from ensayo.recipe import OutputConfig, RecipeError
@@ -258,6 +264,66 @@ def test_a_recurrent_model_with_ngrams_generates_as_it_was_trained() -> None:
     # one token at a time (state + the n-gram history) gives the logits of one pass over the whole text
     whole, _ = model({"tokens": torch.tensor([prompt + generated])}, flat=False)
     assert torch.allclose(torch.stack(seen), whole[0, len(prompt) - 1: -1], atol=1e-5)
+
+
+def recording(pick: Any, seen: list[torch.Tensor]) -> Any:
+    def recorded(logits: torch.Tensor) -> int:
+        seen.append(logits.clone())
+        return pick(logits)
+
+    return recorded
+
+
+def windowed_sample(model: TransformerLanguageModel, prompt: list[int], steps: int, pick: Any) -> list[int]:
+    """The sampler before the key-value cache: a pass over the last `context` tokens for every token."""
+    tokens = list(prompt)
+    for _ in range(steps):
+        tokens.append(pick(model({"tokens": torch.tensor([tokens[-model.context:]])}, flat=False)[0, -1]))
+    return tokens[len(prompt):]
+
+
+@pytest.mark.parametrize("positions", ["rotary", "learned"])
+def test_a_cached_transformer_writes_the_windowed_text_while_the_context_lasts(positions: str) -> None:
+    torch.manual_seed(0)
+    config = LanguageModelConfig(architecture="transformer", dim=32, layers=2, heads=4, positions=positions,
+                                 dropout=0.0, ngrams=[2, 3], ngram_buckets=512)
+    model = TransformerLanguageModel(30, config, context=16).eval()
+    prompt = [3, 4, 5, 6]
+    within = model.context - len(prompt) + 1  # the last of these is predicted from a full context
+    cached_logits: list[torch.Tensor] = []
+    windowed_logits: list[torch.Tensor] = []
+    cached = list(model.sample(prompt, within, recording(picker(1.0, None, None, torch.Generator().manual_seed(7)),
+                                                          cached_logits)))
+    windowed = windowed_sample(model, prompt, within, recording(
+        picker(1.0, None, None, torch.Generator().manual_seed(7)), windowed_logits))
+    assert cached == windowed  # the same seed samples the same text
+    torch.testing.assert_close(torch.stack(cached_logits), torch.stack(windowed_logits), atol=1e-5, rtol=1e-5)
+
+
+def test_past_its_context_a_cached_transformer_restarts_its_window_as_bits_are_scored() -> None:
+    torch.manual_seed(1)
+    config = LanguageModelConfig(architecture="transformer", dim=32, layers=2, heads=4, positions="rotary",
+                                 dropout=0.0, ngrams=[2, 3], ngram_buckets=512)
+    model = TransformerLanguageModel(30, config, context=16).eval()
+    prompt, steps = [3, 4, 5], 40
+    seen: list[torch.Tensor] = []
+    generated = list(model.sample(prompt, steps, recording(lambda logits: int(logits.argmax()), seen)))
+    text = prompt + generated
+    keep = model.context - scored_stride(model.context) + 1
+    # each logit equals one pass over the window the rule states: the whole text until the context is full,
+    # then restarted from the last `keep` tokens and grown back to the full context
+    window = len(prompt)
+    contexts = []
+    for step in range(steps):
+        if step and window == model.context:
+            window = keep
+        elif step:
+            window += 1
+        contexts.append(window)
+        end = len(prompt) + step
+        expected = model({"tokens": torch.tensor([text[end - window: end]])}, flat=False)[0, -1]
+        torch.testing.assert_close(seen[step], expected, atol=1e-5, rtol=1e-5)
+    assert min(contexts[model.context:]) == keep and max(contexts) == model.context
 
 
 def test_ngram_orders_are_checked(corpus: Path) -> None:

@@ -210,20 +210,22 @@ def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, wor
 
 
 def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | None = None,
-           register: str | None = None) -> Exported:
+           register: str | None = None, quantize: str | None = None) -> Exported:
     """Export a run: `mlflow` (a pyfunc model folder, logged to the run's MLflow run and registered as
-    `register`) or `onnx` (the network beside the run's state); says what it wrote (`.path`), where it
-    logged it (`.model_uri`) and registered it (`.registered`)."""
+    `register`) or `onnx` (the network beside the run's state; `quantize="int8"` stores its weights in int8);
+    says what it wrote (`.path`), where it logged it (`.model_uri`) and registered it (`.registered`)."""
     from ensayo.exporting import FORMATS, export_mlflow, export_onnx
 
     saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
     target = output_folder(Path(output)) if output else None
     if format == "mlflow":
+        if quantize:
+            raise ValueError("--quantize is for the onnx format")
         return export_mlflow(saved, target, register)
     if format == "onnx":
         if register:
             raise ValueError("--register is for the mlflow format")
-        return export_onnx(saved, target)
+        return export_onnx(saved, target, quantize)
     raise ValueError(f"format {format!r}: choose {' or '.join(FORMATS)}")
 
 

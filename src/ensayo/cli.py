@@ -286,12 +286,14 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="folder to write (mlflow: RUN/mlflow-model;"
                                                 " onnx: the run itself)")] = None,
     register: Annotated[str | None, typer.Option(help="mlflow: register the logged model under this name")] = None,
+    quantize: Annotated[str | None, typer.Option(help="onnx: int8 stores the network's weights in int8 "
+                                                  "(smaller and faster; answers within a few thousandths)")] = None,
 ) -> None:
     """Export a run as an MLflow pyfunc model or as ONNX."""
     from ensayo import api
 
     with _reported():
-        exported = api.export(run_dir, format, output, register)
+        exported = api.export(run_dir, format, output, register, quantize)
     if exported.model_uri:
         console.print(f"logged to MLflow as {exported.model_uri}", soft_wrap=True)
     if exported.registered:

@@ -19,14 +19,15 @@ def onnx_problem(run: SavedRun) -> str | None:
     return refusal(run.model, "onnx")
 
 
-def export_onnx(run: SavedRun, output: Path | None = None) -> Exported:
-    """Write the ONNX network (and, into another folder, the files predicting needs); returns the folder."""
+def export_onnx(run: SavedRun, output: Path | None = None, quantize: str | None = None) -> Exported:
+    """Write the ONNX network (and, into another folder, the files predicting needs); returns the folder.
+    `quantize="int8"` stores its weights in int8 (ONNX Runtime's dynamic quantization)."""
     problem = onnx_problem(run)
     if problem:
         raise ValueError(f"{run.path}: cannot export to ONNX: {problem}")
     target = output or run.path
     target.mkdir(parents=True, exist_ok=True)
-    run.model.export_onnx(target)  # type: ignore[union-attr]
+    run.model.export_onnx(target, quantize)  # type: ignore[union-attr]
     if target != run.path:
         _copy_run_files(run.path, target)
         if is_cross_validated(run.recipe):  # each fold's network, read by the fold's own run files

@@ -70,7 +70,7 @@ class FoldAverage:
         return next((f"a fold model: {problem}" for problem in problems if problem), None)
 
     @available_if(_every_fold_exports)
-    def export_onnx(self, target: Path) -> None:
+    def export_onnx(self, target: Path, quantize: str | None = None) -> None:
         """Each fold's network into `target`/folds/fold<k>; the ONNX engine averages them as torch does."""
         for member, fold in zip(self.members, fold_dirs(target, len(self.members)), strict=True):
-            member.export_onnx(fold)
+            member.export_onnx(fold, quantize)

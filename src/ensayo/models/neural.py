@@ -294,11 +294,12 @@ class NeuralClassifier(Classifier):
         return None
 
     @available_if(lambda self: self.network is not None and self._onnx_problem() is None)
-    def export_onnx(self, target: Path) -> None:
-        """The network, calibrated, as `target`/model.onnx (with onnx.json), for `load_onnx`."""
+    def export_onnx(self, target: Path, quantize: str | None = None) -> None:
+        """The network, calibrated, as `target`/model.onnx (with onnx.json), for `load_onnx`; `quantize="int8"`
+        stores its weights in int8."""
         from ensayo.models.onnx import export_network
 
-        export_network(self, target)
+        export_network(self, target, quantize)
 
     @classmethod
     def load_onnx(cls, run_dir: Path, recipe: Recipe) -> NeuralClassifier:

@@ -6,6 +6,7 @@ classifier comes in as an argument: this module does not import it."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ from ensayo.training import EncodedSplit, encode_split
 
 SEPARATOR = "."  # an input's tensor names: "title.ids", "photo.pixels"; a lone tensor is named as its input
 OPSET = 18
+QUANTIZATIONS = ("int8",)  # `ensayo export --format onnx --quantize`
 
 
 def flatten(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -66,10 +68,13 @@ def first_batch(model: Any, table: pl.DataFrame) -> dict[str, Any]:
     return batch
 
 
-def export_network(model: Any, target: Path) -> None:
+def export_network(model: Any, target: Path, quantize: str | None = None) -> None:
     """Trace a neural classifier's network (its temperature in the graph) into `target`/model.onnx, with onnx.json
-    naming its input tensors. Two example batches of different sizes tell which tensor dimensions vary."""
+    naming its input tensors; `quantize`: see `quantize_network`. Two example batches of different sizes tell
+    which tensor dimensions vary."""
     assert model.network is not None, "fit or load the model first"
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ValueError(f"--quantize {quantize}: choose {' or '.join(QUANTIZATIONS)}")
     fields = input_fields(model.recipe)
     with tempfile.TemporaryDirectory(prefix="ensayo-onnx-") as folder:
         small = first_batch(model, rows_to_table(fields, _rows(model, fields, 2, True), Path(folder)))
@@ -85,6 +90,22 @@ def export_network(model: Any, target: Path) -> None:
         torch.onnx.export(network, tuple(flat[n] for n in names), str(temporary), input_names=names,
                           output_names=["probabilities"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
     write_json(target / layout.ONNX_INPUTS, {"inputs": names, "opset": OPSET, "temperature": model.temperature})
+    if quantize is not None:
+        quantize_network(target, quantize)
+
+
+def quantize_network(target: Path, quantize: str) -> None:
+    """Rewrite `target`/model.onnx with its weights in int8 (ONNX Runtime's dynamic quantization: matrix
+    products and lookups take int8 weights, activations are quantized per batch as they come), and say so in
+    onnx.json. Its answers are no longer torch's within 1e-4: `benchmarks/serving.py` measures how far."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = target / layout.ONNX_MODEL
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(path, temporary, weight_type=QuantType.QInt8)
+    described = json.loads((target / layout.ONNX_INPUTS).read_text())
+    write_json(target / layout.ONNX_INPUTS, described | {"quantized": quantize})
 
 
 def _rows(model: Any, fields: Any, count: int, short: bool) -> list[dict[str, Any]]:

@@ -77,6 +77,8 @@ class HashedNgrams(nn.Module):
         return max(self.orders, default=1) - 1
 
     def forward(self, tokens: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        if tokens.shape == (1, 1) and previous is not None and not self.training:
+            return self._one(previous[0, previous.shape[1] - self.history:].tolist() + tokens[0].tolist())
         length = tokens.shape[1]
         if previous is None:
             previous = torch.full((tokens.shape[0], self.history), -1, dtype=tokens.dtype, device=tokens.device)
@@ -90,6 +92,19 @@ class HashedNgrams(nn.Module):
             if back + 1 in tables:
                 total = total + self._drop(tables[back + 1](code % self.buckets))
         return total
+
+    def _one(self, window: list[int]) -> torch.Tensor:
+        """The n-grams ending at the last token of `window` (its history before it), hashed by Python's integers
+        exactly as `forward` hashes a batch: a generator's step costs a few lookups instead of ~30 tensor ops."""
+        code, total = 0, None
+        tables = dict(zip(self.orders, self.tables, strict=True))
+        for back, token in enumerate(reversed(window)):
+            code = (code * 1_000_003 + token + 2) % self.PRIME
+            if back + 1 in tables:
+                row = tables[back + 1].weight[code % self.buckets]
+                total = row if total is None else total + row
+        assert total is not None
+        return total.view(1, 1, -1)
 
     def _drop(self, embedded: torch.Tensor) -> torch.Tensor:
         if not self.training or self.dropout == 0:
@@ -152,6 +167,38 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
 
 
+class KeyValueCache:
+    """Each block's keys and values for the positions a Transformer has seen, so that a new token costs one
+    step through the network instead of a pass over its whole context. Room for `context` positions is
+    taken once; `length` counts those filled."""
+
+    def __init__(self, layers: int, heads: int, context: int, head_width: int, like: torch.Tensor) -> None:
+        shape = (1, heads, context, head_width)
+        self.keys = [like.new_empty(shape) for _ in range(layers)]
+        self.values = [like.new_empty(shape) for _ in range(layers)]
+        self.context, self.length = context, 0
+
+    @property
+    def full(self) -> bool:
+        return self.length == self.context
+
+    def extend(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store a block's keys and values for the new positions; all of them so far, to attend to."""
+        end = self.length + keys.shape[2]
+        if keys.shape[2] > 1 and self.length:
+            raise ValueError("several new positions go into an empty cache only (causal attention from the start)")
+        self.keys[layer][:, :, self.length: end] = keys
+        self.values[layer][:, :, self.length: end] = values
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
+def scored_stride(context: int) -> int:
+    """How many positions each scoring window adds (see `language_metrics`), and so how far a cached
+    generator goes before it starts its window again: both see contexts of `context - stride + 1` to
+    `context` tokens."""
+    return max(context // 4, 1)
+
+
 class Block(nn.Module):
     """Pre-norm Transformer block: causal self-attention, then a GELU MLP, each with a residual."""
 
@@ -166,17 +213,27 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
         self.dropout = config.dropout
 
-    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None,
+                cache: KeyValueCache | None = None, layer: int = 0) -> torch.Tensor:
         batch, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, width // self.heads).unbind(2)
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (batch, heads, length, head width)
+        # (q, k, v) x (batch, heads, length, head width); q and k rotated together (a generator's step is
+        # bound by how many small tensor operations it runs, not by their arithmetic)
+        qkv = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
-            q, k = rotate(q, *rotary), rotate(k, *rotary)
-        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                  dropout_p=self.dropout if self.training else 0.0)
-        x = x + F.dropout(self.proj(attended.transpose(1, 2).reshape(batch, length, width)), self.dropout,
-                          self.training)
-        return x + F.dropout(self.mlp(self.norm2(x)), self.dropout, self.training)
+            (q, k), v = rotate(qkv[:2], *rotary).unbind(0), qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)
+        if cache is not None:  # attend to every position cached so far as well
+            k, v = cache.extend(layer, k, v)
+        dropout = self.dropout if self.training else 0.0
+        # several new positions are causal among themselves; one new position sees everything before it
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=length > 1, dropout_p=dropout)
+        x = x + self._drop(self.proj(attended.transpose(1, 2).reshape(batch, length, width)), dropout)
+        return x + self._drop(self.mlp(self.norm2(x)), dropout)
+
+    @staticmethod
+    def _drop(x: torch.Tensor, dropout: float) -> torch.Tensor:
+        return F.dropout(x, dropout) if dropout else x
 
 
 @register_language_model("transformer")
@@ -215,30 +272,55 @@ class TransformerLanguageModel(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, batch: dict[str, torch.Tensor], flat: bool = True) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor], flat: bool = True,
+                cache: KeyValueCache | None = None) -> torch.Tensor:
+        """Logits for each position of `batch["tokens"]`; with a `cache`, the tokens come after those it
+        holds (and `batch["previous"]`, the tokens before them, feeds the n-gram hashes)."""
         tokens = batch["tokens"]
+        start = cache.length if cache is not None else 0
         length = tokens.shape[1]
         x = self.embed(tokens)
         if self.ngrams is not None:
-            x = x + self.ngrams(tokens)
+            x = x + self.ngrams(tokens, batch.get("previous"))
         rotary = None
         if self.positions is not None:
-            x = x + self.positions(torch.arange(length, device=tokens.device))
+            x = x + self.positions(torch.arange(start, start + length, device=tokens.device))
         else:
-            rotary = (self.cos[:length], self.sin[:length])
+            rotary = (self.cos[start: start + length], self.sin[start: start + length])
         x = self.dropout(x)
-        for block in self.blocks:
-            x = block(x, rotary)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, rotary, cache, layer)
+        if cache is not None:
+            cache.length += length
         logits = self.out(self.norm(x))
         return logits.flatten(0, 1) if flat else logits
 
+    def new_cache(self) -> KeyValueCache:
+        block = self.blocks[0]
+        width = self.embed.embedding_dim
+        return KeyValueCache(len(self.blocks), block.heads, self.context, width // block.heads, self.embed.weight)
+
     @torch.no_grad()
     def sample(self, prompt: list[int], steps: int, pick: Any) -> Iterator[int]:
-        tokens = list(prompt)
+        """One step per token with a key-value cache. Until the context is full this is exactly one pass
+        over the whole text per token. When it is full, the window starts again from its last
+        `context - stride + 1` tokens (positions from 0, as in training): the generator then sees
+        the contexts the test bits per character were scored with (`language_metrics`)."""
+        window = list(prompt[-self.context:])
+        keep = self.context - scored_stride(self.context) + 1
+        history = self.ngrams.history if self.ngrams is not None else 0
+        cache: KeyValueCache | None = None
         for _ in range(steps):
-            window = torch.tensor([tokens[-self.context:]])
-            token = pick(self({"tokens": window}, flat=False)[0, -1])
-            tokens.append(token)
+            if cache is None or cache.full:
+                window = window[-keep:] if cache is not None else window
+                cache = self.new_cache()
+                batch = {"tokens": torch.tensor([window])}
+            else:
+                batch = {"tokens": torch.tensor([window[-1:]])}
+                if history:  # the window's tokens before the new one, padded where the window starts
+                    batch["previous"] = torch.tensor([([-1] * history + window[:-1])[-history:]])
+            token = pick(self(batch, flat=False, cache=cache)[0, -1])
+            window.append(token)
             yield token
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ensayo.models.language.networks import scored_stride
 from ensayo.outputs.text import TokenWindows
 from ensayo.training import distributed
 
@@ -27,7 +28,7 @@ def language_metrics(model: nn.Module, windows: TokenWindows, batch_size: int, p
     model.eval()
     device = next(model.parameters()).device
     context = windows.context
-    stride = min(stride or max(context // 4, 1), context)
+    stride = min(stride or scored_stride(context), context)
     starts = np.arange(0, max(len(windows.stream) - context - 1, -1) + 1, stride)
     starts = starts[distributed.row_share(len(starts))]
     scored = torch.arange(context) >= context - stride
