@@ -1,13 +1,20 @@
-"""Serving benchmark: `ensayo serve` against `mlflow models serve` of the same run exported as an MLflow pyfunc
-model, on this machine, with the same worker count and torch's default threads in both. A bounded client on
-127.0.0.1 (threads, each with its own keep-alive connection, each sending its next request when the last one is
-answered) loads each server at 1, 8 and 32 concurrent clients with single-row and 64-row requests: MeLi titles
-(JSON) and spoken digits (WAV uploads for ensayo, base64 WAVs in MLflow's JSON for the peer, as its protocol
-takes files). Reports requests and rows per second, p50 / p95 / p99 latency, and each as a ratio to the peer;
-then ONNX Runtime against torch predicting the MeLi test split.
+"""Serving benchmark: `ensayo serve` against two peers serving the same run, on this machine, with the same
+worker count and torch's default threads in all:
+- `mlflow models serve` of the run exported as an MLflow pyfunc model (one model call per request);
+- LitServe (the `bench` extra) serving the run through `ensayo.load_run` in the few lines of `litserve_main`,
+  with its dynamic batching on the LitAPI (`max_batch_size=256`, `batch_timeout=0.002`), one worker, on
+  127.0.0.1 (MeLi only).
+MeLi is served twice: by torch, and by ONNX Runtime from the run's int8 export (`ensayo export --format onnx
+--quantize int8`, then `ensayo serve --engine onnx`); LitServe serves the same int8 export through
+`load_run(..., engine="onnx")` beside it. A bounded client on 127.0.0.1 (threads, each with its own keep-alive
+connection, each sending its next request when the last one is answered) loads each server at 1, 8 and 32
+concurrent clients with single-row and 64-row requests: MeLi titles (JSON) and spoken digits (WAV uploads for
+ensayo, base64 WAVs in MLflow's JSON for the peer, as its protocol takes files). Reports requests and rows per
+second, p50 / p95 / p99 latency, and the ratios to the peers; then torch, ONNX Runtime and int8 predicting the
+MeLi test split (time, test balanced accuracy, top labels equal to torch's).
 
     python benchmarks/serving.py                    # trains the two runs first if benchmarks/out lacks them
-    python benchmarks/serving.py --seconds 5 --concurrency 1,8
+    python benchmarks/serving.py --seconds 5 --concurrency 1,8 --servers ensayo,ensayo-int8,litserve-int8
 
 Writes benchmarks/out/serving.md and serving.json.
 """
@@ -48,11 +55,11 @@ def ensure_run(recipe: str) -> Path:
     return run_dir
 
 
-def export(run_dir: Path, fmt: str) -> Path:
+def export(run_dir: Path, fmt: str, *more: str) -> Path:
     """Exported afresh each time: an export of an older ensayo measures the older code."""
-    target = OUT / "exports" / f"{run_dir.name}-{fmt}"
+    target = OUT / "exports" / f"{run_dir.name}-{fmt}{''.join(more[1:2])}"
     shutil.rmtree(target, ignore_errors=True)
-    subprocess.run([str(BIN / "ensayo"), "export", str(run_dir), "--format", fmt, "--output", str(target)],
+    subprocess.run([str(BIN / "ensayo"), "export", str(run_dir), "--format", fmt, "--output", str(target), *more],
                    check=True, stdout=subprocess.DEVNULL)
     return target
 
@@ -82,8 +89,13 @@ def free_port() -> int:
 
 def start(kind: str, target: Path, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    if kind == "ensayo":
-        command = [str(BIN / "ensayo"), "serve", f"model={target}", "--port", str(port), "--workers", str(workers)]
+    engine = "onnx" if kind.endswith("-int8") else "torch"
+    if kind.startswith("ensayo"):
+        command = [str(BIN / "ensayo"), "serve", f"model={target}", "--port", str(port), "--workers", str(workers),
+                   "--engine", engine]
+        probe = "/health"
+    elif kind.startswith("litserve"):
+        command = [sys.executable, __file__, "--litserve", str(target), "--engine", engine, "--port", str(port)]
         probe = "/health"
     else:
         command = [str(BIN / "mlflow"), "models", "serve", "-m", str(target), "--env-manager", "local", "--port",
@@ -102,6 +114,49 @@ def start(kind: str, target: Path, workers: int) -> tuple[subprocess.Popen, str]
     raise RuntimeError(f"{kind} did not start: {' '.join(command)}")
 
 
+def litserve_main(run_dir: str, engine: str, port: int) -> None:
+    """The LitServe peer: the saved run behind a LitAPI that batches requests as ensayo does (rows in, each
+    row's top label and its probability out), one worker on the CPU, on 127.0.0.1."""
+    import litserve as ls
+
+    api = SavedRunAPI(run_dir, engine, max_batch_size=256, batch_timeout=0.002)
+    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(
+        host="127.0.0.1", port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
+
+
+try:  # the `bench` extra; LitServe's worker process imports this module again, and finds the class here
+    import litserve
+except ImportError:
+    litserve = None
+
+if litserve is not None:
+
+    class SavedRunAPI(litserve.LitAPI):
+        def __init__(self, run_dir: str, engine: str, **batching: Any) -> None:
+            super().__init__(**batching)
+            self.run_dir, self.engine = run_dir, engine
+
+        def setup(self, device: str) -> None:
+            from ensayo import load_run
+
+            self.run = load_run(self.run_dir, engine=self.engine)
+
+        def decode_request(self, request):  # unannotated: LitServe then reads the JSON body into it
+            return request["rows"]
+
+        def predict(self, batch: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+            from ensayo import predict
+
+            labels, probabilities = predict(self.run, [row for rows in batch for row in rows], top_k=1)
+            answers = [{"labels": row, "probabilities": p.tolist()} for row, p in zip(labels, probabilities,
+                                                                                         strict=True)]
+            ends = np.cumsum([len(rows) for rows in batch])
+            return [answers[end - len(rows): end] for end, rows in zip(ends, batch, strict=True)]
+
+        def encode_response(self, output: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"predictions": output}
+
+
 def stop(server: subprocess.Popen) -> None:
     os.killpg(server.pid, signal.SIGINT)
     try:
@@ -111,6 +166,14 @@ def stop(server: subprocess.Popen) -> None:
 
 
 # ------------------------------------------------------------------------------------- requests
+def request_for(kind: str, url: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    if kind.startswith("ensayo"):
+        return ensayo_request(url, rows)
+    if kind.startswith("litserve"):
+        return {"url": url + "/predict", "json": {"rows": rows}}
+    return mlflow_request(url, rows)
+
+
 def ensayo_request(url: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     files = {k: v for k, v in rows[0].items() if isinstance(v, bytes)}
     if files and len(rows) == 1:
@@ -162,7 +225,7 @@ def load(requests_: list[dict[str, Any]], clients: int, seconds: float) -> dict[
 
 
 def model_calls(kind: str, url: str) -> tuple[int, int]:
-    if kind != "ensayo":
+    if not kind.startswith("ensayo"):
         return 0, 0
     stats = requests.get(url + "/v1/models/model", timeout=10).json()["stats"]
     return stats["model_calls"], stats["rows"]
@@ -170,44 +233,53 @@ def model_calls(kind: str, url: str) -> tuple[int, int]:
 
 def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
-    model = export(run_dir, "mlflow")
-    for kind, target in (("ensayo", run_dir), ("mlflow", model)):
+    targets = {"ensayo": run_dir, "mlflow": export(run_dir, "mlflow")}
+    if name == "meli":
+        int8 = export(run_dir, "onnx", "--quantize", "int8")
+        targets |= {"ensayo-int8": int8, "litserve": run_dir, "litserve-int8": int8}
+    for kind, target in targets.items():
+        if kind not in args.servers:
+            continue
         server, url = start(kind, target, args.workers)
         try:
             for size in (1, 64):
                 batches = [rows[i: i + size] for i in range(0, len(rows) - size + 1, size)][:200]
-                prepared = [ensayo_request(url, b) if kind == "ensayo" else mlflow_request(url, b) for b in batches]
+                prepared = [request_for(kind, url, b) for b in batches]
                 load(prepared[:20], 2, 1.0)  # warm both ends
                 for clients in args.concurrency:
                     before = model_calls(kind, url)
                     figures = load(prepared, clients, args.seconds)
                     figures["rows_per_s"] = figures["requests_per_s"] * size
-                    if kind == "ensayo":  # how many rows each model call answered: what batching gathered
+                    if kind.startswith("ensayo"):  # how many rows each model call answered: what batching gathered
                         calls, rows_ = (after - earlier for after, earlier in zip(model_calls(kind, url), before,
                                                                                   strict=True))
                         figures["rows_per_call"] = rows_ / max(calls, 1)
                     results.append({"data": name, "server": kind, "rows": size, "clients": clients, **figures})
-                    print(f"  {name:6} {kind:6} rows {size:2} clients {clients:2}: {figures['requests_per_s']:8.1f} "
+                    print(f"  {name:6} {kind:13} rows {size:2} clients {clients:2}: {figures['requests_per_s']:8.1f} "
                           f"req/s {figures['rows_per_s']:9.1f} rows/s  p50 {figures['p50_ms']:7.1f}  "
                           f"p99 {figures['p99_ms']:7.1f} ms  errors {int(figures['errors'])}  rows/call "
-                          f"{figures.get('rows_per_call', 1):.1f}", flush=True)
+                          f"{figures.get('rows_per_call', float('nan')):.1f}", flush=True)
         finally:
             stop(server)
     return results
 
 
 # ------------------------------------------------------------------------------------- onnx
-def onnx_against_torch(run_dir: Path) -> dict[str, float]:
+def engines_on_the_test_split(run_dir: Path) -> dict[str, dict[str, float]]:
+    """torch, ONNX Runtime and the int8 export predicting the MeLi test split: the best of three timings, test
+    balanced accuracy, and how often the top label is torch's."""
     import torch
+    from sklearn.metrics import balanced_accuracy_score
 
     from ensayo.data import load_splits
     from ensayo.runs import load_run
 
-    exported = export(run_dir, "onnx")
-    by_torch, by_onnx = load_run(run_dir), load_run(exported, engine="onnx")
-    test = load_splits(by_torch.recipe, ROOT / "recipes").test
-    timings = {}
-    for engine, run in (("torch", by_torch), ("onnx", by_onnx)):
+    runs = {"torch": load_run(run_dir), "onnx": load_run(export(run_dir, "onnx"), engine="onnx"),
+            "int8": load_run(export(run_dir, "onnx", "--quantize", "int8"), engine="onnx")}
+    test = load_splits(runs["torch"].recipe, ROOT / "recipes").test
+    truth = test[runs["torch"].recipe.output.column].to_list()
+    figures, answers = {}, {}
+    for engine, run in runs.items():
         run.predict_proba(test.head(256))
         best = float("inf")
         for _ in range(3):
@@ -215,35 +287,58 @@ def onnx_against_torch(run_dir: Path) -> dict[str, float]:
             with torch.inference_mode():
                 probabilities = run.predict_proba(test)
             best = min(best, time.perf_counter() - started)
-        timings[engine] = best
-        timings[f"{engine}_probabilities"] = probabilities
-    gap = float(np.abs(timings.pop("torch_probabilities") - timings.pop("onnx_probabilities")).max())
-    return {"rows": float(test.height), "torch_s": timings["torch"], "onnx_s": timings["onnx"],
-            "onnx_speedup": timings["torch"] / timings["onnx"], "max_difference": gap}
+        answers[engine] = probabilities
+        labels = [run.output.classes[i] for i in probabilities.argmax(axis=1)]
+        figures[engine] = {"seconds": best, "balanced_accuracy": float(balanced_accuracy_score(truth, labels))}
+    for engine in runs:
+        figures[engine] |= {"speedup": figures["torch"]["seconds"] / figures[engine]["seconds"],
+                            "top_label_equal": float((answers[engine].argmax(1) == answers["torch"].argmax(1)).mean()),
+                            "max_difference": float(np.abs(answers[engine] - answers["torch"]).max()),
+                            "rows": float(test.height)}
+    return figures
 
 
 # ------------------------------------------------------------------------------------- report
+PEERS = {"ensayo": "litserve", "ensayo-int8": "litserve-int8"}  # LitServe with the same engine
+
+
 def table(results: list[dict[str, Any]]) -> list[str]:
-    peer = {(r["data"], r["rows"], r["clients"]): r for r in results if r["server"] == "mlflow"}
+    cell = {(r["data"], r["rows"], r["clients"], r["server"]): r for r in results}
     lines = ["| data | rows/request | clients | server | requests/s | rows/s | p50 ms | p95 ms | p99 ms | "
-             "rows/model call | x peer req/s | x peer p99 |", "|" + "---|" * 12]
+             "rows/model call | x mlflow req/s | x mlflow p99 | x LitServe rows/s | x LitServe p99 | "
+             "x torch path rows/s |", "|" + "---|" * 15]
     for r in sorted(results, key=lambda r: (r["data"], r["rows"], r["clients"], r["server"])):
-        other = peer[(r["data"], r["rows"], r["clients"])]
+        key = (r["data"], r["rows"], r["clients"])
+        mlflow, litserve = cell.get((*key, "mlflow")), cell.get((*key, PEERS.get(r["server"], "")))
+        torch_path = cell.get((*key, "ensayo")) if r["server"] == "ensayo-int8" else None
         lines.append(f"| {r['data']} | {r['rows']} | {r['clients']} | {r['server']} | {r['requests_per_s']:.1f} | "
                      f"{r['rows_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r.get('rows_per_call', r['rows']):.1f} | "
-                     f"{r['requests_per_s'] / other['requests_per_s']:.2f} | {r['p99_ms'] / other['p99_ms']:.2f} |")
+                     f"{r.get('rows_per_call', float('nan')):.1f} | {ratio(r, mlflow, 'requests_per_s')} | "
+                     f"{ratio(r, mlflow, 'p99_ms')} | {ratio(r, litserve, 'rows_per_s')} | "
+                     f"{ratio(r, litserve, 'p99_ms')} | {ratio(r, torch_path, 'rows_per_s')} |")
     return lines
+
+
+def ratio(row: dict[str, Any], other: dict[str, Any] | None, key: str) -> str:
+    return f"{row[key] / other[key]:.2f}" if other else ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="load per cell")
     parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for both")
+    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for all")
     parser.add_argument("--data", default="meli,digits")
+    parser.add_argument("--servers", default="ensayo,ensayo-int8,mlflow,litserve,litserve-int8")
+    parser.add_argument("--litserve", help=argparse.SUPPRESS)  # a run to serve by LitServe (the peer's process)
+    parser.add_argument("--engine", default="torch", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.litserve:
+        litserve_main(args.litserve, args.engine, args.port)
+        return
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.servers = args.servers.split(",")
     if not os.environ.get("ENSAYO_DATA"):
         os.environ["ENSAYO_DATA"] = str((ROOT.parent / "shared" / "data").resolve())
     OUT.mkdir(parents=True, exist_ok=True)
@@ -253,18 +348,20 @@ def main() -> None:
         rows = test_rows(run_dir)
         random.Random(0).shuffle(rows)
         results += measure(name, run_dir, rows, args)
-    onnx = onnx_against_torch(ensure_run(RUNS["meli"]))
+    engines = engines_on_the_test_split(ensure_run(RUNS["meli"]))
     import torch
 
     setup = (f"{os.cpu_count()} CPU cores; each server: {args.workers} worker process, torch's default threads "
              f"({torch.get_num_threads()}); client: threads with keep-alive connections on 127.0.0.1; "
              f"{args.seconds:g} s per cell")
-    lines = ["# Serving: ensayo serve against mlflow models serve", "", setup, "", *table(results), "",
-             f"ONNX Runtime against torch, predicting the MeLi test split ({int(onnx['rows']):,} rows): torch "
-             f"{onnx['torch_s']:.2f} s, ONNX Runtime {onnx['onnx_s']:.2f} s ({onnx['onnx_speedup']:.2f}x); "
-             f"largest probability difference {onnx['max_difference']:.1e}"]
+    lines = ["# Serving: ensayo serve against mlflow models serve and LitServe", "", setup, "", *table(results), "",
+             f"The MeLi test split ({int(engines['torch']['rows']):,} rows) by each engine:", "",
+             "| engine | seconds | x torch | test balanced accuracy | top label equal to torch's | largest "
+             "probability difference |", "|---|---|---|---|---|---|",
+             *(f"| {name} | {e['seconds']:.2f} | {e['speedup']:.2f} | {e['balanced_accuracy']:.4f} | "
+               f"{e['top_label_equal']:.4f} | {e['max_difference']:.1e} |" for name, e in engines.items())]
     (OUT / "serving.md").write_text("\n".join(lines) + "\n")
-    (OUT / "serving.json").write_text(json.dumps({"setup": setup, "results": results, "onnx": onnx}, indent=1))
+    (OUT / "serving.json").write_text(json.dumps({"setup": setup, "results": results, "engines": engines}, indent=1))
     print("\n".join(lines))
 
 

@@ -212,3 +212,17 @@ def test_the_page_takes_its_defaults_from_the_servers_description(server: LiveSe
     assert models["writer"]["defaults"] == answer.Sampling().model_dump()
     script = requests.get(server.url + "/page/app.js", timeout=10).text
     assert "model.defaults" in script and "Math.min(5" not in script and "value: 200" not in script
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ranking_picks_the_stable_sorts_best_without_sorting_every_class(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    probabilities = rng.integers(0, 6, size=(200, 50)).astype(np.float32) / 5  # ties at every place
+    probabilities[:50] = rng.random((50, 50))
+    probabilities[50:60] = 0.5
+    classes = [f"c{i:02d}" for i in range(50)]
+    for k in (1, 2, 5, 49, 50, 60):
+        labels, chances = answer.rank(probabilities, classes, top_k=k)
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        assert labels == [[classes[i] for i in row] for row in order], k
+        assert np.array_equal(chances, np.take_along_axis(probabilities, order, axis=1))

@@ -5,6 +5,7 @@ runs to within 1e-4 of torch, used by `ensayo predict --engine onnx`."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import socket
@@ -26,7 +27,7 @@ from typer.testing import CliRunner
 import ensayo
 from ensayo import layout
 from ensayo.cli import app
-from ensayo.data import load_splits
+from ensayo.data import load_folds, load_splits
 from ensayo.runs import load_run
 
 TITLES = ["Celular Samsung Galaxy libre", "Zapatillas Nike running talle 42", "Taladro percutor Bosch 600 watts",
@@ -212,6 +213,43 @@ def test_onnx_export_into_the_run_itself_and_the_engine_needs_it(tiny_runs: dict
     assert result.exit_code == 0 and (run_dir / layout.ONNX_MODEL).is_file()
     assert load_run(run_dir, "onnx").predict(pl.DataFrame({"title": TITLES}))[0] == \
         load_run(run_dir).predict(pl.DataFrame({"title": TITLES}))[0]
+
+
+def int8_weights(path: Path) -> list[str]:
+    import onnx
+
+    return [w.name for w in onnx.load(str(path)).graph.initializer if w.data_type == onnx.TensorProto.INT8]
+
+
+def test_an_int8_export_answers_as_the_fp32_network_does(tiny_runs: dict[str, Path], file_runs: dict[str, Path],
+                                                         cv_run: Path, tmp_path: Path) -> None:
+    agreement = {}
+    for name, run_dir in [("neural", tiny_runs["neural"]), ("pois", file_runs["pois"]), ("cv", cv_run)]:
+        fp32, int8 = tmp_path / f"{name}-fp32", tmp_path / f"{name}-int8"
+        export(run_dir, "onnx", fp32)
+        export(run_dir, "onnx", int8, "--quantize", "int8")
+        networks = sorted(p.relative_to(int8) for p in int8.rglob(layout.ONNX_MODEL))
+        assert networks == sorted(p.relative_to(fp32) for p in fp32.rglob(layout.ONNX_MODEL))
+        for network in networks:  # every network written (each fold's too) is quantized, and says so
+            assert int8_weights(int8 / network) and not int8_weights(fp32 / network)
+            assert json.loads((int8 / network.parent / layout.ONNX_INPUTS).read_text())["quantized"] == "int8"
+            assert "quantized" not in json.loads((fp32 / network.parent / layout.ONNX_INPUTS).read_text())
+        recipe = load_run(run_dir).recipe
+        test = load_folds(recipe)[0].test if name == "cv" else load_splits(recipe, None).test
+        by_fp32, by_int8 = load_run(fp32, engine="onnx").predict_proba(test), \
+            load_run(int8, engine="onnx").predict_proba(test)
+        assert np.allclose(by_int8.sum(axis=1), 1.0, atol=1e-5)
+        assert np.abs(by_fp32 - by_int8).max() < 0.05, name  # close, not within the contract's 1e-4
+        agreement[name] = float((by_fp32.argmax(axis=1) == by_int8.argmax(axis=1)).mean())
+    assert min(agreement.values()) >= 0.99, agreement
+
+
+def test_only_onnx_exports_quantize_and_only_to_int8(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    for fmt, quantize, message in [("onnx", "int4", "choose int8"), ("mlflow", "int8", "for the onnx format")]:
+        result = CliRunner().invoke(app, ["export", str(tiny_runs["neural"]), "--format", fmt, "--output",
+                                          str(tmp_path / fmt), "--quantize", quantize])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "onnx" / layout.ONNX_MODEL).exists()
 
 
 @pytest.mark.parametrize(("kind", "reason"), [

@@ -325,6 +325,51 @@ def test_ensayo_serve_runs_worker_processes_until_interrupted(tiny_runs: dict[st
     assert server.returncode == 0, output
 
 
+@pytest.mark.subprocess
+def test_ensayo_serve_answers_with_the_int8_onnx_engine(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ensayo.cli import app
+    from ensayo.runs import load_run
+
+    exported = tmp_path / "int8"
+    result = CliRunner().invoke(app, ["export", str(tiny_runs["neural"]), "--format", "onnx", "--output",
+                                      str(exported), "--quantize", "int8"])
+    assert result.exit_code == 0, result.output
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "ensayo.cli", "serve", f"titles={exported}", "--port", str(port),
+                               "--engine", "onnx"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rows = [{"title": title} for title in TITLES]
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while answer is None:
+            try:
+                answer = requests.post(f"http://127.0.0.1:{port}/v1/models/titles/predict",
+                                       json={"rows": rows, "top_k": 2}, timeout=10).json()
+            except requests.ConnectionError:
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                assert time.monotonic() < deadline, "the server did not answer in 120 s"
+                time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    labels, probabilities = ensayo.predict(load_run(exported, engine="onnx"), rows, top_k=2)
+    assert [p["labels"] for p in answer["predictions"]] == labels
+    assert np.allclose([p["probabilities"] for p in answer["predictions"]], probabilities, atol=1e-4)
+
+
+def test_ensayo_serve_refuses_an_engine_a_run_cannot_answer_with(tiny_runs: dict[str, Path]) -> None:
+    from typer.testing import CliRunner
+
+    from ensayo.cli import app
+
+    for run, message in [(tiny_runs["neural"], "ensayo export"), (tiny_runs["tfidf_linear"], "no ONNX engine")]:
+        result = CliRunner().invoke(app, ["serve", str(run), "--engine", "onnx"])
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
 def test_ensayo_serve_refuses_clashing_names_and_missing_runs(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

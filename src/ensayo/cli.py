@@ -245,17 +245,20 @@ def serve(
     max_rows: Annotated[int, typer.Option(help="rows in one request, at most", min=1)] = 1024,
     max_upload_mb: Annotated[float, typer.Option(help="size of one request body, at most (MiB)", min=0.001)] = 16.0,
     batch_rows: Annotated[int, typer.Option(help="rows gathered into one model call, at most", min=1)] = 256,
-    batch_wait_ms: Annotated[float, typer.Option(help="how long a model call waits for more requests", min=0)] = 2.0,
+    batch_wait_ms: Annotated[float, typer.Option(help="how long a model call waits for more requests (when the "
+                                                 "last call answered several)", min=0)] = 2.0,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
     device: Annotated[str, typer.Option(help="where the model answers: cpu, cuda, or auto (cuda where there "
                                         "is one)")] = "cpu",
+    engine: Annotated[str, typer.Option(help="torch, or onnx: each run's network as `ensayo export --format "
+                                        "onnx` wrote it (int8 too), run by ONNX Runtime")] = "torch",
 ) -> None:
     """Serve runs over HTTP: a JSON API, MLflow's /invocations, and a page at / to try each model."""
     from ensayo import api
 
     with _reported():
         api.serve(runs, host, port, workers, max_rows, max_upload_mb, batch_rows, batch_wait_ms, access_log,
-                  device)
+                  device, engine)
 
 
 @app.command()

@@ -42,8 +42,27 @@ def rank(probabilities: np.ndarray, classes: Sequence[str], top_k: int = TOP_K,
     """Each row's likeliest labels, best first, with their probabilities. Tied classes keep the classes' order
     (a stable sort), whatever the number of classes."""
     k = labels_per_row(top_k, all_classes, len(classes))
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    order = _best_first(probabilities, k)
     return [[classes[i] for i in row] for row in order], np.take_along_axis(probabilities, order, axis=1)
+
+
+def _best_first(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """The first `k` columns of a stable descending argsort of each row. A served request of 64 titles over
+    632 classes spent a fifth of the server's time sorting every class; the k best are picked in linear time
+    and only they are sorted, and the rows with a tie across the k-th place (which class wins it depends on
+    the classes' order) are sorted whole as before."""
+    classes = probabilities.shape[1]
+    if k >= classes or not len(probabilities):
+        return np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    if k == 1:  # argmax answers the first of tied classes, as the stable sort does
+        return probabilities.argmax(axis=1)[:, None]
+    best = np.argpartition(probabilities, classes - k, axis=1)[:, classes - k:]
+    values = np.take_along_axis(probabilities, best, axis=1)
+    order = np.take_along_axis(best, np.lexsort((best, -values), axis=1), axis=1)
+    tied = (probabilities >= values.min(axis=1, keepdims=True)).sum(axis=1) > k
+    if tied.any():
+        order[tied] = np.argsort(-probabilities[tied], axis=1, kind="stable")[:, :k]
+    return order
 
 
 def rounded(probabilities: np.ndarray) -> list[list[float]]:

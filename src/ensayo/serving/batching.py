@@ -1,6 +1,7 @@
 """Dynamic batching: concurrent requests to one model become one call. While the model works, requests
-queue; the next call takes every waiting one (and waits `max_wait` seconds at most for more, up to
-`max_rows` rows), so that many single rows cost one pass of the network instead of one each."""
+queue; the next call takes every waiting one (and, when the last call answered more than one request, waits
+`max_wait` seconds at most for more, up to `max_rows` rows), so that many single rows cost one pass of the
+network instead of one each, and a lone client is not kept waiting for company that does not come."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Batcher:
         self.calls = 0  # model calls made, and the rows and requests they answered
         self.rows = 0
         self.requests = 0
+        self._gathered = 0  # requests the last call answered: more than one, and the next call waits for company
         self._queue: asyncio.Queue[Pending] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -60,7 +62,7 @@ class Batcher:
         while True:
             batch = [await queue.get()]
             rows = batch[0][0].height
-            deadline = loop.time() + self.max_wait
+            deadline = loop.time() + (self.max_wait if self._gathered > 1 else 0.0)
             while rows < self.max_rows:
                 try:
                     waiting = queue.get_nowait()
@@ -81,6 +83,7 @@ class Batcher:
         live = [(table, future) for table, future in batch if not future.done()]  # a client may have gone
         if not live:
             return
+        self._gathered = len(live)
         try:
             merged = pl.concat([table for table, _ in live], how="vertical_relaxed") if len(live) > 1 else live[0][0]
             probabilities = await loop.run_in_executor(self._thread, self._call, merged, len(live))

@@ -13,8 +13,10 @@ class ServeOptions:
     max_rows: int = 1024  # rows in one request
     max_upload_mb: float = 16.0  # bytes in one request body
     batch_rows: int = 256  # rows in one model call, gathered from concurrent requests
-    batch_wait_ms: float = 2.0  # how long a call waits for more requests once the model is free
+    batch_wait_ms: float = 2.0  # how long a call waits for more requests once the model is free (when the last
+    # call answered several: a lone client does not wait)
     device: str = "cpu"  # where the models answer: cpu, cuda or auto
+    engine: str = "torch"  # what runs the networks: torch, or onnx (the export of `ensayo export --format onnx`)
 
     def __post_init__(self) -> None:
         low = {"max_rows": 1, "max_upload_mb": 0.001, "batch_rows": 1, "batch_wait_ms": 0}

@@ -47,7 +47,9 @@ def app_from_environment() -> FastAPI:
     # so that a request does not wait behind the Python part of another's model call
     sys.setswitchinterval(0.001)
     config = json.loads(os.environ[CONFIG_VARIABLE])
-    runs = {name: load_run(path, device=config["options"]["device"]) for name, path in config["runs"].items()}
+    options = config["options"]
+    runs = {name: load_run(path, engine=options["engine"], device=options["device"])
+            for name, path in config["runs"].items()}
     return create_app(runs, ServeOptions(**config["options"]))
 
 
@@ -56,6 +58,9 @@ def serve(targets: dict[str, Path], host: str = "127.0.0.1", port: int = 8000, w
     """Serve the runs until interrupted. Each worker loads every run once and warms it up."""
     options = options or ServeOptions()
     pick_device(options.device)  # a device the machine lacks is refused here, before any worker starts
+    if options.engine != "torch":  # and a run the engine cannot answer with (no export, a generator)
+        for path in targets.values():
+            load_run(path, engine=options.engine, device=options.device)
     os.environ[CONFIG_VARIABLE] = json.dumps({"runs": {k: str(v.resolve()) for k, v in targets.items()},
                                               "options": asdict(options)})
     if workers > 1:
