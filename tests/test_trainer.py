@@ -235,12 +235,23 @@ def test_subword_sums_learnt_from_each_row_once_equal_the_plain_bags() -> None:
     for training in (True, False):
         embedding.train(training)
         embedding.zero_grad()
-        embedded, _ = embedding(batch)
+        with embedding.layer_by_layer():  # evaluating, the plain bags (as an attribution runs them)
+            embedded, _ = embedding(batch)
         (embedded * torch.linspace(-1, 1, 16)).pow(2).sum().backward()
         gradients[training] = (embedded.detach(), embedding.subwords.weight.grad.coalesce().to_dense())
     assert torch.equal(gradients[True][0], gradients[False][0])
     assert torch.allclose(gradients[True][1], gradients[False][1], atol=1e-6)
     assert gradients[True][1].abs().sum() > 0
+    # answering, each word's vector is one row of a table composed from the same bags
+    with torch.no_grad():
+        composed, _ = embedding.eval()(batch)
+    torch.testing.assert_close(composed, gradients[False][0], rtol=0, atol=1e-7)
+    with torch.no_grad():  # and the table follows the weights as they change
+        embedding.subwords.weight.add_(0.5)
+        moved, _ = embedding(batch)
+    assert not torch.allclose(moved, composed)
+    with torch.no_grad(), embedding.layer_by_layer():
+        torch.testing.assert_close(moved, embedding(batch)[0], rtol=0, atol=1e-7)
 
 
 @pytest.mark.slow

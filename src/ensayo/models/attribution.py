@@ -117,7 +117,8 @@ def _attribute(model: Any, feature: Any, value: Any, outputs: dict[str, torch.Te
 
         layers = [encoder.embed.words] + ([encoder.embed.subwords] if encoder.embed.subwords is not None else [])
         method = LayerIntegratedGradients(by_ids, layers)
-        parts = method.attribute(ids, baselines=torch.zeros_like(ids), target=target, n_steps=steps)
+        with encoder.embed.layer_by_layer():
+            parts = method.attribute(ids, baselines=torch.zeros_like(ids), target=target, n_steps=steps)
         words = parts[0].sum(-1)[0]
         subwords = parts[1].sum(-1).reshape(ids.shape)[0] if len(parts) > 1 else torch.zeros_like(words)
         texts = feature.pipeline(str(row[feature.column][0]))[: ids.shape[1]]

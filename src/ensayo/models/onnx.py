@@ -85,6 +85,8 @@ def export_network(model: Any, target: Path, quantize: str | None = None) -> Non
     dynamic = {name: {axis: f"{name}_{axis}" for axis in range(flat[name].dim())
                       if axis == 0 or flat[name].shape[axis] != other[name].shape[axis]} for name in names}
     network = ProbabilityNetwork(model.network.eval(), names, model.temperature)
+    with torch.no_grad():  # tables a network derives for answering (a text's composed word vectors) are made
+        network(*(flat[n] for n in names))  # now, and traced as constants rather than as their making
     target.mkdir(parents=True, exist_ok=True)
     with atomic_path(target / layout.ONNX_MODEL) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -40,6 +42,9 @@ class TokenEmbedding(nn.Module):
                 self.words.weight[found] = vectors["vectors"][found]
         self.words.weight.requires_grad_(not freeze)
         self.subwords = None
+        self._vocabulary_subwords = feature.vocabulary_subwords  # each word's subword ids, for `_composed_table`
+        self._composed: tuple[tuple[int, ...], torch.Tensor] | None = None
+        self._by_layers = False
         if feature.subword_vocab is not None:
             self.subwords = nn.EmbeddingBag(len(feature.subword_vocab), dim, mode="sum", padding_idx=0,
                                             sparse=True)
@@ -50,19 +55,59 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = batch["ids"]
+        if self.subwords is not None and self._answering():
+            embedded = nn.functional.embedding(ids, self._composed_table())
+        else:
+            embedded = self._embedded(batch)
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        mask = positions.unsqueeze(0) < batch["lengths"].unsqueeze(1)
+        return embedded, mask
+
+    def _answering(self) -> bool:
+        """Evaluating, predicting or exporting: a word's subwords are its id's, so its vector is a row of one
+        table. Training, and attributing (`layer_by_layer`), run the words' and subwords' own layers."""
+        return torch.onnx.is_in_onnx_export() or (not self.training and not self._by_layers)
+
+    @contextmanager
+    def layer_by_layer(self) -> Iterator[None]:
+        """Run the words' and subwords' layers even when evaluating: attributions hook them."""
+        self._by_layers = True
+        try:
+            yield
+        finally:
+            self._by_layers = False
+
+    def train(self, mode: bool = True) -> TokenEmbedding:
+        if mode:  # the weights are about to change (an optimizer may write them through .data)
+            self._composed = None
+        return super().train(mode)
+
+    def _composed_table(self) -> torch.Tensor:
+        """Every vocabulary word's vector as the bags make it, (its row + its subwords' rows) / (1 + their
+        count): one lookup per token instead of a bag per token (the bags were half of ONNX Runtime's time
+        for the demo model). Kept until the weights change, move or are loaded (their versions and storage)."""
+        assert self.subwords is not None
+        words, subwords = self.words.weight, self.subwords.weight
+        key = (words._version, subwords._version, words.data_ptr(), subwords.data_ptr())
+        if self._composed is None or self._composed[0] != key:
+            flat, starts, counts = (torch.from_numpy(a).to(words.device) for a in self._vocabulary_subwords())
+            with torch.no_grad():
+                summed = nn.functional.embedding_bag(flat, subwords, starts, mode="sum", padding_idx=0)
+                table = (words + summed) / (1.0 + counts.to(words.dtype)).unsqueeze(-1)
+            self._composed = (key, table)
+        return self._composed[1]
+
+    def _embedded(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids = batch["ids"]
         embedded = self.words(ids)
         if self.subwords is not None:
-            if torch.onnx.is_in_onnx_export():
-                summed = self._bag_sums(batch["sub_ids"], batch["sub_offsets"], batch["sub_counts"]).view_as(embedded)
-            elif self.training and self.subwords.weight.requires_grad:
+            if self.training and self.subwords.weight.requires_grad:
                 summed = self._learnt_bag_sums(batch["sub_ids"], batch["sub_offsets"]).view_as(embedded)
             else:
                 summed = self.subwords(batch["sub_ids"], batch["sub_offsets"]).view_as(embedded)
             counts = batch["sub_counts"].view(ids.shape).unsqueeze(-1).to(embedded.dtype)
             embedded = (embedded + summed) / (1.0 + counts)
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        mask = positions.unsqueeze(0) < batch["lengths"].unsqueeze(1)
-        return embedded, mask
+        return embedded
 
     def _learnt_bag_sums(self, sub_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """The subword bags' sums, as `self.subwords` gives them, from each subword's row looked up once: a batch
@@ -72,16 +117,6 @@ class TokenEmbedding(nn.Module):
         used, places = torch.unique(sub_ids, return_inverse=True)
         rows = nn.functional.embedding(used, self.subwords.weight, padding_idx=0, sparse=True)
         return nn.functional.embedding_bag(places, rows, offsets, mode="sum")
-
-    def _bag_sums(self, sub_ids: torch.Tensor, offsets: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """The subword bags' sums from operations ONNX Runtime runs fast (it has no EmbeddingBag with a padding
-        index; a scatter-add is slow and repeat_interleave a loop): differences of a running sum, in float64 so
-        that subtracting two large sums loses nothing that float32 keeps."""
-        assert self.subwords is not None
-        vectors = self.subwords.weight.index_select(0, sub_ids).double()
-        running = torch.cat([torch.zeros(1, self.dim, dtype=vectors.dtype), vectors.cumsum(0)])
-        summed = running.index_select(0, offsets + counts) - running.index_select(0, offsets)
-        return summed.to(self.subwords.weight.dtype)
 
 
 class BagEncoderConfig(Strict):
@@ -164,7 +199,10 @@ class CnnEncoder(Encoder):
             positions = torch.arange(activations.shape[1], device=activations.device)
             # a window is valid if it starts inside the text (or is the first one of a short text)
             valid = positions.unsqueeze(0) <= (lengths - width).clamp_min(0).unsqueeze(1)
-            pooled.append(activations.masked_fill(~valid.unsqueeze(-1), 0.0).amax(1))
+            if exporting:  # the same zeros by a product, which ONNX Runtime runs faster than a Where
+                pooled.append((activations * valid.unsqueeze(-1).to(activations.dtype)).amax(1))
+            else:
+                pooled.append(activations.masked_fill(~valid.unsqueeze(-1), 0.0).amax(1))
         return self.dropout(torch.cat(pooled, dim=-1))
 
 

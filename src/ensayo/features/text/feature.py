@@ -196,6 +196,11 @@ class TextFeature(Feature):
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
         return EncodedText(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32), starts, counts)
 
+    def vocabulary_subwords(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every vocabulary word's subword ids (flat), where each word's start and how many it has, by word
+        id (the padding and unknown tokens have none)."""
+        return self._subword_index()
+
     def _subword_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every vocabulary token's subword ids, flat, with where each token's run starts and how long it is.
         Built once per fitted vocabulary: predicting a file in chunks would otherwise rebuild it per chunk."""
