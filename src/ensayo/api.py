@@ -197,7 +197,7 @@ def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destinat
 
 
 def serve(runs: list[str | Path], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          max_rows: int = 1024, max_upload_mb: float = 16.0, batch_rows: int = 256, batch_wait_ms: float = 2.0,
+          max_rows: int = 1024, max_upload_mb: float = 16.0, batch_rows: int = 2048, batch_wait_ms: float = 2.0,
           access_log: bool = False, device: str = "cpu", engine: str = "torch") -> None:
     """Serve runs (`"NAME=RUN"` or `RUN`) over HTTP until interrupted: a JSON API, MLflow's /invocations, a
     page at / to try each model. Needs `ensayo-ml[serve]`. `device`: cpu, cuda or auto; `engine`: torch, or

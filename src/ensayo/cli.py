@@ -244,7 +244,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="server processes, each holding every model", min=1)] = 1,
     max_rows: Annotated[int, typer.Option(help="rows in one request, at most", min=1)] = 1024,
     max_upload_mb: Annotated[float, typer.Option(help="size of one request body, at most (MiB)", min=0.001)] = 16.0,
-    batch_rows: Annotated[int, typer.Option(help="rows gathered into one model call, at most", min=1)] = 256,
+    batch_rows: Annotated[int, typer.Option(help="rows gathered into one model call, at most", min=1)] = 2048,
     batch_wait_ms: Annotated[float, typer.Option(help="how long a model call waits for more requests (when the "
                                                  "last call answered several)", min=0)] = 2.0,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,

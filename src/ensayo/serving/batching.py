@@ -22,7 +22,7 @@ class Batcher:
     """`await batcher.predict(table)`: the table's probabilities, computed with whatever else arrived at the
     same time. Calls run one at a time on the batcher's own thread, off the event loop."""
 
-    def __init__(self, predict: Predict, max_rows: int = 256, max_wait: float = 0.002, name: str = "model") -> None:
+    def __init__(self, predict: Predict, max_rows: int = 2048, max_wait: float = 0.002, name: str = "model") -> None:
         self._predict = predict
         self.max_rows = max_rows
         self.max_wait = max_wait

@@ -37,13 +37,14 @@ class ServedModel:
 
     def __init__(self, name: str, run: SavedRun, options: ServeOptions) -> None:
         self.name, self.run, self.options = name, run, options
+        self._identity = {**run.identity(), "name": name}  # read from the run's files once, not per answer
 
     @staticmethod
     def of(name: str, run: SavedRun, options: ServeOptions) -> ServedModel:
         return (ServedClassifier if run.can_predict else ServedGenerator)(name, run, options)
 
     def identity(self) -> dict[str, str]:
-        return {**self.run.identity(), "name": self.name}
+        return dict(self._identity)
 
     def endpoints(self) -> dict[str, str]:
         raise NotImplementedError
