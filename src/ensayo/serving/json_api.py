@@ -67,7 +67,7 @@ def _predict_route(app: FastAPI, model: ServedClassifier) -> None:
     request_model = model.request
 
     async def predict(body: request_model) -> dict[str, Any]:  # type: ignore[valid-type]
-        rows = [row.model_dump(by_alias=True) for row in body.rows]  # type: ignore[attr-defined]
+        rows = body.rows  # type: ignore[attr-defined]  # dicts, validated
         try:
             predictions = await model.answer(rows, body)  # the request is an `answer.Ranking` with its rows
         except InputError as problem:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ensayo.features.rows import InputError, records_of
 from ensayo.serving.errors import ERRORS
@@ -83,7 +83,7 @@ def _settings(model: ServedModel, params: dict[str, Any]) -> Any:
 
 def _invocation_schema(model: ServedModel) -> dict[str, Any]:
     row = getattr(model, "row", None)
-    row_schema = row.model_json_schema(by_alias=True) if row is not None else \
+    row_schema = TypeAdapter(row).json_schema(by_alias=True) if row is not None else \
         {"type": "object", "properties": {"prompt": {"type": "string"}}}
     rows = {"type": "array", "items": row_schema, "minItems": 1}
     params = model.settings.model_json_schema()

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import torch
 from fastapi.sse import ServerSentEvent
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ensayo import layout
@@ -84,7 +83,7 @@ class ServedClassifier(ServedModel):
     def __init__(self, name: str, run: SavedRun, options: ServeOptions) -> None:
         super().__init__(name, run, options)
         self.batcher = Batcher(run.predict_proba, options.batch_rows, options.batch_wait_ms / 1000, name)
-        self.row: type[BaseModel] = row_model(run, name)
+        self.row = row_model(run, name)
         self.request = predict_request_model(name, self.row, options.max_rows)
         self.has_files = any(field.values.kind == "file" for field in run.fields)
         # uploads are decoded and checked on one thread per model: one request is prepared while the model

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from typing_extensions import TypedDict
 
 from ensayo.features.rows import InputField
 from ensayo.runs import answer
@@ -104,19 +105,22 @@ def _value_type(field: InputField, files_as_text: bool) -> Any:
     return Base64File if files_as_text else bytes
 
 
-def row_model(run: SavedRun, model_name: str, files_as_text: bool = True) -> type[BaseModel]:
-    """One row of the model's input columns; files as base64 text (MLflow's protocol for bytes)."""
+def row_model(run: SavedRun, model_name: str, files_as_text: bool = True) -> Any:
+    """One row of the model's input columns, named as they are; files as base64 text (MLflow's protocol for
+    bytes). A TypedDict: a row validates into the dict that is predicted, with no model object made and dumped
+    for each row (a sixth of the event loop's time serving 64-title requests)."""
     fields: dict[str, Any] = {}
-    for index, field in enumerate(run.fields):
+    for field in run.fields:
         described = f"{field.values.kind} ({', '.join(field.input_types)})"
         if field.values.kind == "file":
             described = f"{field.values.media} file as base64 ({', '.join(field.values.suffixes)})"
-        fields[f"f{index}"] = (_value_type(field, files_as_text), Field(alias=field.name, description=described))
-    return create_model(f"{_identifier(model_name)}Row", __config__=ConfigDict(extra="forbid", populate_by_name=False),
-                        **fields)
+        fields[field.name] = Annotated[_value_type(field, files_as_text), Field(description=described)]
+    row = TypedDict(f"{_identifier(model_name)}Row", fields)  # type: ignore[operator]
+    row.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    return row
 
 
-def predict_request_model(model_name: str, row: type[BaseModel], max_rows: int) -> type[BaseModel]:
+def predict_request_model(model_name: str, row: Any, max_rows: int) -> type[BaseModel]:
     """Rows of the model's inputs and how many labels each gets (`answer.Ranking`)."""
     return create_model(
         f"{_identifier(model_name)}PredictRequest", __base__=answer.Ranking,
