@@ -126,7 +126,8 @@ def preprocessing_child(data: Path) -> dict:
             encode_split(model.features, table, model.classes.transform(model.labels(table)), None,
                          model.train_columns if name == "train" else None)
         for feature in model.features:
-            getattr(feature, "_subword_index", lambda: None)()
+            if getattr(feature, "subword_vocab", None) is not None:
+                feature.vocabulary_subwords()
     rows = sum(table.height for _, table in splits.items())
     return {"rows": rows, "read_seconds": read, "preprocess_seconds": time.perf_counter() - started - read}
 

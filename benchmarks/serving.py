@@ -55,10 +55,11 @@ def ensure_run(recipe: str) -> Path:
     return run_dir
 
 
-def export(run_dir: Path, fmt: str, *more: str) -> Path:
+def export(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:
     """Exported afresh each time: an export of an older ensayo measures the older code."""
-    target = OUT / "exports" / f"{run_dir.name}-{fmt}{''.join(more[1:2])}"
+    target = OUT / "exports" / f"{run_dir.name}-{fmt}{'-' + quantize if quantize else ''}"
     shutil.rmtree(target, ignore_errors=True)
+    more = ["--quantize", quantize] if quantize else []
     subprocess.run([str(BIN / "ensayo"), "export", str(run_dir), "--format", fmt, "--output", str(target), *more],
                    check=True, stdout=subprocess.DEVNULL)
     return target
@@ -117,10 +118,8 @@ def start(kind: str, target: Path, workers: int) -> tuple[subprocess.Popen, str]
 def litserve_main(run_dir: str, engine: str, port: int) -> None:
     """The LitServe peer: the saved run behind a LitAPI that batches requests as ensayo does (rows in, each
     row's top label and its probability out), one worker on the CPU, on 127.0.0.1."""
-    import litserve as ls
-
     api = SavedRunAPI(run_dir, engine, max_batch_size=256, batch_timeout=0.002)
-    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(
+    litserve.LitServer(api, accelerator="cpu", workers_per_device=1).run(
         host="127.0.0.1", port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
 
 
@@ -231,11 +230,12 @@ def model_calls(kind: str, url: str) -> tuple[int, int]:
     return stats["model_calls"], stats["rows"]
 
 
-def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse.Namespace,
+            int8: Path | None = None) -> list[dict[str, Any]]:
+    """Each server's cells; `int8`, the run's int8 export, adds the servers of it (MeLi)."""
     results = []
     targets = {"ensayo": run_dir, "mlflow": export(run_dir, "mlflow")}
-    if name == "meli":
-        int8 = export(run_dir, "onnx", "--quantize", "int8")
+    if int8 is not None:
         targets |= {"ensayo-int8": int8, "litserve": run_dir, "litserve-int8": int8}
     for kind, target in targets.items():
         if kind not in args.servers:
@@ -265,7 +265,7 @@ def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse
 
 
 # ------------------------------------------------------------------------------------- onnx
-def engines_on_the_test_split(run_dir: Path) -> dict[str, dict[str, float]]:
+def engines_on_the_test_split(run_dir: Path, int8: Path) -> dict[str, dict[str, float]]:
     """torch, ONNX Runtime and the int8 export predicting the MeLi test split: the best of three timings, test
     balanced accuracy, and how often the top label is torch's."""
     import torch
@@ -275,7 +275,7 @@ def engines_on_the_test_split(run_dir: Path) -> dict[str, dict[str, float]]:
     from ensayo.runs import load_run
 
     runs = {"torch": load_run(run_dir), "onnx": load_run(export(run_dir, "onnx"), engine="onnx"),
-            "int8": load_run(export(run_dir, "onnx", "--quantize", "int8"), engine="onnx")}
+            "int8": load_run(int8, engine="onnx")}
     test = load_splits(runs["torch"].recipe, ROOT / "recipes").test
     truth = test[runs["torch"].recipe.output.column].to_list()
     figures, answers = {}, {}
@@ -343,12 +343,14 @@ def main() -> None:
         os.environ["ENSAYO_DATA"] = str((ROOT.parent / "shared" / "data").resolve())
     OUT.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
+    meli = ensure_run(RUNS["meli"])
+    int8 = export(meli, "onnx", "int8")
     for name in args.data.split(","):
         run_dir = ensure_run(RUNS[name])
         rows = test_rows(run_dir)
         random.Random(0).shuffle(rows)
-        results += measure(name, run_dir, rows, args)
-    engines = engines_on_the_test_split(ensure_run(RUNS["meli"]))
+        results += measure(name, run_dir, rows, args, int8 if name == "meli" else None)
+    engines = engines_on_the_test_split(meli, int8)
     import torch
 
     setup = (f"{os.cpu_count()} CPU cores; each server: {args.workers} worker process, torch's default threads "

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers.benchmarks import benchmark
 
 from ensayo.training.trainer import has_bf16
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))  # as when the script runs: it imports its neighbour instrument.py
-SPEC = importlib.util.spec_from_file_location("gpu_benchmark", BENCHMARKS / "gpu.py")
-gpu = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(gpu)
+gpu = benchmark("gpu")
 
 
 @pytest.mark.slow

@@ -1,14 +1,9 @@
 """The n-gram floor of the generation benchmark must be a proper distribution, or its bits mean nothing."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from helpers.benchmarks import benchmark
 
-spec = importlib.util.spec_from_file_location(
-    "news_generation", Path(__file__).resolve().parents[1] / "benchmarks" / "news_generation.py")
-news_generation = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(news_generation)
+news_generation = benchmark("news_generation")
 
 
 def test_kneser_ney_probabilities_sum_to_one_and_beat_uniform() -> None:

@@ -6,7 +6,6 @@ classifier comes in as an argument: this module does not import it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import warnings
@@ -92,18 +91,19 @@ def export_network(model: Any, target: Path, quantize: str | None = None) -> Non
         warnings.simplefilter("ignore")
         torch.onnx.export(network, tuple(flat[n] for n in names), str(temporary), input_names=names,
                           output_names=["probabilities"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
-    write_json(target / layout.ONNX_INPUTS, {"inputs": names, "opset": OPSET, "temperature": model.temperature})
+    described = {"inputs": names, "opset": OPSET, "temperature": model.temperature}
     if quantize is not None:
-        quantize_network(target, quantize)
+        quantize_network(target / layout.ONNX_MODEL)
+        described["quantized"] = quantize
+    write_json(target / layout.ONNX_INPUTS, described)
 
 
-def quantize_network(target: Path, quantize: str) -> None:
-    """Rewrite `target`/model.onnx with its weights in int8 (ONNX Runtime's dynamic quantization: matrix
-    products and lookups take int8 weights, activations are quantized per batch as they come), and say so in
-    onnx.json. Its answers are no longer torch's within 1e-4: `benchmarks/serving.py` measures how far."""
+def quantize_network(path: Path) -> None:
+    """Rewrite the network at `path` with its weights in int8 (ONNX Runtime's dynamic quantization: matrix
+    products and lookups take int8 weights, activations are quantized per batch as they come). Its answers
+    are no longer torch's within 1e-4: `benchmarks/serving.py` measures how far."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    path = target / layout.ONNX_MODEL
     quiet = logging.getLogger()  # the quantizer logs advice (a link to run its pre-processing) at WARNING
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -113,8 +113,6 @@ def quantize_network(target: Path, quantize: str) -> None:
             quantize_dynamic(path, temporary, weight_type=QuantType.QInt8)
     finally:
         quiet.setLevel(level)
-    described = json.loads((target / layout.ONNX_INPUTS).read_text())
-    write_json(target / layout.ONNX_INPUTS, described | {"quantized": quantize})
 
 
 def _rows(model: Any, fields: Any, count: int, short: bool) -> list[dict[str, Any]]:

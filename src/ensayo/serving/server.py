@@ -50,7 +50,7 @@ def app_from_environment() -> FastAPI:
     options = config["options"]
     runs = {name: load_run(path, engine=options["engine"], device=options["device"])
             for name, path in config["runs"].items()}
-    return create_app(runs, ServeOptions(**config["options"]))
+    return create_app(runs, ServeOptions(**options))
 
 
 def serve(targets: dict[str, Path], host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
@@ -58,8 +58,8 @@ def serve(targets: dict[str, Path], host: str = "127.0.0.1", port: int = 8000, w
     """Serve the runs until interrupted. Each worker loads every run once and warms it up."""
     options = options or ServeOptions()
     pick_device(options.device)  # a device the machine lacks is refused here, before any worker starts
-    if options.engine != "torch":  # and a run the engine cannot answer with (no export, a generator)
-        for path in targets.values():
+    if options.engine != "torch" and workers > 1:  # and a run the engine cannot answer with (no export, a
+        for path in targets.values():  # generator), before workers fail one by one; one worker loads it here
             load_run(path, engine=options.engine, device=options.device)
     os.environ[CONFIG_VARIABLE] = json.dumps({"runs": {k: str(v.resolve()) for k, v in targets.items()},
                                               "options": asdict(options)})

@@ -64,9 +64,10 @@ class TokenEmbedding(nn.Module):
         return embedded, mask
 
     def _answering(self) -> bool:
-        """Evaluating, predicting or exporting: a word's subwords are its id's, so its vector is a row of one
-        table. Training, and attributing (`layer_by_layer`), run the words' and subwords' own layers."""
-        return torch.onnx.is_in_onnx_export() or (not self.training and not self._by_layers)
+        """Evaluating, predicting or exporting (which traces in eval mode): a word's subwords are its id's, so its
+        vector is a row of one table. Training, and attributing (`layer_by_layer`), run the words' and subwords'
+        own layers."""
+        return not self.training and not self._by_layers
 
     @contextmanager
     def layer_by_layer(self) -> Iterator[None]:

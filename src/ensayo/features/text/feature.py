@@ -197,11 +197,6 @@ class TextFeature(Feature):
         return EncodedText(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32), starts, counts)
 
     def vocabulary_subwords(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every vocabulary word's subword ids (flat), where each word's start and how many it has, by word
-        id (the padding and unknown tokens have none)."""
-        return self._subword_index()
-
-    def _subword_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every vocabulary token's subword ids, flat, with where each token's run starts and how long it is.
         Built once per fitted vocabulary: predicting a file in chunks would otherwise rebuild it per chunk."""
         if self._subword_cache is None:
@@ -211,7 +206,7 @@ class TextFeature(Feature):
         return self._subword_cache
 
     def _indexed(self, table: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`_subword_index` from a subword table of vocabulary words (token: the word's id - 2, past the padding
+        """`vocabulary_subwords` from a subword table of vocabulary words (token: the word's id - 2, past the padding
         and unknown tokens, which have no subwords; rows by gram length, then word, then start), the subwords
         outside the subword vocabulary left out."""
         assert self.subword_vocab is not None
@@ -233,7 +228,7 @@ class TextFeature(Feature):
         """The encoder's batch of padded (rows, tokens) ids: the ids, their lengths and their subwords."""
         batch = {"ids": torch.from_numpy(ids), "lengths": torch.from_numpy(np.asarray(lengths))}
         if self.subword_vocab is not None:
-            flat, first, how_many = self._subword_index()
+            flat, first, how_many = self.vocabulary_subwords()
             counts = how_many[ids].reshape(-1)
             starts = first[ids].reshape(-1)
             bag_offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
