@@ -11,6 +11,7 @@ predicting (test rows), and the peak memory (max RSS), each as a ratio to the fi
     python benchmarks/scaling.py --ddp                 # 1 process x 2 threads against 2 processes x 1 thread
     python benchmarks/scaling.py --memory --sizes 920000   # resident memory after each stage of one run
     python benchmarks/scaling.py --preprocessing --sizes 230000 --repeats 3   # reading and preprocessing only
+    python benchmarks/scaling.py --ranks 1,2 --sizes 230000 --repeats 3   # the same on each of N processes
 
 The generated sets are kept in benchmarks/out/scaling/ (git-ignored) and reused.
 """
@@ -132,6 +133,66 @@ def preprocessing_child(data: Path) -> dict:
     return {"rows": rows, "read_seconds": read, "preprocess_seconds": time.perf_counter() - started - read}
 
 
+def preprocessing_rank(data: str) -> list[dict]:
+    """One rank of `--ranks`: reading, fitting and encoding as `ensayo run --nproc N` does before it trains,
+    timed on this rank; rank 0 returns every rank's. Code from before the ranks shared their rows (no
+    `_encoded_shares`) is measured as it ran then: every rank encodes every split whole."""
+    import tempfile
+
+    from ensayo.data.load import load_splits
+    from ensayo.models import load_recipe
+    from ensayo.models.base import FitContext
+    from ensayo.models.neural import NeuralClassifier
+    from ensayo.training import distributed, encode_split
+
+    current = distributed.start("cpu")
+    try:
+        recipe = load_recipe(RECIPE, [f"data.source={data}"])
+        started = time.perf_counter()
+        splits = load_splits(recipe)
+        read = time.perf_counter() - started
+        model = NeuralClassifier(recipe)
+        with tempfile.TemporaryDirectory() as folder:
+            model._fit_preprocessing(splits, FitContext(Path(folder)))
+            if hasattr(model, "_encoded_shares"):
+                encoded = model._encoded_shares(splits, None)
+            else:
+                encoded = {name: encode_split(model.features, table, model.classes.transform(model.labels(table)),
+                                              None, model.train_columns if name == "train" else None)
+                           for name, table in splits.items()}
+            for feature in model.features:
+                if getattr(feature, "subword_vocab", None) is not None:
+                    feature.vocabulary_subwords()
+        done = {"rank": current.rank, "rows": sum(table.height for _, table in splits.items()),
+                "train_rows": len(encoded["train"]), "read_seconds": read,
+                "preprocess_seconds": time.perf_counter() - started - read}
+        return distributed.all_gather(done) if current.distributed else [done]
+    finally:
+        distributed.stop()
+
+
+def ranks_table(data: Path, ranks: list[int], repeats: int) -> None:
+    """Seconds per 1,000 titles (of the whole set) that each rank spends reading and preprocessing, on N processes
+    of one thread each."""
+    from ensayo.training import distributed
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    print("| processes | run | rank | training rows encoded | read s/1k | preprocess s/1k | read + preprocess s/1k |"
+          "\n|---|---|---|---|---|---|---|")
+    for nproc in ranks:
+        for repeat in range(1, repeats + 1):
+            if nproc == 1:
+                done = subprocess.run([sys.executable, __file__, "--rank-child", str(data)], capture_output=True,
+                                      text=True, check=True)
+                shares = json.loads(done.stdout.strip().splitlines()[-1])
+            else:
+                shares = distributed.launch(nproc, preprocessing_rank, str(data), report=False)
+            for share in shares:
+                read, preprocess = (share[k] / share["rows"] * 1000 for k in ("read_seconds", "preprocess_seconds"))
+                print(f"| {nproc} | {repeat} | {share['rank']} | {share['train_rows']:,} | {read:.4f} | "
+                      f"{preprocess:.4f} | {read + preprocess:.4f} |", flush=True)
+
+
 def memory_stages(data: Path) -> list[tuple[str, float, float]]:
     """(stage, resident MB after it, peak MB so far) through the stages of the neural model's fit, with the
     first training steps (SparseAdam allocates its moments at its first step) and the final scoring."""
@@ -224,6 +285,10 @@ def ddp_table(results: dict[str, dict], epochs: int) -> str:
     return "\n".join(rows)
 
 
+def sizes_of(args: argparse.Namespace) -> list[int]:
+    return [int(size) for size in args.sizes.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="57311,920000,3700000", help="titles per set, comma-separated")
@@ -232,10 +297,18 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="resident memory after each stage, one size")
     parser.add_argument("--preprocessing", action="store_true", help="reading and preprocessing only, each size "
                                                                        "in a fresh process, --repeats times")
+    parser.add_argument("--ranks", help="reading and preprocessing on each of N processes, e.g. 1,2 (one size)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rank-child", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--preprocessing-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rank_child:
+        print(json.dumps(preprocessing_rank(args.rank_child)))
+        return
+    if args.ranks:
+        ranks_table(resampled(sizes_of(args)[0]), [int(n) for n in args.ranks.split(",")], args.repeats)
+        return
     if args.preprocessing_child:
         print(json.dumps(preprocessing_child(Path(args.preprocessing_child))))
         return
@@ -243,7 +316,7 @@ def main() -> None:
         data, output, epochs, threads = args.child
         print(json.dumps(child(Path(data), Path(output), int(epochs), int(threads))))
         return
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = sizes_of(args)
     if args.memory:
         print("| stage | resident MB | peak MB so far |\n|---|---|---|")
         for stage, now, peak in memory_stages(resampled(sizes[0])):

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import ensayo
 from ensayo.cli import app
 from ensayo.data import load_splits
-from ensayo.layout import CHECKPOINT
+from ensayo.layout import CHECKPOINT, STATE
 from ensayo.models import load_recipe
 from ensayo.training.distributed import World, rank_batches, steps_per_epoch
 
@@ -90,6 +90,46 @@ def test_each_rank_takes_a_disjoint_share_of_every_global_batch() -> None:
     assert len(rank_batches(np.arange(21), 10, World(0, 2))) == 2 == steps_per_epoch(21, 10, World(0, 2))
 
 
+def test_ranks_holding_a_share_of_the_rows_take_the_rows_of_each_batch_they_hold() -> None:
+    order = np.random.default_rng(0).permutation(103)
+    holds = [(0, 52), (52, 103)]
+    shares = [rank_batches(order, 10, World(rank, 2), held) for rank, held in enumerate(holds)]
+    assert len(shares[0]) == len(shares[1]) == steps_per_epoch(103, 10, World(1, 2)) == 11
+    for (first, weight_first), (second, weight_second), start in zip(*shares, range(0, 110, 10), strict=True):
+        batch = order[start: start + 10]
+        rows = [set((first + holds[0][0]).tolist()), set((second + holds[1][0]).tolist())]
+        assert not rows[0] & rows[1] and rows[0] | rows[1] == set(batch.tolist())
+        assert all(holds[k][0] <= row < holds[k][1] for k in range(2) for row in rows[k])
+        for share, weight in ((first, weight_first), (second, weight_second)):
+            assert weight / (2 * len(share)) == pytest.approx(1 / len(batch))
+    # a batch of rows that rank 1 does not hold: it takes its row 0 at weight 0 (a step that adds nothing)
+    first, second = (rank_batches(np.arange(20), 10, World(rank, 2), held)[0] for rank, held in
+                     enumerate([(0, 10), (10, 20)]))
+    assert first[0].tolist() == list(range(10)) and first[1] == 2.0
+    assert second[0].tolist() == [0] and second[1] == 0.0
+
+
+def test_two_processes_fit_the_preprocessing_from_their_shares_as_one_process_fits(titles_csv: Path,
+                                                                                    tmp_path: Path) -> None:
+    """Each rank tokenizes and encodes only its half of the training rows (and of the validation and test rows
+    it scores); the fitted vocabularies are one process's. Two titles a batch: in about half the steps one rank
+    holds neither title and steps at weight 0, and the weights are still one process's."""
+    raw = recipe_dict(titles_csv, epochs=2, lr=0.05)
+    raw["inputs"][0]["preprocessing"] |= {"char_ngrams": [2, 3], "max_vocab": 40}
+    raw["train"]["batch_size"] = 2
+    single, two = single_and_distributed(raw, tmp_path)
+    assert json.loads((two / STATE).read_text()) == json.loads((single / STATE).read_text())
+    report = json.loads((two / "data_report.json").read_text())
+    sizes, ranks = report["split_sizes"], report["ranks"]
+    assert [rank["rank"] for rank in ranks] == [0, 1]
+    for split in ("train", "validation", "test"):
+        held = [rank[f"{split}_rows"] for rank in ranks]
+        assert sum(held) == sizes[split] and max(held) - min(held) <= 1, (split, held)
+    assert weights_gap(single, two) < 1e-4
+    one, other = (json.loads((path / "metrics.json").read_text()) for path in (single, two))
+    assert one["test/balanced_accuracy"] == other["test/balanced_accuracy"]
+
+
 def test_two_processes_train_the_audio_model_one_process_trains(tmp_path: Path) -> None:
     raw = audio_recipe(make_clips(tmp_path / "clips", takes=8), {"type": "rnn", "cell": "gru", "hidden_size": 12,
                                                                  "layers": 1, "dropout": 0.0},
@@ -97,6 +137,7 @@ def test_two_processes_train_the_audio_model_one_process_trains(tmp_path: Path) 
     raw["train"]["batch_size"] = batch_for_steps(raw, STEPS // 2)
     single, two = single_and_distributed(raw, tmp_path)
     assert weights_gap(single, two) < 1e-4
+    assert json.loads((two / STATE).read_text()) == json.loads((single / STATE).read_text())  # fitted by rank 0
     one, other = (json.loads((path / "metrics.json").read_text()) for path in (single, two))
     assert one["test/accuracy"] == other["test/accuracy"]
 

@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +168,54 @@ def test_state_round_trip_gives_the_same_encoding() -> None:
     assert first.keys() == second.keys() and "sub_ids" in first
     for key in first:
         assert first[key].tolist() == second[key].tolist()
+
+
+class ThreadRanks:
+    """Ranks as threads of this process: the collectives of `ensayo.features.Ranks` over a barrier."""
+
+    def __init__(self, rank: int, slots: list, barrier: threading.Barrier) -> None:
+        self.rank, self.slots, self.barrier = rank, slots, barrier
+
+    @classmethod
+    def of(cls, size: int) -> list[ThreadRanks]:
+        slots, barrier = [None] * size, threading.Barrier(size)
+        return [cls(rank, slots, barrier) for rank in range(size)]
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_gather(self, value):
+        self.slots[self.rank] = value
+        self.barrier.wait()
+        gathered = list(self.slots)
+        self.barrier.wait()  # every rank has read the slots before any writes them again
+        return gathered
+
+    def broadcast(self, value):
+        return self.all_gather(value)[0]
+
+
+def test_ranks_fitting_their_shares_together_fit_what_one_process_fits() -> None:
+    """Each rank tokenizes its contiguous share (one of them empty); rank 0 fits from the ranks' gathered counts
+    the vocabularies one process fits on the whole column (ties, caps and subwords included), the others take
+    them with the words' subword table, and each rank's share is encoded as one process encodes those rows."""
+    rng = np.random.default_rng(0)
+    words = ["zapatilla", "Zapatillas", "nike", "celular", "café", "cafe", "x", "42", "funda", "mesa", "silla",
+             "lámpara", "", "!!", "rojo", "roja", "azul"]
+    texts = [" ".join(rng.choice(words, rng.integers(0, 7))) for _ in range(400)]
+    options = {"char_ngrams": (2, 4), "subword_min_count": 2, "min_count": 2, "max_vocab": 9, "max_length": 4}
+    whole = feature(**options)
+    expected = whole.fit_transform(texts)
+    bounds = [0, 130, 130, 271, 400]
+    ranks = [feature(**options) for _ in bounds[1:]]
+    assert all(rank.shares_fit for rank in ranks)
+    places = ThreadRanks.of(len(ranks))
+    with ThreadPoolExecutor(len(ranks)) as pool:
+        shares = list(pool.map(lambda k: ranks[k].fit_transform_shared(texts[bounds[k]: bounds[k + 1]], places[k]),
+                               range(len(ranks))))
+    for k, (rank, share) in enumerate(zip(ranks, shares, strict=True)):
+        assert rank.state() == whole.state()
+        assert share.padded().tolist() == expected.padded(np.arange(bounds[k], bounds[k + 1])).tolist()
+        assert rank.vocabulary_subwords()[0].tolist() == whole.vocabulary_subwords()[0].tolist()
+    assert not feature(embeddings={"train": {"dim": 8}}).shares_fit  # word vectors trained here need every text

@@ -36,6 +36,7 @@ class DataReport:
     labels_only_in_eval: dict[str, list[str]] = field(default_factory=dict)
     kept_without_file: list[str] = field(default_factory=list)  # rows kept with a stand-in for a bad file
     read_seconds: float | None = None  # reading, cleaning and splitting, as the run measured it
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # a distributed run: each rank's share, and its time
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,7 +47,7 @@ class DataReport:
             "split_sizes": self.split_sizes,
             "labels_only_in_eval": self.labels_only_in_eval,
             "kept_without_file": self.kept_without_file,
-        }
+        } | ({"ranks": self.ranks} if self.ranks else {})
 
     def summary_lines(self) -> list[str]:
         lines = [f"read {self.rows_read:,} rows; " + ", ".join(f"{k} {v:,}" for k, v in self.split_sizes.items())]

@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -94,6 +94,23 @@ class Encoder(nn.Module):
     onnx_problem: ClassVar[str | None] = None
 
 
+class Ranks(Protocol):
+    """The processes of a distributed run as a feature fitted across them sees them (`fit_transform_shared`)."""
+
+    @property
+    def main(self) -> bool:
+        """Whether this is rank 0."""
+        ...
+
+    def all_gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on every rank."""
+        ...
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank."""
+        ...
+
+
 class Feature:
     """One input column: fit on the training split, transform rows, collate batches, save state."""
 
@@ -143,6 +160,19 @@ class Feature:
         """Fit on the training values and encode them. A type that reads files overrides it to read
         each file once."""
         return self.fit(values).transform(values)
+
+    @property
+    def shares_fit(self) -> bool:
+        """Whether the ranks of a distributed run can fit this input together, each from its own share of the
+        training rows (`fit_transform_shared`). Otherwise rank 0 fits it on the whole column and the other ranks
+        take its state."""
+        return False
+
+    def fit_transform_shared(self, share: list[Any], ranks: Ranks) -> Any:
+        """`fit_transform` with the column split across ranks: `share` is this rank's contiguous part (the parts,
+        in rank order, are the column). Fits what one process fits on the whole column and returns this rank's
+        share encoded (a type whose `shares_fit` is True)."""
+        raise NotImplementedError(f"{type(self).__name__} fits in one process")
 
     def collate(self, encoded: Any, index: Any) -> Any:
         """The rows `index` of an encoded column as model-ready tensors."""

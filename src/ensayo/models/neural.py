@@ -27,7 +27,9 @@ from ensayo.progress import working
 from ensayo.recipe import HeadConfig, Recipe
 from ensayo.store import write_json
 from ensayo.training import (
+    Batches,
     EncodedSplit,
+    RankRows,
     Trainer,
     classification_loss,
     distributed,
@@ -121,15 +123,14 @@ def network_predictions(network: nn.Module, split: EncodedSplit, batch_size: int
 
 def shared_predictions(network: nn.Module, split: EncodedSplit, batch_size: int,
                        temperature: float = 1.0) -> np.ndarray:
-    """The `metrics.ROW` record of every row, each rank of a distributed run scoring its share: the same on every
-    rank as one process scoring them all."""
-    return distributed.gather_rows(
-        lambda rows: network_predictions(network, split, batch_size, rows, temperature), len(split))
+    """The `metrics.ROW` record of every row of a split, each rank of a distributed run scoring the share of it
+    that it holds (`split`): the same on every rank as one process scoring them all."""
+    return distributed.gather_shares(network_predictions(network, split, batch_size, None, temperature))
 
 
 def shared_probabilities(network: nn.Module, split: EncodedSplit, batch_size: int) -> np.ndarray:
     """The probabilities of every row, shared across ranks like `shared_predictions` (to fit a temperature)."""
-    return distributed.gather_rows(lambda rows: network_probabilities(network, split, batch_size, rows), len(split))
+    return distributed.gather_shares(network_probabilities(network, split, batch_size))
 
 
 def make_features(recipe: Recipe) -> list[Feature]:
@@ -174,10 +175,7 @@ class NeuralClassifier(Classifier):
         device = pick_device(recipe.train.device)
         # auxiliary targets are learned from the training rows only; evaluating and predicting do not need them
         targets = auxiliary_targets(splits.train, recipe.output.auxiliary) if recipe.output.auxiliary else None
-        encoded = {name: encode_split(self.features, table, self.classes.transform(self.labels(table)),
-                                      targets if name == "train" else None,
-                                      self.train_columns if name == "train" else None)
-                   for name, table in splits.items()}
+        encoded = self._encoded_shares(splits, targets)
         for split in encoded.values():
             split.workers = recipe.train.loader_workers
         columns = encoded["train"].columns
@@ -185,6 +183,13 @@ class NeuralClassifier(Classifier):
             if isinstance(column, FileColumn):
                 columns[name] = dataclasses.replace(column, training=True)  # augmented as they are read
         preprocess_seconds = time.perf_counter() - started
+        if distributed.world().distributed:
+            splits.report.ranks = distributed.all_gather(
+                {"rank": distributed.world().rank, "preprocess_seconds": preprocess_seconds,
+                 **{f"{name}_rows": len(split) for name, split in encoded.items()}})
+            console.print("each process encoded its share of the rows: " + ", ".join(
+                f"rank {share['rank']} {share['train_rows']:,} training rows in {share['preprocess_seconds']:.1f} s"
+                for share in splits.report.ranks))
         network = build_network(recipe, self.features, len(self.classes))
         sizes = count_parameters(network)
         console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")
@@ -199,7 +204,8 @@ class NeuralClassifier(Classifier):
         def evaluate(current: nn.Module) -> dict[str, float]:
             return ev.score_rows(shared_predictions(current, validation, size), val_true, self.classes, "val/")
 
-        state = trainer.fit(encoded["train"], evaluate if len(validation) else None, context.on_epoch)
+        state = trainer.fit(self._training_rows(encoded["train"], splits.train.height),
+                             evaluate if splits.validation.height else None, context.on_epoch)
         self.network = trainer.model  # type: ignore[assignment]
         if distributed.world().main:
             self.save(context.run_dir)
@@ -212,30 +218,73 @@ class NeuralClassifier(Classifier):
         return Fitted(metrics | scores, state.history)
 
     def _fit_preprocessing(self, splits: Splits, context: FitContext) -> None:
-        """Fit each input on the training split and save the state; resuming, read the saved state instead. In a
-        distributed run, rank 0 fits (or reads) and the other ranks take its state."""
-        if not distributed.world().main:
-            self._load_state(distributed.broadcast_object(None))
-            return
+        """Fit each input on the training split and save the state, keeping the training rows' encodings
+        (`train_columns`); resuming, read the saved state instead. In a distributed run each rank keeps only its
+        share of the training rows: the inputs that can (`shares_fit`) are fitted by every rank together, each
+        tokenizing its own share, rank 0 fits the others on the whole column, and every rank encodes its share."""
+        current = distributed.world()
         state_file = context.run_dir / layout.STATE
-        if context.resume and state_file.is_file():
-            self._load_state(distributed.broadcast_object(read_state(context.run_dir)))
+        if distributed.broadcast_object(bool(context.resume and state_file.is_file())):
+            self._load_state(distributed.broadcast_object(read_state(context.run_dir) if current.main else None))
             return
-        self.classes.fit(self.labels(splits.train))
-        self.derived = splits.bins.state() if splits.bins else {}
+        start, stop = distributed.share_bounds(splits.train.height)
+        share = splits.train.slice(start, stop - start)
+        together = [feature for feature in self.features if current.distributed and feature.shares_fit]
         columns: dict[str, Any] = {}
         for feature in self.features:
             with working(context.console, f"fitting {feature.type_name} input {feature.name!r}"):
-                columns[feature.name] = feature.fit_transform(splits.train[feature.column].to_list())
-            described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
-            context.console.print(f"  {feature.name}: {described}")
+                if feature in together:
+                    columns[feature.name] = feature.fit_transform_shared(share[feature.column].to_list(),
+                                                                         distributed.RankCollectives())
+                elif current.distributed and current.main:
+                    feature.fit(splits.train[feature.column].to_list())  # encoded below, a share on each rank
+                elif current.main:
+                    columns[feature.name] = feature.fit_transform(splits.train[feature.column].to_list())
+            if current.main:
+                described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
+                context.console.print(f"  {feature.name}: {described}")
+        if current.main:
+            self.classes.fit(self.labels(splits.train))
+            self.derived = splits.bins.state() if splits.bins else {}
+            save_state(context.run_dir, self.features, self.classes, {"derived": self.derived})
+        if current.distributed:
+            state = distributed.broadcast_object(read_state(context.run_dir) if current.main else None)
+            if not current.main:
+                self._load_state(state, fitted_here=together)
+            for feature in self.features:
+                if feature not in together:
+                    columns[feature.name] = feature.transform(share[feature.column].to_list())
         self.train_columns = columns
-        save_state(context.run_dir, self.features, self.classes, {"derived": self.derived})
-        distributed.broadcast_object(read_state(context.run_dir))
 
-    def _load_state(self, state: dict[str, Any]) -> None:
+    def _encoded_shares(self, splits: Splits, targets: np.ndarray | None) -> dict[str, EncodedSplit]:
+        """Each split's rows that this rank holds, encoded: a contiguous share of each in a distributed run
+        (`distributed.share_bounds`), the whole split in one process. The training rows encoded while fitting
+        are not encoded again."""
+        encoded = {}
+        for name, table in splits.items():
+            start, stop = distributed.share_bounds(table.height)
+            share = table.slice(start, stop - start)
+            train = name == "train"
+            encoded[name] = encode_split(self.features, share, self.classes.transform(self.labels(share)),
+                                         targets[start:stop] if train and targets is not None else None,
+                                         self.train_columns if train else None)
+        return encoded
+
+    @staticmethod
+    def _training_rows(train: EncodedSplit, rows: int) -> Batches:
+        """What the trainer reads: the encoded training split, or in a distributed run this rank's share of its
+        `rows` rows, with every row's length gathered so that each rank orders all rows as one process does."""
+        if not distributed.world().distributed:
+            return train
+        lengths = distributed.all_gather(train.lengths())
+        return RankRows(train, distributed.share_bounds(rows)[0], rows,
+                        None if lengths[0] is None else np.concatenate(lengths))
+
+    def _load_state(self, state: dict[str, Any], fitted_here: list[Feature] | None = None) -> None:
+        """The fitted state read or received; `fitted_here`: inputs this process fitted already, left as they are."""
         for feature in self.features:
-            feature.load_state(state["inputs"][feature.name])
+            if feature not in (fitted_here or []):
+                feature.load_state(state["inputs"][feature.name])
         self.classes = CategoryOutput.from_state(state["output"])
         self.derived = state.get("derived", {})
 

@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -155,6 +155,8 @@ class TokenWindows:
     context: int
     characters: int
     spelling_bits: float = 0.0
+
+    held: ClassVar[None] = None  # every process holds every window
 
     def __len__(self) -> int:
         return max((len(self.stream) - 1) // self.context, 0)

@@ -1,7 +1,7 @@
 """The training layer: a trainer over any `nn.Module` and the batches it reads."""
 
 from ensayo.training import distributed
-from ensayo.training.batches import Batches, EncodedSplit, bucketed_order, encode_split, to_device
+from ensayo.training.batches import Batches, EncodedSplit, RankRows, bucketed_order, encode_split, to_device
 from ensayo.training.losses import FocalLoss, balanced_weights, classification_loss
 from ensayo.training.trainer import (
     SHOWN,
@@ -21,6 +21,7 @@ __all__ = [
     "Batches",
     "EncodedSplit",
     "FocalLoss",
+    "RankRows",
     "TrainState",
     "Trainer",
     "balanced_weights",

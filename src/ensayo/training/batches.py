@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -14,7 +14,10 @@ from ensayo.outputs.auxiliary import AUXILIARY
 
 
 class Batches(Protocol):
-    """What the trainer trains on: an encoded split (classification) or token windows (language models)."""
+    """What the trainer trains on: an encoded split (classification) or token windows (language models).
+    `held`: the rows (start, stop) this process holds when it holds only its share (`RankRows`), else None."""
+
+    held: tuple[int, int] | None
 
     def __len__(self) -> int: ...
 
@@ -37,6 +40,7 @@ class EncodedSplit:
     labels: np.ndarray  # class indices, -1 for a label unseen in training
     targets: np.ndarray | None = None  # (rows, auxiliary targets), standardized; NaN where missing
     workers: int = 0  # DataLoader worker processes that read the files of inputs kept as paths
+    held: ClassVar[None] = None
 
     @property
     def reads_files(self) -> bool:
@@ -76,6 +80,37 @@ class EncodedSplit:
             return
         for index in indices:
             yield self.batch(index, device), to_device(torch.from_numpy(self.labels[index]), device)
+
+
+@dataclass
+class RankRows:
+    """One rank's contiguous share of a training split, encoded by that rank alone (a distributed run encodes
+    no row twice): rows `start` to `start + len(split)` of `total`. The trainer orders all `total` rows as
+    one process does (`lengths` are every row's, gathered from the ranks) and this rank takes the rows of
+    each batch that it holds."""
+
+    split: EncodedSplit
+    start: int
+    total: int
+    all_lengths: np.ndarray | None
+
+    @property
+    def held(self) -> tuple[int, int]:
+        return self.start, self.start + len(self.split)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def lengths(self) -> np.ndarray | None:
+        return self.all_lengths
+
+    def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,
+                device: torch.device | None = None) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        """This rank's rows, numbered from `start` (as `rank_batches` gives them with `held`)."""
+        yield from self.split.batches(size, order, skip, device)
+
+    def iterate(self, indices: list[np.ndarray], device: torch.device) -> Iterator[tuple[dict[str, Any], torch.Tensor]]:
+        return self.split.iterate(indices, device)
 
 
 class _SplitRows:

@@ -114,18 +114,28 @@ def stop() -> None:
 
 
 # ------------------------------------------------------------------------------------ batches
-def rank_batches(order: np.ndarray, batch_size: int,
-                 current: World | None = None) -> list[tuple[np.ndarray, float]]:
+def rank_batches(order: np.ndarray, batch_size: int, current: World | None = None,
+                 held: tuple[int, int] | None = None) -> list[tuple[np.ndarray, float]]:
     """This rank's rows of each global batch of `order`, with the weight its mean loss takes so that the
     ranks' average gradient is the global batch's: every rank gets the same number of steps and a disjoint
-    share of each batch (a strided slice, so that a length-bucketed batch stays bucketed). A last batch with
-    fewer rows than ranks is left out on every rank."""
+    share of each batch. A last batch with fewer rows than ranks is left out on every rank.
+
+    Without `held`, every rank holds every row and takes a strided slice of each batch (so that a
+    length-bucketed batch stays bucketed). With `held` = (start, stop), this rank holds only those rows
+    (`RankRows`) and takes the rows of each batch that fall in them, numbered from `start`. A batch with none
+    of them gives the rank row 0 at weight 0: it still takes the step (the collectives need every rank), and
+    adds nothing to the gradients or the loss."""
     current = current or world()
     batches = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
     if not current.distributed:
         return [(batch, 1.0) for batch in batches]
-    return [(batch[current.rank:: current.size], current.size * len(batch[current.rank:: current.size]) / len(batch))
-            for batch in batches if len(batch) >= current.size]
+    batches = [batch for batch in batches if len(batch) >= current.size]
+    if held is None:
+        parts = [batch[current.rank:: current.size] for batch in batches]
+    else:
+        parts = [batch[(batch >= held[0]) & (batch < held[1])] - held[0] for batch in batches]
+    return [(part, current.size * len(part) / len(batch)) if len(part) else (np.zeros(1, dtype=order.dtype), 0.0)
+            for part, batch in zip(parts, batches, strict=True)]
 
 
 def steps_per_epoch(rows: int, batch_size: int, current: World | None = None) -> int:
@@ -136,11 +146,17 @@ def steps_per_epoch(rows: int, batch_size: int, current: World | None = None) ->
     return steps
 
 
-def row_share(rows: int, current: World | None = None) -> np.ndarray:
-    """This rank's contiguous share of `rows` rows (for scoring a split across ranks)."""
+def share_bounds(rows: int, current: World | None = None) -> tuple[int, int]:
+    """Where this rank's contiguous share of `rows` rows starts and stops (the shares, in rank order, are the
+    rows in order)."""
     current = current or world()
     bounds = np.linspace(0, rows, current.size + 1).round().astype(int)
-    return np.arange(bounds[current.rank], bounds[current.rank + 1])
+    return int(bounds[current.rank]), int(bounds[current.rank + 1])
+
+
+def row_share(rows: int, current: World | None = None) -> np.ndarray:
+    """This rank's contiguous share of `rows` rows (for scoring a split across ranks)."""
+    return np.arange(*share_bounds(rows, current))
 
 
 # ------------------------------------------------------------------------------------ collectives
@@ -153,13 +169,37 @@ def broadcast_object(value: Any) -> Any:
     return box[0]
 
 
-def gather_rows(compute: Callable[[np.ndarray], np.ndarray], rows: int) -> np.ndarray:
-    """`compute` of all `rows` rows, each rank computing its share: the same array on every rank."""
+def all_gather(value: Any) -> list[Any]:
+    """Every rank's `value` (a plain Python value), in rank order, on every rank."""
     if not world().distributed:
-        return compute(np.arange(rows))
-    parts: list[Any] = [None] * world().size
-    dist.all_gather_object(parts, compute(row_share(rows)))
-    return np.concatenate([p for p in parts if len(p)]) if rows else parts[0]
+        return [value]
+    values: list[Any] = [None] * world().size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def gather_shares(share: np.ndarray) -> np.ndarray:
+    """The ranks' shares of rows (each rank's `row_share`, computed there) as one array, the same on every rank."""
+    if not world().distributed:
+        return share
+    parts = all_gather(share)
+    return np.concatenate([p for p in parts if len(p)] or parts[:1])
+
+
+class RankCollectives:
+    """This process's place and the collectives that a feature fitted across ranks needs (`features.Ranks`)."""
+
+    @property
+    def main(self) -> bool:
+        return world().main
+
+    @staticmethod
+    def all_gather(value: Any) -> list[Any]:
+        return all_gather(value)
+
+    @staticmethod
+    def broadcast(value: Any) -> Any:
+        return broadcast_object(value)
 
 
 def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
@@ -200,13 +240,14 @@ def wrap(model: nn.Module, sparse: list[nn.Parameter], device: torch.device) -> 
     return DistributedDataParallel(model)
 
 
-def average_sparse_gradients(sparse: list[nn.Parameter]) -> None:
+def average_sparse_gradients(sparse: list[nn.Parameter], contributes: bool = True) -> None:
     """Replace each sparse gradient by its mean over the ranks, as DDP does for dense ones: every rank's
-    (row indices, rows) are gathered, padded to the longest, and summed into one coalesced gradient."""
+    (row indices, rows) are gathered, padded to the longest, and summed into one coalesced gradient. A rank
+    that does not contribute (a step at weight 0) sends no rows: zero rows would still move their Adam moments."""
     size = world().size
     for parameter in sparse:
         grad = parameter.grad
-        if grad is None:
+        if grad is None or not contributes:
             grad = torch.sparse_coo_tensor(torch.zeros(1, 0, dtype=torch.long, device=parameter.device),
                                            torch.zeros(0, *parameter.shape[1:], device=parameter.device),
                                            parameter.shape)

@@ -363,7 +363,7 @@ class Trainer:
         rng = np.random.default_rng(config.seed + state.epoch)  # the same order on every rank
         lengths = train.lengths()
         order = rng.permutation(len(train)) if lengths is None else bucketed_order(lengths, config.batch_size, rng)
-        shares = distributed.rank_batches(order, config.batch_size)[state.step_in_epoch:]
+        shares = distributed.rank_batches(order, config.batch_size, held=train.held)[state.step_in_epoch:]
         task = progress.add_task(f"epoch {state.epoch + 1}/{config.epochs}", total=steps,
                                  completed=state.step_in_epoch, rate="")
         self.model.train()
@@ -382,7 +382,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
             (loss * weight if self.scaler is None else self.scaler.scale(loss * weight)).backward()
             if self.world.distributed and self.sparse_parameters:
-                distributed.average_sparse_gradients(self.sparse_parameters)
+                distributed.average_sparse_gradients(self.sparse_parameters, contributes=weight > 0)
             if config.grad_clip:
                 if self.scaler is not None:  # the gradients back to their scale before they are clipped
                     for optimizer in self.optimizers:
@@ -396,9 +396,10 @@ class Trainer:
                 scheduler.step()
             if self.scaler is not None:
                 self.scaler.update()
-            running += torch.stack([loss.detach(), label_loss.detach()]).to(torch.float64) * len(labels)
+            trained = len(labels) if weight else 0  # a rank's step at weight 0 trained on none of its rows
+            running += torch.stack([loss.detach(), label_loss.detach()]).to(torch.float64) * trained
             state.step_in_epoch += 1
-            unread, unread_rows = unread + 1, unread_rows + len(labels)
+            unread, unread_rows = unread + 1, unread_rows + trained
             now = time.perf_counter()
             shown_due = now - shown >= 0.25 and self.console.is_terminal  # a language model takes thousands of steps
             logged_due = log_every is not None and now - logged >= log_every

@@ -13,7 +13,7 @@ import polars as pl
 import torch
 
 from ensayo.bulk import collector_paused
-from ensayo.features.base import Feature, register_feature
+from ensayo.features.base import Feature, Ranks, register_feature
 from ensayo.features.text.preprocessing import (
     PAD,
     UNK,
@@ -118,6 +118,41 @@ class TextFeature(Feature):
         spec = self.options.embeddings
         if spec and spec.train:
             return self.fit(values).transform(values)
+        met, seen, pieces, lengths = self._numbered(values)
+        self._fit_with_vectors(Counter(dict(zip(met, seen.tolist(), strict=True))))
+        return self._renumbered(met, pieces, lengths)
+
+    @property
+    def shares_fit(self) -> bool:
+        """Word vectors trained here need every sentence in one process; counting tokens does not."""
+        spec = self.options.embeddings
+        return not (spec and spec.train)
+
+    @collector_paused()
+    def fit_transform_shared(self, share: list[str], ranks: Ranks) -> EncodedText:
+        """`fit_transform` over every rank's share of the column at once (the shares, in rank order, are the column),
+        each rank tokenizing only its own. Rank 0 adds up the ranks' token counts in the order the tokens were first
+        met, so that it fits the vocabularies one process fits, with all its threads (polars) while the others wait;
+        they take its vocabularies and its words' subword table. Returns this rank's share encoded."""
+        met, seen, pieces, lengths = self._numbered(share)
+        gathered = ranks.all_gather((list(met), seen))
+        fitted = None
+        if ranks.main:
+            counts: Counter[str] = Counter()
+            for tokens, numbers in gathered:
+                for token, count in zip(tokens, numbers.tolist(), strict=True):
+                    counts[token] += count
+            self._fit_with_vectors(counts)
+            fitted = (self.state(), self._subword_cache)
+        state, subword_cache = ranks.broadcast(fitted)
+        if not ranks.main:
+            self.load_state(state)
+            self._subword_cache = subword_cache
+        return self._renumbered(met, pieces, lengths)
+
+    def _numbered(self, values: list[str]) -> tuple[dict[str, int], np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """Each text's tokens numbered as they are first met (capped, -1 for a text with none), with each
+        token's count."""
         met: dict[str, int] = {}
         cap, seen = self.options.max_length, np.zeros(0, dtype=np.int64)
         pieces, lengths = [], []
@@ -131,10 +166,16 @@ class TextFeature(Feature):
             kept, kept_lengths = _capped(numbers, row_lengths, cap, -1)
             pieces.append(kept.astype(np.int32))  # 4 bytes a token until renumbered
             lengths.append(kept_lengths)
-        counts = Counter(dict(zip(met, seen.tolist(), strict=True)))
+        return met, seen, pieces, lengths
+
+    def _fit_with_vectors(self, counts: Counter[str]) -> None:
+        spec = self.options.embeddings
         self._fit_vocabularies(counts)
         if spec and spec.path:
             self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
+
+    def _renumbered(self, met: dict[str, int], pieces: list[np.ndarray], lengths: list[np.ndarray]) -> EncodedText:
+        """Texts numbered by `_numbered` in the fitted vocabulary's ids."""
         renumbered = np.array([self.vocab.index.get(token, 1) for token in met] + [1], dtype=np.int32)
         return self._encoded([renumbered[piece] for piece in pieces], lengths)
 
@@ -144,9 +185,8 @@ class TextFeature(Feature):
         if self.options.char_ngrams:
             low, high = self.options.char_ngrams
             table = subword_table(list(counts), low, high)  # token: its place in `counts`
-            weights = pl.DataFrame({"token": np.arange(len(counts)),
-                                    "count": np.fromiter(counts.values(), np.int64, len(counts))})
-            summed = table.join(weights, on="token").group_by("gram").agg(pl.col("count").sum())
+            token_counts = pl.Series(np.fromiter(counts.values(), np.int64, len(counts)))
+            summed = table.with_columns(count=token_counts[table["token"]]).group_by("gram").agg(pl.col("count").sum())
             self.subword_vocab = Vocabulary.ranked(summed.rename({"gram": "token"}), self.options.subword_min_count,
                                                    self.options.max_subwords, [PAD])
             # the words' subword table is at hand: index it now rather than make it again for the first batch
@@ -213,7 +253,7 @@ class TextFeature(Feature):
         subword_ids = pl.DataFrame({"gram": pl.Series(self.subword_vocab.tokens[1:], dtype=pl.String),
                                     "id": np.arange(1, len(self.subword_vocab), dtype=np.int64)})
         # each word's subwords in `subwords`' order: the table's order within a word is kept by a stable sort
-        known = table.with_row_index("order").join(subword_ids, on="gram").sort(["token", "order"])
+        known = table.join(subword_ids, on="gram", maintain_order="left").sort("token", maintain_order=True)
         counts = np.bincount(known["token"].to_numpy() + 2, minlength=len(self.vocab)).astype(np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         return known["id"].to_numpy().astype(np.int64), starts, counts
