@@ -139,6 +139,8 @@ def preprocessing_rank(data: str) -> list[dict]:
     `_encoded_shares`) is measured as it ran then: every rank encodes every split whole."""
     import tempfile
 
+    import torch.distributed
+
     from ensayo.data.load import load_splits
     from ensayo.models import load_recipe
     from ensayo.models.base import FitContext
@@ -166,7 +168,11 @@ def preprocessing_rank(data: str) -> list[dict]:
         done = {"rank": current.rank, "rows": sum(table.height for _, table in splits.items()),
                 "train_rows": len(encoded["train"]), "read_seconds": read,
                 "preprocess_seconds": time.perf_counter() - started - read}
-        return distributed.all_gather(done) if current.distributed else [done]
+        if not current.distributed:
+            return [done]
+        every: list = [None] * current.size  # torch's own collective: the code before issue 30's sharing had none
+        torch.distributed.all_gather_object(every, done)
+        return every
     finally:
         distributed.stop()
 
