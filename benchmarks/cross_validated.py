@@ -3,7 +3,7 @@ with peers scored on the very same folds and the paired interval of each differe
 
 - poi:  the five POI recipes under grouped 5-fold cross-validation (by POI id), and the input-cells rule of
         benchmarks/poi_ceiling.py fitted and scored on the same folds.
-- news: AG News, 5 folds: the cnn and tfidf recipes and fastText.
+- news: AG News, 5 folds: the cnn, tfidf and ensemble recipes and fastText.
 - meli: MeLi 2019 Spanish titles, 3 folds: the same three.
 - calibration: the MeLi CNN recipe (official-size split) with train.calibrate: temperature: expected
         calibration error before and after.
@@ -11,6 +11,7 @@ with peers scored on the very same folds and the paired interval of each differe
     python benchmarks/cross_validated.py --only poi            # about an hour and a half on 2 cores
     python benchmarks/cross_validated.py --only poi --poi-recipes poi-engagement-photo-stats.yaml,...
     python benchmarks/cross_validated.py --only news,meli      # many hours: run it where there are cores
+    python benchmarks/cross_validated.py --only news --text-recipes news-topics-ensemble.yaml   # about 10 minutes
 
 Runs live in benchmarks/out/cross_validated/ and are resumed where they stopped when the command is run
 again (a cross-validated run keeps its finished folds). Writes benchmarks/out/cross_validated.json.
@@ -31,8 +32,8 @@ OUT = ROOT / "benchmarks" / "out"
 RUNS = OUT / "cross_validated"
 POI = ["poi-engagement-cnn.yaml", "poi-engagement-pretrained.yaml", "poi-engagement-photo-stats.yaml",
        "poi-engagement-image-only.yaml", "poi-engagement-metadata-only.yaml"]
-TEXT = {"news": ("news-topics-cnn.yaml", "news-topics-tfidf.yaml", 5),
-        "meli": ("product-titles-cnn.yaml", "product-titles-tfidf.yaml", 3)}
+TEXT = {"news": (["news-topics-cnn.yaml", "news-topics-tfidf.yaml", "news-topics-ensemble.yaml"], 5),
+        "meli": (["product-titles-cnn.yaml", "product-titles-tfidf.yaml"], 3)}
 
 
 def folds_of(recipe: str, folds: int, grouped_by: str | None = None) -> list[str]:
@@ -139,8 +140,10 @@ def fasttext_on_folds(run, epochs: int = 25) -> list[float]:
 
     recipe, target, scores = run.recipe, run.recipe.output.column, []
 
+    words = [f for f in recipe.inputs if f.type == "text"]  # fastText reads words, not a sentence model's vector
+
     def lines(table) -> list[str]:
-        return [" ".join(normalize(str(row[recipe.column_of(f)]), f.preprocessing) for f in recipe.inputs)
+        return [" ".join(normalize(str(row[recipe.column_of(f)]), f.preprocessing) for f in words)
                 for row in table.iter_rows(named=True)]
 
     for splits in load_folds(recipe):
@@ -157,15 +160,17 @@ def fasttext_on_folds(run, epochs: int = 25) -> list[float]:
     return scores
 
 
-def text(dataset: str) -> dict:
-    cnn_recipe, tfidf_recipe, folds = TEXT[dataset]
+def text(dataset: str, only: list[str] | None = None) -> dict:
+    """The data set's recipes (or those of `only`) under K-fold cross-validation, and fastText on the same folds
+    (those of the first recipe's run: every recipe here splits the same file with the same seed and K)."""
+    recipes, folds = TEXT[dataset]
     results, runs = {}, {}
-    for recipe in (cnn_recipe, tfidf_recipe):
+    for recipe in only or recipes:
         runs[recipe] = trained(recipe, f"{dataset}-{recipe.removesuffix('.yaml')}", folds_of(recipe, folds))
         results[recipe] = summary(fold_values(runs[recipe]))
-    peer = fasttext_on_folds(runs[cnn_recipe])
+    peer = fasttext_on_folds(next(iter(runs.values())))
     results["fasttext"] = summary(peer)
-    for recipe in (cnn_recipe, tfidf_recipe):
+    for recipe in runs:
         results[f"{recipe} - fasttext"] = paired(results[recipe]["folds"], peer)
     return results
 
@@ -181,13 +186,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="poi,news,meli,calibration")
     parser.add_argument("--poi-recipes", default=",".join(POI), help="which POI recipes (all five by default)")
+    parser.add_argument("--text-recipes", default=None, help="which news or meli recipes (all of them by default)")
     arguments = parser.parse_args()
     parts, poi_recipes = arguments.only.split(","), arguments.poi_recipes.split(",")
+    text_recipes = arguments.text_recipes.split(",") if arguments.text_recipes else None
     RUNS.mkdir(parents=True, exist_ok=True)
     result_file = OUT / "cross_validated.json"
     results = json.loads(result_file.read_text()) if result_file.is_file() else {}
-    for part, compute in (("poi", lambda: poi(poi_recipes)), ("news", lambda: text("news")),
-                          ("meli", lambda: text("meli")), ("calibration", calibration)):
+    for part, compute in (("poi", lambda: poi(poi_recipes)), ("news", lambda: text("news", text_recipes)),
+                          ("meli", lambda: text("meli", text_recipes)), ("calibration", calibration)):
         if part in parts:
             results[part] = compute()
             print(part, json.dumps(results[part], indent=1), flush=True)

@@ -75,11 +75,46 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
+def test_sentence_vectors_are_cached_by_text_whatever_split_they_come_in(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folds of a cross-validation, or another split of the same file, encode no text twice."""
+    monkeypatch.setenv("ENSAYO_CACHE", str(tmp_path))
+    encoded: list[str] = []
+
+    def fake_vectors(texts: list[str]) -> np.ndarray:
+        return np.array([[len(t), sum(map(ord, t)) % 97, *range(382)] for t in texts], dtype=np.float32)
+
+    def encode(self: SentenceFeature, texts: list[str]) -> np.ndarray:
+        encoded.extend(texts)
+        return fake_vectors(texts)
+
+    monkeypatch.setattr(SentenceFeature, "_encode", encode)
+    monkeypatch.setattr(sentence, "CACHED_FROM", 3)
+    feature = SentenceFeature("title", "title", SentencePreprocessing(model="minilm", batch_size=2))
+    first = ["red shoes", "a bank", "red shoes", "blue shoes", ""]
+    assert np.array_equal(feature.vectors(first), fake_vectors(first))
+    assert encoded == ["red shoes", "a bank", "blue shoes", ""]  # a text twice in one call is encoded once
+    second = ["a bank", "green shoes", "red shoes", "green shoes"]
+    assert np.array_equal(feature.vectors(second), fake_vectors(second))
+    assert encoded[4:] == ["green shoes"]  # another split: only the text never seen is encoded
+    fresh = SentenceFeature("title", "title", SentencePreprocessing(model="minilm"))
+    assert np.array_equal(fresh.vectors(first + second), fake_vectors(first + second)) and len(encoded) == 5
+    assert not list(tmp_path.rglob("*.partial.npy"))
+    three = ["a bank", "red shoes", "blue shoes"]
+    longer = SentenceFeature("title", "title", SentencePreprocessing(model="minilm", max_length=32))
+    longer.vectors(three)  # another length cuts the texts elsewhere: another cache
+    SentenceFeature("title", "title", SentencePreprocessing(model="minilm", cache=False)).vectors(three)
+    feature.vectors(["a bank", "red shoes"])  # fewer than CACHED_FROM (a served request): encoded, not looked up
+    assert encoded[5:] == [*three, *three, "a bank", "red shoes"]
+    assert len(list(tmp_path.rglob("*.keys.npy"))) == 3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model, dim", [("minilm", 384), ("use", 512)])
 def test_sentence_vectors_put_paraphrases_together(model: str, dim: int, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENSAYO_CACHE", str(tmp_path))
+    monkeypatch.setattr(sentence, "CACHED_FROM", 1)
     feature = SentenceFeature("title", "title", SentencePreprocessing(model=model))
     texts = ["red running shoes for men", "men's red sneakers for running", "quarterly profit of the bank rose"]
     vectors = feature.transform(texts)["vectors"].numpy()

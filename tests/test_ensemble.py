@@ -11,10 +11,13 @@ from scipy.special import log_softmax, softmax
 
 import ensayo
 from ensayo import metrics as ev
+from ensayo.data import load_splits
 from ensayo.models import load_recipe
 from ensayo.models.ensemble import fit_weights, member_recipes, with_members
+from ensayo.models.registry import run_recipe
 from ensayo.recipe import RecipeError
 from ensayo.runs import SavedRun
+from ensayo.store import read_json
 
 
 def test_fitted_weights_undo_a_flattening_and_ignore_noise() -> None:
@@ -72,6 +75,32 @@ def test_an_ensemble_trains_its_members_and_averages_their_calibrated_scores(tit
     resumed = ensayo.run(None, resume=tmp_path / "run", track=False)
     assert (tmp_path / "run" / "members" / "svm" / "linear.safetensors").stat().st_mtime_ns == first
     assert resumed.metrics["test/balanced_accuracy"] == pytest.approx(metrics["test/balanced_accuracy"])
+
+
+@pytest.mark.slow
+def test_a_cross_validated_ensemble_trains_its_members_on_each_fold_and_averages_the_folds(titles_csv: Path,
+                                                                                           tmp_path: Path) -> None:
+    ensemble = write_members(tmp_path / "recipes", titles_csv)
+    ensemble["data"]["split"] |= {"folds": 3, "validation": 0.2}
+    saved = ensayo.run(ensemble, base=tmp_path / "recipes", output=tmp_path / "run", track=False)
+    tests = []
+    for fold in range(3):
+        folder = tmp_path / "run" / "folds" / f"fold{fold}"
+        splits = load_splits(run_recipe(folder))
+        tests.append(set(splits.test["__line__"].to_list()))
+        for name in ("svm", "bag"):  # each member trained on this fold's split, not on its own recipe's
+            member = run_recipe(folder / "members" / name)
+            assert member.data.split.fold == fold and member.data.split.folds == 3
+            assert read_json(folder / "members" / name / "metrics.json")["test/balanced_accuracy"] == \
+                read_json(folder / "metrics.json")[f"members/{name}/test/balanced_accuracy"]
+    assert not any(a & b for i, a in enumerate(tests) for b in tests[i + 1:])
+    out_of_fold = pl.read_csv(tmp_path / "run" / "out_of_fold.csv")
+    assert sorted(out_of_fold["line"].to_list()) == sorted(set().union(*tests))
+    assert saved.metrics["cv/balanced_accuracy_mean"] >= 0.9
+    table = pl.DataFrame({"title": ["Zapatillas Nike running talle 42", "Lego bloques juguete", "Taladro Bosch"]})
+    folds = [ensayo.load_run(tmp_path / "run" / "folds" / f"fold{k}") for k in range(3)]
+    np.testing.assert_allclose(ensayo.load_run(tmp_path / "run").predict_proba(table),
+                               np.mean([fold.predict_proba(table) for fold in folds], axis=0), atol=1e-7)
 
 
 def test_ensemble_recipes_are_checked(titles_csv: Path, tmp_path: Path) -> None:

