@@ -105,9 +105,11 @@ def run_distributed(data: Path, output: Path, epochs: int, nproc: int) -> dict:
             "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def preprocessing_child(data: Path) -> dict:
+def preprocessing_child(data: Path | str) -> dict:
     """Reading, fitting the preprocessing, encoding the splits and the words' subword table (which the code
-    before issue 30 built in the first training batch), timed in this process; no training."""
+    before issue 30 built in the first training batch), timed in this process; no training. Under `--ranks`, what
+    this rank does of it (`_encoded_shares`: its share of each split); code from before the ranks shared their
+    rows (no `_encoded_shares`) is measured as it ran then: every rank encodes every split whole."""
     import tempfile
 
     from ensayo.data.load import load_splits
@@ -123,51 +125,30 @@ def preprocessing_child(data: Path) -> dict:
     model = NeuralClassifier(recipe)
     with tempfile.TemporaryDirectory() as folder:
         model._fit_preprocessing(splits, FitContext(Path(folder)))
-        for name, table in splits.items():
-            encode_split(model.features, table, model.classes.transform(model.labels(table)), None,
-                         model.train_columns if name == "train" else None)
+        if hasattr(model, "_encoded_shares"):
+            encoded = model._encoded_shares(splits, None)
+        else:
+            encoded = {name: encode_split(model.features, table, model.classes.transform(model.labels(table)), None,
+                                          model.train_columns if name == "train" else None)
+                       for name, table in splits.items()}
         for feature in model.features:
             if getattr(feature, "subword_vocab", None) is not None:
                 feature.vocabulary_subwords()
     rows = sum(table.height for _, table in splits.items())
-    return {"rows": rows, "read_seconds": read, "preprocess_seconds": time.perf_counter() - started - read}
+    return {"rows": rows, "train_rows": len(encoded["train"]), "read_seconds": read,
+            "preprocess_seconds": time.perf_counter() - started - read}
 
 
 def preprocessing_rank(data: str) -> list[dict]:
-    """One rank of `--ranks`: reading, fitting and encoding as `ensayo run --nproc N` does before it trains,
-    timed on this rank; rank 0 returns every rank's. Code from before the ranks shared their rows (no
-    `_encoded_shares`) is measured as it ran then: every rank encodes every split whole."""
-    import tempfile
-
+    """One rank of `--ranks`: `preprocessing_child` as `ensayo run --nproc N` does it before it trains, timed on
+    this rank; rank 0 returns every rank's."""
     import torch.distributed
 
-    from ensayo.data.load import load_splits
-    from ensayo.models import load_recipe
-    from ensayo.models.base import FitContext
-    from ensayo.models.neural import NeuralClassifier
-    from ensayo.training import distributed, encode_split
+    from ensayo.training import distributed
 
     current = distributed.start("cpu")
     try:
-        recipe = load_recipe(RECIPE, [f"data.source={data}"])
-        started = time.perf_counter()
-        splits = load_splits(recipe)
-        read = time.perf_counter() - started
-        model = NeuralClassifier(recipe)
-        with tempfile.TemporaryDirectory() as folder:
-            model._fit_preprocessing(splits, FitContext(Path(folder)))
-            if hasattr(model, "_encoded_shares"):
-                encoded = model._encoded_shares(splits, None)
-            else:
-                encoded = {name: encode_split(model.features, table, model.classes.transform(model.labels(table)),
-                                              None, model.train_columns if name == "train" else None)
-                           for name, table in splits.items()}
-            for feature in model.features:
-                if getattr(feature, "subword_vocab", None) is not None:
-                    feature.vocabulary_subwords()
-        done = {"rank": current.rank, "rows": sum(table.height for _, table in splits.items()),
-                "train_rows": len(encoded["train"]), "read_seconds": read,
-                "preprocess_seconds": time.perf_counter() - started - read}
+        done = {"rank": current.rank, **preprocessing_child(data)}
         if not current.distributed:
             return [done]
         every: list = [None] * current.size  # torch's own collective: the code before issue 30's sharing had none
