@@ -2,7 +2,8 @@
 each rank's share of a global batch, and the few collectives the rest of ensayo needs.
 
 One process per rank, as torchrun starts them (`ensayo run --nproc N` calls torchrun's launcher). Every
-rank reads the data and holds the whole model; rank 0 alone writes the run directory, checkpoints and
+rank reads the data file and holds the whole model, but encodes and trains on only its contiguous share of
+the rows (`share_bounds`, `rank_batches(held=...)`); rank 0 alone writes the run directory, checkpoints and
 MLflow. Dense gradients are averaged by DistributedDataParallel; embedding tables with sparse gradients
 are left out of it (NCCL has no sparse all-reduce, and gloo's densifies them) and their gradients are
 gathered as (row indices, rows) with all_gather and summed, which every backend does.
