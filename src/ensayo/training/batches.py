@@ -40,7 +40,7 @@ class EncodedSplit:
     labels: np.ndarray  # class indices, -1 for a label unseen in training
     targets: np.ndarray | None = None  # (rows, auxiliary targets), standardized; NaN where missing
     workers: int = 0  # DataLoader worker processes that read the files of inputs kept as paths
-    held: ClassVar[None] = None
+    held: ClassVar[None] = None  # this process holds every row of the split
 
     @property
     def reads_files(self) -> bool:
