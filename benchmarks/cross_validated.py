@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from peers import fasttext_labels, fasttext_lines, fasttext_predicted, train_fasttext
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
@@ -132,31 +132,15 @@ def poi(recipes: list[str]) -> dict:
 # --------------------------------------------------------------------------------------------- text
 def fasttext_on_folds(run, epochs: int = 25) -> list[float]:
     """fastText on each fold's training and test rows of a cross-validated run, with its normalization."""
-    import fasttext
     from sklearn.metrics import balanced_accuracy_score
 
     from ensayo.data import load_folds
-    from ensayo.features.text import normalize
 
-    recipe, target, scores = run.recipe, run.recipe.output.column, []
-
-    words = [f for f in recipe.inputs if f.type == "text"]  # fastText reads words, not a sentence model's vector
-
-    def lines(table) -> list[str]:
-        return [" ".join(normalize(str(row[recipe.column_of(f)]), f.preprocessing) for f in words)
-                for row in table.iter_rows(named=True)]
-
-    for splits in load_folds(recipe):
-        with tempfile.TemporaryDirectory() as folder:
-            train_file = Path(folder) / "train.txt"
-            labels = [str(v).replace(" ", "_") for v in splits.train[target].to_list()]
-            train_file.write_text("".join(f"__label__{y} {x}\n" for y, x in
-                                          zip(labels, lines(splits.train), strict=True)))
-            model = fasttext.train_supervised(str(train_file), epoch=epochs, lr=0.5, wordNgrams=2, minn=3, maxn=5,
-                                              dim=100, loss="softmax", thread=2, verbose=0, seed=42)
-        predicted = [p[0].removeprefix("__label__") for p in model.predict(lines(splits.test), k=1)[0]]
-        true = [str(v).replace(" ", "_") for v in splits.test[target].to_list()]
-        scores.append(balanced_accuracy_score(true, predicted))
+    scores = []
+    for splits in load_folds(run.recipe):
+        model, _ = train_fasttext(run.recipe, splits.train, epochs)
+        predicted = fasttext_predicted(model, fasttext_lines(run.recipe, splits.test))
+        scores.append(balanced_accuracy_score(fasttext_labels(run.recipe, splits.test), predicted))
     return scores
 
 

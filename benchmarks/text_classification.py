@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from peers import fasttext_labels, fasttext_lines, fasttext_predicted, train_fasttext
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 
@@ -62,38 +64,20 @@ def child_ensayo(recipe: str, output: Path, overrides: list[str]) -> dict:
 
 def child_fasttext(recipe: str, epochs: int) -> dict:
     """fastText on the very rows of the ensayo recipe's train and test splits, with its normalization."""
-    import fasttext
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     from ensayo.data import load_splits
-    from ensayo.features.text import normalize
     from ensayo.models import load_recipe
 
     began = time.perf_counter()
     spec = load_recipe(ROOT / "recipes" / recipe, ["data.split.validation=0.0", "data.split.train=0.8"])
     splits = load_splits(spec)
-    target = spec.output.column
-
-    def lines(table) -> list[str]:
-        words = [f for f in spec.inputs if f.type == "text"]  # fastText reads words, not a sentence model's vector
-        texts = [" ".join(normalize(str(row[spec.column_of(f)]), f.preprocessing) for f in words)
-                 for row in table.iter_rows(named=True)]
-        return texts
-
-    with tempfile.TemporaryDirectory() as folder:
-        train_file = Path(folder) / "train.txt"
-        labels = [str(v).replace(" ", "_") for v in splits.train[target].to_list()]
-        train_file.write_text("".join(f"__label__{y} {x}\n" for y, x in zip(labels, lines(splits.train), strict=True)))
-        started = time.perf_counter()
-        model = fasttext.train_supervised(str(train_file), epoch=epochs, lr=0.5, wordNgrams=2, minn=3, maxn=5,
-                                          dim=100, loss="softmax", thread=2, verbose=0, seed=42)
-        fit_seconds = time.perf_counter() - started
-    texts = lines(splits.test)
+    model, fit_seconds = train_fasttext(spec, splits.train, epochs)
+    texts = fasttext_lines(spec, splits.test)
     started = time.perf_counter()
-    predicted, _ = model.predict(texts, k=1)
+    predicted = fasttext_predicted(model, texts)
     predict_seconds = time.perf_counter() - started
-    predicted = [p[0].removeprefix("__label__") for p in predicted]
-    true = [str(v).replace(" ", "_") for v in splits.test[target].to_list()]
+    true = fasttext_labels(spec, splits.test)
     return {"balanced_accuracy": balanced_accuracy_score(true, predicted), "accuracy": accuracy_score(true, predicted),
             "fit_seconds": fit_seconds, "run_seconds": time.perf_counter() - began,
             "predict_seconds": predict_seconds, "peak_mb": peak_mb()}

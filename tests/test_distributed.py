@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import ensayo
+from ensayo.api import launch_run
 from ensayo.cli import app
 from ensayo.data import load_splits
 from ensayo.layout import CHECKPOINT, STATE
@@ -194,7 +195,7 @@ def test_model_types_that_train_in_one_process_refuse_nproc_before_any_work(titl
     recipe_file.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match="model.type tfidf_linear cannot train on several processes: a scikit-learn "
                                          "linear classifier fits in one process"):
-        ensayo.api.launch_run(2, recipe_file, output=tmp_path / "out")
+        launch_run(2, recipe_file, output=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -185,15 +185,19 @@ class ThreadRanks:
     def main(self) -> bool:
         return self.rank == 0
 
-    def all_gather(self, value):
+    def exchange(self, value):
         self.slots[self.rank] = value
         self.barrier.wait()
         gathered = list(self.slots)
         self.barrier.wait()  # every rank has read the slots before any writes them again
         return gathered
 
+    def gather(self, value):
+        gathered = self.exchange(value)
+        return gathered if self.main else None
+
     def broadcast(self, value):
-        return self.all_gather(value)[0]
+        return self.exchange(value)[0]
 
 
 def test_ranks_fitting_their_shares_together_fit_what_one_process_fits() -> None:

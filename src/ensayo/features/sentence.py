@@ -102,24 +102,21 @@ class VectorCache:
         """Which digests are cached, and the (rows, dim) vectors (zeros where not)."""
         found, vectors = np.zeros(len(digests), dtype=bool), np.zeros((len(digests), self.dim), dtype=np.float32)
         for keys_file in sorted(self.folder.glob("*.keys.npy")) if self.folder.is_dir() else []:
-            keys = np.load(keys_file, allow_pickle=False)
-            if not len(keys):
-                continue
-            order = np.argsort(keys)
-            ordered = keys[order]
-            places = np.minimum(np.searchsorted(ordered, digests), len(keys) - 1)
-            hits = ~found & (ordered[places] == digests)
+            keys = np.load(keys_file, allow_pickle=False)  # sorted when the chunk was written
+            places = np.minimum(np.searchsorted(keys, digests), len(keys) - 1)
+            hits = ~found & (keys[places] == digests)
             if hits.any():
                 chunk = np.load(keys_file.with_name(keys_file.name.replace(".keys.", ".vectors.")), mmap_mode="r",
                                 allow_pickle=False)
-                vectors[hits] = chunk[order[places[hits]]]
+                vectors[hits] = chunk[places[hits]]
                 found |= hits
         return found, vectors
 
     def add(self, digests: np.ndarray, vectors: np.ndarray) -> None:
+        """A chunk of distinct digests (at least one) and their vectors, stored sorted by digest for `lookup`."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = uuid.uuid4().hex
-        for kind, array in (("vectors", vectors.astype(np.float32)), ("keys", digests)):
+        name, order = uuid.uuid4().hex, np.argsort(digests)
+        for kind, array in (("vectors", vectors[order].astype(np.float32)), ("keys", digests[order])):
             partial = self.folder / f"{name}.{kind}.partial.npy"
             np.save(partial, array)
             partial.replace(self.folder / f"{name}.{kind}.npy")

@@ -137,10 +137,13 @@ def make_features(recipe: Recipe) -> list[Feature]:
     return [build_feature(spec.type, spec.name, recipe.column_of(spec), spec.preprocessing) for spec in recipe.inputs]
 
 
-def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput, extra: dict[str, Any]) -> None:
-    """The fitted preprocessing of the inputs and the output (features.json), and whatever the type adds."""
-    write_json(run_dir / layout.STATE, {"inputs": {f.name: f.state() for f in features}, "output": classes.state(),
-                                        **extra}, compact=True)
+def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput,
+               extra: dict[str, Any]) -> dict[str, Any]:
+    """The fitted preprocessing of the inputs and the output (features.json), and whatever the type adds; returns
+    what it wrote."""
+    state = {"inputs": {f.name: f.state() for f in features}, "output": classes.state(), **extra}
+    write_json(run_dir / layout.STATE, state, compact=True)
+    return state
 
 
 @register_model_type("neural")
@@ -183,13 +186,15 @@ class NeuralClassifier(Classifier):
             if isinstance(column, FileColumn):
                 columns[name] = dataclasses.replace(column, training=True)  # augmented as they are read
         preprocess_seconds = time.perf_counter() - started
-        if distributed.world().distributed:
-            splits.report.ranks = distributed.all_gather(
-                {"rank": distributed.world().rank, "preprocess_seconds": preprocess_seconds,
-                 **{f"{name}_rows": len(split) for name, split in encoded.items()}})
-            console.print("each process encoded its share of the rows: " + ", ".join(
-                f"rank {share['rank']} {share['train_rows']:,} training rows in {share['preprocess_seconds']:.1f} s"
-                for share in splits.report.ranks))
+        if distributed.world().distributed:  # rank 0 writes the report and says it
+            held = {f"{name}_rows": len(split) for name, split in encoded.items()}
+            shares = distributed.gather_on_main({"rank": distributed.world().rank,
+                                                 "preprocess_seconds": preprocess_seconds, **held})
+            if shares is not None:
+                splits.report.ranks = shares
+                console.print("each process encoded its share of the rows: " + ", ".join(
+                    f"rank {share['rank']} {share['train_rows']:,} training rows in {share['preprocess_seconds']:.1f} s"
+                    for share in shares))
         network = build_network(recipe, self.features, len(self.classes))
         sizes = count_parameters(network)
         console.print(f"model: {sizes['total']:,} parameters ({sizes['trainable']:,} trainable) on {device}")
@@ -243,12 +248,16 @@ class NeuralClassifier(Classifier):
             if current.main:
                 described = ", ".join(f"{k} {v}" for k, v in feature.describe().items())
                 context.console.print(f"  {feature.name}: {described}")
+        state = None
         if current.main:
             self.classes.fit(self.labels(splits.train))
             self.derived = splits.bins.state() if splits.bins else {}
-            save_state(context.run_dir, self.features, self.classes, {"derived": self.derived})
+            state = save_state(context.run_dir, self.features, self.classes, {"derived": self.derived})
         if current.distributed:
-            state = distributed.broadcast_object(read_state(context.run_dir) if current.main else None)
+            # the other ranks need what they did not fit themselves: the text vocabularies they already hold
+            shared = {f.name for f in together}
+            state = distributed.broadcast_object(state and {**state, "inputs": {
+                name: fitted for name, fitted in state["inputs"].items() if name not in shared}})
             if not current.main:
                 self._load_state(state, fitted_here=together)
             for feature in self.features:

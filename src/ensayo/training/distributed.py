@@ -179,6 +179,15 @@ def all_gather(value: Any) -> list[Any]:
     return values
 
 
+def gather_on_main(value: Any) -> list[Any] | None:
+    """Every rank's `value` (a plain Python value), in rank order, on rank 0; None on the other ranks."""
+    if not world().distributed:
+        return [value]
+    values: list[Any] | None = [None] * world().size if world().main else None
+    dist.gather_object(value, values, dst=0)
+    return values
+
+
 def gather_shares(share: np.ndarray) -> np.ndarray:
     """The ranks' shares of rows (each rank's `row_share`, computed there) as one array, the same on every rank."""
     if not world().distributed:
@@ -195,8 +204,8 @@ class RankCollectives:
         return world().main
 
     @staticmethod
-    def all_gather(value: Any) -> list[Any]:
-        return all_gather(value)
+    def gather(value: Any) -> list[Any] | None:
+        return gather_on_main(value)
 
     @staticmethod
     def broadcast(value: Any) -> Any:

@@ -135,9 +135,9 @@ class TextFeature(Feature):
         met, so that it fits the vocabularies one process fits, with all its threads (polars) while the others wait;
         they take its vocabularies and its words' subword table. Returns this rank's share encoded."""
         met, seen, pieces, lengths = self._numbered(share)
-        gathered = ranks.all_gather((list(met), seen))
+        gathered = ranks.gather((list(met), seen))
         fitted = None
-        if ranks.main:
+        if gathered is not None:
             counts: Counter[str] = Counter()
             for tokens, numbers in gathered:
                 for token, count in zip(tokens, numbers.tolist(), strict=True):
