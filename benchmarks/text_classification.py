@@ -1,13 +1,20 @@
 """Text classification benchmark: ensayo's bundled recipes for a data set (tfidf_linear, bag, cnn, rnn
-and, on MeLi, TF-IDF with sentence vectors and the ensemble) against fastText supervised (word bigrams
-and character subwords, as practitioners use it), on the same split of a real data set. Prints one
-table: test balanced accuracy, fit seconds (training only), run seconds (the whole recipe: reading,
-pretrained encoders with an empty cache, training, scoring), predict seconds, peak memory, and each as
-a ratio to fastText measured in the same run.
+and, on MeLi, TF-IDF with sentence vectors, the ensemble, and the CNN distilled from a cross-validated
+teacher) against fastText supervised (word bigrams and character subwords, as practitioners use it), on
+the same split of a real data set. Prints one table: test balanced accuracy, fit seconds (training
+only), run seconds (the whole recipe: reading, pretrained encoders with an empty cache, training,
+scoring), predict seconds, peak memory, and each as a ratio to fastText measured in the same run.
 
     python benchmarks/text_classification.py --dataset meli
     python benchmarks/text_classification.py --dataset ag_news --models cnn,fasttext
     python benchmarks/text_classification.py --dataset meli --models cnn,cnn-bf16,fasttext   # with a variant
+    python benchmarks/text_classification.py --dataset meli --models teacher,distilled,cnn,fasttext
+
+`teacher` (product-titles-teacher.yaml) is cross-validated: its row's accuracy is its fold average's on the
+held-out test rows (the same rows as every other model's test), its fit the folds' fits added up.
+`distilled` learns from the teacher run in benchmarks/out/meli/teacher (made by `teacher`, in this
+invocation or an earlier one; --teacher names another); without `teacher` in --models, the teacher's row is
+read from its run (its accuracy and fit; the rest is not measured again).
 
 Every model runs in its own process, so that its peak memory (max RSS) is its own.
 """
@@ -30,12 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 
 MODELS = {
-    "meli": {name: f"product-titles-{name}.yaml" for name in ("tfidf", "tfidf-use", "bag", "cnn", "rnn", "ensemble")},
+    "meli": {name: f"product-titles-{name}.yaml"
+             for name in ("tfidf", "tfidf-use", "bag", "cnn", "cnn-use", "rnn", "ensemble", "teacher", "distilled")},
     "ag_news": {name: f"news-topics-{name}.yaml"
                 for name in ("tfidf", "tfidf-minilm", "bag", "cnn", "rnn", "ensemble")},
 }
 # a bundled recipe with overrides, measured beside it when asked for by name (`--models cnn,cnn-fp32,fasttext`)
-VARIANTS = {"cnn-fp32": ("cnn", ["train.precision=fp32"]), "cnn-bf16": ("cnn", ["train.precision=bf16"])}
+VARIANTS = {"cnn-fp32": ("cnn", ["train.precision=fp32"]), "cnn-bf16": ("cnn", ["train.precision=bf16"]),
+            "cnn-12": ("cnn", ["train.epochs=12", "train.early_stopping=3"])}  # the distilled CNN without teacher
 
 
 def peak_mb() -> float:
@@ -57,9 +66,10 @@ def child_ensayo(recipe: str, output: Path, overrides: list[str]) -> dict:
         saved = ensayo.run(ROOT / "recipes" / recipe, output=output, overrides=overrides, track=False)
         run_seconds = time.perf_counter() - started
     metrics = saved.metrics
-    return {"balanced_accuracy": metrics["test/balanced_accuracy"], "accuracy": metrics["test/accuracy"],
+    test = "held_out" if "held_out/balanced_accuracy" in metrics else "test"  # a teacher: its held-out test rows
+    return {"balanced_accuracy": metrics[f"{test}/balanced_accuracy"], "accuracy": metrics[f"{test}/accuracy"],
             "fit_seconds": metrics["fit_seconds"], "run_seconds": run_seconds,
-            "predict_seconds": metrics["test/predict_seconds"], "peak_mb": peak_mb()}
+            "predict_seconds": metrics.get("test/predict_seconds", float("nan")), "peak_mb": peak_mb()}
 
 
 def child_fasttext(recipe: str, epochs: int) -> dict:
@@ -81,6 +91,14 @@ def child_fasttext(recipe: str, epochs: int) -> dict:
     return {"balanced_accuracy": balanced_accuracy_score(true, predicted), "accuracy": accuracy_score(true, predicted),
             "fit_seconds": fit_seconds, "run_seconds": time.perf_counter() - began,
             "predict_seconds": predict_seconds, "peak_mb": peak_mb()}
+
+
+def teacher_row(run: Path) -> dict:
+    """A teacher made earlier: its fold average's accuracy on the held-out test rows and its folds' fits."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    return {"balanced_accuracy": metrics["held_out/balanced_accuracy"], "accuracy": metrics["held_out/accuracy"],
+            "fit_seconds": metrics["fit_seconds"], "predict_seconds": float("nan"), "peak_mb": float("nan"),
+            "reused": str(run)}
 
 
 def run_child(args: list[str]) -> dict:
@@ -115,6 +133,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(MODELS), default="meli")
     parser.add_argument("--models", default=None, help="comma-separated; default: every model of the data set")
     parser.add_argument("--fasttext-epochs", type=int, default=25)
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="the run `distilled` learns from (default: benchmarks/out/<dataset>/teacher)")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -132,15 +152,20 @@ def main() -> None:
     results: dict[str, dict] = json.loads(saved.read_text()) if saved.is_file() else {}
     cnn_recipe = MODELS[args.dataset]["cnn"]
     every = [*MODELS[args.dataset], *VARIANTS, "fasttext"]  # also the table's row order
-    for name in args.models.split(",") if args.models else every:
+    asked = args.models.split(",") if args.models else every
+    for name in asked:
         print(f"[{args.dataset}] {name} ...", file=sys.stderr, flush=True)
         if name == "fasttext":
             results[name] = run_child(["fasttext", cnn_recipe, str(args.fasttext_epochs)])
         else:
             base, overrides = VARIANTS.get(name, (name, []))
+            if name == "distilled":
+                overrides = [*overrides, f"train.teacher.run={args.teacher or OUT / args.dataset / 'teacher'}"]
             output = OUT / args.dataset / name
             results[name] = run_child(["ensayo", MODELS[args.dataset][base], str(output), *overrides])
         print(f"  {results[name]}", file=sys.stderr, flush=True)
+        if name == "distilled" and "teacher" not in asked:
+            results["teacher"] = teacher_row(args.teacher or OUT / args.dataset / "teacher")
     OUT.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(results, indent=2))
     print(f"\n{args.dataset}: same seeded stratified split, test rows identical for every model\n")

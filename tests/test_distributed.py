@@ -131,6 +131,25 @@ def test_two_processes_fit_the_preprocessing_from_their_shares_as_one_process_fi
     assert one["test/balanced_accuracy"] == other["test/balanced_accuracy"]
 
 
+def test_two_processes_distil_a_teacher_as_one_process_does(titles_csv: Path, tmp_path: Path) -> None:
+    """Each rank learns from the teacher's probabilities of the training rows it holds (rank 0 reads them and
+    hands them over): the same weights as one process."""
+    teacher = {**recipe_dict(titles_csv), "name": "teacher",
+               "model": {"type": "tfidf_linear", "linear": {"word_ngrams": [1, 1], "char_ngrams": [2, 3]}}}
+    teacher["data"]["split"] = {"method": "stratified", "test": 0.2, "validation": 0.25, "folds": 3, "seed": 1,
+                                "hold_out_test": True}
+    ensayo.run(teacher, output=tmp_path / "teacher", track=False)
+    raw = recipe_dict(titles_csv, epochs=2, lr=0.05)
+    raw["train"]["teacher"] = {"run": str(tmp_path / "teacher"), "weight": 0.6, "temperature": 2.0}
+    raw["train"]["batch_size"] = batch_for_steps(raw, STEPS // 2)
+    single, two = single_and_distributed(raw, tmp_path)
+    assert weights_gap(single, two) < 1e-4
+    with np.load(single / "teacher.npz") as one, np.load(two / "teacher.npz") as other:
+        assert one.files == other.files
+        for name in one.files:
+            np.testing.assert_array_equal(one[name], other[name])
+
+
 def test_two_processes_train_the_audio_model_one_process_trains(tmp_path: Path) -> None:
     raw = audio_recipe(make_clips(tmp_path / "clips", takes=8), {"type": "rnn", "cell": "gru", "hidden_size": 12,
                                                                  "layers": 1, "dropout": 0.0},

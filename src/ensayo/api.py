@@ -23,6 +23,7 @@ from ensayo.recipe import Recipe, RecipeError
 from ensayo.runs import answer
 from ensayo.runs.predict import evaluate_file, predict_file, predict_rows, predict_table
 from ensayo.runs.saved import SavedRun, load_run
+from ensayo.runs.teacher import check_teacher, how_to_make, teacher_dir, teacher_problems, teacher_warnings
 from ensayo.store import output_file, output_folder, write_json
 
 __all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "SavedRun", "Validation", "datasets", "evaluate",
@@ -57,7 +58,22 @@ def validate(recipe: str | Path, overrides: list[str] | None = None) -> Validati
         raise RecipeError("\n".join([f"{path}: the recipe does not fit its data", *(f"  {p}" for p in problems)]))
     warnings = [f"input {name!r} feeds the target {loaded.output.column!r} through `derive`: the model can learn "
                 "the formula instead of the task" for name in leaking_inputs(loaded)]
+    if loaded.train.teacher is not None:
+        warnings += _teacher_warnings(path, loaded)
     return Validation(loaded, warnings)
+
+
+def _teacher_warnings(path: Path, recipe: Recipe) -> list[str]:
+    """A teacher that cannot teach is refused; one that is not made yet is a warning (the recipe is sound, and
+    `ensayo run` refuses to start without it), saying how to make it."""
+    base = path.resolve().parent
+    if not (teacher_dir(recipe, base) / layout.RECIPE).is_file():
+        return [f"train.teacher.run: {teacher_dir(recipe, base)} is not made yet; {how_to_make(recipe, base)} "
+                "before running this recipe"]
+    problems = teacher_problems(recipe, base)
+    if problems:
+        raise RecipeError("\n".join([f"{path}: the recipe's teacher cannot teach it", *(f"  {p}" for p in problems)]))
+    return teacher_warnings(recipe, base)
 
 
 def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None = None,
@@ -81,6 +97,8 @@ def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None 
         loaded = model_type_of(loaded).prepare(loaded, Path(recipe).resolve().parent)
         run_dir = Path(output) if output else new_run_dir(loaded)
         check_output(run_dir, force)
+        if loaded.train.teacher is not None:
+            check_teacher(loaded, Path(recipe).resolve().parent)
     problem = distributed_problem(loaded, nproc)
     if problem:
         raise ValueError(problem)

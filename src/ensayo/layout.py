@@ -19,6 +19,11 @@ MEMBERS = "members"  # an ensemble's member runs, one folder each
 FOLDS = "folds"  # a cross-validated run's fold runs: folds/fold<k>, one run directory each
 CALIBRATION = "calibration.json"  # {"temperature": T}: applied to the probabilities at prediction
 OUT_OF_FOLD = "out_of_fold.csv"  # a cross-validated run's predictions of every row by the fold that held it out
+# a cross-validated run's top probabilities of every row by the fold that held it out, with the rows' lines and the
+# source file's digest: what a student of this run learns from (train.teacher)
+OUT_OF_FOLD_PROBABILITIES = "out_of_fold_probabilities.npz"
+TEACHER = "teacher.npz"  # a student's copy of its teacher's probabilities for its training rows, made once
+TEACHER_RECORD = "teacher.json"  # which teacher a student learnt from (its run, id, weight, temperature)
 METRICS = "metrics.json"  # final scores, written after the run's other files: with no TRAINING_ONLY file, finished
 HISTORY = "history.json"  # one record per epoch
 DATA_REPORT = "data_report.json"  # rows read, bad rows, split sizes

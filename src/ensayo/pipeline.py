@@ -40,6 +40,7 @@ from ensayo.recipe import Recipe
 from ensayo.runs.examples import write_examples
 from ensayo.runs.folds import write_cross_validation
 from ensayo.runs.saved import SavedRun
+from ensayo.runs.teacher import check_teacher, teacher_for
 from ensayo.store import (
     Locked,
     contents,
@@ -223,10 +224,23 @@ def _fit(session: RunSession, splits: Splits, base: Path | None, parent_id: str 
     console.print(f"[bold]{recipe.name}[/]: run directory {session.run_dir}")
     for line in splits.report.summary_lines():
         console.print(f"  {line}")
+    teacher = None
+    if recipe.train.teacher is not None:
+        teacher = distributed.broadcast_object(teacher_for(recipe, base, session.run_dir, splits)
+                                               if session.main else None)
+        tags = {**(tags or {}), "ensayo.teacher": teacher.run_id}
+        console.print(f"  learning from teacher {teacher.run_id} ({len(teacher.lines):,} training rows' "
+                      f"probabilities, weight {recipe.train.teacher.weight}, temperature "
+                      f"{recipe.train.teacher.temperature})")
+        taught = read_json(session.run_dir / layout.TEACHER_RECORD).get("validation_rows_taught", 0) \
+            if session.main else 0
+        if taught:
+            console.print(f"  [yellow]note[/]: the teacher's folds trained on {taught:,} of the validation rows, so "
+                          "validation figures are optimistic; the test rows' are the honest ones", soft_wrap=True)
     session.start_tracking(parent_id, tags)
     model = model_type_of(recipe)(recipe)
     context = FitContext(session.run_dir, session.resume, console, _epoch_logger(session.tracker, on_epoch), base,
-                         _member_trainer(console, base))
+                         _member_trainer(console, base), teacher)
     with session.ended_on_failure():
         fitted = model.fit(splits, context)
         if session.main:
@@ -290,6 +304,8 @@ def run(recipe: Recipe | str | Path | dict, output: str | Path | None = None, ov
         return _run_folds(recipe, output, resume, console, base, track, force, parent_id, tags, on_epoch)
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
     check_data(recipe, base)
+    if recipe.train.teacher is not None and resume is None:
+        check_teacher(recipe, base)
     session = RunSession.open(recipe, run_dir, console, track=track, resume=resume is not None, force=force)
     _set_threads(recipe)
     seed_everything(recipe.train.seed)
@@ -322,7 +338,7 @@ def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | N
                                                       [r.metrics for r in runs])
             metrics["read_seconds"] = read_seconds
             write_json(run_dir / layout.DATA_REPORT, folds[0].report.to_dict() | {
-                "fold_sizes": [f.report.split_sizes for f in folds]})
+                "fold_sizes": [f.report.split_sizes for f in folds], "held_out_rows": folds.held_out.height})
         session.close(metrics, classes=len(average.classes))
     return SavedRun(run_dir, recipe, average)
 
@@ -426,6 +442,10 @@ def _print_summary(console: Console, metrics: dict[str, float], run_dir: Path, t
             f"{name} {metrics[f'cv/{name}_mean']:.4f} ± {metrics[f'cv/{name}_std']:.4f} "
             f"[{metrics[f'cv/{name}_low']:.4f}, {metrics[f'cv/{name}_high']:.4f}]"
             for name in ("balanced_accuracy", "accuracy") if f"cv/{name}_mean" in metrics))
+    held_out = [k for k in ("held_out/balanced_accuracy", "held_out/accuracy") if k in metrics]
+    if held_out:
+        console.print("  the fold average on the held-out test rows: " + "  ".join(_figure(metrics, k)
+                                                                                 for k in held_out))
     console.print(f"  metrics: {run_dir / layout.METRICS}")
     made = [name for name in layout.REPORT_FILES if (run_dir / name).is_file()]
     console.print(f"  report:  {run_dir}/ ({', '.join(made)})")

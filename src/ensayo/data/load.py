@@ -164,18 +164,27 @@ def load_splits(recipe: Recipe, base: Path | None = None) -> Splits:
             if split.fold is None:
                 raise ValueError("data.split.folds: a cross-validated recipe has one split per fold; read them "
                                  "with load_folds")
-            return _finish(*fold_tables(table, recipe, split.fold, fold_test_rows(table, recipe)), report, recipe)
+            return _finish(*fold_tables(table, recipe, split.fold, fold_test_rows(table, recipe)[0]), report, recipe)
         train, validation, test = split_table(table, recipe)
     return _finish(train, validation, test, report, recipe)
 
 
-def load_folds(recipe: Recipe, base: Path | None = None) -> list[Splits]:
+class Folds(list[Splits]):
+    """The splits of each fold, and the rows held out of every fold (`data.split.hold_out_test`; else empty)."""
+
+    def __init__(self, folds: list[Splits], held_out: pl.DataFrame) -> None:
+        super().__init__(folds)
+        self.held_out = held_out
+
+
+def load_folds(recipe: Recipe, base: Path | None = None) -> Folds:
     """The splits of each fold of a cross-validated recipe (`data.split.folds`), the data read once."""
     report = DataReport()
     table = _read_table(recipe, base, report)
-    tests = fold_test_rows(table, recipe)
-    return [_finish(*fold_tables(table, recipe, fold, tests), copy.deepcopy(report), recipe)
-            for fold in range(len(tests))]
+    tests, held = fold_test_rows(table, recipe)
+    folds = [_finish(*fold_tables(table, recipe, fold, tests), copy.deepcopy(report), recipe)
+             for fold in range(len(tests))]
+    return Folds(folds, folds[0].bins.transform(table[held]) if folds[0].bins else table[held])
 
 
 def _read_table(recipe: Recipe, base: Path | None, report: DataReport) -> pl.DataFrame:

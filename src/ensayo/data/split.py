@@ -62,6 +62,14 @@ def _stratification_labels(table: pl.DataFrame, recipe: Recipe) -> np.ndarray:
     return table[column].cast(pl.String).rank("dense").cast(pl.Int64).to_numpy()
 
 
+def _hold_out_test(index: np.ndarray, labels: np.ndarray | None, groups: np.ndarray | None,
+                   recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(the rest, the test rows) of a stratified, random or group split: one rule for a single split and for a
+    cross-validation that holds out the same test rows (`hold_out_test`)."""
+    split = recipe.data.split
+    return _two_way(index, split.test, labels, groups, split.seed)
+
+
 def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     split = recipe.data.split
     index = np.arange(table.height)
@@ -73,7 +81,7 @@ def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.D
         train, validation = _two_way(rest, split.validation or recipe.calibration_share, labels, None, split.seed)
         return table[train], table[validation], table[test]
     groups = _groups(table, recipe) if split.method == "group" else None
-    rest, test = _two_way(index, split.test, labels, groups, split.seed)
+    rest, test = _hold_out_test(index, labels, groups, recipe)
     val_share = split.validation / (split.train + split.validation) if split.validation else recipe.calibration_share
     train, validation = _two_way(rest, val_share, labels, groups, split.seed + 1)
     return table[train], table[validation], table[test]
@@ -81,26 +89,31 @@ def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.D
 
 
 
-def fold_test_rows(table: pl.DataFrame, recipe: Recipe) -> list[np.ndarray]:
+def fold_test_rows(table: pl.DataFrame, recipe: Recipe) -> tuple[list[np.ndarray], np.ndarray]:
     """Each fold's test rows (`data.split.folds`, shuffled by the split's seed): stratified by the label, by
-    group (a group's rows all in one fold) or at random."""
+    group (a group's rows all in one fold) or at random; and the rows held out of every fold (`hold_out_test`:
+    the test rows of a single split with the same method and seed; else none)."""
     split = recipe.data.split
     folds, index = split.folds or 0, np.arange(table.height)
-    if split.method == "group":
-        groups = _groups(table, recipe)
-        if len(np.unique(groups)) < folds:
+    classify = split.method == "stratified" and recipe.output.type == "category"
+    labels = _stratification_labels(table, recipe) if classify else None
+    groups = _groups(table, recipe) if split.method == "group" else None
+    held = index[:0]
+    if split.hold_out_test:
+        index, held = _hold_out_test(index, labels, groups, recipe)
+    if groups is not None:
+        if len(np.unique(groups[index])) < folds:
             raise DataError(f"data.split.folds: {folds} folds need {folds} groups or more; column "
-                            f"{split.group_column!r} has {len(np.unique(groups))}")
+                            f"{split.group_column!r} has {len(np.unique(groups[index]))}")
         splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=split.seed)
-        return [index[test] for _, test in splitter.split(index, groups=groups)]
-    if table.height < folds:
-        raise DataError(f"data.split.folds: {folds} folds need {folds} rows or more; there are {table.height}")
-    if split.method == "stratified" and recipe.output.type == "category":
-        labels = _stratify_labels(_stratification_labels(table, recipe), folds)
+        return [index[test] for _, test in splitter.split(index, groups=groups[index])], held
+    if len(index) < folds:
+        raise DataError(f"data.split.folds: {folds} folds need {folds} rows or more; there are {len(index)}")
+    if labels is not None:
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=split.seed)
-        return [index[test] for _, test in splitter.split(index, labels)]
+        return [index[test] for _, test in splitter.split(index, _stratify_labels(labels[index], folds))], held
     splitter = KFold(n_splits=folds, shuffle=True, random_state=split.seed)
-    return [index[test] for _, test in splitter.split(index)]
+    return [index[test] for _, test in splitter.split(index)], held
 
 
 def fold_tables(table: pl.DataFrame, recipe: Recipe, fold: int,

@@ -30,6 +30,7 @@ from ensayo import layout
 from ensayo import metrics as ev
 from ensayo.data import Splits, apply_expressions
 from ensayo.outputs.category import CategoryOutput
+from ensayo.outputs.teacher import TeacherProbabilities
 from ensayo.recipe import Recipe
 from ensayo.store import read_json, write_json
 
@@ -60,6 +61,7 @@ class FitContext:
     on_epoch: EpochCallback | None = None  # each epoch's record (MLflow, a study's pruner; may raise)
     base: Path | None = None  # the recipe's folder: relative paths in it start there
     train_member: TrainMember | None = None
+    teacher: TeacherProbabilities | None = None  # train.teacher's probabilities of the data's lines
 
 
 @dataclass
@@ -162,6 +164,7 @@ class Classifier(ModelType):
     output = "category"
     inputs_of_its_own: ClassVar[bool] = True  # False: its inputs are those of other recipes (an ensemble's members)
     learns_auxiliary: ClassVar[bool] = False  # whether it can learn output.auxiliary targets beside the label
+    learns_from_teacher: ClassVar[bool] = False  # whether it can learn a teacher's probabilities (train.teacher)
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -178,6 +181,9 @@ class Classifier(ModelType):
         if recipe.output.auxiliary and not cls.learns_auxiliary:
             problems.append(f"output.auxiliary: model.type {cls.name} has no shared layers to train on auxiliary "
                             "targets; use a neural model")
+        if recipe.train.teacher is not None and not cls.learns_from_teacher:
+            problems.append(f"train.teacher: model.type {cls.name} learns from labels only; distil into a neural "
+                            "model")
         return problems
 
     def predict_proba(self, table: pl.DataFrame) -> np.ndarray:

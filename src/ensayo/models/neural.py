@@ -17,12 +17,13 @@ from torch import nn
 
 from ensayo import layout
 from ensayo import metrics as ev
-from ensayo.data import Splits
+from ensayo.data import LINE, Splits
 from ensayo.features import Feature, FileColumn, build_feature, saved_run_loading
 from ensayo.models.attribution import RowExplanation
 from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
 from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
+from ensayo.outputs.teacher import TeacherProbabilities
 from ensayo.progress import working
 from ensayo.recipe import HeadConfig, Recipe
 from ensayo.store import write_json
@@ -151,6 +152,7 @@ class NeuralClassifier(Classifier):
     sections: ClassVar[Sections] = {"encoders": None, "head": HeadConfig}
     distributed = None
     learns_auxiliary = True
+    learns_from_teacher = True
     losses = frozenset({"cross_entropy", "focal"})
     weighs_classes = True
 
@@ -179,6 +181,8 @@ class NeuralClassifier(Classifier):
         # auxiliary targets are learned from the training rows only; evaluating and predicting do not need them
         targets = auxiliary_targets(splits.train, recipe.output.auxiliary) if recipe.output.auxiliary else None
         encoded = self._encoded_shares(splits, targets)
+        if context.teacher is not None:
+            encoded["train"].teacher = self._teacher_targets(context.teacher, splits.train)
         for split in encoded.values():
             split.workers = recipe.train.loader_workers
         columns = encoded["train"].columns
@@ -278,6 +282,14 @@ class NeuralClassifier(Classifier):
                                          targets[start:stop] if train and targets is not None else None,
                                          self.train_columns if train else None)
         return encoded
+
+    def _teacher_targets(self, teacher: TeacherProbabilities, train: pl.DataFrame) -> np.ndarray:
+        """The teacher's softened probabilities of the training rows this rank holds, by their lines."""
+        start, stop = distributed.share_bounds(train.height)
+        lines = train[LINE].slice(start, stop - start).to_numpy().astype(np.int64)
+        config = self.recipe.train.teacher
+        assert config is not None
+        return teacher.for_lines(lines, self.classes, config.temperature)
 
     @staticmethod
     def _training_rows(train: EncodedSplit, rows: int) -> Batches:

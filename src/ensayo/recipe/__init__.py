@@ -26,13 +26,15 @@ from ensayo.recipe.schema import (
     RecipeError,
     SplitConfig,
     Strict,
+    TeacherConfig,
     TrackConfig,
     TrainConfig,
 )
 
 __all__ = [
     "AuxiliaryConfig", "BinConfig", "DataConfig", "DeriveConfig", "EvaluateConfig", "HeadConfig", "InputConfig",
-    "ModelConfig", "OutputConfig", "Recipe", "RecipeError", "SplitConfig", "Strict", "TrackConfig", "TrainConfig",
+    "ModelConfig", "OutputConfig", "Recipe", "RecipeError", "SplitConfig", "Strict", "TeacherConfig", "TrackConfig",
+    "TrainConfig",
     "apply_overrides", "default_data_dir", "error_lines", "expand_path", "flatten", "read_raw",
     "recipe_to_dict", "set_key", "validate_schema",
 ]

@@ -55,11 +55,17 @@ class SplitConfig(Strict):
                                                               "share of the other folds each model validates on")
     fold: int | None = Field(None, ge=0, description="set by ensayo in the recipe of a cross-validated run's fold "
                                                      "run: the fold that run is tested on")
+    hold_out_test: bool = Field(False, description="with folds: first hold out the `test` share that a single split "
+                                "with this method and seed tests on, and cross-validate the other rows only, so that "
+                                "no fold model trains on those test rows (a teacher for a student with that split: "
+                                "train.teacher); the fold average is also scored on them")
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
         if self.fold is not None and (self.folds is None or self.fold >= self.folds):
             raise ValueError(f"fold: {self.fold} is not one of the {self.folds or 0} folds")
+        if self.hold_out_test and (self.folds is None or not self.test):
+            raise ValueError("hold_out_test: holds out the test share of a cross-validated split; set folds and test")
         if self.folds is not None:
             if self.method not in ("stratified", "random", "group"):
                 raise ValueError(f"folds: cross-validation splits by method stratified, random or group, not "
@@ -236,6 +242,20 @@ class ModelConfig(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------- training
+class TeacherConfig(Strict):
+    """A saved classifier run whose probabilities the student learns from beside the labels (distillation): the
+    loss is (1 - weight) x the label's + weight x temperature^2 x the cross-entropy to the teacher's probabilities,
+    both softened by `temperature`."""
+
+    run: str = Field(description="the teacher's run directory (relative paths from the recipe's folder): a "
+                     "cross-validated classifier run with data.split.hold_out_test, so that each training row's "
+                     "probabilities come from a fold model that did not train on it")
+    recipe: str | None = Field(None, description="the recipe that makes the teacher's run (relative paths from the "
+                               "recipe's folder): named in the message when the run is missing")
+    weight: float = Field(0.5, gt=0, le=1, description="the teacher's share of the loss")
+    temperature: float = Field(2.0, gt=0, description="softens the teacher's and the student's probabilities")
+
+
 class TrainConfig(Strict):
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -272,6 +292,7 @@ class TrainConfig(Strict):
         "temperature: fitted on the validation split only; none: the probabilities as the model gives them")
     calibration_share: float = Field(0.1, gt=0, lt=0.5, description="calibrate auto without a validation split: "
                                      "the share of the training rows held out to fit the temperature on")
+    teacher: TeacherConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -329,7 +350,20 @@ class Recipe(Strict):
         fed = [t.column for t in self.output.auxiliary if t.column in {self.column_of(f) for f in self.inputs}]
         if fed:
             raise ValueError(f"output.auxiliary: {fed} are also inputs; a target the model is given teaches nothing")
+        if self.train.teacher is not None:
+            self._check_teacher()
         return self
+
+    def _check_teacher(self) -> None:
+        split = self.data.split
+        if self.output.type != "category":
+            raise ValueError("train.teacher: a teacher's class probabilities teach a classifier, not a text output")
+        if split.folds is not None:
+            raise ValueError("train.teacher: a cross-validated student would test on rows its teacher trained on; "
+                             "distil into a single split (the teacher cross-validates)")
+        if split.method == "files" or self.data.format == "folder":
+            raise ValueError("train.teacher: the teacher's probabilities are matched to the student's rows by line "
+                             "of one data.source file; this recipe reads several files")
 
     def column_of(self, feature: InputConfig) -> str:
         return feature.column or feature.name

@@ -11,6 +11,7 @@ import torch
 
 from ensayo.features import Feature, FileColumn
 from ensayo.outputs.auxiliary import AUXILIARY
+from ensayo.outputs.teacher import TEACHER
 
 
 class Batches(Protocol):
@@ -39,6 +40,7 @@ class EncodedSplit:
     columns: dict[str, Any]
     labels: np.ndarray  # class indices, -1 for a label unseen in training
     targets: np.ndarray | None = None  # (rows, auxiliary targets), standardized; NaN where missing
+    teacher: np.ndarray | None = None  # (rows, top, 2): the teacher's classes and probabilities (train.teacher)
     workers: int = 0  # DataLoader worker processes that read the files of inputs kept as paths
     held: ClassVar[None] = None  # this process holds every row of the split
 
@@ -60,6 +62,8 @@ class EncodedSplit:
         batch = {f.name: to_device(f.collate(self.columns[f.name], index), device) for f in self.features}
         if self.targets is not None:
             batch[AUXILIARY] = to_device(torch.from_numpy(self.targets[index]), device)
+        if self.teacher is not None:
+            batch[TEACHER] = to_device(torch.from_numpy(self.teacher[index]), device)
         return batch
 
     def batches(self, size: int, order: np.ndarray | None = None, skip: int = 0,

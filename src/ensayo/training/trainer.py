@@ -21,6 +21,7 @@ from torch import nn
 
 from ensayo.layout import BEST_WEIGHTS, CHECKPOINT
 from ensayo.outputs.auxiliary import AUXILIARY
+from ensayo.outputs.teacher import TEACHER, distillation_loss
 from ensayo.progress import every as progress_every
 from ensayo.recipe import TrainConfig
 from ensayo.store import atomic_path
@@ -454,19 +455,30 @@ class Trainer:
         return int(rows), bool(signalled)
 
     def _loss(self, batch: dict[str, Any], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the loss to minimize, the label's part of it): train/loss stays comparable with val/loss."""
+        """(the loss to minimize, the label's part of it): train/loss stays comparable with val/loss. With a
+        teacher, the label's loss and the teacher's are mixed by `train.teacher.weight`."""
         targets = batch.pop(AUXILIARY, None)
+        taught = batch.pop(TEACHER, None)
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
             if targets is None:
                 logits, predicted = self.network(batch), None
             else:
                 logits, predicted = self.network(batch, auxiliary=True)
-        label_loss = self.loss_fn(logits.float(), labels)  # the loss in fp32: bf16 rounds a sum of 256 terms
-        if predicted is None:
-            return label_loss, label_loss
-        return label_loss + self.model.auxiliary_loss(predicted.float(), targets), label_loss
+        logits = logits.float()  # the losses in fp32: bf16 rounds a sum of 256 terms
+        label_loss = self.loss_fn(logits, labels)
+        loss = label_loss
+        teacher = self.config.teacher
+        if taught is not None and teacher is not None:
+            loss = (1 - teacher.weight) * label_loss + teacher.weight * distillation_loss(logits, taught,
+                                                                                          teacher.temperature)
+        if predicted is not None:
+            loss = loss + self.model.auxiliary_loss(predicted.float(), targets)
+        return loss, label_loss
 
     def _auxiliary_record(self) -> dict[str, float]:
+        """The loss beside the label's: the auxiliary targets', or with a teacher the whole loss minimized."""
+        if self.config.teacher is not None:
+            return {"train/distilled_loss": (self.state.loss_sum + self.state.auxiliary_sum) / max(self.state.seen, 1)}
         if getattr(self.model, "auxiliary", None) is None:
             return {}
         return {"train/auxiliary_loss": self.state.auxiliary_sum / max(self.state.seen, 1)}
