@@ -32,11 +32,11 @@ TFIDF = {"type": "tfidf_linear", "linear": {"word_ngrams": [1, 1], "char_ngrams"
 
 
 def teacher_recipe(titles: Path, **split: Any) -> dict[str, Any]:
-    """The tiny recipe's data and split (stratified, 20 % test, seed 1) cross-validated over 3 folds by a TF-IDF
-    model, the test rows held out."""
+    """The tiny recipe's data and split (stratified 60 / 20 / 20, seed 1) cross-validated over 3 folds by a TF-IDF
+    model, its validation and test rows held out."""
     recipe = {**recipe_dict(titles), "name": "tiny-teacher", "model": TFIDF}
-    recipe["data"]["split"] = {"method": "stratified", "test": 0.2, "validation": 0.25, "folds": 3, "seed": 1,
-                               "hold_out_test": True, **split}
+    recipe["data"]["split"] = {"method": "stratified", "train": 0.6, "validation": 0.2, "test": 0.2, "folds": 3,
+                               "seed": 1, "hold_out_test": True, **split}
     return recipe
 
 
@@ -64,8 +64,8 @@ def test_the_teacher_holds_out_the_students_test_rows_and_keeps_every_other_rows
     with np.load(taught["teacher"] / layout.OUT_OF_FOLD_PROBABILITIES, allow_pickle=False) as stored:
         arrays = dict(stored)
     taught_lines = set(arrays["lines"].tolist())
-    assert taught_lines == set(student.train["__line__"]) | set(student.validation["__line__"])
-    assert not taught_lines & set(student.test["__line__"])
+    assert taught_lines == set(student.train["__line__"])
+    assert not taught_lines & (set(student.test["__line__"]) | set(student.validation["__line__"]))
     report = json.loads((taught["teacher"] / layout.DATA_REPORT).read_text())
     assert report["held_out_rows"] == student.test.height
     metrics = json.loads((taught["teacher"] / layout.METRICS).read_text())
@@ -97,7 +97,7 @@ def test_a_student_keeps_its_teachers_probabilities_of_its_training_rows_and_nam
     record = json.loads((student / layout.TEACHER_RECORD).read_text())
     assert record["run"] == str(teacher.resolve()) and record["run_id"] == run_identity(teacher)
     assert record["teacher_metrics"]["held_out/balanced_accuracy"] > 0
-    assert record["validation_rows_taught"] == splits.validation.height  # its folds trained on them
+    assert record["validation_rows_taught"] == 0  # held out of the teacher's folds, as the test rows are
     history = json.loads((student / layout.HISTORY).read_text())
     assert all(epoch["train/distilled_loss"] > 0 for epoch in history)
     assert SavedRun.load(student).metrics["test/balanced_accuracy"] > 0.5
@@ -232,7 +232,8 @@ def test_a_teacher_of_other_classes_or_other_test_rows_is_refused(taught: dict[s
     refused(["validate", path], "classes do not cover the student's", "column 'label_quality'")
     seeded = student_recipe(taught["titles"], taught["teacher"])
     seeded["data"]["split"]["seed"] = 2
-    refused(["validate", write(tmp_path / "seeded.yaml", seeded)], "held out other test rows than the student's")
+    refused(["validate", write(tmp_path / "seeded.yaml", seeded)],
+            "held out other rows than the student's split tests and validates on")
 
 
 def test_a_teacher_whose_folds_saw_the_students_test_rows_is_refused_when_the_data_is_read(
@@ -280,3 +281,8 @@ def test_the_bundled_student_validates_without_its_teacher_and_run_says_how_to_m
                for w in checked.warnings)
     refused(["run", bundled, "--no-track"], "runs/product-titles-teacher is not a saved run",
             "make it with `ensayo run", "recipes/product-titles-teacher.yaml --output")
+
+
+def test_a_teacher_split_that_is_not_a_whole_single_split_is_refused(taught: dict[str, Path]) -> None:
+    with pytest.raises(RecipeError, match=r"hold_out_test: train \+ validation \+ test .* must add up to 1"):
+        load_recipe(teacher_recipe(taught["titles"], train=0.5))

@@ -136,8 +136,8 @@ def test_two_processes_distil_a_teacher_as_one_process_does(titles_csv: Path, tm
     hands them over): the same weights as one process."""
     teacher = {**recipe_dict(titles_csv), "name": "teacher",
                "model": {"type": "tfidf_linear", "linear": {"word_ngrams": [1, 1], "char_ngrams": [2, 3]}}}
-    teacher["data"]["split"] = {"method": "stratified", "test": 0.2, "validation": 0.25, "folds": 3, "seed": 1,
-                                "hold_out_test": True}
+    teacher["data"]["split"] = {"method": "stratified", "train": 0.6, "validation": 0.2, "test": 0.2, "folds": 3,
+                                "seed": 1, "hold_out_test": True}
     ensayo.run(teacher, output=tmp_path / "teacher", track=False)
     raw = recipe_dict(titles_csv, epochs=2, lr=0.05)
     raw["train"]["teacher"] = {"run": str(tmp_path / "teacher"), "weight": 0.6, "temperature": 2.0}

@@ -70,6 +70,14 @@ def _hold_out_test(index: np.ndarray, labels: np.ndarray | None, groups: np.ndar
     return _two_way(index, split.test, labels, groups, split.seed)
 
 
+def _hold_out_validation(rest: np.ndarray, labels: np.ndarray | None, groups: np.ndarray | None,
+                         recipe: Recipe) -> tuple[np.ndarray, np.ndarray]:
+    """(the training rows, the validation rows) of the rest of a single split, by the same one rule."""
+    split = recipe.data.split
+    share = split.validation / (split.train + split.validation) if split.validation else recipe.calibration_share
+    return _two_way(rest, share, labels, groups, split.seed + 1)
+
+
 def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     split = recipe.data.split
     index = np.arange(table.height)
@@ -82,8 +90,7 @@ def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.D
         return table[train], table[validation], table[test]
     groups = _groups(table, recipe) if split.method == "group" else None
     rest, test = _hold_out_test(index, labels, groups, recipe)
-    val_share = split.validation / (split.train + split.validation) if split.validation else recipe.calibration_share
-    train, validation = _two_way(rest, val_share, labels, groups, split.seed + 1)
+    train, validation = _hold_out_validation(rest, labels, groups, recipe)
     return table[train], table[validation], table[test]
 
 
@@ -91,8 +98,9 @@ def split_table(table: pl.DataFrame, recipe: Recipe) -> tuple[pl.DataFrame, pl.D
 
 def fold_test_rows(table: pl.DataFrame, recipe: Recipe) -> tuple[list[np.ndarray], np.ndarray]:
     """Each fold's test rows (`data.split.folds`, shuffled by the split's seed): stratified by the label, by
-    group (a group's rows all in one fold) or at random; and the rows held out of every fold (`hold_out_test`:
-    the test rows of a single split with the same method and seed; else none)."""
+    group (a group's rows all in one fold) or at random; and the test rows held out of every fold
+    (`hold_out_test`: those of the single split with the same method, shares and seed; else none). That split's
+    validation rows are held out too, unused: only its training rows are cross-validated."""
     split = recipe.data.split
     folds, index = split.folds or 0, np.arange(table.height)
     classify = split.method == "stratified" and recipe.output.type == "category"
@@ -101,6 +109,7 @@ def fold_test_rows(table: pl.DataFrame, recipe: Recipe) -> tuple[list[np.ndarray
     held = index[:0]
     if split.hold_out_test:
         index, held = _hold_out_test(index, labels, groups, recipe)
+        index, _ = _hold_out_validation(index, labels, groups, recipe)
     if groups is not None:
         if len(np.unique(groups[index])) < folds:
             raise DataError(f"data.split.folds: {folds} folds need {folds} groups or more; column "

@@ -55,10 +55,11 @@ class SplitConfig(Strict):
                                                               "share of the other folds each model validates on")
     fold: int | None = Field(None, ge=0, description="set by ensayo in the recipe of a cross-validated run's fold "
                                                      "run: the fold that run is tested on")
-    hold_out_test: bool = Field(False, description="with folds: first hold out the `test` share that a single split "
-                                "with this method and seed tests on, and cross-validate the other rows only, so that "
-                                "no fold model trains on those test rows (a teacher for a student with that split: "
-                                "train.teacher); the fold average is also scored on them")
+    hold_out_test: bool = Field(False, description="with folds: first hold out the test and validation rows of the "
+                                "single split with this method, these train / validation / test shares and seed, and "
+                                "cross-validate its training rows only, so that no fold model trains on the rows a "
+                                "student with that split validates and tests on (train.teacher); the fold average is "
+                                "also scored on the test rows")
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
@@ -66,6 +67,9 @@ class SplitConfig(Strict):
             raise ValueError(f"fold: {self.fold} is not one of the {self.folds or 0} folds")
         if self.hold_out_test and (self.folds is None or not self.test):
             raise ValueError("hold_out_test: holds out the test share of a cross-validated split; set folds and test")
+        if self.hold_out_test and abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError(f"hold_out_test: train + validation + test (the student's single split) must add up to 1, "
+                             f"got {self.train} + {self.validation} + {self.test}")
         if self.folds is not None:
             if self.method not in ("stratified", "random", "group"):
                 raise ValueError(f"folds: cross-validation splits by method stratified, random or group, not "

@@ -2,10 +2,11 @@
 student's training rows, taken once from the teacher's out-of-fold probabilities and kept in the student's run.
 
 A teacher must not hand a student its memorised answers: each training row's probabilities must come from a
-model that did not train on that row, and no teacher model may have trained on the student's test rows. A
-cross-validated run with `data.split.hold_out_test` is exactly that: it holds out the test rows of the student's
-split (same method, share and seed) and predicts every other row with the fold model that held it out. Its rows
-are matched to the student's by line of the same data file (checked by the file's digest)."""
+model that did not train on that row, and no teacher model may have trained on the rows the student tests or
+validates on. A cross-validated run with `data.split.hold_out_test` is exactly that: it holds out the test and
+validation rows of the student's split (same method, shares and seed) and predicts each of the student's
+training rows with the fold model that held it out. Its rows are matched to the student's by line of the same
+data file (checked by the file's digest)."""
 
 from __future__ import annotations
 
@@ -72,9 +73,10 @@ def teacher_problems(recipe: Recipe, base: Path | None) -> list[str]:
     if teacher.output.column != recipe.output.column or _derived(teacher) != _derived(recipe):
         problems.append(f"train.teacher.run: {path}'s classes do not cover the student's: it classifies column "
                         f"{teacher.output.column!r}, the student {recipe.output.column!r}")
-    rule = ("method", "test", "seed", "group_column")
+    rule = ("method", "train", "validation", "test", "seed", "group_column")
     if any(getattr(split, key) != getattr(mine, key) for key in rule):
-        problems.append(f"train.teacher.run: {path} held out other test rows than the student's split "
+        problems.append(f"train.teacher.run: {path} held out other rows than the student's split tests and "
+                        "validates on "
                         f"(data.split {', '.join(rule)}: teacher "
                         f"{', '.join(str(getattr(split, key)) for key in rule)}, student "
                         f"{', '.join(str(getattr(mine, key)) for key in rule)})")
@@ -139,8 +141,8 @@ def teacher_for(recipe: Recipe, base: Path | None, run_dir: Path, splits: Splits
     train_lines = np.sort(splits.train[LINE].to_numpy().astype(np.int64))
     where = np.clip(np.searchsorted(lines, train_lines), 0, len(lines) - 1)
     keep = order[where[lines[where] == train_lines]]  # the student's training rows the teacher has
-    # the teacher's folds trained on the student's validation rows: its probabilities of near-duplicate training
-    # rows carry their labels, so the student's validation figures (and what is chosen by them) are optimistic
+    # validation rows a teacher's folds trained on (none, with the same split): its probabilities of near-duplicate
+    # training rows would carry their labels, and the student's validation figures would be optimistic
     taught_validation = int(np.isin(splits.validation[LINE].to_numpy().astype(np.int64), lines).sum())
     teacher = TeacherProbabilities(run_identity(path), stored["lines"][keep], stored["classes"],
                                    stored["top_classes"][keep], stored["top_probabilities"][keep])
