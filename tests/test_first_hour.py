@@ -51,6 +51,23 @@ def test_the_command_starts_without_the_heavy_libraries() -> None:
     assert listed.stderr.split() == [] and listed.stdout.startswith("{")
 
 
+@pytest.mark.subprocess
+def test_checking_a_recipe_and_predicting_with_a_network_leave_scikit_learn_and_the_plots_unloaded(
+        tmp_path: Path, titles_csv: Path, tiny_runs: dict[str, Path]) -> None:
+    heavy = ("sklearn", "scipy", "pandas", "mlflow", "matplotlib")  # 5-6 s of imports on a 2-core machine
+    recipe = recipe_file(tmp_path, recipe_dict(titles_csv))
+    source = tmp_path / "new.csv"
+    pl.DataFrame({"title": ["Taladro percutor Bosch"]}).write_csv(source)
+    for command in (["validate", str(recipe)], ["predict", str(tiny_runs["neural"]), "--input", str(source)]):
+        code = ("import sys\nfrom ensayo.cli import app\n"
+                f"sys.argv = ['ensayo', *{command!r}]\n"
+                "try:\n    app()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+                f"print('loaded:', *(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.splitlines()[-1] == "loaded:", (command[0], done.stderr)
+
+
 def test_validate_reads_each_data_files_header(tmp_path: Path, titles_csv: Path) -> None:
     good = recipe_file(tmp_path, recipe_dict(titles_csv))
     assert runner.invoke(app, ["validate", str(good)]).exit_code == 0

@@ -7,11 +7,12 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Any
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from ensayo.store import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # the look of every page ensayo writes (reports, explanations, data reports)
 STYLE = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -24,6 +25,8 @@ border-radius:3px;display:inline-block}"""
 
 def figure(**options: Any) -> Figure:
     """A new figure (`figsize`, `dpi`, ...) with its own canvas."""
+    from matplotlib.figure import Figure  # 1.4 s of import: only where a plot is drawn
+
     return Figure(**options)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
 
 from ensayo.data.clean import parse_filter
 from ensayo.data.derive import Bins
@@ -37,6 +36,8 @@ def _two_way(index: np.ndarray, size: float, labels: np.ndarray | None, groups: 
 
 def _split_two_way(index: np.ndarray, size: float, labels: np.ndarray | None, groups: np.ndarray | None,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split  # 3 s of import: only when splitting
+
     if size <= 0:
         return index, index[:0]
     if groups is not None:
@@ -101,6 +102,8 @@ def fold_test_rows(table: pl.DataFrame, recipe: Recipe) -> tuple[list[np.ndarray
     group (a group's rows all in one fold) or at random; and the test rows held out of every fold
     (`hold_out_test`: those of the single split with the same method, shares and seed; else none). That split's
     validation rows are held out too, unused: only its training rows are cross-validated."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
     split = recipe.data.split
     folds, index = split.folds or 0, np.arange(table.height)
     classify = split.method == "stratified" and recipe.output.type == "category"

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import scipy.signal
 import soundfile as sf
 from PIL import Image
 
@@ -178,6 +177,8 @@ def _file(field: InputField, value: Any, row: int, file: Path) -> str:
 def _vowel(seconds: float, rate: int) -> np.ndarray:
     """An 'ah' a voice detector takes for speech (a tone is not): pulses at 120 Hz through the vowel's three
     formant resonators, with 0.2 s of silence either side."""
+    import scipy.signal
+
     voice = (np.arange(int(seconds * rate)) % (rate // 120) == 0).astype(np.float64)
     for frequency, bandwidth in ((700, 80), (1220, 90), (2600, 120)):
         radius = np.exp(-np.pi * bandwidth / rate)

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 from ensayo import figures, layout
 from ensayo.metrics.calibration import _calibration_bins, calibration_error
@@ -39,6 +38,8 @@ def plot_confusion(true: Sequence[str], predicted: Sequence[str], path: Path, ma
     """The full matrix for a few classes; for many, a bar chart of the most confused pairs."""
     labels = sorted(set(true) | set(predicted))
     if len(labels) <= max_classes:
+        from sklearn.metrics import confusion_matrix
+
         matrix = confusion_matrix(true, predicted, labels=labels)
         size = 3 + 0.35 * len(labels)
         figure = figures.figure(figsize=(size + 1, size), layout="tight")

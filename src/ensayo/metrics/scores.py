@@ -1,5 +1,7 @@
 """Scores of a classifier's answers: each row summarised in 20 bytes (`ROW`), the quality metrics of those rows,
-per-class scores, the most confused pairs, and a Student-t interval over repeated figures."""
+per-class scores, the most confused pairs, and a Student-t interval over repeated figures. scikit-learn and scipy
+(3 s of import on this project's 2-core machine) are imported where they score, so that the commands that only
+read a recipe or answer do not pay for them."""
 
 from __future__ import annotations
 
@@ -8,12 +10,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
 
 from ensayo.outputs.category import CategoryOutput
 
@@ -88,6 +84,8 @@ def classification_metrics(true: Sequence[str], predicted: Sequence[str], prefix
 
     Labels are strings, so a true label the model never saw counts as a class it always gets wrong.
     """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_recall_fscore_support
+
     metrics = {
         "accuracy": accuracy_score(true, predicted),
         "balanced_accuracy": balanced_accuracy_score(true, predicted),
@@ -102,6 +100,8 @@ def classification_metrics(true: Sequence[str], predicted: Sequence[str], prefix
 
 
 def per_class_report(true: Sequence[str], predicted: Sequence[str]) -> list[dict[str, Any]]:
+    from sklearn.metrics import precision_recall_fscore_support
+
     labels = sorted(set(true) | set(predicted))
     precision, recall, f1, support = precision_recall_fscore_support(
         true, predicted, labels=labels, zero_division=0
@@ -114,6 +114,8 @@ def per_class_report(true: Sequence[str], predicted: Sequence[str]) -> list[dict
 
 
 def most_confused(true: Sequence[str], predicted: Sequence[str], top: int = 20) -> list[dict[str, Any]]:
+    from sklearn.metrics import confusion_matrix
+
     labels = sorted(set(true) | set(predicted))
     matrix = confusion_matrix(true, predicted, labels=labels)
     np.fill_diagonal(matrix, 0)
@@ -131,6 +133,8 @@ def confusion_text(true: Sequence[str], predicted: Sequence[str], max_classes: i
     labels = sorted(set(true) | set(predicted))
     if len(labels) > max_classes:
         return "\n".join(f"{p['count']:5d}  {p['true']} -> {p['predicted']}" for p in most_confused(true, predicted))
+    from sklearn.metrics import confusion_matrix
+
     matrix = confusion_matrix(true, predicted, labels=labels)
     width = max(len(str(matrix.max())), max(len(label) for label in labels), 4)
     header = " " * (width + 2) + " ".join(label[:width].rjust(width) for label in labels)

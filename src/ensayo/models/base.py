@@ -14,7 +14,9 @@ one is missing. `tests/helpers/contract.py` checks every registered type against
 
 from __future__ import annotations
 
+import functools
 import time
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -284,6 +286,27 @@ def refusal(subject: Any, capability: str) -> str | None:
         return f"this {subject.name} model {_CANNOT_THIS[capability]}: {subject.blocker(capability)}"
     reason = subject.refusals.get(capability)
     return f"model type {subject.name} {_CANNOT[capability]}" + (f": {reason}" if reason else "")
+
+
+def available_if(check: Callable[[Any], bool]) -> Callable[[Callable[..., Any]], Any]:
+    """A method that a trained model has only when `check(model)` is true, as scikit-learn's `available_if`:
+    where it is false, `hasattr` is false and reading the method raises AttributeError; the type always has it.
+    Not scikit-learn's own because importing it costs 3 s (scipy and pandas come with it) on this project's
+    2-core machine, paid by every command that reads a recipe."""
+    return lambda method: _AvailableIf(method, check)
+
+
+class _AvailableIf:
+    def __init__(self, method: Callable[..., Any], check: Callable[[Any], bool]) -> None:
+        self.method, self.check = method, check
+        functools.update_wrapper(self, method)
+
+    def __get__(self, model: Any, owner: type | None = None) -> Any:
+        if model is None:
+            return self.method
+        if not self.check(model):
+            raise AttributeError(f"this {type(model).__name__} has no {self.method.__name__} (see its `blocker`)")
+        return types.MethodType(self.method, model)
 
 
 MODEL_TYPES: dict[str, type[ModelType]] = {}

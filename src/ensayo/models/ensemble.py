@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import polars as pl
 from pydantic import Field
-from scipy.optimize import minimize
-from scipy.special import log_softmax, softmax
 
 from ensayo import layout
 from ensayo import metrics as ev
@@ -98,6 +96,9 @@ def fit_weights(log_probabilities: list[np.ndarray], true: np.ndarray) -> list[f
     """The weights w (one per member, positive) that minimise the log loss of softmax(sum w_m * log p_m) on
     these rows. With one member this is temperature scaling: its ranking of classes is kept, only how
     sure it is changes."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
     rows = np.arange(len(true))
 
     def loss(log_w: np.ndarray) -> float:
@@ -130,6 +131,8 @@ class Pool:
 
     def pool(self, log_probabilities: list[np.ndarray]) -> np.ndarray:
         """The pooled probabilities from the members' log-probabilities of the same rows."""
+        from scipy.special import softmax
+
         return softmax(sum(w * lp for w, lp in zip(self.weights, log_probabilities, strict=True)), axis=1)
 
 

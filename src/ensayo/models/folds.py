@@ -11,10 +11,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
-from sklearn.utils.metaestimators import available_if
 
 from ensayo import layout
-from ensayo.models.base import Classifier, refusal
+from ensayo.models.base import Classifier, available_if, refusal
 from ensayo.outputs.category import CategoryOutput
 from ensayo.recipe import Recipe
 

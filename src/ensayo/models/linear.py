@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
-import scipy.sparse as sp
 from pydantic import Field
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.svm import LinearSVC
 
 from ensayo import layout
 from ensayo import metrics as ev
@@ -34,6 +30,10 @@ from ensayo.outputs.category import CategoryOutput
 from ensayo.progress import working
 from ensayo.recipe import Recipe, Strict
 from ensayo.store import atomic_path
+
+if TYPE_CHECKING:  # scikit-learn and scipy are imported where a model is built (3 s; see models.base.available_if)
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 
 class LinearConfig(Strict):
@@ -51,6 +51,8 @@ class LinearConfig(Strict):
 
 
 def _vectorizer(config: LinearConfig, analyzer: str, ngrams: tuple[int, int]) -> TfidfVectorizer:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     return TfidfVectorizer(
         analyzer=analyzer,
         tokenizer=str.split if analyzer == "word" else None,
@@ -67,6 +69,9 @@ def _vectorizer(config: LinearConfig, analyzer: str, ngrams: tuple[int, int]) ->
 
 
 def _classifier(config: LinearConfig, seed: int, class_weight: str | None) -> Any:
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.svm import LinearSVC
+
     if config.classifier == "linear_svm":
         return LinearSVC(C=config.C, random_state=seed, class_weight=class_weight)
     if config.classifier == "logistic_regression":
@@ -112,6 +117,8 @@ class LinearTextModel:
         return feature.pipeline.many_normalized(values)
 
     def _matrix(self, table: pl.DataFrame, fit: bool) -> sp.csr_matrix:
+        import scipy.sparse as sp
+
         blocks = []
         for feature, kind, vectorizer in self.vectorizers:
             documents = self._documents(feature, kind, table)

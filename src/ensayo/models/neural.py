@@ -12,7 +12,6 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import polars as pl
 import torch
-from sklearn.utils.metaestimators import available_if
 from torch import nn
 
 from ensayo import layout
@@ -20,7 +19,15 @@ from ensayo import metrics as ev
 from ensayo.data import LINE, Splits
 from ensayo.features import Feature, FileColumn, build_feature, saved_run_loading
 from ensayo.models.attribution import RowExplanation
-from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
+from ensayo.models.base import (
+    Classifier,
+    FitContext,
+    Fitted,
+    Sections,
+    available_if,
+    read_state,
+    register_model_type,
+)
 from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
 from ensayo.outputs.teacher import TeacherProbabilities

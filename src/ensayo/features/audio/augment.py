@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import scipy.signal
 from pydantic import Field, model_validator
 
 from ensayo.recipe import Strict
@@ -97,6 +96,8 @@ class WaveAugmentConfig(Strict):
 
 def speed_perturb(samples: np.ndarray, factor: float) -> np.ndarray:
     """The clip `factor` times faster (shorter, higher): resampled by 1/factor, played at the same rate."""
+    import scipy.signal
+
     ratio = Fraction(1 / factor).limit_denominator(100)
     return scipy.signal.resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
 
@@ -112,6 +113,8 @@ def room_impulse(rt60: float, sample_rate: int, rng: np.random.Generator) -> np.
 
 def reverberate(samples: np.ndarray, impulse: np.ndarray, wet: float) -> np.ndarray:
     """The clip in the room (the tail cut at the clip's length), mixed with the dry clip, at its RMS."""
+    import scipy.signal
+
     room = scipy.signal.fftconvolve(samples, impulse)[: len(samples)]
     mixed = (1 - wet) * samples + wet * room
     before, after = np.sqrt(np.mean(np.square(samples))), np.sqrt(np.mean(np.square(mixed)))

@@ -10,8 +10,6 @@ from fractions import Fraction
 from typing import Literal
 
 import numpy as np
-import scipy.fft
-import scipy.signal
 import soundfile as sf
 import torch
 from pydantic import Field, model_validator
@@ -97,6 +95,8 @@ def read_audio(path: str, sample_rate: int) -> np.ndarray:
     samples, rate = sf.read(path, dtype="float32", always_2d=True)
     mono = samples.mean(axis=1)
     if rate != sample_rate:
+        import scipy.signal  # 2 s of import (scipy): only for a clip at another rate
+
         ratio = Fraction(sample_rate, rate)
         mono = scipy.signal.resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
     return mono
@@ -211,6 +211,8 @@ class Spectrogram:
         self.window = torch.hann_window(options.n_fft)
         self.dct = None
         if options.representation == "mfcc":
+            import scipy.fft
+
             basis = scipy.fft.dct(np.eye(options.n_mels), type=2, norm="ortho", axis=0)[: options.n_mfcc]
             self.dct = torch.from_numpy(basis.astype(np.float32))
 

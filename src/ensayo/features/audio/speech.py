@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-import scipy.signal
 from pydantic import ConfigDict, Field
 
 from ensayo.recipe import Strict
@@ -95,6 +94,8 @@ def find_speech(samples: np.ndarray, rate: int, config: SpeechConfig) -> Speech:
 
     heard_rate = rate if rate in RATES else 16000
     if heard_rate != rate:
+        import scipy.signal
+
         ratio = Fraction(heard_rate, rate)
         samples = scipy.signal.resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
     samples = levelled(samples, heard_rate)
