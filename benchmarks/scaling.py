@@ -112,6 +112,8 @@ def preprocessing_child(data: Path | str) -> dict:
     rows (no `_encoded_shares`) is measured as it ran then: every rank encodes every split whole."""
     import tempfile
 
+    import sklearn.model_selection  # noqa: F401  (ensayo imports it when it splits; the reading is timed, not the import)
+
     from ensayo.data.load import load_splits
     from ensayo.models import load_recipe
     from ensayo.models.base import FitContext

@@ -210,6 +210,8 @@ def check_data(recipe: Recipe, base: Path | None) -> None:
 
 
 def _read(recipe: Recipe, base: Path | None) -> Splits:
+    import sklearn.model_selection  # noqa: F401  (the split imports it; read_seconds times reading, not importing)
+
     started = time.perf_counter()
     splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
     splits.report.read_seconds = time.perf_counter() - started
@@ -324,6 +326,8 @@ def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | N
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
     session = RunSession.open(recipe, run_dir, console, track=track, resume=resume is not None, force=force)
     _set_threads(recipe)
+    import sklearn.model_selection  # noqa: F401  (as in _read)
+
     started = time.perf_counter()
     folds = load_folds(recipe, base)  # the data read once; each fold fits its preprocessing on its own train
     read_seconds = time.perf_counter() - started
