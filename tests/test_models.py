@@ -168,3 +168,27 @@ def test_the_built_in_types_say_what_they_can_do() -> None:
     assert MODEL_TYPES["tfidf_linear"].distributed and MODEL_TYPES["ensemble"].distributed
     assert {name: MODEL_TYPES[name].output for name in MODEL_TYPES} == {
         "neural": "category", "tfidf_linear": "category", "ensemble": "category", "language_model": "text"}
+
+
+def test_a_method_available_only_if_its_check_passes_is_missing_from_the_model_that_fails_it() -> None:
+    from ensayo.models.base import available_if, refusal
+
+    class Ready:
+        def __init__(self, trained: bool) -> None:
+            self.trained = trained
+
+        @available_if(lambda self: self.trained)
+        def explain(self, table: str) -> str:
+            """Says which table."""
+            return f"explained {table}"
+
+    assert hasattr(Ready, "explain") and Ready.explain.__doc__ == "Says which table."
+    assert Ready(True).explain("t") == "explained t"
+    untrained = Ready(False)
+    assert not hasattr(untrained, "explain")
+    with pytest.raises(AttributeError, match="has no explain"):
+        untrained.explain("t")
+    unfitted = MODEL_TYPES["neural"].__new__(MODEL_TYPES["neural"])
+    unfitted.network = None
+    assert not hasattr(unfitted, "explain") and hasattr(MODEL_TYPES["neural"], "explain")
+    assert refusal(MODEL_TYPES["neural"], "explain") is None
