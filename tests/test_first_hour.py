@@ -54,7 +54,7 @@ def test_the_command_starts_without_the_heavy_libraries() -> None:
 @pytest.mark.subprocess
 def test_checking_a_recipe_and_predicting_with_a_network_leave_scikit_learn_and_the_plots_unloaded(
         tmp_path: Path, titles_csv: Path, tiny_runs: dict[str, Path]) -> None:
-    heavy = ("sklearn", "scipy", "pandas", "mlflow", "matplotlib")  # 5-6 s of imports on a 2-core machine
+    heavy = ("sklearn", "scipy", "pandas", "mlflow", "matplotlib")  # ~5 s of imports here (benchmarks/README.md)
     recipe = recipe_file(tmp_path, recipe_dict(titles_csv))
     source = tmp_path / "new.csv"
     pl.DataFrame({"title": ["Taladro percutor Bosch"]}).write_csv(source)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from rich.console import Console
@@ -54,6 +55,8 @@ from ensayo.store import (
 )
 from ensayo.tracking import Tracker
 from ensayo.training import distributed, seed_everything
+
+T = TypeVar("T")
 
 
 class OutputTaken(ValueError):
@@ -210,12 +213,19 @@ def check_data(recipe: Recipe, base: Path | None) -> None:
 
 
 def _read(recipe: Recipe, base: Path | None) -> Splits:
-    import sklearn.model_selection  # noqa: F401  (the split imports it; read_seconds times reading, not importing)
+    # before the run directory exists: bad data leaves no half run
+    splits, seconds = _timed_reading(load_splits, recipe, base)
+    splits.report.read_seconds = seconds
+    return splits
+
+
+def _timed_reading(read: Callable[[Recipe, Path | None], T], recipe: Recipe, base: Path | None) -> tuple[T, float]:
+    """What `read` returns and the seconds it took, scikit-learn's splitters imported before the clock starts
+    (the split imports them lazily; read_seconds times the reading, not a 3 s import)."""
+    import sklearn.model_selection  # noqa: F401
 
     started = time.perf_counter()
-    splits = load_splits(recipe, base)  # before the run directory exists: bad data leaves no half run
-    splits.report.read_seconds = time.perf_counter() - started
-    return splits
+    return read(recipe, base), time.perf_counter() - started
 
 
 def _fit(session: RunSession, splits: Splits, base: Path | None, parent_id: str | None = None,
@@ -326,11 +336,8 @@ def _run_folds(recipe: Recipe, output: str | Path | None, resume: str | Path | N
     run_dir = Path(resume) if resume is not None else Path(output) if output else new_run_dir(recipe)
     session = RunSession.open(recipe, run_dir, console, track=track, resume=resume is not None, force=force)
     _set_threads(recipe)
-    import sklearn.model_selection  # noqa: F401  (as in _read)
-
-    started = time.perf_counter()
-    folds = load_folds(recipe, base)  # the data read once; each fold fits its preprocessing on its own train
-    read_seconds = time.perf_counter() - started
+    # the data read once; each fold fits its preprocessing on its own train
+    folds, read_seconds = _timed_reading(load_folds, recipe, base)
     with session.writing():
         console.print(f"[bold]{recipe.name}[/]: {len(folds)}-fold cross-validation in {run_dir}")
         run_id = session.start_tracking(parent_id, {**(tags or {}), "ensayo.kind": "cross-validation"})

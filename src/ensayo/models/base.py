@@ -14,7 +14,6 @@ one is missing. `tests/helpers/contract.py` checks every registered type against
 
 from __future__ import annotations
 
-import functools
 import time
 import types
 from abc import ABC, abstractmethod
@@ -299,7 +298,6 @@ def available_if(check: Callable[[Any], bool]) -> Callable[[Callable[..., Any]],
 class _AvailableIf:
     def __init__(self, method: Callable[..., Any], check: Callable[[Any], bool]) -> None:
         self.method, self.check = method, check
-        functools.update_wrapper(self, method)
 
     def __get__(self, model: Any, owner: type | None = None) -> Any:
         if model is None:
