@@ -24,6 +24,8 @@ from ensayo.models.language.networks import (
     HashedNgrams,
     RecurrentLanguageModel,
     TransformerLanguageModel,
+    rotate,
+    rotation_matrices,
     scored_stride,
 )
 from ensayo.models.language.scoring import language_metrics, picker
@@ -195,6 +197,28 @@ def test_sampling_respects_top_k_and_top_p() -> None:
     assert 0 not in {picker(5.0, None, None, generator)(torch.tensor([9.0, 0, 0, 0])) for _ in range(50)}
 
 
+@pytest.mark.parametrize("vocabulary", [5, 90, 3000])
+def test_the_picker_draws_what_torch_multinomial_drew(vocabulary: int) -> None:
+    # the same seed writes the same text as the sampler did with torch.multinomial (news_generation keeps it)
+    torch.manual_seed(vocabulary)
+    for settings in [(0.8, None, 0.95), (1.0, None, None), (0.5, 10, None), (1.2, 4, 0.7), (0.0, None, None)]:
+        for seed in range(5):
+            ours = picker(*settings, torch.Generator().manual_seed(seed))
+            before = news_generation.multinomial_picker(*settings, torch.Generator().manual_seed(seed))
+            for _ in range(20):
+                logits = torch.randn(vocabulary) * 3
+                assert ours(logits) == before(logits), settings
+
+
+def test_a_rotation_matrix_rotates_as_rotate_does() -> None:
+    angles = torch.outer(torch.arange(6).float(), torch.rand(4) * 3)
+    cos, sin = angles.cos(), angles.sin()
+    x = torch.randn(3, 6, 8)
+    for position in range(6):
+        torch.testing.assert_close(x[:, position] @ rotation_matrices(cos, sin)[position],
+                                   rotate(x[:, position], cos[position], sin[position]))
+
+
 @pytest.mark.parametrize("model", [
     {"architecture": "lstm"},
     {"architecture": "gru", "layers": 2},
@@ -277,13 +301,15 @@ def recording(pick: Any, seen: list[torch.Tensor]) -> Any:
     return recorded
 
 
-@pytest.mark.parametrize("positions", ["rotary", "learned"])
-def test_a_cached_transformer_writes_the_windowed_text_while_the_context_lasts(positions: str) -> None:
+@pytest.mark.parametrize(("positions", "ngrams", "prompt"), [
+    ("rotary", [2, 3], [3, 4, 5, 6]), ("learned", [2, 3], [3, 4, 5, 6]), ("rotary", [], [3, 4, 5, 6]),
+    ("learned", [5], [3])])  # 5-grams after one token: the first steps hash padding before the prompt
+def test_a_cached_transformer_writes_the_windowed_text_while_the_context_lasts(positions: str, ngrams: list[int],
+                                                                               prompt: list[int]) -> None:
     torch.manual_seed(0)
     config = LanguageModelConfig(architecture="transformer", dim=32, layers=2, heads=4, positions=positions,
-                                 dropout=0.0, ngrams=[2, 3], ngram_buckets=512)
+                                 dropout=0.0, ngrams=ngrams, ngram_buckets=512)
     model = TransformerLanguageModel(30, config, context=16).eval()
-    prompt = [3, 4, 5, 6]
     within = model.context - len(prompt) + 1  # the last of these is predicted from a full context
     cached_logits: list[torch.Tensor] = []
     windowed_logits: list[torch.Tensor] = []
