@@ -7,8 +7,9 @@ per character, training time, and three samples from a fixed prompt and seed.
     python benchmarks/news_generation.py --only char-transformer --run char-transformer=runs/news-char-transformer
 
 Each recipe's generation is timed too: tokens per second while writing 500 characters (or 100 words) from
-a fixed prompt, three seeds, after one warm-up; for the Transformer, beside the sampler it had before its
-key-value cache (a pass over the last `context` tokens per token), on the same weights.
+a fixed prompt, five seeds, after one warm-up; for the Transformer, beside the sampler it had before its
+key-value cache (a pass over the last `context` tokens per token, with the picker of that time), on the same
+weights, the two taking turns seed by seed.
 
 Writes benchmarks/out/news_generation.json (merged with earlier runs of other parts).
 """

@@ -81,7 +81,7 @@ class HashedNgrams(nn.Module):
 
     def forward(self, tokens: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         if tokens.shape == (1, 1) and previous is not None and not self.training:
-            return self.one(previous[0, previous.shape[1] - self.history:].tolist() + tokens[0].tolist()).view(1, 1, -1)
+            return self.one(previous[0].tolist() + tokens[0].tolist()).view(1, 1, -1)
         length = tokens.shape[1]
         if previous is None:
             previous = torch.full((tokens.shape[0], self.history), -1, dtype=tokens.dtype, device=tokens.device)
@@ -96,12 +96,14 @@ class HashedNgrams(nn.Module):
                 total = total + self._drop(tables[back + 1](code % self.buckets))
         return total
 
-    def one(self, window: list[int]) -> torch.Tensor:
-        """The n-grams ending at the last token of `window` (its history before it), hashed by Python's integers
-        exactly as `forward` hashes a batch: a generator's step costs a few lookups (21 us, against 100 us)."""
+    def one(self, tokens: list[int]) -> torch.Tensor:
+        """The n-grams ending at the last of `tokens`, hashed by Python's integers exactly as `forward` hashes a
+        batch, predecessors missing before the first token padded as there: a generator's step costs a few
+        lookups (21 us, against 100 us)."""
+        window = tokens[-self.history - 1:]
         code, total = 0, None
         tables = self._by_order()
-        for back, token in enumerate(reversed(window)):
+        for back, token in enumerate(reversed([-1] * (self.history + 1 - len(window)) + window)):
             code = (code * 1_000_003 + token + 2) % self.PRIME
             if back + 1 in tables:
                 row = tables[back + 1].weight[code % self.buckets]
@@ -268,7 +270,7 @@ class DecodingStep:
 
     A generator's step is bound by how many small tensor operations it dispatches, not by their arithmetic
     (dim 128, one position): a block here is 33 calls, 16 of them views, against about 45 and 8 module
-    calls, with no `scaled_dot_product_attention` (its checks cost 60 us for one query); q and k are rotated
+    calls, with no `scaled_dot_product_attention` (57 us a call in the profile, for one query); q and k are rotated
     together by a multiply and a multiply-add (`rotation_rows`)."""
 
     def __init__(self, network: TransformerLanguageModel) -> None:
@@ -279,12 +281,11 @@ class DecodingStep:
         self.embed, self.out = network.embed.weight, network.out.weight
         self.norm = (network.norm.weight, network.norm.bias, network.norm.eps)
         self.ngrams = network.ngrams
-        self.history = network.ngrams.history if network.ngrams is not None else 0
         self.positions = network.positions.weight if network.positions is not None else None
         self.rotations = rotation_rows(network.cos, network.sin) if network.positions is None else None
         self.blocks = [self._weights(block, head ** -0.5) for block in network.blocks]
-        # GELU hands a contiguous float tensor to oneDNN, whose set-up costs 8-10 us for one position's 512
-        # values; on a strided one torch's own kernel takes 1-2 us (the same values to 1e-6)
+        # GELU hands a contiguous float tensor to oneDNN, whose set-up costs 8-13 us for one position's 512
+        # values; on a strided one torch's own kernel takes 1-5 us (the same values to 1e-6)
         up = network.blocks[0].mlp[0].weight
         self.hidden = up.new_empty((up.shape[0], 2))[:, 0]
 
@@ -301,7 +302,7 @@ class DecodingStep:
         position = cache.length
         x = self.embed[window[-1]]
         if self.ngrams is not None:
-            x = x + self.ngrams.one(([-1] * self.history + window[-self.history - 1:])[-self.history - 1:])
+            x = x + self.ngrams.one(window)
         if self.positions is not None:
             x = x + self.positions[position]
         for weights, pair in zip(self.blocks, cache.pairs, strict=True):

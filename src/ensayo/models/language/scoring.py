@@ -81,7 +81,7 @@ def picker(temperature: float, top_k: int | None, top_p: float | None, generator
             ordered, order = torch.sort(probabilities, descending=True)
             outside = ordered.cumsum(0) - ordered > mass  # keep the smallest set whose mass reaches top_p
             probabilities = probabilities.scatter(0, order, ordered.masked_fill(outside, 0.0))
-        noise = torch.empty(len(probabilities) + 1).exponential_(generator=generator)[1:]
+        noise = probabilities.new_empty(len(probabilities) + 1).exponential_(generator=generator)[1:]
         return int((probabilities / noise).argmax()) + 1
 
     return pick
