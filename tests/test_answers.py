@@ -22,7 +22,7 @@ import ensayo
 from ensayo import layout
 from ensayo.cli import app
 from ensayo.data import Splits
-from ensayo.models import MODEL_TYPES, Classifier, FitContext, Fitted, register_model_type
+from ensayo.models import MODEL_SCHEMAS, MODEL_TYPES, Classifier, FitContext, Fitted, register_model_type
 from ensayo.models.base import read_state
 from ensayo.outputs import CategoryOutput
 from ensayo.recipe import Recipe
@@ -70,7 +70,7 @@ def banded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
               "inputs": [{"name": "x", "type": "number"}], "output": {"column": "place"},
               "model": {"type": "banded"}, "track": {"enabled": False}}
     yield ensayo.run(recipe, output=root / "run", track=False).path
-    del MODEL_TYPES["banded"]
+    del MODEL_TYPES["banded"], MODEL_SCHEMAS["banded"]
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,44 @@ def test_bundled_recipes_are_valid() -> None:
     for path in found:
         recipe = load_recipe(path)
         assert recipe.name == path.stem
+
+
+@pytest.mark.subprocess
+def test_bundled_recipes_are_read_and_checked_without_torch() -> None:
+    code = ("import sys\nfrom pathlib import Path\nfrom ensayo.models import load_recipe\n"
+            f"kinds = {{load_recipe(path).model.type for path in Path({str(RECIPES)!r}).glob('*.yaml')}}\n"
+            "print(*sorted(kinds), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["ensemble", "language_model", "neural", "tfidf_linear", "False"]
+
+
+def test_each_feature_type_takes_the_schemas_declared_without_torch() -> None:
+    from ensayo.features import FEATURE_SCHEMAS, FEATURES
+
+    assert set(FEATURES) == set(FEATURE_SCHEMAS)
+    for name, feature in FEATURES.items():
+        declared = FEATURE_SCHEMAS[name]
+        assert feature.Preprocessing is declared.Preprocessing, name
+        assert {kind: encoder.Config for kind, encoder in feature.encoders.items()} == declared.encoders, name
+
+
+def test_an_encoder_whose_schema_is_not_declared_is_refused_when_registered() -> None:
+    from ensayo.features import FEATURE_SCHEMAS, Encoder
+    from ensayo.features.text import TextFeature
+
+    class Bigger(CnnEncoderConfig):
+        pass
+
+    class Undeclared(Encoder):
+        Config = Bigger
+
+    with pytest.raises(TypeError, match="encoder transformer of feature type text is not declared"):
+        TextFeature.register_encoder("transformer")(Undeclared)
+    with pytest.raises(TypeError, match="encoder cnn of feature type text: its Config is Bigger, but "
+                                        "CnnEncoderConfig is declared"):
+        TextFeature.register_encoder("cnn")(Undeclared)
+    assert TextFeature.encoders["cnn"].Config is CnnEncoderConfig and "transformer" not in TextFeature.encoders
+    assert FEATURE_SCHEMAS["text"].encoders["cnn"] is CnnEncoderConfig
 
 
 def test_plugin_sections_are_typed_by_their_feature(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import ensayo
 from ensayo import metrics as ev
 from ensayo.data import load_splits
 from ensayo.models import load_recipe
-from ensayo.models.ensemble import fit_weights, member_recipes, with_members
+from ensayo.models.ensemble import fit_weights
+from ensayo.models.ensemble_schema import member_recipes, with_members
 from ensayo.models.registry import run_recipe
 from ensayo.recipe import RecipeError
 from ensayo.runs import SavedRun

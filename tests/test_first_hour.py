@@ -52,17 +52,18 @@ def test_the_command_starts_without_the_heavy_libraries() -> None:
 
 
 @pytest.mark.subprocess
-def test_checking_a_recipe_and_predicting_with_a_network_leave_scikit_learn_and_the_plots_unloaded(
+def test_checking_a_recipe_leaves_torch_and_predicting_with_a_network_scikit_learn_and_the_plots_unloaded(
         tmp_path: Path, titles_csv: Path, tiny_runs: dict[str, Path]) -> None:
     heavy = ("sklearn", "scipy", "pandas", "mlflow", "matplotlib")  # ~5 s of imports here (benchmarks/README.md)
     recipe = recipe_file(tmp_path, recipe_dict(titles_csv))
     source = tmp_path / "new.csv"
     pl.DataFrame({"title": ["Taladro percutor Bosch"]}).write_csv(source)
-    for command in (["validate", str(recipe)], ["predict", str(tiny_runs["neural"]), "--input", str(source)]):
+    for command, unused in ((["validate", str(recipe)], ("torch", *heavy)),
+                            (["predict", str(tiny_runs["neural"]), "--input", str(source)], heavy)):
         code = ("import sys\nfrom ensayo.cli import app\n"
                 f"sys.argv = ['ensayo', *{command!r}]\n"
                 "try:\n    app()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
-                f"print('loaded:', *(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)")
+                f"print('loaded:', *(m for m in {unused!r} if m in sys.modules), file=sys.stderr)")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert done.stderr.splitlines()[-1] == "loaded:", (command[0], done.stderr)

@@ -20,8 +20,17 @@ import ensayo
 from ensayo import layout
 from ensayo.cli import app
 from ensayo.data import Splits
-from ensayo.models import MODEL_TYPES, Classifier, FitContext, Fitted, load_recipe, register_model_type
-from ensayo.models.base import Sections, read_state
+from ensayo.models import (
+    MODEL_SCHEMAS,
+    MODEL_TYPES,
+    Classifier,
+    FitContext,
+    Fitted,
+    Sections,
+    load_recipe,
+    register_model_type,
+)
+from ensayo.models.base import read_state
 from ensayo.outputs import CategoryOutput
 from ensayo.recipe import Recipe, RecipeError, Strict
 from ensayo.store import write_json
@@ -73,7 +82,7 @@ class NearestCentroid(Classifier):
 def centroid_type() -> Iterator[type[NearestCentroid]]:
     register_model_type("nearest_centroid")(NearestCentroid)
     yield NearestCentroid
-    del MODEL_TYPES["nearest_centroid"]
+    del MODEL_TYPES["nearest_centroid"], MODEL_SCHEMAS["nearest_centroid"]
 
 
 def points_recipe(source: Path, **model: object) -> dict[str, object]:
@@ -114,6 +123,25 @@ def test_a_model_type_registered_in_a_test_keeps_the_contract(centroid_type: typ
                                                               tmp_path: Path) -> None:
     assert_model_type_contract("nearest_centroid", tmp_path, model={"centroid": {"temperature": 2.0}})
     assert centroid_type.capabilities() == {"predict"}
+
+
+def test_each_built_in_type_is_a_subclass_of_the_schema_declared_without_torch() -> None:
+    from ensayo.models.language import ARCHITECTURES, LANGUAGE_MODELS
+
+    assert set(MODEL_TYPES) == set(MODEL_SCHEMAS)
+    for name, kind in MODEL_TYPES.items():  # the checks a recipe gets without torch are the trained type's
+        assert issubclass(kind, MODEL_SCHEMAS[name]) and MODEL_SCHEMAS[name].__module__.endswith("schema"), name
+    assert sorted(ARCHITECTURES) == sorted(LANGUAGE_MODELS)
+
+
+def test_a_model_type_that_is_not_its_declared_schema_is_refused_when_registered() -> None:
+    class Impostor(NearestCentroid):
+        pass
+
+    with pytest.raises(TypeError, match="model type neural: Impostor is not a subclass of its declared schema "
+                                        "NeuralSchema"):
+        register_model_type("neural")(Impostor)
+    assert MODEL_TYPES["neural"] is not Impostor
 
 
 def test_a_plug_in_that_declares_what_it_does_not_implement_is_refused_when_registered() -> None:

@@ -14,7 +14,7 @@ import yaml
 import ensayo
 from ensayo import layout
 from ensayo.models import MODEL_TYPES
-from ensayo.models.ensemble import EnsembleConfig
+from ensayo.models.ensemble_schema import EnsembleConfig
 from ensayo.models.language import LanguageModelConfig
 from ensayo.models.linear import LinearConfig
 from ensayo.recipe import HeadConfig, RecipeError

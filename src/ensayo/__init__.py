@@ -6,15 +6,14 @@ The public functions live in `ensayo.api` and are imported on first use, so that
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ensayo.lazy import exports
 
 __version__ = "0.1.0"  # the only place it is written (pyproject.toml reads it)
 DISTRIBUTION = "ensayo-ml"  # the name on PyPI (`ensayo` there is another project); `import ensayo` all the same
 
 _EXPORTS = {
     "run": "ensayo.api",
-    "validate": "ensayo.api",
+    "validate": "ensayo.runs.validation",
     "load_run": "ensayo.api",
     "predict": "ensayo.api",
     "evaluate": "ensayo.api",
@@ -26,7 +25,7 @@ _EXPORTS = {
     "serve": "ensayo.api",
     "export": "ensayo.api",
     "explain": "ensayo.api",
-    "load_recipe": "ensayo.api",
+    "load_recipe": "ensayo.models",
     "SavedRun": "ensayo.api",
     "Recipe": "ensayo.api",
     "RecipeError": "ensayo.api",
@@ -34,8 +33,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ensayo' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = exports("ensayo", _EXPORTS)

@@ -16,6 +16,8 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from ensayo.features.schemas import declared_encoder, declared_preprocessing
+
 FEATURES: dict[str, type[Feature]] = {}
 _LOADING_SAVED_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("loading_saved_run", default=False)
 
@@ -136,6 +138,7 @@ class Feature:
     @classmethod
     def register_encoder(cls, name: str):
         def decorate(encoder: type[Encoder]) -> type[Encoder]:
+            declared_encoder(cls.type_name, name, encoder.Config)  # type: ignore[attr-defined]
             cls.encoders[name] = encoder
             return encoder
 
@@ -223,6 +226,7 @@ def conv_stack(channels_in: int, channels: list[int], convs: int) -> nn.Sequenti
 
 def register_feature(name: str):
     def decorate(cls: type[Feature]) -> type[Feature]:
+        declared_preprocessing(name, cls.Preprocessing)
         cls.type_name = name
         FEATURES[name] = cls
         return cls

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
 from ensayo.features.base import Encoder, Feature, Values, register_feature
-from ensayo.recipe import Strict
-
-
-class CategoryPreprocessing(Strict):
-    multi: bool = Field(False, description="values are lists, written as JSON or Python lists: \"['a', 'b']\"")
-    lowercase: bool = False
-    min_count: int = Field(1, ge=1, description="rarer values go to the unknown bucket")
-    max_values: int | None = Field(None, gt=0, description="keep the most frequent values only")
+from ensayo.features.category_schema import CategoryEmbeddingConfig, CategoryPreprocessing, MultiHotConfig
 
 
 def parse_values(value: Any, multi: bool, lowercase: bool) -> list[str]:
@@ -103,10 +95,6 @@ class CategoryFeature(Feature):
                 "", "Most frequent: " + ", ".join(f"`{v}` {n:,}" for v, n in counts.most_common(20))]
 
 
-class MultiHotConfig(Strict):
-    type: Literal["multi_hot"]
-
-
 @CategoryFeature.register_encoder("multi_hot")
 class MultiHotEncoder(Encoder):
     """The (multi-)one-hot vector itself, capped at 1 per value."""
@@ -119,12 +107,6 @@ class MultiHotEncoder(Encoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(max=1.0)
-
-
-class CategoryEmbeddingConfig(Strict):
-    type: Literal["embedding"]
-    dim: int = Field(16, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 @CategoryFeature.register_encoder("embedding")

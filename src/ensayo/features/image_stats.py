@@ -7,18 +7,20 @@ shrinks the image sees only in part (a JPEG quality table is not in the pixels a
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from pydantic import Field, field_validator
 from rich.progress import track
 from torch import nn
 
 from ensayo.features.base import IMAGE_FILES, Encoder, Feature, register_feature
-from ensayo.features.image import ImageFileOptions
-from ensayo.recipe import Strict
+from ensayo.features.image_stats_schema import (
+    ImageStatsPreprocessing,
+    StatsDenseConfig,
+    StatsPassthroughConfig,
+)
 
 # The luminance quantization table of the JPEG standard (ITU T.81, Annex K), which libjpeg scales by quality.
 JPEG_LUMINANCE = np.array([
@@ -26,8 +28,6 @@ JPEG_LUMINANCE = np.array([
     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.float64)
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as Pillow's "L"
-STATS = ("jpeg_quality", "bytes_per_pixel", "sharpness", "fine_detail", "falloff", "noise", "brightness",
-         "contrast", "colourfulness", "width", "height")
 
 
 def _libjpeg_table(quality: int) -> np.ndarray:
@@ -144,18 +144,6 @@ def _statistics_table(paths: list[str], stats: list[str], name: str) -> tuple[np
     return raw, missing
 
 
-class ImageStatsPreprocessing(ImageFileOptions):
-    stats: list[Literal[STATS]] = Field(default_factory=lambda: list(STATS),  # type: ignore[valid-type]
-                                        min_length=1, description="which statistics, in this order")
-
-    @field_validator("stats")
-    @classmethod
-    def _unique(cls, stats: list[str]) -> list[str]:
-        if len(set(stats)) != len(stats):
-            raise ValueError(f"each statistic once; got {stats}")
-        return stats
-
-
 @register_feature("image_stats")
 class ImageStatsFeature(Feature):
     Preprocessing = ImageStatsPreprocessing
@@ -224,10 +212,6 @@ class ImageStatsFeature(Feature):
                 "by class:", "", *markdown_table(header, rows)]
 
 
-class StatsPassthroughConfig(Strict):
-    type: Literal["passthrough"]
-
-
 @ImageStatsFeature.register_encoder("passthrough")
 class StatsPassthroughEncoder(Encoder):
     """The standardized statistics and the missing flag, as they are, for the combiner."""
@@ -240,11 +224,6 @@ class StatsPassthroughEncoder(Encoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
-
-
-class StatsDenseConfig(Strict):
-    type: Literal["dense"]
-    size: int = Field(16, gt=0)
 
 
 @ImageStatsFeature.register_encoder("dense")

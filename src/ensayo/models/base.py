@@ -2,7 +2,9 @@
 `ModelType` subclass registered by `@register_model_type("name")`.
 
 A model type says what it is (the output it gives, the inputs it reads, whether it trains on several
-processes), owns its recipe sections (`model.<key>`, validated when the recipe is resolved), and follows
+processes), owns its recipe sections (`model.<key>`, validated when the recipe is resolved; a built-in type
+declares them, with its checks, in a schema module without torch that its class subclasses:
+`ensayo.models.schemas`), and follows
 scikit-learn's vocabulary: the constructor stores the recipe, `fit` learns from the splits and leaves the
 run directory complete, `load` rebuilds the trained model from a run directory.
 
@@ -24,18 +26,17 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel
 from rich.console import Console
 
 from ensayo import layout
 from ensayo import metrics as ev
 from ensayo.data import Splits, apply_expressions
+from ensayo.models.schemas import ClassifierSchema, GeneratorSchema, ModelSchema, check_declared
 from ensayo.outputs.category import CategoryOutput
 from ensayo.outputs.teacher import TeacherProbabilities
 from ensayo.recipe import Recipe
 from ensayo.store import read_json, write_json
 
-Sections = dict[str, type[BaseModel] | None]  # model.<key> -> its schema (None marks `encoders`)
 # what a trained model can do -> the method that does it; a type can do what it has the method for
 CAPABILITIES = {"predict": "predict_proba", "generate": "generate", "onnx": "export_onnx", "explain": "explain"}
 # how a refusal says what the type does not do
@@ -73,57 +74,18 @@ class Fitted:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-class ModelType(ABC):
-    """One kind of model. Subclasses set the class attributes and implement `fit` and `load`."""
+class ModelType(ModelSchema, ABC):
+    """One kind of model: its schema's class attributes and checks (`ensayo.models.schemas`), and `fit` and
+    `load`, which subclasses implement."""
 
-    name: ClassVar[str]
-    # model.<key> -> the schema of that section; None marks `encoders` (one per input, typed by the inputs)
-    sections: ClassVar[Sections] = {}
-    output: ClassVar[str] = "category"  # the output type it gives: category or text
-    input_types: ClassVar[frozenset[str] | None] = None  # the input types it reads; None: any
     refusals: ClassVar[dict[str, str]] = {}  # capability -> why the type lacks it, in words for a user
     distributed: ClassVar[str | None] = "it trains in one process"  # None: it can train on several processes
     curve_metric: ClassVar[str] = "balanced_accuracy"  # the validation metric its learning curves show
-    losses: ClassVar[frozenset[str]] = frozenset({"cross_entropy"})  # the train.loss values it trains with
-    weighs_classes: ClassVar[bool] = False  # whether train.class_weights: balanced reaches its fitting
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
 
     # ------------------------------------------------------------------ what it can do
-    @classmethod
-    def check(cls, recipe: Recipe) -> list[str]:
-        """Problems of a recipe for this model type, one line each (`key: why`); its sections are typed."""
-        problems = []
-        if recipe.output.type != cls.output:
-            problems.append(f"model.type: {cls.name} gives a {cls.output} output, but output.type is "
-                            f"{recipe.output.type!r}")
-        train = recipe.train
-        if train.loss not in cls.losses:
-            problems.append(f"train.loss: model.type {cls.name} trains with {' or '.join(sorted(cls.losses))}, "
-                            f"not {train.loss}")
-        if train.class_weights != "none" and not cls.weighs_classes:
-            problems.append(f"train.class_weights: model.type {cls.name} does not weigh classes")
-        if recipe.data.split.folds and cls.output != "category":
-            problems.append(f"data.split.folds: cross-validation scores classifiers; model.type {cls.name} gives "
-                            f"{cls.output}")
-        if train.calibrate == "temperature" and cls.output != "category":
-            problems.append(f"train.calibrate: model.type {cls.name} gives {cls.output}, not class probabilities")
-        if cls.input_types == frozenset() and recipe.inputs:
-            source = ": its text comes from output.columns" if cls.output == "text" else ""
-            problems.append(f"inputs: model.type {cls.name} has no inputs{source}")
-        elif cls.input_types is not None:
-            unusable = [f"{spec.name!r} ({spec.type})" for spec in recipe.inputs if spec.type not in cls.input_types]
-            if unusable:
-                readable = " and ".join(sorted(cls.input_types)) or "no"
-                problems.append(f"inputs: model.type {cls.name} reads {readable} inputs only, "
-                                f"not {', '.join(unusable)}")
-        return problems
-
-    @classmethod
-    def prepare(cls, recipe: Recipe, base: Path | None) -> Recipe:
-        """The recipe as it will be run (an ensemble takes its members' inputs); most types change nothing."""
-        return recipe
 
     @classmethod
     def capabilities(cls) -> frozenset[str]:
@@ -155,17 +117,12 @@ class ModelType(ABC):
     def load(cls, run_dir: Path, recipe: Recipe) -> ModelType:
         """The trained model saved in `run_dir` (reads JSON and safetensors only: no code runs)."""
 
-    def write_report(self, run_dir: Path) -> None:  # noqa: B027  (most types add nothing)
+    def write_report(self, run_dir: Path) -> None:
         """Plots and tables of the finished run for a person to look at (beyond the learning curves)."""
 
 
-class Classifier(ModelType):
+class Classifier(ClassifierSchema, ModelType):
     """A model type whose output is a category: every row gets each class's probability."""
-
-    output = "category"
-    inputs_of_its_own: ClassVar[bool] = True  # False: its inputs are those of other recipes (an ensemble's members)
-    learns_auxiliary: ClassVar[bool] = False  # whether it can learn output.auxiliary targets beside the label
-    learns_from_teacher: ClassVar[bool] = False  # whether it can learn a teacher's probabilities (train.teacher)
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -174,18 +131,6 @@ class Classifier(ModelType):
         self.temperature = 1.0  # train.calibrate: the temperature divides the log-probabilities before the softmax
         self.reliability: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the test split's, for the report
 
-    @classmethod
-    def check(cls, recipe: Recipe) -> list[str]:
-        problems = super().check(recipe)
-        if not recipe.inputs and cls.inputs_of_its_own:
-            problems.append("inputs: a classifier needs at least one input")
-        if recipe.output.auxiliary and not cls.learns_auxiliary:
-            problems.append(f"output.auxiliary: model.type {cls.name} has no shared layers to train on auxiliary "
-                            "targets; use a neural model")
-        if recipe.train.teacher is not None and not cls.learns_from_teacher:
-            problems.append(f"train.teacher: model.type {cls.name} learns from labels only; distil into a neural "
-                            "model")
-        return problems
 
     def predict_proba(self, table: pl.DataFrame) -> np.ndarray:
         """(rows, classes) probabilities; an input that is a derived column is derived first."""
@@ -261,11 +206,9 @@ class Classifier(ModelType):
             ev.plot_reliability(self.reliability, run_dir / layout.RELIABILITY)
 
 
-class Generator(ModelType):
+class Generator(GeneratorSchema, ModelType):
     """A model type whose output is text: it streams new text after a prompt."""
 
-    output = "text"
-    input_types = frozenset()
     curve_metric = "bits_per_char"
 
     @abstractmethod
@@ -320,6 +263,7 @@ def register_model_type(name: str) -> Callable[[type[ModelType]], type[ModelType
         if hasattr(cls, "export_onnx") != hasattr(cls, "load_onnx"):
             raise TypeError(f"model type {name}: export_onnx and load_onnx (the engine that reads the export) "
                             "come together")
+        check_declared(name, cls)
         cls.name = name
         MODEL_TYPES[name] = cls
         return cls

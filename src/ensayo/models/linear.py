@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import polars as pl
-from pydantic import Field
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
@@ -24,30 +23,17 @@ from ensayo.features import Feature
 from ensayo.features.sentence import SentenceFeature
 from ensayo.features.text import TextFeature
 from ensayo.models.attribution import InputExplanation, RowExplanation
-from ensayo.models.base import Classifier, FitContext, Fitted, Sections, read_state, register_model_type
+from ensayo.models.base import Classifier, FitContext, Fitted, read_state, register_model_type
+from ensayo.models.linear_schema import LinearConfig, LinearSchema
 from ensayo.models.neural import make_features, save_state
 from ensayo.outputs.category import CategoryOutput
 from ensayo.progress import working
-from ensayo.recipe import Recipe, Strict
+from ensayo.recipe import Recipe
 from ensayo.store import atomic_path
 
 if TYPE_CHECKING:  # scikit-learn and scipy are imported where a model is built (3 s; see models.base.available_if)
     import scipy.sparse as sp
     from sklearn.feature_extraction.text import TfidfVectorizer
-
-
-class LinearConfig(Strict):
-    """Sparse baseline: bag of words or TF-IDF over word and character n-grams + a linear classifier."""
-
-    weighting: Literal["tfidf", "count", "binary"] = "tfidf"
-    word_ngrams: tuple[int, int] | None = (1, 2)
-    char_ngrams: tuple[int, int] | None = (2, 5)
-    min_df: int = Field(1, ge=1)
-    max_features: int | None = None
-    classifier: Literal["linear_svm", "logistic_regression", "sgd"] = "linear_svm"
-    C: float = Field(1.0, gt=0)
-    sentence_weight: float = Field(1.0, gt=0, description=(
-        "scale of each sentence input's (unit-length) vector beside the n-gram blocks (each of unit length)"))
 
 
 def _vectorizer(config: LinearConfig, analyzer: str, ngrams: tuple[int, int]) -> TfidfVectorizer:
@@ -187,15 +173,12 @@ class LinearTextModel:
 
 
 @register_model_type("tfidf_linear")
-class TfidfLinear(Classifier):
+class TfidfLinear(LinearSchema, Classifier):
     """Text inputs as n-grams and sentence inputs as their vectors, one linear classifier; fitted in one go."""
 
-    sections: ClassVar[Sections] = {"linear": LinearConfig}
-    input_types = frozenset({"text", "sentence"})
     refusals: ClassVar[dict[str, str]] = {
         "onnx": "a scikit-learn linear model over n-gram vocabularies is not a network; export it to mlflow"}
     distributed = "a scikit-learn linear classifier fits in one process"
-    weighs_classes = True
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)

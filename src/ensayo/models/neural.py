@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, Self
 
 import numpy as np
 import polars as pl
@@ -23,11 +23,11 @@ from ensayo.models.base import (
     Classifier,
     FitContext,
     Fitted,
-    Sections,
     available_if,
     read_state,
     register_model_type,
 )
+from ensayo.models.neural_schema import NeuralSchema
 from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
 from ensayo.outputs.teacher import TeacherProbabilities
@@ -155,13 +155,8 @@ def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput,
 
 
 @register_model_type("neural")
-class NeuralClassifier(Classifier):
-    sections: ClassVar[Sections] = {"encoders": None, "head": HeadConfig}
+class NeuralClassifier(NeuralSchema, Classifier):
     distributed = None
-    learns_auxiliary = True
-    learns_from_teacher = True
-    losses = frozenset({"cross_entropy", "focal"})
-    weighs_classes = True
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
@@ -170,14 +165,6 @@ class NeuralClassifier(Classifier):
         self.onnx: Any = None  # `load_onnx`: the exported network in ONNX Runtime, run instead of `network`
         self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
         self.train_columns: dict[str, Any] | None = None  # the training split as encoded while fitting
-
-    @classmethod
-    def check(cls, recipe: Recipe) -> list[str]:
-        problems = super().check(recipe)
-        missing = [spec.name for spec in recipe.inputs if spec.name not in recipe.model.encoders]
-        if missing:
-            problems.append(f"model.encoders has no encoder for inputs {missing}")
-        return problems
 
     # ------------------------------------------------------------------ training
     def fit(self, splits: Splits, context: FitContext) -> Fitted:

@@ -1,8 +1,8 @@
-"""The resolve step: a schema-valid recipe checked and typed by the registered feature and model types.
+"""The resolve step: a schema-valid recipe checked and typed by the declared feature and model types.
 
-The registries are passed in (`ensayo.models.load_recipe` passes the real ones), so that the recipe
-layer imports none of them. Each input's `preprocessing` becomes its feature type's schema, each of the
-model type's sections (`encoders`, `linear`, ...) its own schema, each encoder its encoder's schema;
+The declarations are passed in (`ensayo.models.load_recipe` passes the feature and model types' schemas), so
+that the recipe layer imports none of them. Each input's `preprocessing` becomes its feature type's schema, each
+of the model type's sections (`encoders`, `linear`, ...) its own schema, each encoder its encoder's schema;
 then the model type checks the recipe as a whole. Every problem is reported at once.
 """
 
@@ -22,7 +22,7 @@ ENCODERS = "encoders"  # the model section that holds one encoder per input, typ
 
 class FeatureType(Protocol):
     Preprocessing: type[BaseModel]
-    encoders: dict[str, Any]  # name -> encoder class with a `Config` schema
+    encoders: dict[str, type[BaseModel]]  # encoder name -> its schema
 
 
 class ModelType(Protocol):
@@ -110,7 +110,7 @@ def _resolve_encoders(recipe: Recipe, encoders: dict[str, Any], feature_types: M
             problems.append(choice_error(f"model.{ENCODERS}.{spec.name}.type", f"{spec.type} encoder",
                                          kind, list(feature.encoders)))
             continue
-        schema = feature.encoders[kind].Config
+        schema = feature.encoders[kind]
         try:
             encoders[spec.name] = schema.model_validate(encoder)
         except ValidationError as exc:

@@ -4,8 +4,7 @@ without loading a model."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ensayo.lazy import exports
 
 _EXPORTS = {
     "InputError": "ensayo.features.rows",
@@ -24,8 +23,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ensayo.runs' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = exports("ensayo.runs", _EXPORTS)

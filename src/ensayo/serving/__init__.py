@@ -5,15 +5,10 @@ holds (`models`), its protocols (`json_api`, `mlflow_protocol`, `page`), its lim
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ensayo.lazy import exports
 
 _EXPORTS = {"ServeOptions": "ensayo.serving.options", "create_app": "ensayo.serving.app",
             "parse_targets": "ensayo.serving.server", "serve": "ensayo.serving.server"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ensayo.serving' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = exports("ensayo.serving", _EXPORTS)

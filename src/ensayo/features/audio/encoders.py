@@ -3,16 +3,13 @@ SpecAugment masks and time shifts in training."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
 from ensayo.features.audio.feature import AudioFeature
 from ensayo.features.audio.preprocessing import AugmentConfig
+from ensayo.features.audio.schema import AudioRnnConfig, Cnn2dConfig, CnnRnnConfig
 from ensayo.features.base import Encoder, conv_stack
-from ensayo.recipe import Strict
 
 
 class Augment(nn.Module):
@@ -52,13 +49,6 @@ def _frames_per_second(feature: AudioFeature) -> float:
     return feature.options.sample_rate / feature.options.hop_length
 
 
-class Cnn2dConfig(Strict):
-    type: Literal["cnn2d"]
-    channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
-    convs_per_block: int = Field(1, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-
-
 @AudioFeature.register_encoder("cnn2d")
 class Cnn2dEncoder(Encoder):
     """The spectrogram as a one-channel image: conv-BN-ReLU blocks with max pooling, then the mean and
@@ -77,16 +67,6 @@ class Cnn2dEncoder(Encoder):
         maps = self.blocks(self.augment(x).unsqueeze(1))
         pooled = torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=-1)
         return self.dropout(pooled)
-
-
-class AudioRnnConfig(Strict):
-    type: Literal["rnn"]
-    cell: Literal["lstm", "gru"] = "lstm"
-    hidden_size: int = Field(128, gt=0)
-    layers: int = Field(2, ge=1)
-    bidirectional: bool = True
-    pooling: Literal["mean_max", "mean", "last"] = "mean_max"
-    dropout: float = Field(0.2, ge=0, lt=1)
 
 
 class FrameRnn(nn.Module):
@@ -133,14 +113,6 @@ class AudioRnnEncoder(Encoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.frames(self.augment(x).transpose(1, 2))
-
-
-class CnnRnnConfig(AudioRnnConfig):
-    """The recurrent options of `rnn` (one layer by default), after convolution blocks of `channels`."""
-
-    type: Literal["cnn_rnn"]  # type: ignore[assignment]
-    channels: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
-    layers: int = Field(1, ge=1)
 
 
 @AudioFeature.register_encoder("cnn_rnn")

@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 
 from ensayo import figures
-from ensayo.features.audio.preprocessing import AudioPreprocessing, Spectrogram, prepare_clip, read_audio
+from ensayo.features.audio.preprocessing import AudioPreprocessing, prepare_clip, read_audio
+from ensayo.features.audio.spectrogram import Spectrogram
 from ensayo.features.report import markdown_table
 
 

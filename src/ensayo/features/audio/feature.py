@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ensayo.features.audio.augment import WaveAugmenter
-from ensayo.features.audio.preprocessing import AudioPreprocessing, Spectrogram, prepare_clip
+from ensayo.features.audio.preprocessing import AudioPreprocessing, prepare_clip
+from ensayo.features.audio.spectrogram import Spectrogram
 from ensayo.features.base import Feature, FileColumn, RunningMoments, Values, register_feature
 
 

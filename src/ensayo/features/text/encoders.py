@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ensayo.features.base import Encoder
 from ensayo.features.text.feature import TextFeature
-from ensayo.recipe import Strict
+from ensayo.features.text.schema import BagEncoderConfig, CnnEncoderConfig, RnnEncoderConfig
 
 
 class TokenEmbedding(nn.Module):
@@ -120,14 +118,6 @@ class TokenEmbedding(nn.Module):
         return nn.functional.embedding_bag(places, rows, offsets, mode="sum")
 
 
-class BagEncoderConfig(Strict):
-    type: Literal["bag"]
-    embedding_dim: int = Field(100, gt=0)
-    pooling: Literal["mean", "mean_max"] = "mean"
-    freeze_embeddings: bool = False
-    dropout: float = Field(0.0, ge=0, lt=1)
-
-
 @TextFeature.register_encoder("bag")
 class BagEncoder(Encoder):
     """Mean (and optionally max) of the token embeddings: fastText's architecture."""
@@ -148,15 +138,6 @@ class BagEncoder(Encoder):
         if self.pooling == "mean_max":
             pooled = torch.cat([pooled, embedded.masked_fill(~mask.unsqueeze(-1), -1e4).amax(1)], dim=-1)
         return self.dropout(pooled)
-
-
-class CnnEncoderConfig(Strict):
-    type: Literal["cnn"]
-    embedding_dim: int = Field(100, gt=0)
-    filter_widths: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
-    filters_count: int = Field(100, gt=0)
-    freeze_embeddings: bool = False
-    dropout: float = Field(0.1, ge=0, lt=1)
 
 
 def _windows(embedded: torch.Tensor, width: int) -> torch.Tensor:
@@ -205,18 +186,6 @@ class CnnEncoder(Encoder):
             else:
                 pooled.append(activations.masked_fill(~valid.unsqueeze(-1), 0.0).amax(1))
         return self.dropout(torch.cat(pooled, dim=-1))
-
-
-class RnnEncoderConfig(Strict):
-    type: Literal["rnn"]
-    embedding_dim: int = Field(100, gt=0)
-    cell: Literal["lstm", "gru"] = "lstm"
-    hidden_size: int = Field(128, gt=0)
-    layers: int = Field(1, ge=1)
-    bidirectional: bool = True
-    pooling: Literal["max", "mean", "last"] = "max"
-    freeze_embeddings: bool = False
-    dropout: float = Field(0.1, ge=0, lt=1)
 
 
 @TextFeature.register_encoder("rnn")

@@ -5,42 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
-from pydantic import Field, field_validator
 from torch import nn
 from torch.nn import functional as F
 
-from ensayo.recipe import Recipe, Strict
-
-
-class LanguageModelConfig(Strict):
-    """A next-token model: a stacked LSTM / GRU or a decoder-only Transformer (pre-norm, causal attention)."""
-
-    architecture: str = Field("lstm", description="a registered language model: lstm, gru, transformer")
-    dim: int = Field(256, gt=0, description="embedding (and Transformer) width")
-    hidden_size: int = Field(512, gt=0, description="recurrent state width")
-    layers: int = Field(2, ge=1)
-    heads: int = Field(4, ge=1)
-    positions: Literal["learned", "rotary"] = "learned"
-    dropout: float = Field(0.1, ge=0, lt=1)
-    tie_weights: bool = True
-    ngrams: list[int] = Field(default_factory=list, description=(
-        "hashed n-gram input embeddings: for each order n listed (2-6), the n tokens ending at a position "
-        "are hashed into `ngram_buckets` rows of their own table and added to that position's embedding"))
-    ngram_buckets: int = Field(65536, ge=16, description="rows of each hashed n-gram table")
-    ngram_dropout: float = Field(0.0, ge=0, lt=1, description=(
-        "in training, each order's n-gram embedding is dropped at this share of positions, so that the model "
-        "learns to fall back on shorter n-grams and its own context instead of memorising long ones"))
-
-    @field_validator("ngrams")
-    @classmethod
-    def _orders(cls, value: list[int]) -> list[int]:
-        if any(not 2 <= n <= 6 for n in value) or len(set(value)) != len(value):
-            raise ValueError("n-gram orders are distinct integers from 2 to 6")
-        return sorted(value)
-
+from ensayo.models.language.schema import ARCHITECTURES, LanguageModelConfig
+from ensayo.recipe import Recipe
 
 LANGUAGE_MODELS: dict[str, type[nn.Module]] = {}
 
@@ -49,6 +21,8 @@ def register_language_model(*names: str):
     def decorate(cls: type[nn.Module]) -> type[nn.Module]:
         for name in names:
             LANGUAGE_MODELS[name] = cls
+            if name not in ARCHITECTURES:
+                ARCHITECTURES.append(name)
         return cls
 
     return decorate

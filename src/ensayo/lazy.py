@@ -1,0 +1,20 @@
+"""Names a package exports from its modules, imported on first use (a module `__getattr__`, PEP 562), so that
+importing the package loads none of what a name needs until the name is asked for."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """The `__getattr__` of `package`, which exports each of `names` (name -> the module that defines it)."""
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__
