@@ -11,7 +11,7 @@ data file (checked by the file's digest)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -19,10 +19,11 @@ import polars as pl
 from ensayo import layout
 from ensayo.data import FILE, LINE, DataError, Splits
 from ensayo.models import run_recipe
-from ensayo.outputs.teacher import TeacherProbabilities
 from ensayo.recipe import Recipe, RecipeError, expand_path
-from ensayo.runs.folds import file_digest
 from ensayo.store import atomic_path, read_json, write_json
+
+if TYPE_CHECKING:
+    from ensayo.outputs.teacher import TeacherProbabilities
 
 SAME_ROWS = ("filters", "sample", "limit")  # the data keys that decide which rows a split has
 
@@ -114,6 +115,9 @@ def teacher_for(recipe: Recipe, base: Path | None, run_dir: Path, splits: Splits
     """The teacher's probabilities of the student's training rows: kept in the run (`layout.TEACHER`) the first
     time, read back from it when the run resumes (the teacher run may be gone by then; if it is there, it must
     be the same run)."""
+    from ensayo.outputs.teacher import TeacherProbabilities  # here: validating a student's recipe needs no torch
+    from ensayo.runs.folds import file_digest
+
     config = recipe.train.teacher
     assert config is not None
     kept = run_dir / layout.TEACHER

@@ -10,6 +10,7 @@ from ensayo import layout
 from ensayo.data import data_problems, leaking_inputs
 from ensayo.models import MODEL_SCHEMAS, load_recipe
 from ensayo.recipe import Recipe, RecipeError
+from ensayo.runs.teacher import how_to_make, teacher_dir, teacher_problems, teacher_warnings
 
 
 @dataclass
@@ -47,8 +48,6 @@ def validate(recipe: str | Path, overrides: list[str] | None = None) -> Validati
 def _teacher_warnings(path: Path, recipe: Recipe) -> list[str]:
     """A teacher that cannot teach is refused; one that is not made yet is a warning (the recipe is sound, and
     `ensayo run` refuses to start without it), saying how to make it."""
-    from ensayo.runs.teacher import how_to_make, teacher_dir, teacher_problems, teacher_warnings
-
     base = path.resolve().parent
     if not (teacher_dir(recipe, base) / layout.RECIPE).is_file():
         return [f"train.teacher.run: {teacher_dir(recipe, base)} is not made yet; {how_to_make(recipe, base)} "
