@@ -14,6 +14,7 @@ second, p50 / p95 / p99 latency, and the ratios to the peers; then torch, ONNX R
 MeLi test split (time, test balanced accuracy, top labels equal to torch's).
 
     python benchmarks/serving.py                    # trains the two runs first if benchmarks/out lacks them
+    python benchmarks/serving.py --int8-weights     # only int8 with 8-bit against 7-bit weights, no servers
     python benchmarks/serving.py --seconds 5 --concurrency 1,8 --servers ensayo,ensayo-int8,litserve-int8
 
 Writes benchmarks/out/serving.md and serving.json.
@@ -298,6 +299,34 @@ def engines_on_the_test_split(run_dir: Path, int8: Path) -> dict[str, dict[str, 
     return figures
 
 
+def eight_bit_export(run_dir: Path) -> Path:
+    """The run's fp32 ONNX export quantized with 8-bit weights, as `--quantize int8` did before it took 7
+    (`reduce_range`)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ensayo import layout
+
+    target = OUT / "exports" / f"{run_dir.name}-onnx-int8-8bit"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(export(run_dir, "onnx"), target)
+    network = target / layout.ONNX_MODEL
+    quantize_dynamic(network, network.with_suffix(".8bit.onnx"), weight_type=QuantType.QInt8)
+    network.with_suffix(".8bit.onnx").replace(network)
+    described = json.loads((target / layout.ONNX_INPUTS).read_text())
+    (target / layout.ONNX_INPUTS).write_text(json.dumps(described | {"quantized": "int8"}))
+    return target
+
+
+def compare_int8_weights() -> None:
+    """The demo run's int8 export with 8-bit and with 7-bit weights on the MeLi test split, on this CPU."""
+    meli = ensure_run(RUNS["meli"])
+    for name, int8 in (("8-bit weights", eight_bit_export(meli)), ("7-bit weights", export(meli, "onnx", "int8"))):
+        figures = engines_on_the_test_split(meli, int8)
+        print(f"{name}: " + "; ".join(f"{engine} {e['seconds']:.2f} s, balanced accuracy {e['balanced_accuracy']:.4f}, "
+                                      f"top label equal {e['top_label_equal']:.4f}, largest difference "
+                                      f"{e['max_difference']:.3f}" for engine, e in figures.items()), flush=True)
+
+
 # ------------------------------------------------------------------------------------- report
 PEERS = {"ensayo": "litserve", "ensayo-int8": "litserve-int8"}  # LitServe with the same engine
 
@@ -333,14 +362,20 @@ def main() -> None:
     parser.add_argument("--litserve", help=argparse.SUPPRESS)  # a run to serve by LitServe (the peer's process)
     parser.add_argument("--engine", default="torch", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--int8-weights", action="store_true", help="only the demo run's int8 export with 8-bit "
+                        "against 7-bit weights on the test split (no servers)")
     args = parser.parse_args()
     if args.litserve:
         litserve_main(args.litserve, args.engine, args.port)
         return
-    args.concurrency = [int(c) for c in args.concurrency.split(",")]
-    args.servers = args.servers.split(",")
     if not os.environ.get("ENSAYO_DATA"):
         os.environ["ENSAYO_DATA"] = str((ROOT.parent / "shared" / "data").resolve())
+    if args.int8_weights:
+        OUT.mkdir(parents=True, exist_ok=True)
+        compare_int8_weights()
+        return
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.servers = args.servers.split(",")
     OUT.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     meli = ensure_run(RUNS["meli"])
