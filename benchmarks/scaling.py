@@ -135,7 +135,8 @@ def preprocessing_child(data: Path | str) -> dict:
                        for name, table in splits.items()}
         for feature in model.features:
             if getattr(feature, "subword_vocab", None) is not None:
-                feature.vocabulary_subwords()
+                # bc13daf named it _subword_index and built it in the first training batch
+                (getattr(feature, "vocabulary_subwords", None) or feature._subword_index)()
     rows = sum(table.height for _, table in splits.items())
     return {"rows": rows, "train_rows": len(encoded["train"]), "read_seconds": read,
             "preprocess_seconds": time.perf_counter() - started - read}
