@@ -52,13 +52,15 @@ def test_the_command_starts_without_the_heavy_libraries() -> None:
 
 
 @pytest.mark.subprocess
-def test_checking_a_recipe_leaves_torch_and_predicting_with_a_network_scikit_learn_and_the_plots_unloaded(
+def test_checking_a_recipe_and_reporting_on_runs_leave_torch_and_predicting_leaves_scikit_learn_unloaded(
         tmp_path: Path, titles_csv: Path, tiny_runs: dict[str, Path]) -> None:
     heavy = ("sklearn", "scipy", "pandas", "mlflow", "matplotlib")  # ~5 s of imports here (benchmarks/README.md)
     recipe = recipe_file(tmp_path, recipe_dict(titles_csv))
     source = tmp_path / "new.csv"
     pl.DataFrame({"title": ["Taladro percutor Bosch"]}).write_csv(source)
     for command, unused in ((["validate", str(recipe)], ("torch", *heavy)),
+                            (["report", str(tiny_runs["neural"]), "--output", str(tmp_path / "report")],
+                             ("torch", "sklearn", "pandas", "mlflow")),
                             (["predict", str(tiny_runs["neural"]), "--input", str(source)], heavy)):
         code = ("import sys\nfrom ensayo.cli import app\n"
                 f"sys.argv = ['ensayo', *{command!r}]\n"

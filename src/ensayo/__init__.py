@@ -13,7 +13,7 @@ DISTRIBUTION = "ensayo-ml"  # the name on PyPI (`ensayo` there is another projec
 
 _EXPORTS = {
     "run": "ensayo.api",
-    "validate": "ensayo.runs.validation",
+    "validate": "ensayo.api",
     "load_run": "ensayo.api",
     "predict": "ensayo.api",
     "evaluate": "ensayo.api",
@@ -25,7 +25,7 @@ _EXPORTS = {
     "serve": "ensayo.api",
     "export": "ensayo.api",
     "explain": "ensayo.api",
-    "load_recipe": "ensayo.models",
+    "load_recipe": "ensayo.api",
     "SavedRun": "ensayo.api",
     "Recipe": "ensayo.api",
     "RecipeError": "ensayo.api",

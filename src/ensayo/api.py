@@ -5,30 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import polars as pl
-from rich.console import Console
-from rich.progress import Progress
+from typing import TYPE_CHECKING, Any
 
 from ensayo import layout
-from ensayo.data import DataError
 from ensayo.datasets import DatasetInfo, list_datasets
-from ensayo.exporting import Exported
-from ensayo.models import load_recipe, model_type_of
-from ensayo.pipeline import check_output, distributed_problem, new_run_dir, run
+from ensayo.errors import DataError
+from ensayo.lazy import exports
+from ensayo.models import load_recipe
 from ensayo.recipe import Recipe, RecipeError
 from ensayo.runs import answer
-from ensayo.runs.predict import evaluate_file, predict_file, predict_rows, predict_table
-from ensayo.runs.saved import SavedRun, load_run
-from ensayo.runs.teacher import check_teacher
-from ensayo.runs.validation import Validation, validate
 from ensayo.store import output_file, output_folder, write_json
 
-__all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "SavedRun", "Validation", "datasets", "evaluate",
-           "explore", "export", "generate", "launch_run", "load_recipe", "load_run", "predict", "predict_rows",
-           "predict_to_file", "report", "run", "serve", "sweep", "train_embeddings", "validate"]
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ensayo.exporting import Exported
+    from ensayo.runs.saved import SavedRun
+
+# what a command needs is imported when it runs: `validate` and `report` load no torch, `datasets` not even polars
+_EXPORTS = {"run": "ensayo.pipeline", "SavedRun": "ensayo.runs.saved", "load_run": "ensayo.runs.saved",
+            "predict_rows": "ensayo.runs.predict", "Validation": "ensayo.runs.validation",
+            "validate": "ensayo.runs.validation"}
+__getattr__ = exports(__name__, _EXPORTS)
+
+__all__ = ["DataError", "DatasetInfo", "Recipe", "RecipeError", "datasets", "evaluate", "explore", "export",
+           "explain", "generate", "launch_run", "load_recipe", "predict", "predict_to_file", "report", "serve", "sweep",
+           "train_embeddings", *_EXPORTS]
 
 
 def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None = None,
@@ -39,7 +44,9 @@ def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None 
     is checked, and its run directory chosen, before any process starts; each rank calls `entrypoint` (by
     default `run_rank`) with the same arguments, in processes started by `start_method` (see
     `ensayo.training.distributed.launch`). Returns the run directory."""
-    from ensayo.models.registry import run_recipe
+    from ensayo.models import model_type_of, run_recipe
+    from ensayo.pipeline import check_output, distributed_problem, new_run_dir
+    from ensayo.runs.teacher import check_teacher
     from ensayo.training.distributed import launch
 
     if resume is not None:
@@ -64,6 +71,8 @@ def launch_run(nproc: int, recipe: str | Path | None, output: str | Path | None 
 def run_rank(recipe: str | Path | None, run_dir: Path, overrides: list[str] | None, track: bool,
              resume: str | Path | None, force: bool) -> str:
     """One rank of `launch_run`: the run directory (rank 0's is the one `launch_run` returns)."""
+    from ensayo.pipeline import run
+
     saved = run(recipe if resume is None else None, output=None if resume is not None else run_dir,
                 overrides=overrides, track=track, resume=resume, force=force)
     return str(saved.path)
@@ -73,18 +82,20 @@ def predict(run_dir: str | Path | SavedRun, rows: pl.DataFrame | list[dict[str, 
             all_classes: bool = False) -> tuple[list[list[str]], np.ndarray]:
     """The top-k labels and probabilities of in-memory rows (a polars table, or a list of mappings of the
     recipe's input columns), best first; every class with `all_classes`."""
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    return predict_table(saved, rows, top_k, all_classes)
+    from ensayo.runs.predict import predict_table
+
+    return predict_table(_saved(run_dir), rows, top_k, all_classes)
 
 
 def evaluate(run_dir: str | Path | SavedRun, source: str | Path, output: str | Path | None = None,
              device: str = "cpu") -> tuple[dict[str, float], list[str]]:
     """Score a labelled file in the recipe's format with the same metrics as a run: (metrics, notes); with
     `output`, the metrics are also written there as JSON. `device`: cpu, cuda or auto."""
+    from ensayo.runs.predict import evaluate_file
+
     if output is not None:
         output_file(Path(output))
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir, device=device)
-    metrics, notes = evaluate_file(saved, Path(source))
+    metrics, notes = evaluate_file(_saved(run_dir, device), Path(source))
     if output is not None:
         write_json(Path(output), metrics)
     return metrics, notes
@@ -94,8 +105,7 @@ def generate(run_dir: str | Path | SavedRun, prompt: str = "", length: int = ans
              temperature: float = answer.TEMPERATURE, top_k: int | None = None, top_p: float | None = None,
              seed: int = answer.SEED) -> Iterator[str]:
     """Stream text from the language model saved in `run_dir` (what `ensayo generate` prints)."""
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    return saved.generate(prompt, length, temperature, top_k, top_p, seed)
+    return _saved(run_dir).generate(prompt, length, temperature, top_k, top_p, seed)
 
 
 def explore(recipe: str | Path, output: str | Path | None = None, overrides: list[str] | None = None,
@@ -163,9 +173,10 @@ def predict_to_file(run_dir: str | Path | SavedRun, source: str | Path, destinat
                     all_classes: bool = False, keep: list[str] | None = None) -> dict[str, Any]:
     """Write the top-k labels with probabilities of every row of `source` to the CSV `destination`, with the
     columns of `source` named in `keep` beside each row's line."""
+    from ensayo.runs.predict import predict_file
+
     output_file(Path(destination))
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
-    return predict_file(saved, Path(source), Path(destination), top_k, batch_size, progress, all_classes,
+    return predict_file(_saved(run_dir), Path(source), Path(destination), top_k, batch_size, progress, all_classes,
                         keep or [])
 
 
@@ -190,7 +201,7 @@ def export(run_dir: str | Path | SavedRun, format: str, output: str | Path | Non
     says what it wrote (`.path`), where it logged it (`.model_uri`) and registered it (`.registered`)."""
     from ensayo.exporting import FORMATS, export_mlflow, export_onnx
 
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir)
+    saved = _saved(run_dir)
     target = output_folder(Path(output)) if output else None
     if format == "mlflow":
         if quantize:
@@ -213,5 +224,11 @@ def explain(run_dir: str | Path | SavedRun, source: str | Path, rows: int = 5,
         raise ValueError(f"rows is {rows}: explain one row or more")
     if output is not None:
         output_file(Path(output))
-    saved = run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir, device=device)
-    return explain_file(saved, Path(source), rows, Path(output) if output else None, label)
+    return explain_file(_saved(run_dir, device), Path(source), rows, Path(output) if output else None, label)
+
+
+def _saved(run_dir: str | Path | SavedRun, device: str = "cpu") -> SavedRun:
+    """A saved run as given, or loaded from its directory onto `device`."""
+    from ensayo.runs.saved import SavedRun, load_run
+
+    return run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir, device=device)

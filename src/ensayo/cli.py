@@ -124,10 +124,10 @@ def validate(
     overrides: Annotated[list[str] | None, typer.Argument(help="key.path=value overrides")] = None,
 ) -> None:
     """Check a recipe against the schema without running anything."""
-    from ensayo.runs.validation import validate as validated  # the API's, without what training loads
+    from ensayo import api
 
     with _reported():
-        checked = validated(recipe, overrides or [])
+        checked = api.validate(recipe, overrides or [])
     for warning in checked.warnings:
         console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
     stdout.print(f"{recipe}: {checked.summary()}")

@@ -9,12 +9,14 @@ from typing import Any
 
 
 def exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
-    """The `__getattr__` of `package`, which exports each of `names` (name -> the module that defines it)."""
+    """The `__getattr__` of `package`, which exports each of `names` (name -> the module that defines it, or the
+    submodule `package.name` itself)."""
 
     def __getattr__(name: str) -> Any:
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(module), name)
+        imported = importlib.import_module(module)
+        return imported if module == f"{package}.{name}" else getattr(imported, name)
 
     return __getattr__

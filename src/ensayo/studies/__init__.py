@@ -1,6 +1,7 @@
 """The studies layer: many runs of one recipe (sweeps, repeats, resumable, tracked as MLflow parent and
 child runs), scheduled by one process (`local`) or by many workers sharing a database (`shared`), their
-reports, and the word vectors a study trains first."""
+reports, and the word vectors a study trains first. Names are imported on first use: a report of finished runs
+needs no torch."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from typing import Any
 
 from rich.console import Console
 
+from ensayo.lazy import exports
 from ensayo.recipe import RecipeError
-from ensayo.studies.report import write_runs_report, write_study_report
-from ensayo.studies.schema import StudyConfig, SweepConfig, load_study, parse_grid
-from ensayo.studies.study import Study, TrialPruned, tell
 
-__all__ = ["Study", "StudyConfig", "SweepConfig", "TrialPruned", "load_study", "parse_grid", "run_study", "tell",
-           "write_runs_report", "write_study_report"]
+_REPORT, _SCHEMA, _STUDY = "ensayo.studies.report", "ensayo.studies.schema", "ensayo.studies.study"
+_EXPORTS = {"write_runs_report": _REPORT, "write_study_report": _REPORT, "StudyConfig": _SCHEMA,
+            "SweepConfig": _SCHEMA, "load_study": _SCHEMA, "parse_grid": _SCHEMA, "Study": _STUDY,
+            "TrialPruned": _STUDY, "tell": _STUDY}
+__all__ = sorted([*_EXPORTS, "run_study"])
+__getattr__ = exports(__name__, _EXPORTS)
 
 
 def run_study(path: str | Path, output: str | Path | None = None, smoke: bool = False, track: bool = True,
@@ -25,7 +28,9 @@ def run_study(path: str | Path, output: str | Path | None = None, smoke: bool = 
     """Run (or continue) the study in `path` into `output`; returns the study directory. With a `storage` (or
     the study's `sweep.storage`), this process is one of many workers sharing the study's trials through it."""
     from ensayo.studies.local import LocalScheduler
+    from ensayo.studies.schema import SweepConfig, load_study
     from ensayo.studies.shared import SharedScheduler
+    from ensayo.studies.study import Study
 
     config, base = load_study(path, smoke)
     if grid:

@@ -27,6 +27,7 @@ from ensayo.recipe import TrainConfig
 from ensayo.store import atomic_path
 from ensayo.training import distributed
 from ensayo.training.batches import Batches, bucketed_order
+from ensayo.training.best import higher_is_better
 from ensayo.training.optimizers import RowAdam
 from ensayo.training.weights import load_weights, save_weights
 
@@ -92,10 +93,6 @@ def compiled(network: nn.Module) -> nn.Module:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # seeds the CUDA generators too
     np.random.seed(seed)
-
-
-def higher_is_better(metric: str) -> bool:
-    return not metric.endswith(("loss", "perplexity", "bits_per_char"))
 
 
 # --------------------------------------------------------------------------------------- schedules
