@@ -8,14 +8,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+def exports(package: str, names: Mapping[str, str], first: str | None = None) -> Callable[[str], Any]:
     """The `__getattr__` of `package`, which exports each of `names` (name -> the module that defines it, or the
-    submodule `package.name` itself)."""
+    submodule `package.name` itself); module `first`, where given, is imported before any of them (the module
+    that registers a package's built-in types, say)."""
 
     def __getattr__(name: str) -> Any:
         module = names.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if first is not None:
+            importlib.import_module(first)
         imported = importlib.import_module(module)
         return imported if module == f"{package}.{name}" else getattr(imported, name)
 

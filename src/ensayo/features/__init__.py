@@ -25,6 +25,6 @@ from ensayo.lazy import exports
 
 _HEAVY = ["FEATURES", "IMAGE_FILES", "Encoder", "Feature", "FileColumn", "RunningMoments", "Values", "build_feature",
           "conv_stack", "loading_saved_run", "register_feature", "saved_run_loading"]
-__getattr__ = exports(__name__, dict.fromkeys(_HEAVY, "ensayo.features.builtin"))
+__getattr__ = exports(__name__, dict.fromkeys(_HEAVY, "ensayo.features.base"), first="ensayo.features.builtin")
 
 __all__ = ["FEATURE_SCHEMAS", "FeatureSchema", "declare_feature", *_HEAVY]

@@ -1,23 +1,7 @@
-"""The built-in feature types with their network code, registered (`FEATURES`): importing this loads torch."""
+"""The built-in feature types' classes, registered in `FEATURES` on import (which loads torch): what
+`ensayo.features` imports before it hands out any of its classes."""
 
-from ensayo.features import audio, category, image, image_stats, number, sentence, text  # noqa: F401
-from ensayo.features.audio import encoders as _audio_encoders  # noqa: F401  (registers the types' classes)
-from ensayo.features.base import (
-    FEATURES,
-    IMAGE_FILES,
-    Encoder,
-    Feature,
-    FileColumn,
-    RunningMoments,
-    Values,
-    build_feature,
-    conv_stack,
-    loading_saved_run,
-    register_feature,
-    saved_run_loading,
-)
-from ensayo.features.image import encoders as _image_encoders  # noqa: F401
-from ensayo.features.text import encoders as _text_encoders  # noqa: F401
-
-__all__ = ["FEATURES", "IMAGE_FILES", "Encoder", "Feature", "FileColumn", "RunningMoments", "Values", "build_feature",
-           "conv_stack", "loading_saved_run", "register_feature", "saved_run_loading"]
+from ensayo.features import category, image_stats, number, sentence  # noqa: F401
+from ensayo.features.audio import encoders as _audio  # noqa: F401  (each encoders module imports its feature)
+from ensayo.features.image import encoders as _image  # noqa: F401
+from ensayo.features.text import encoders as _text  # noqa: F401

@@ -28,21 +28,18 @@ class FeatureSchema:
 FEATURE_SCHEMAS: dict[str, FeatureSchema] = {}
 
 
-def declare_feature(name: str, preprocessing: type[BaseModel],
-                    encoders: Mapping[str, type[BaseModel]]) -> FeatureSchema:
+def declare_feature(name: str, preprocessing: type[BaseModel], encoders: Mapping[str, type[BaseModel]]) -> None:
     """Declare feature type `name`'s schemas (its module's own line, where the type is built in)."""
-    schema = FEATURE_SCHEMAS[name] = FeatureSchema(name, preprocessing, dict(encoders))
-    return schema
+    FEATURE_SCHEMAS[name] = FeatureSchema(name, preprocessing, dict(encoders))
 
 
-def declared_preprocessing(name: str, preprocessing: type[BaseModel]) -> FeatureSchema:
-    """The declaration of feature type `name`, checked against the `Preprocessing` its class has (or made from
-    it when the type was not declared)."""
+def declared_preprocessing(name: str, preprocessing: type[BaseModel]) -> None:
+    """Check the `Preprocessing` of feature type `name`'s class against its declaration (or declare the type
+    with it when it was not declared)."""
     schema = FEATURE_SCHEMAS.get(name)
     if schema is None:
-        schema = FEATURE_SCHEMAS[name] = FeatureSchema(name, preprocessing, by_registration=True)
-        return schema
-    if schema.Preprocessing is not preprocessing:
+        FEATURE_SCHEMAS[name] = FeatureSchema(name, preprocessing, by_registration=True)
+    elif schema.Preprocessing is not preprocessing:
         raise TypeError(f"feature type {name}: its Preprocessing is {preprocessing.__name__}, but "
                         f"{schema.Preprocessing.__name__} is declared")
     return schema

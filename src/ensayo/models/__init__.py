@@ -21,10 +21,14 @@ from ensayo.models.schemas import (
     declare_model_type,
 )
 
-_HEAVY = ["CAPABILITIES", "ENGINES", "MODEL_TYPES", "Classifier", "FitContext", "Fitted", "FoldAverage", "Generator",
-          "InputExplanation", "ModelType", "RowExplanation", "TrainMember", "fold_dirs", "is_cross_validated",
-          "load_trained", "model_type_of", "refusal", "register_model_type", "save_recipe", "write_format"]
-__getattr__ = exports(__name__, dict.fromkeys(_HEAVY, "ensayo.models.builtin"))
+_HEAVY = {
+    **dict.fromkeys(["CAPABILITIES", "MODEL_TYPES", "Classifier", "FitContext", "Fitted", "Generator", "ModelType",
+                     "TrainMember", "model_type_of", "refusal", "register_model_type"], "ensayo.models.base"),
+    **dict.fromkeys(["InputExplanation", "RowExplanation"], "ensayo.models.attribution"),
+    **dict.fromkeys(["FoldAverage", "fold_dirs", "is_cross_validated"], "ensayo.models.folds"),
+    **dict.fromkeys(["ENGINES", "load_trained", "save_recipe", "write_format"], "ensayo.models.registry"),
+}
+__getattr__ = exports(__name__, _HEAVY, first="ensayo.models.builtin")
 
 __all__ = ["MODEL_SCHEMAS", "ClassifierSchema", "GeneratorSchema", "ModelSchema", "Sections", "declare_model_type",
            "format_version", "is_finished", "load_recipe", "resolve_recipe", "run_recipe", *_HEAVY]

@@ -1,6 +1,6 @@
 """Recipes read and resolved against the declared feature and model types (`ensayo.features.schemas`,
 `ensayo.models.schemas`), and the recipe a run was trained with, brought up to the current format: all without
-network code, so that `ensayo validate` and a server's start read recipes without loading torch."""
+network code, so that `ensayo validate` reads recipes without loading torch."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ensayo.store import read_json
 
 
 def resolve_recipe(recipe: Recipe, label: str = "<recipe>") -> Recipe:
-    """Type and check a schema-valid recipe with the registered feature and model types, and its filters and
+    """Type and check a schema-valid recipe with the declared feature and model types, and its filters and
     expressions as far as they can be without data."""
     resolve(recipe, FEATURE_SCHEMAS, MODEL_SCHEMAS, label)
     problems = recipe_problems(recipe)

@@ -66,6 +66,7 @@ class ModelSchema:
         """The recipe as it will be run (an ensemble takes its members' inputs); most types change nothing."""
         return recipe
 
+
 class ClassifierSchema(ModelSchema):
     """A model type whose output is a category."""
 
@@ -86,6 +87,7 @@ class ClassifierSchema(ModelSchema):
             problems.append(f"train.teacher: model.type {cls.name} learns from labels only; distil into a neural "
                             "model")
         return problems
+
 
 class GeneratorSchema(ModelSchema):
     """A model type whose output is text, which it reads from `output.columns` (no inputs)."""
@@ -115,7 +117,6 @@ def check_declared(name: str, cls: type[ModelSchema]) -> None:
     if name in _BY_REGISTRATION or name not in MODEL_SCHEMAS:
         MODEL_SCHEMAS[name] = cls
         _BY_REGISTRATION.add(name)
-    declared = MODEL_SCHEMAS[name]
-    if not issubclass(cls, declared):
+    elif not issubclass(cls, MODEL_SCHEMAS[name]):
         raise TypeError(f"model type {name}: {cls.__name__} is not a subclass of its declared schema "
-                        f"{declared.__name__}")
+                        f"{MODEL_SCHEMAS[name].__name__}")

@@ -33,22 +33,22 @@ def validate(recipe: str | Path, overrides: list[str] | None = None) -> Validati
     type's own checks (an ensemble's member recipes too), that the data is there with the columns the recipe
     names; warn about inputs that feed the target through `derive`."""
     path = Path(recipe)
+    base = path.resolve().parent
     loaded = load_recipe(path, overrides or [])
-    loaded = MODEL_SCHEMAS[loaded.model.type].prepare(loaded, path.resolve().parent)
-    problems = data_problems(loaded, path.resolve().parent)
+    loaded = MODEL_SCHEMAS[loaded.model.type].prepare(loaded, base)
+    problems = data_problems(loaded, base)
     if problems:
         raise RecipeError("\n".join([f"{path}: the recipe does not fit its data", *(f"  {p}" for p in problems)]))
     warnings = [f"input {name!r} feeds the target {loaded.output.column!r} through `derive`: the model can learn "
                 "the formula instead of the task" for name in leaking_inputs(loaded)]
     if loaded.train.teacher is not None:
-        warnings += _teacher_warnings(path, loaded)
+        warnings += _teacher_warnings(path, base, loaded)
     return Validation(loaded, warnings)
 
 
-def _teacher_warnings(path: Path, recipe: Recipe) -> list[str]:
+def _teacher_warnings(path: Path, base: Path, recipe: Recipe) -> list[str]:
     """A teacher that cannot teach is refused; one that is not made yet is a warning (the recipe is sound, and
     `ensayo run` refuses to start without it), saying how to make it."""
-    base = path.resolve().parent
     if not (teacher_dir(recipe, base) / layout.RECIPE).is_file():
         return [f"train.teacher.run: {teacher_dir(recipe, base)} is not made yet; {how_to_make(recipe, base)} "
                 "before running this recipe"]
