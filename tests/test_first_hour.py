@@ -52,16 +52,20 @@ def test_the_command_starts_without_the_heavy_libraries() -> None:
 
 
 @pytest.mark.subprocess
-def test_checking_a_recipe_and_reporting_on_runs_leave_torch_and_predicting_leaves_scikit_learn_unloaded(
+def test_validate_report_and_onnx_predict_leave_torch_and_predict_leaves_scikit_learn_unloaded(
         tmp_path: Path, titles_csv: Path, tiny_runs: dict[str, Path]) -> None:
     heavy = ("sklearn", "scipy", "pandas", "mlflow", "matplotlib")  # ~5 s of imports here (benchmarks/README.md)
     recipe = recipe_file(tmp_path, recipe_dict(titles_csv))
     source = tmp_path / "new.csv"
     pl.DataFrame({"title": ["Taladro percutor Bosch"]}).write_csv(source)
+    exported = tmp_path / "onnx"
+    ensayo.export(ensayo.load_run(tiny_runs["neural"]), "onnx", exported)
     for command, unused in ((["validate", str(recipe)], ("torch", *heavy)),
                             (["report", str(tiny_runs["neural"]), "--output", str(tmp_path / "report")],
                              ("torch", "sklearn", "pandas", "mlflow")),
-                            (["predict", str(tiny_runs["neural"]), "--input", str(source)], heavy)):
+                            (["predict", str(tiny_runs["neural"]), "--input", str(source)], heavy),
+                            (["predict", str(exported), "--input", str(source), "--engine", "onnx", "--output",
+                              str(tmp_path / "onnx.csv")], ("torch", *heavy))):
         code = ("import sys\nfrom ensayo.cli import app\n"
                 f"sys.argv = ['ensayo', *{command!r}]\n"
                 "try:\n    app()\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
@@ -69,6 +73,10 @@ def test_checking_a_recipe_and_reporting_on_runs_leave_torch_and_predicting_leav
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert done.stderr.splitlines()[-1] == "loaded:", (command[0], done.stderr)
+    by_onnx = pl.read_csv(tmp_path / "onnx.csv")
+    labels, chances = ensayo.predict(tiny_runs["neural"], [{"title": "Taladro percutor Bosch"}])
+    assert by_onnx["label_1"].to_list() == [labels[0][0]]
+    assert by_onnx["probability_1"].to_list() == pytest.approx([chances[0][0]], abs=1e-4)
 
 
 def test_validate_reads_each_data_files_header(tmp_path: Path, titles_csv: Path) -> None:

@@ -352,9 +352,11 @@ def test_ensayo_serve_answers_with_the_int8_onnx_engine(tiny_runs: dict[str, Pat
                 assert server.poll() is None, server.stdout.read() if server.stdout else ""
                 assert time.monotonic() < deadline, "the server did not answer in 120 s"
                 time.sleep(0.1)
+        mapped = Path(f"/proc/{server.pid}/maps").read_text()  # the libraries the server process has loaded
     finally:
         server.send_signal(signal.SIGINT)
         server.communicate(timeout=30)
+    assert "onnxruntime" in mapped and "libtorch" not in mapped  # the ONNX engine answers without torch
     labels, probabilities = ensayo.predict(load_run(exported, engine="onnx"), rows, top_k=2)
     assert [p["labels"] for p in answer["predictions"]] == labels
     assert np.allclose([p["probabilities"] for p in answer["predictions"]], probabilities, atol=1e-4)

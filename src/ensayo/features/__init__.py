@@ -8,7 +8,9 @@ both are declared with `declare_feature`. Adding a modality is one new module he
 and their lines below and in `builtin`.
 
 Importing this package declares every built-in type's schemas (`FEATURE_SCHEMAS`: what reading a recipe
-needs) and nothing more; the feature classes and `FEATURES` load torch on first use.
+needs) and nothing more. A type's `Feature` class is imported when it is first built (`feature_type`): the text,
+category and number features encode rows without torch, so that an ONNX engine answers without it; their encoders
+(`Encoder`, torch) are imported when a network is built, and `FEATURES` imports every built-in type.
 """
 
 from ensayo.features import (  # noqa: F401  (declares the built-in types' schemas)
@@ -23,8 +25,13 @@ from ensayo.features import (  # noqa: F401  (declares the built-in types' schem
 from ensayo.features.schemas import FEATURE_SCHEMAS, FeatureSchema, declare_feature
 from ensayo.lazy import exports
 
-_HEAVY = ["FEATURES", "IMAGE_FILES", "Encoder", "Feature", "FileColumn", "RunningMoments", "Values", "build_feature",
-          "conv_stack", "loading_saved_run", "register_feature", "saved_run_loading"]
-__getattr__ = exports(__name__, dict.fromkeys(_HEAVY, "ensayo.features.base"), first="ensayo.features.builtin")
+_BASE = ["FEATURES", "IMAGE_FILES", "Feature", "FileColumn", "Values", "as_arrays", "as_tensors", "build_feature",
+         "feature_type", "loading_saved_run", "register_feature", "saved_run_loading"]
+_NETWORKS = ["Encoder", "RunningMoments", "conv_stack"]
+# a feature type's class is imported when it is first built (`feature_type`); `FEATURES`, the registry of them
+# all, imports every built-in type and its encoders first
+__getattr__ = exports(__name__, {**dict.fromkeys(_BASE, "ensayo.features.base"),
+                                 **dict.fromkeys(_NETWORKS, "ensayo.features.networks")},
+                      first="ensayo.features.builtin", needs_first={"FEATURES"})
 
-__all__ = ["FEATURE_SCHEMAS", "FeatureSchema", "declare_feature", *_HEAVY]
+__all__ = ["FEATURE_SCHEMAS", "FeatureSchema", "declare_feature", *_BASE, *_NETWORKS]

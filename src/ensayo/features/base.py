@@ -1,22 +1,27 @@
 """What every feature type is: a `Feature` (fit on training values, transform, collate, save state)
-with its pydantic `Preprocessing` schema and its `Encoder`s, and the registry of feature types."""
+with its pydantic `Preprocessing` schema and its `Encoder`s (`networks.Encoder`), and the registry of feature
+types, each type's class imported when it is first asked for (`feature_type`). Nothing here needs torch: a
+feature's batches are numpy arrays (`arrays`), which `collate` turns into tensors for a torch network."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import itertools
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
-import torch
 from pydantic import BaseModel
-from torch import nn
 
-from ensayo.features.schemas import declared_encoder, declared_preprocessing
+from ensayo.features.schemas import FEATURE_SCHEMAS, declared_encoder, declared_preprocessing
+
+if TYPE_CHECKING:
+    import torch
+
+    from ensayo.features.networks import Encoder
 
 FEATURES: dict[str, type[Feature]] = {}
 _LOADING_SAVED_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("loading_saved_run", default=False)
@@ -51,28 +56,6 @@ class FileColumn:
         return [self.paths[int(i)] for i in index]
 
 
-class RunningMoments:
-    """Mean and standard deviation per channel of tensors seen one chunk at a time, in float64: the same
-    whether the chunks were kept (in memory) or dropped (read on the fly)."""
-
-    def __init__(self, dims: tuple[int, ...]) -> None:
-        self.dims = dims  # the dimensions reduced over (all but the channel's)
-        self.count, self.total, self.squares = 0, 0.0, 0.0
-
-    def add(self, chunk: torch.Tensor) -> None:
-        values = chunk.double()
-        self.count += values.numel() // max(values.shape[1], 1)
-        self.total = self.total + values.sum(dim=self.dims)
-        self.squares = self.squares + values.square().sum(dim=self.dims)
-
-    def mean_std(self, floor: float) -> tuple[np.ndarray, np.ndarray]:
-        if not self.count:
-            raise ValueError("no values to fit the statistics on")
-        mean = self.total / self.count
-        variance = (self.squares - self.count * mean**2) / max(self.count - 1, 1)
-        return mean.float().numpy(), variance.clamp_min(0).sqrt().clamp_min(floor).float().numpy()
-
-
 @dataclass(frozen=True)
 class Values:
     """What one input column holds, as a client of a saved run sends it (the server, its page, the exports):
@@ -85,15 +68,6 @@ class Values:
 
 
 IMAGE_FILES = Values("file", media="image", suffixes=(".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"))
-
-
-class Encoder(nn.Module):
-    """Turns a batch of one feature into a (batch, output_dim) tensor. `onnx_problem` says why a network
-    with this encoder cannot be exported to ONNX (None: it can)."""
-
-    Config: ClassVar[type[BaseModel]]
-    output_dim: int
-    onnx_problem: ClassVar[str | None] = None
 
 
 class Ranks(Protocol):
@@ -177,16 +151,26 @@ class Feature:
         share encoded (a type whose `shares_fit` is True)."""
         raise NotImplementedError(f"{type(self).__name__} fits in one process")
 
+    def arrays(self, encoded: Any, index: Any) -> Any:
+        """The rows `index` of an encoded column as a network's batch of numpy arrays (an array, or a dict of
+        them): what an engine without torch (ONNX Runtime) is given. A type implements this or `collate`; by
+        default it is `collate`'s tensors as arrays."""
+        return as_arrays(self.collate(encoded, index))
+
     def collate(self, encoded: Any, index: Any) -> Any:
-        """The rows `index` of an encoded column as model-ready tensors."""
-        raise NotImplementedError
+        """The rows `index` of an encoded column as model-ready tensors: by default `arrays` as tensors (a type
+        whose batches are made with torch, augmented spectrograms say, overrides this instead)."""
+        return as_tensors(self.arrays(encoded, index))
 
     def lengths(self, encoded: Any) -> Any:
         """Per-row sequence lengths of an encoded column (for length-bucketed batches), or None."""
         return None
 
     def build_encoder(self, config: BaseModel) -> Encoder:
-        return self.encoders[config.type](self, config)  # type: ignore[attr-defined]
+        kind = config.type  # type: ignore[attr-defined]
+        if kind not in self.encoders:  # the built-in encoders register as their modules are imported
+            importlib.import_module("ensayo.features.builtin")
+        return self.encoders[kind](self, config)
 
     def state(self) -> dict[str, Any]:
         """Everything fitted, as JSON-ready data (never pickled)."""
@@ -209,21 +193,6 @@ class Feature:
         return {}
 
 
-def conv_stack(channels_in: int, channels: list[int], convs: int) -> nn.Sequential:
-    """2-D convolution blocks shared by the spectrogram and image encoders: per entry of `channels`,
-    `convs` x (3x3 conv, batch norm, ReLU), then 2x2 max pooling."""
-    blocks = []
-    for block_in, block_out in itertools.pairwise([channels_in, *channels]):
-        layers: list[nn.Module] = []
-        for index in range(convs):
-            layers += [nn.Conv2d(block_in if index == 0 else block_out, block_out, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(block_out), nn.ReLU(inplace=True)]
-        blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
-    # channels-last weights make oneDNN run the convolutions and the pooling channels-last: the same arithmetic,
-    # the digits' blocks 1.7x faster in bf16 (max pooling with indices over NCHW was a fifth of their epoch)
-    return nn.Sequential(*blocks).to(memory_format=torch.channels_last)
-
-
 def register_feature(name: str):
     def decorate(cls: type[Feature]) -> type[Feature]:
         declared_preprocessing(name, cls.Preprocessing)
@@ -234,6 +203,32 @@ def register_feature(name: str):
     return decorate
 
 
+def feature_type(name: str) -> type[Feature]:
+    """The registered class of feature type `name`; a declared type's module is imported on first use, so that a
+    text input loads the text feature and not the audio one (nor, where the type needs none, torch)."""
+    if name not in FEATURES and name in FEATURE_SCHEMAS and FEATURE_SCHEMAS[name].module:
+        importlib.import_module(FEATURE_SCHEMAS[name].module)
+    if name not in FEATURES:
+        raise KeyError(f"no feature type {name!r} is registered")
+    return FEATURES[name]
+
+
 def build_feature(type_name: str, name: str, column: str, preprocessing: BaseModel) -> Feature:
-    return FEATURES[type_name](name, column, preprocessing)
+    return feature_type(type_name)(name, column, preprocessing)
+
+
+def as_tensors(batch: Any) -> Any:
+    """A batch of numpy arrays (in dicts) as torch tensors sharing their memory."""
+    import torch
+
+    if isinstance(batch, dict):
+        return {key: as_tensors(value) for key, value in batch.items()}
+    return torch.from_numpy(np.ascontiguousarray(batch)) if isinstance(batch, np.ndarray) else batch
+
+
+def as_arrays(batch: Any) -> Any:
+    """A batch of tensors (in dicts) as numpy arrays."""
+    if isinstance(batch, dict):
+        return {key: as_arrays(value) for key, value in batch.items()}
+    return batch.numpy() if hasattr(batch, "numpy") else batch
 

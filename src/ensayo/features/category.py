@@ -7,11 +7,9 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from ensayo.features.base import Encoder, Feature, Values, register_feature
-from ensayo.features.category_schema import CategoryEmbeddingConfig, CategoryPreprocessing, MultiHotConfig
+from ensayo.features.base import Feature, Values, register_feature
+from ensayo.features.category_schema import CategoryPreprocessing
 
 
 def parse_values(value: Any, multi: bool, lowercase: bool) -> list[str]:
@@ -64,16 +62,16 @@ class CategoryFeature(Feature):
         self.index = {v: i for i, v in enumerate(self.values)}
         return self
 
-    def transform(self, values: list[Any]) -> torch.Tensor:
-        """(rows, values) multi-hot counts; column 0 counts unknown values."""
-        encoded = torch.zeros(len(values), len(self.values))
+    def transform(self, values: list[Any]) -> np.ndarray:
+        """(rows, values) multi-hot counts (float32); column 0 counts unknown values."""
+        encoded = np.zeros((len(values), len(self.values)), dtype=np.float32)
         for row, items in enumerate(self._parse(values)):
             for item in items:
                 encoded[row, self.index.get(item, 0)] += 1.0
         return encoded
 
-    def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:
-        return encoded[torch.from_numpy(np.asarray(index))]
+    def arrays(self, encoded: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return encoded[np.asarray(index)]
 
     def state(self) -> dict[str, Any]:
         return {"values": self.values}
@@ -93,34 +91,3 @@ class CategoryFeature(Feature):
         return [f"{len(counts):,} distinct values; values per row: "
                 + ", ".join(f"{k}: {v:,}" for k, v in sorted(sizes.items())),
                 "", "Most frequent: " + ", ".join(f"`{v}` {n:,}" for v, n in counts.most_common(20))]
-
-
-@CategoryFeature.register_encoder("multi_hot")
-class MultiHotEncoder(Encoder):
-    """The (multi-)one-hot vector itself, capped at 1 per value."""
-
-    Config = MultiHotConfig
-
-    def __init__(self, feature: CategoryFeature, config: MultiHotConfig) -> None:
-        super().__init__()
-        self.output_dim = len(feature.values)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(max=1.0)
-
-
-@CategoryFeature.register_encoder("embedding")
-class CategoryEmbeddingEncoder(Encoder):
-    """A learned vector per value; a list is the mean of its values' vectors."""
-
-    Config = CategoryEmbeddingConfig
-
-    def __init__(self, feature: CategoryFeature, config: CategoryEmbeddingConfig) -> None:
-        super().__init__()
-        self.table = nn.Linear(len(feature.values), config.dim, bias=False)
-        nn.init.normal_(self.table.weight, std=0.1)
-        self.dropout = nn.Dropout(config.dropout)
-        self.output_dim = config.dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.table(x / x.sum(dim=1, keepdim=True).clamp_min(1.0)))

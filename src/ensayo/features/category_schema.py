@@ -28,4 +28,5 @@ class CategoryEmbeddingConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-declare_feature("category", CategoryPreprocessing, {"multi_hot": MultiHotConfig, "embedding": CategoryEmbeddingConfig})
+declare_feature("category", CategoryPreprocessing, {"multi_hot": MultiHotConfig, "embedding": CategoryEmbeddingConfig},
+                module="ensayo.features.category")

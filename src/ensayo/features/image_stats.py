@@ -15,12 +15,13 @@ from PIL import Image, UnidentifiedImageError
 from rich.progress import track
 from torch import nn
 
-from ensayo.features.base import IMAGE_FILES, Encoder, Feature, register_feature
+from ensayo.features.base import IMAGE_FILES, Feature, register_feature
 from ensayo.features.image_stats_schema import (
     ImageStatsPreprocessing,
     StatsDenseConfig,
     StatsPassthroughConfig,
 )
+from ensayo.features.networks import Encoder
 
 # The luminance quantization table of the JPEG standard (ITU T.81, Annex K), which libjpeg scales by quality.
 JPEG_LUMINANCE = np.array([

@@ -37,4 +37,5 @@ class StatsDenseConfig(Strict):
 
 
 declare_feature("image_stats", ImageStatsPreprocessing, {"passthrough": StatsPassthroughConfig,
-                                                          "dense": StatsDenseConfig})
+                                                          "dense": StatsDenseConfig},
+                module="ensayo.features.image_stats")

@@ -6,11 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from ensayo.features.base import Encoder, Feature, Values, register_feature
-from ensayo.features.number_schema import DenseNumberConfig, NumberPreprocessing, PassthroughConfig
+from ensayo.features.base import Feature, Values, register_feature
+from ensayo.features.number_schema import NumberPreprocessing
 
 
 def to_numbers(values: list[Any]) -> np.ndarray:
@@ -58,15 +56,16 @@ class NumberFeature(Feature):
             self.center, self.scale = float(shaped.mean()), float(shaped.std()) or 1.0
         return self
 
-    def transform(self, values: list[Any]) -> torch.Tensor:
+    def transform(self, values: list[Any]) -> np.ndarray:
+        """(rows, 2) float32: the scaled number (the fill where it is missing) and whether it was missing."""
         x = to_numbers(values)
         scaled = (self._shape(np.where(np.isnan(x), self.fill, x)) - self.center) / self.scale
         if self.options.clip and self.options.scaling in ("standard", "log"):
             scaled = np.clip(scaled, -self.options.clip, self.options.clip)
-        return torch.from_numpy(np.stack([scaled, np.isnan(x)], axis=1).astype(np.float32))
+        return np.stack([scaled, np.isnan(x)], axis=1).astype(np.float32)
 
-    def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:
-        return encoded[torch.from_numpy(np.asarray(index))]
+    def arrays(self, encoded: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return encoded[np.asarray(index)]
 
     def state(self) -> dict[str, Any]:
         return {"fill": self.fill, "center": self.center, "scale": self.scale, "missing_share": self.missing_share}
@@ -87,34 +86,3 @@ class NumberFeature(Feature):
         q = np.percentile(known, [0, 25, 50, 75, 100])
         return [f"{len(known):,} numbers, {np.isnan(x).sum():,} missing; min {q[0]:.4g}, quartiles {q[1]:.4g} / "
                 f"{q[2]:.4g} / {q[3]:.4g}, max {q[4]:.4g}; mean {known.mean():.4g}, std {known.std():.4g}"]
-
-
-@NumberFeature.register_encoder("passthrough")
-class PassthroughEncoder(Encoder):
-    """The scaled number itself (and, optionally, its missing flag) for the combiner."""
-
-    Config = PassthroughConfig
-
-    def __init__(self, feature: NumberFeature, config: PassthroughConfig) -> None:
-        super().__init__()
-        self.width = 2 if config.missing_flag else 1
-        self.output_dim = self.width
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, : self.width]
-
-
-@NumberFeature.register_encoder("dense")
-class DenseNumberEncoder(Encoder):
-    """A small learned projection of the number and its missing flag."""
-
-    Config = DenseNumberConfig
-
-    def __init__(self, feature: NumberFeature, config: DenseNumberConfig) -> None:
-        super().__init__()
-        self.layer = nn.Sequential(nn.Linear(2, config.size), nn.ReLU())
-        self.output_dim = config.size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x)
-

@@ -28,4 +28,5 @@ class DenseNumberConfig(Strict):
     size: int = Field(8, gt=0)
 
 
-declare_feature("number", NumberPreprocessing, {"passthrough": PassthroughConfig, "dense": DenseNumberConfig})
+declare_feature("number", NumberPreprocessing, {"passthrough": PassthroughConfig, "dense": DenseNumberConfig},
+                module="ensayo.features.number")

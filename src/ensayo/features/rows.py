@@ -20,7 +20,7 @@ import soundfile as sf
 from PIL import Image
 
 from ensayo.data.derive import reads
-from ensayo.features import FEATURES, Values
+from ensayo.features.base import Values, feature_type
 from ensayo.recipe import InputConfig, Recipe
 
 
@@ -72,7 +72,7 @@ def input_fields(recipe: Recipe) -> list[InputField]:
         fields[column] = InputField(column, values, (*known.inputs, spec) if known else (spec,))
 
     for spec in recipe.inputs:
-        add(recipe.column_of(spec), FEATURES[spec.type].values_of(spec.preprocessing), spec)
+        add(recipe.column_of(spec), feature_type(spec.type).values_of(spec.preprocessing), spec)
     return list(fields.values())
 
 

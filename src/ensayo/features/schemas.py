@@ -22,15 +22,18 @@ class FeatureSchema:
     name: str
     Preprocessing: type[BaseModel]
     encoders: dict[str, type[BaseModel]] = field(default_factory=dict)  # encoder name -> its schema
+    module: str | None = None  # the module that registers the type's `Feature` class, imported on first use
     by_registration: bool = False  # declared by registering its class: its encoders declare themselves too
 
 
 FEATURE_SCHEMAS: dict[str, FeatureSchema] = {}
 
 
-def declare_feature(name: str, preprocessing: type[BaseModel], encoders: Mapping[str, type[BaseModel]]) -> None:
-    """Declare feature type `name`'s schemas (its module's own line, where the type is built in)."""
-    FEATURE_SCHEMAS[name] = FeatureSchema(name, preprocessing, dict(encoders))
+def declare_feature(name: str, preprocessing: type[BaseModel], encoders: Mapping[str, type[BaseModel]],
+                    module: str | None = None) -> None:
+    """Declare feature type `name`'s schemas (its module's own line, where the type is built in), and the `module`
+    that registers its class."""
+    FEATURE_SCHEMAS[name] = FeatureSchema(name, preprocessing, dict(encoders), module=module)
 
 
 def declared_preprocessing(name: str, preprocessing: type[BaseModel]) -> None:

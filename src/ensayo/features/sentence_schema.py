@@ -31,4 +31,5 @@ class SentenceMlpConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-declare_feature("sentence", SentencePreprocessing, {"mlp": SentenceMlpConfig})
+declare_feature("sentence", SentencePreprocessing, {"mlp": SentenceMlpConfig},
+                module="ensayo.features.sentence")

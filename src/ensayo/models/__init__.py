@@ -24,11 +24,12 @@ from ensayo.models.schemas import (
 _HEAVY = {
     **dict.fromkeys(["CAPABILITIES", "MODEL_TYPES", "Classifier", "FitContext", "Fitted", "Generator", "ModelType",
                      "TrainMember", "model_type_of", "refusal", "register_model_type"], "ensayo.models.base"),
-    **dict.fromkeys(["InputExplanation", "RowExplanation"], "ensayo.models.attribution"),
+    **dict.fromkeys(["InputExplanation", "RowExplanation"], "ensayo.models.explanation"),
     **dict.fromkeys(["FoldAverage", "fold_dirs", "is_cross_validated"], "ensayo.models.folds"),
     **dict.fromkeys(["ENGINES", "load_trained", "save_recipe", "write_format"], "ensayo.models.registry"),
 }
-__getattr__ = exports(__name__, _HEAVY, first="ensayo.models.builtin")
+# the classes are imported where they are defined; `MODEL_TYPES`, the registry, imports every built-in type first
+__getattr__ = exports(__name__, _HEAVY, first="ensayo.models.builtin", needs_first={"MODEL_TYPES"})
 
 __all__ = ["MODEL_SCHEMAS", "ClassifierSchema", "GeneratorSchema", "ModelSchema", "Sections", "declare_model_type",
            "format_version", "is_finished", "load_recipe", "resolve_recipe", "run_recipe", *_HEAVY]

@@ -1,54 +1,21 @@
-"""Why a model said what it said, row by row: what a model type's `explain` answers (`RowExplanation`), and a
-neural network's integrated gradients with Captum (the `explain` extra): each input's share of the answer
-against a neutral baseline (padding for a text, the training mean for a clip, a photo or a number), and
-within an input, which tokens, which time-frequency cells or which pixels. The model is a trained
-`NeuralClassifier`, which calls this module and so is not imported by it."""
+"""Why a network said what it said, row by row (`explanation.RowExplanation`): integrated gradients with Captum
+(the `explain` extra): each input's share of the answer against a neutral baseline (padding for a text, the
+training mean for a clip, a photo or a number), and within an input, which tokens, which time-frequency cells or
+which pixels. The model is a trained `NeuralClassifier`, which calls this module and so is not imported by it."""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
 
+from ensayo.models.explanation import InputExplanation, RowExplanation
 from ensayo.training import encode_split
 
 STEPS = 32  # points on the path from the baseline to the row: Captum's approximation error is reported
-
-
-@dataclass
-class InputExplanation:
-    """One input of one row: its share of the answer and, by kind, what inside it mattered."""
-
-    name: str
-    kind: str  # "tokens", "spectrogram", "image" or "value"
-    total: float  # the input's attribution to the predicted class's probability
-    tokens: list[tuple[str, float, float]] = field(default_factory=list)  # (token, word part, subword part)
-    # the text as typed: (word, what the model read of it, its tokens' share), when the two line up
-    typed: list[tuple[str, str, float]] = field(default_factory=list)
-    map: np.ndarray | None = None  # (bins, frames) or (height, width) attribution
-    background: np.ndarray | None = None  # the spectrogram or the photo the map lies over
-    value: str = ""  # the row's value of a number or category input
-
-
-@dataclass
-class RowExplanation:
-    """One row: the label explained (the predicted one unless another was asked for) and its probability, and
-    each input's part in it."""
-
-    predicted: str
-    probability: float  # of the label explained
-    inputs: list[InputExplanation]
-    true: str | None = None
-    delta: float = 0.0  # Captum's convergence delta: how far the attributions miss their sum
-    explained: str = ""  # the label the attributions are for; empty: the predicted one
-
-    @property
-    def label(self) -> str:
-        return self.explained or self.predicted
 
 
 # ------------------------------------------------------------------------------------------- neural

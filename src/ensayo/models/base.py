@@ -16,13 +16,14 @@ one is missing. `tests/helpers/contract.py` checks every registered type against
 
 from __future__ import annotations
 
+import importlib
 import time
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import polars as pl
@@ -33,9 +34,11 @@ from ensayo import metrics as ev
 from ensayo.data import Splits, apply_expressions
 from ensayo.models.schemas import ClassifierSchema, GeneratorSchema, ModelSchema, check_declared
 from ensayo.outputs.category import CategoryOutput
-from ensayo.outputs.teacher import TeacherProbabilities
 from ensayo.recipe import Recipe
 from ensayo.store import read_json, write_json
+
+if TYPE_CHECKING:
+    from ensayo.outputs.teacher import TeacherProbabilities
 
 # what a trained model can do -> the method that does it; a type can do what it has the method for
 CAPABILITIES = {"predict": "predict_proba", "generate": "generate", "onnx": "export_onnx", "explain": "explain"}
@@ -224,7 +227,8 @@ def refusal(subject: Any, capability: str) -> str | None:
     method = CAPABILITIES[capability]
     if hasattr(subject, method):
         return None
-    if not isinstance(subject, type) and hasattr(type(subject), method):  # the type can; this model cannot
+    if not isinstance(subject, type) and (hasattr(type(subject), method) or subject.blocker(capability)):
+        # the type can; this model cannot (or, as under the ONNX engine, this way of loading it cannot)
         return f"this {subject.name} model {_CANNOT_THIS[capability]}: {subject.blocker(capability)}"
     reason = subject.refusals.get(capability)
     return f"model type {subject.name} {_CANNOT[capability]}" + (f": {reason}" if reason else "")
@@ -272,6 +276,8 @@ def register_model_type(name: str) -> Callable[[type[ModelType]], type[ModelType
 
 
 def model_type_of(recipe: Recipe) -> type[ModelType]:
+    """The class of the recipe's model type (importing the built-in types' classes, and torch, first)."""
+    importlib.import_module("ensayo.models.builtin")
     return MODEL_TYPES[recipe.model.type]
 
 

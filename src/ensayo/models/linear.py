@@ -22,10 +22,11 @@ from ensayo.data import Splits
 from ensayo.features import Feature
 from ensayo.features.sentence import SentenceFeature
 from ensayo.features.text import TextFeature
-from ensayo.models.attribution import InputExplanation, RowExplanation
 from ensayo.models.base import Classifier, FitContext, Fitted, read_state, register_model_type
+from ensayo.models.explanation import InputExplanation, RowExplanation
 from ensayo.models.linear_schema import LinearConfig, LinearSchema
-from ensayo.models.neural import make_features, save_state
+from ensayo.models.neural import save_state
+from ensayo.models.neural_inputs import make_features
 from ensayo.outputs.category import CategoryOutput
 from ensayo.progress import working
 from ensayo.recipe import Recipe

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -17,16 +17,16 @@ from torch import nn
 from ensayo import layout
 from ensayo import metrics as ev
 from ensayo.data import LINE, Splits
-from ensayo.features import Feature, FileColumn, build_feature, saved_run_loading
-from ensayo.models.attribution import RowExplanation
+from ensayo.features import Feature, FileColumn, saved_run_loading
 from ensayo.models.base import (
-    Classifier,
     FitContext,
     Fitted,
     available_if,
     read_state,
     register_model_type,
 )
+from ensayo.models.explanation import RowExplanation
+from ensayo.models.neural_inputs import NeuralInputs
 from ensayo.models.neural_schema import NeuralSchema
 from ensayo.outputs.auxiliary import auxiliary_targets
 from ensayo.outputs.category import CategoryOutput
@@ -141,10 +141,6 @@ def shared_probabilities(network: nn.Module, split: EncodedSplit, batch_size: in
     return distributed.gather_shares(network_probabilities(network, split, batch_size))
 
 
-def make_features(recipe: Recipe) -> list[Feature]:
-    return [build_feature(spec.type, spec.name, recipe.column_of(spec), spec.preprocessing) for spec in recipe.inputs]
-
-
 def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput,
                extra: dict[str, Any]) -> dict[str, Any]:
     """The fitted preprocessing of the inputs and the output (features.json), and whatever the type adds; returns
@@ -155,15 +151,12 @@ def save_state(run_dir: Path, features: list[Feature], classes: CategoryOutput,
 
 
 @register_model_type("neural")
-class NeuralClassifier(NeuralSchema, Classifier):
+class NeuralClassifier(NeuralSchema, NeuralInputs):
     distributed = None
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
-        self.features = make_features(recipe)
         self.network: EnsayoModel | None = None
-        self.onnx: Any = None  # `load_onnx`: the exported network in ONNX Runtime, run instead of `network`
-        self.derived: dict[str, list[float]] = {}  # bin edges fitted on the training split
         self.train_columns: dict[str, Any] | None = None  # the training split as encoded while fitting
 
     # ------------------------------------------------------------------ training
@@ -295,26 +288,11 @@ class NeuralClassifier(NeuralSchema, Classifier):
         return RankRows(train, distributed.share_bounds(rows)[0], rows,
                         None if lengths[0] is None else np.concatenate(lengths))
 
-    def _load_state(self, state: dict[str, Any], fitted_here: list[Feature] | None = None) -> None:
-        """The fitted state read or received; `fitted_here`: inputs this process fitted already, left as they are."""
-        for feature in self.features:
-            if feature not in (fitted_here or []):
-                feature.load_state(state["inputs"][feature.name])
-        self.classes = CategoryOutput.from_state(state["output"])
-        self.derived = state.get("derived", {})
-
     def save(self, run_dir: Path) -> None:
         assert self.network is not None, "fit or load the model first"
         save_weights(self.network, run_dir / layout.WEIGHTS)
 
     # ------------------------------------------------------------------ a trained model
-    @classmethod
-    def with_state(cls, run_dir: Path, recipe: Recipe) -> Self:
-        """The model with its fitted preprocessing and classes read from the run, and no network yet."""
-        model = cls(recipe)
-        model._load_state(read_state(run_dir))
-        return model
-
     @classmethod
     def load(cls, run_dir: Path, recipe: Recipe) -> NeuralClassifier:
         model = cls.with_state(run_dir, recipe)
@@ -337,15 +315,13 @@ class NeuralClassifier(NeuralSchema, Classifier):
     def _predict_proba(self, table: pl.DataFrame, batch_size: int | None = None) -> np.ndarray:
         split = encode_split(self.features, table, np.zeros(table.height, dtype=np.int64))
         size = batch_size or self.recipe.train.eval_batch_size
-        if self.onnx is not None:
-            return self.onnx.probabilities(split, size, len(self.classes))
         assert self.network is not None, "fit or load the model first"
         return network_probabilities(self.network, split, size)
 
     # ------------------------------------------------------------------ what a trained network can do
     def blocker(self, capability: str) -> str | None:
         if capability in ("onnx", "explain") and self.network is None:
-            return "this run's network is not loaded in torch (an ONNX engine runs it); load it with the torch engine"
+            return "its network is not loaded; fit or load the run first"
         return self._onnx_problem() if capability == "onnx" else None
 
     def _onnx_problem(self) -> str | None:
@@ -364,15 +340,6 @@ class NeuralClassifier(NeuralSchema, Classifier):
         from ensayo.models.onnx import export_network
 
         export_network(self, target, quantize)
-
-    @classmethod
-    def load_onnx(cls, run_dir: Path, recipe: Recipe) -> NeuralClassifier:
-        """The run with its network in ONNX Runtime (from `export_onnx`; its graph holds the temperature)."""
-        from ensayo.models.onnx import OnnxNetwork
-
-        model = cls.with_state(run_dir, recipe)
-        model.onnx = OnnxNetwork(run_dir)
-        return model
 
     @available_if(lambda self: self.network is not None)
     def explain(self, table: pl.DataFrame, label: str | None = None) -> list[RowExplanation]:

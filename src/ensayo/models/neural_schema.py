@@ -1,12 +1,16 @@
 """What a recipe may say of the `neural` model type (one encoder per input, a head), and what it checks there,
-without network code (`ensayo.models.schemas`)."""
+without network code (`ensayo.models.schemas`); and its ONNX engine, which answers without torch."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from ensayo.models.schemas import ClassifierSchema, Sections, declare_model_type
 from ensayo.recipe import HeadConfig, Recipe
+
+if TYPE_CHECKING:
+    from ensayo.models.onnx_engine import OnnxClassifier
 
 
 @declare_model_type("neural")
@@ -24,3 +28,11 @@ class NeuralSchema(ClassifierSchema):
         if missing:
             problems.append(f"model.encoders has no encoder for inputs {missing}")
         return problems
+
+    @classmethod
+    def load_onnx(cls, run_dir: Path, recipe: Recipe) -> OnnxClassifier:
+        """The run answering with the network that `export_onnx` wrote, in ONNX Runtime (its graph holds the
+        temperature): declared here, so that loading it imports neither the torch classifier nor torch."""
+        from ensayo.models.onnx_engine import OnnxClassifier
+
+        return OnnxClassifier.load(run_dir, recipe)

@@ -1,8 +1,8 @@
-"""A neural classifier's network as ONNX: its batches flattened to named tensors, the network traced into
-`layout.ONNX_MODEL` (`NeuralClassifier.export_onnx`), and run by ONNX Runtime instead of torch (`OnnxNetwork`,
-which `NeuralClassifier.load_onnx` puts in place of the torch network, behind `ensayo predict --engine onnx`).
-The preprocessing stays ensayo's, read from the run's JSON state; only the network changes engine. The
-classifier comes in as an argument: this module does not import it."""
+"""A neural classifier's network as ONNX: its batches flattened to named tensors and the network traced into
+`layout.ONNX_MODEL` (`NeuralClassifier.export_onnx`), which the ONNX engine runs instead of torch
+(`onnx_engine.OnnxClassifier`, behind `ensayo predict --engine onnx`). The preprocessing stays ensayo's, read from
+the run's JSON state; only the network changes engine. The classifier comes in as an argument: this module does
+not import it."""
 
 from __future__ import annotations
 
@@ -19,23 +19,12 @@ from torch import nn
 
 from ensayo import layout
 from ensayo.features.rows import example_rows, input_fields, rows_to_table
+from ensayo.models.onnx_engine import SEPARATOR, flatten
 from ensayo.store import atomic_path, write_json
-from ensayo.training import EncodedSplit, encode_split
+from ensayo.training import encode_split
 
-SEPARATOR = "."  # an input's tensor names: "title.ids", "photo.pixels"; a lone tensor is named as its input
 OPSET = 18
 QUANTIZATIONS = ("int8",)  # `ensayo export --format onnx --quantize`
-
-
-def flatten(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """A network's batch (per input, a tensor or a dict of tensors) as named tensors, in a fixed order."""
-    flat: dict[str, torch.Tensor] = {}
-    for name, value in batch.items():
-        if isinstance(value, dict):
-            flat.update({f"{name}{SEPARATOR}{key}": tensor for key, tensor in value.items()})
-        else:
-            flat[name] = value
-    return flat
 
 
 def unflatten(names: list[str], tensors: tuple[torch.Tensor, ...]) -> dict[str, Any]:
@@ -129,29 +118,3 @@ def _rows(model: Any, fields: Any, count: int, short: bool) -> list[dict[str, An
             for row, value in zip(rows, values, strict=True):
                 row[feature.column] = value
     return rows
-
-
-class OnnxNetwork:
-    """The exported network in an ONNX Runtime session: batches in, class probabilities out (the temperature is
-    in its graph)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        import onnxruntime
-
-        path = run_dir / layout.ONNX_MODEL
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no ONNX model; write it with `ensayo export {run_dir} --format onnx`")
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        # its threads sleep between calls instead of spinning: a server's event loop shares the cores (serving
-        # 64-title requests from 32 clients, int8: 6,400 rows/s spinning, 7,900-8,300 not)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.names = [tensor.name for tensor in self.session.get_inputs()]  # the exporter drops unused ones
-
-    def probabilities(self, split: EncodedSplit, batch_size: int, classes: int) -> np.ndarray:
-        chunks = []
-        for batch, _ in split.batches(batch_size):
-            flat = flatten(batch)
-            chunks.append(self.session.run(["probabilities"], {name: flat[name].numpy() for name in self.names})[0])
-        return np.concatenate(chunks) if chunks else np.zeros((0, classes), dtype=np.float32)

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from ensayo import layout
-from ensayo.models.base import MODEL_TYPES, Classifier, ModelType, refusal
+from ensayo.models.base import Classifier, ModelType, model_type_of, refusal
 from ensayo.models.folds import FoldAverage, is_cross_validated
 from ensayo.models.recipes import format_version, is_finished, load_recipe, resolve_recipe, run_recipe
+from ensayo.models.schemas import MODEL_SCHEMAS
 from ensayo.recipe import Recipe, recipe_to_dict
 from ensayo.store import write_json, write_yaml
-from ensayo.training import pick_device
 
 __all__ = ["ENGINES", "format_version", "is_finished", "load_recipe", "load_trained", "on_device",
            "resolve_recipe", "run_recipe", "save_recipe", "write_format"]
@@ -34,13 +34,17 @@ def load_trained(run_dir: str | Path, recipe: Recipe | None = None, engine: str 
     if is_cross_validated(recipe):
         return recipe, FoldAverage.load(run_dir, recipe,
                                         lambda fold: load_trained(fold, engine=engine, device=device)[1])
-    kind = MODEL_TYPES[recipe.model.type]
     if engine == "onnx":
-        problem = refusal(kind, "onnx")
-        if problem:
-            raise ValueError(f"{run_dir}: no ONNX engine for this run: {problem}")
-        model = kind.load_onnx(run_dir, recipe)  # type: ignore[attr-defined]
+        # the engine its declared schema loads, where it has one: neither the type's class nor torch is imported
+        kind: Any = MODEL_SCHEMAS.get(recipe.model.type)
+        if not hasattr(kind, "load_onnx"):
+            kind = model_type_of(recipe)
+            problem = refusal(kind, "onnx")
+            if problem:
+                raise ValueError(f"{run_dir}: no ONNX engine for this run: {problem}")
+        model = kind.load_onnx(run_dir, recipe)
         return recipe, on_device(model, device, f"{run_dir}: the ONNX engine (onnxruntime's CPU build)")
+    kind = model_type_of(recipe)
     try:
         model = kind.load(run_dir, recipe)
     except KeyError as missing:  # a state file from another version, or edited by hand
@@ -57,6 +61,8 @@ def on_device(model: Any, device: str, what: str) -> Any:
     ONNX engine) stays on the CPU under auto and refuses cuda by name."""
     if device == "cpu":
         return model
+    from ensayo.training import pick_device
+
     target = pick_device(device)
     if target.type == "cpu":
         return model

@@ -9,6 +9,8 @@ a model.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -134,3 +136,10 @@ def defaults(can_predict: bool) -> dict[str, Any]:
     """The settings a client may send, with their defaults: what the server's model description gives its page
     and what an exported MLflow model declares as its parameters."""
     return (Ranking() if can_predict else Sampling()).model_dump()
+
+
+def inference_mode() -> contextlib.AbstractContextManager[Any]:
+    """torch's inference mode, where torch is loaded (a network that answers in it, for which autograd keeps
+    nothing); nothing where it is not (an ONNX engine), which an answer does not load torch for."""
+    torch = sys.modules.get("torch")
+    return torch.inference_mode() if torch is not None else contextlib.nullcontext()

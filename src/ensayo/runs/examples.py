@@ -12,7 +12,6 @@ import polars as pl
 
 from ensayo import layout
 from ensayo.features.rows import input_fields
-from ensayo.outputs.text import documents
 from ensayo.recipe import Recipe
 from ensayo.store import read_json, write_json
 
@@ -24,6 +23,8 @@ def write_examples(run_dir: Path, recipe: Recipe, table: pl.DataFrame, count: in
     """The first `count` rows of `table` (the test split, or whatever split has rows) as examples.json."""
     rows = table.head(count)
     if recipe.output.type == "text":
+        from ensayo.outputs.text import documents  # (torch: it is written while training)
+
         prompts = [" ".join(text[:PROMPT_CHARACTERS].split()[:-1]) for text in documents(rows, recipe.output)]
         write_json(run_dir / layout.EXAMPLES, [{"prompt": prompt} for prompt in prompts if prompt])
         return

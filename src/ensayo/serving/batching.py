@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
-import torch
+
+from ensayo.runs import answer
 
 Predict = Callable[[pl.DataFrame], np.ndarray]
 Pending = tuple[pl.DataFrame, asyncio.Future]
@@ -50,7 +51,7 @@ class Batcher:
         return self._call(table, 1)
 
     def _call(self, table: pl.DataFrame, requests: int) -> np.ndarray:
-        with self._lock, torch.inference_mode():
+        with self._lock, answer.inference_mode():
             probabilities = self._predict(table)
             self.calls += 1
             self.rows += table.height

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from fastapi.sse import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -138,7 +137,7 @@ class ServedGenerator(ServedModel):
         return {"generate": f"{base}/generate", "invocations": f"{base}/invocations"}
 
     def warm_up(self) -> None:
-        with torch.inference_mode():
+        with answer.inference_mode():
             next(iter(self.run.sample("", answer.Sampling(length=1))), None)
 
     def stream(self, prompt: str, sampling: answer.Sampling) -> Iterator[ServerSentEvent]:
@@ -146,7 +145,7 @@ class ServedGenerator(ServedModel):
         tokens = self.run.sample(prompt, sampling)
         text = []
         while True:
-            with torch.inference_mode():  # each step may run on another thread of the pool: set it per step
+            with answer.inference_mode():  # each step may run on another thread of the pool: set it per step
                 token = next(tokens, None)
             if token is None:
                 break
@@ -155,7 +154,7 @@ class ServedGenerator(ServedModel):
         yield ServerSentEvent(data={"text": "".join(text), "model": self.identity()}, event="done")
 
     def texts(self, prompts: list[str], sampling: answer.Sampling) -> list[str]:
-        with torch.inference_mode():
+        with answer.inference_mode():
             return ["".join(self.run.sample(prompt, sampling)) for prompt in prompts]
 
     async def invoke(self, rows: Sequence[Any], settings: Any) -> list[Any]:

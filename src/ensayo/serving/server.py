@@ -16,7 +16,6 @@ from ensayo.recipe.schema import NAME
 from ensayo.runs.saved import load_run
 from ensayo.serving.app import create_app
 from ensayo.serving.options import ServeOptions
-from ensayo.training import pick_device
 
 CONFIG_VARIABLE = "ENSAYO_SERVE_CONFIG"  # how worker processes learn what to serve
 
@@ -57,7 +56,10 @@ def serve(targets: dict[str, Path], host: str = "127.0.0.1", port: int = 8000, w
           options: ServeOptions | None = None, access_log: bool = False) -> None:
     """Serve the runs until interrupted. Each worker loads every run once and warms it up."""
     options = options or ServeOptions()
-    pick_device(options.device)  # a device the machine lacks is refused here, before any worker starts
+    if options.device != "cpu":  # a device the machine lacks is refused here, before any worker starts
+        from ensayo.training import pick_device
+
+        pick_device(options.device)
     if options.engine != "torch" and workers > 1:  # and a run the engine cannot answer with (no export, a
         for path in targets.values():  # generator), before workers fail one by one; one worker loads it here
             load_run(path, engine=options.engine, device=options.device)

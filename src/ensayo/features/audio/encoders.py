@@ -9,7 +9,7 @@ from torch import nn
 from ensayo.features.audio.feature import AudioFeature
 from ensayo.features.audio.preprocessing import AugmentConfig
 from ensayo.features.audio.schema import AudioRnnConfig, Cnn2dConfig, CnnRnnConfig
-from ensayo.features.base import Encoder, conv_stack
+from ensayo.features.networks import Encoder, conv_stack
 
 
 class Augment(nn.Module):

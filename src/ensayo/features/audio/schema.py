@@ -37,4 +37,5 @@ class CnnRnnConfig(AudioRnnConfig):
     layers: int = Field(1, ge=1)
 
 
-declare_feature("audio", AudioPreprocessing, {"cnn2d": Cnn2dConfig, "rnn": AudioRnnConfig, "cnn_rnn": CnnRnnConfig})
+declare_feature("audio", AudioPreprocessing, {"cnn2d": Cnn2dConfig, "rnn": AudioRnnConfig, "cnn_rnn": CnnRnnConfig},
+                module="ensayo.features.audio.feature")

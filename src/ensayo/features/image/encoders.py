@@ -10,10 +10,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ensayo.features.base import Encoder, conv_stack, loading_saved_run
+from ensayo.features.base import loading_saved_run
 from ensayo.features.image.augment import ImageAugment
 from ensayo.features.image.feature import ImageFeature
 from ensayo.features.image.schema import EfficientNetConfig, ImageCnnConfig
+from ensayo.features.networks import Encoder, conv_stack
 from ensayo.recipe import expand_path
 
 

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ensayo.features.base import IMAGE_FILES, Feature, FileColumn, RunningMoments, register_feature
+from ensayo.features.base import IMAGE_FILES, Feature, FileColumn, register_feature
 from ensayo.features.image.explore import explore_images
 from ensayo.features.image.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessing, read_image
+from ensayo.features.networks import RunningMoments
 
 
 @register_feature("image")

@@ -39,4 +39,5 @@ class EfficientNetConfig(Strict):
         return self
 
 
-declare_feature("image", ImagePreprocessing, {"cnn": ImageCnnConfig, "efficientnet_lite0": EfficientNetConfig})
+declare_feature("image", ImagePreprocessing, {"cnn": ImageCnnConfig, "efficientnet_lite0": EfficientNetConfig},
+                module="ensayo.features.image.feature")

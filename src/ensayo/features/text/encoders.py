@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ensayo.features.base import Encoder
+from ensayo.features.networks import Encoder
 from ensayo.features.text.feature import TextFeature
 from ensayo.features.text.schema import BagEncoderConfig, CnnEncoderConfig, RnnEncoderConfig
 

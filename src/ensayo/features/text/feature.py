@@ -6,14 +6,13 @@ from collections import Counter
 from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from ensayo.bulk import collector_paused
-from ensayo.features.base import Feature, Ranks, register_feature
+from ensayo.features.base import Feature, Ranks, as_tensors, register_feature
 from ensayo.features.text.preprocessing import (
     PAD,
     UNK,
@@ -25,6 +24,9 @@ from ensayo.features.text.preprocessing import (
     subword_table,
 )
 from ensayo.recipe import expand_path
+
+if TYPE_CHECKING:
+    import torch
 
 CHUNK_ROWS = 50_000  # texts tokenized at a time: the Python lists of one chunk are all that is held at once
 
@@ -216,7 +218,7 @@ class TextFeature(Feature):
     def init_tensors(self) -> dict[str, torch.Tensor]:
         if self._vectors is None or self._found is None:
             return {}
-        return {"vectors": torch.from_numpy(self._vectors), "found": torch.from_numpy(self._found)}
+        return as_tensors({"vectors": self._vectors, "found": self._found})
 
     @collector_paused()
     def transform(self, values: list[str]) -> EncodedText:
@@ -261,22 +263,24 @@ class TextFeature(Feature):
     def lengths(self, encoded: EncodedText) -> np.ndarray:
         return encoded.lengths
 
-    def collate(self, encoded: EncodedText, index: np.ndarray) -> dict[str, torch.Tensor]:
-        return self.batch_of_ids(encoded.padded(np.asarray(index)), encoded.lengths[index])
+    def arrays(self, encoded: EncodedText, index: np.ndarray) -> dict[str, np.ndarray]:
+        return self.arrays_of_ids(encoded.padded(np.asarray(index)), encoded.lengths[index])
 
-    def batch_of_ids(self, ids: np.ndarray, lengths: np.ndarray) -> dict[str, torch.Tensor]:
+    def arrays_of_ids(self, ids: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
         """The encoder's batch of padded (rows, tokens) ids: the ids, their lengths and their subwords."""
-        batch = {"ids": torch.from_numpy(ids), "lengths": torch.from_numpy(np.asarray(lengths))}
+        batch = {"ids": ids, "lengths": np.asarray(lengths)}
         if self.subword_vocab is not None:
             flat, first, how_many = self.vocabulary_subwords()
             counts = how_many[ids].reshape(-1)
             starts = first[ids].reshape(-1)
             bag_offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
             positions = np.repeat(starts - bag_offsets, counts) + np.arange(int(counts.sum()))
-            batch["sub_ids"] = torch.from_numpy(flat[positions])
-            batch["sub_offsets"] = torch.from_numpy(bag_offsets)
-            batch["sub_counts"] = torch.from_numpy(counts)
+            batch |= {"sub_ids": flat[positions], "sub_offsets": bag_offsets, "sub_counts": counts}
         return batch
+
+    def batch_of_ids(self, ids: np.ndarray, lengths: np.ndarray) -> dict[str, torch.Tensor]:
+        """`arrays_of_ids` as tensors."""
+        return as_tensors(self.arrays_of_ids(ids, lengths))
 
     def state(self) -> dict[str, Any]:
         return {

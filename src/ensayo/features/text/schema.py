@@ -41,4 +41,5 @@ class RnnEncoderConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-declare_feature("text", TextPreprocessing, {"bag": BagEncoderConfig, "cnn": CnnEncoderConfig, "rnn": RnnEncoderConfig})
+declare_feature("text", TextPreprocessing, {"bag": BagEncoderConfig, "cnn": CnnEncoderConfig, "rnn": RnnEncoderConfig},
+                module="ensayo.features.text.feature")
