@@ -15,6 +15,7 @@ MeLi test split (time, test balanced accuracy, top labels equal to torch's).
 
     python benchmarks/serving.py                    # trains the two runs first if benchmarks/out lacks them
     python benchmarks/serving.py --int8-weights     # only int8 with 8-bit against 7-bit weights, no servers
+    python benchmarks/serving.py --startup --repeats 3 --before /tmp/head/src   # start-up and memory, no load
     python benchmarks/serving.py --seconds 5 --concurrency 1,8 --servers ensayo,ensayo-int8,litserve-int8
 
 Writes benchmarks/out/serving.md and serving.json.
@@ -89,7 +90,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(kind: str, target: Path, workers: int) -> tuple[subprocess.Popen, str]:
+def start(kind: str, target: Path, workers: int, source: str | None = None) -> tuple[subprocess.Popen, str]:
+    """`source`: a checkout's `src` to run ensayo from (PYTHONPATH), another version's code."""
     port = free_port()
     engine = "onnx" if kind.endswith("-int8") else "torch"
     if kind.startswith("ensayo"):
@@ -103,7 +105,7 @@ def start(kind: str, target: Path, workers: int) -> tuple[subprocess.Popen, str]
         command = [str(BIN / "mlflow"), "models", "serve", "-m", str(target), "--env-manager", "local", "--port",
                    str(port), "--workers", str(workers)]
         probe = "/ping"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **({"PYTHONPATH": source} if source else {})}
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -163,6 +165,56 @@ def stop(server: subprocess.Popen) -> None:
         server.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------- start-up and memory
+def startup(meli: Path, int8: Path, repeats: int, before: str | None) -> list[str]:
+    """Each engine's `ensayo serve` from launch to its first answer, and the server's memory then (resident and
+    peak, from /proc), and `ensayo predict` of one title; with `before`, the same from an older checkout's code,
+    taking turns. Nothing else loads the machine."""
+    title = OUT / "one-title.csv"
+    title.write_text("title,label_quality,language,category\nTaladro percutor Bosch 13mm,reliable,spanish,DRILLS\n")
+    sides = [("before", before), ("after", None)] if before else [("after", None)]
+    found: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for _ in range(repeats):
+        for side, source in sides:
+            for engine, target in (("torch", meli), ("onnx", int8)):
+                found.setdefault((side, engine), []).append(serve_startup(engine, target, source) |
+                                                            predict_startup(engine, target, title, source))
+    lines = ["| code | engine | serve: first answer, s | server resident, MB | server peak, MB | torch loaded | "
+             "predict one title, s | predict peak, MB |", "|---|---|---|---|---|---|---|---|"]
+    for (side, engine), runs in found.items():
+        cells = [" / ".join(f"{run[key]:.{digits}f}" for run in runs) for key, digits in
+                 (("serve_seconds", 2), ("resident_mb", 0), ("peak_mb", 0))]
+        predicted = [" / ".join(f"{run[key]:.{digits}f}" for run in runs) for key, digits in
+                     (("predict_seconds", 2), ("predict_peak_mb", 0))]
+        torch_loaded = "yes" if all(run["torch"] for run in runs) else "no" if not any(run["torch"] for run in runs) \
+            else "sometimes"
+        lines.append(f"| {side} | {engine} | {' | '.join(cells)} | {torch_loaded} | {' | '.join(predicted)} |")
+    return lines
+
+
+def serve_startup(engine: str, target: Path, source: str | None) -> dict[str, float]:
+    started = time.perf_counter()
+    server, url = start("ensayo-int8" if engine == "onnx" else "ensayo", target, 1, source)
+    try:
+        answered = requests.post(**ensayo_request(url, [{"title": "Taladro percutor Bosch 13mm"}]), timeout=60)
+        answered.raise_for_status()
+        seconds = time.perf_counter() - started
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{server.pid}/status").read_text().splitlines())
+        maps = Path(f"/proc/{server.pid}/maps").read_text()
+    finally:
+        stop(server)
+    return {"serve_seconds": seconds, "resident_mb": int(status["VmRSS"].split()[0]) / 1024,
+            "peak_mb": int(status["VmHWM"].split()[0]) / 1024, "torch": float("libtorch" in maps)}
+
+
+def predict_startup(engine: str, target: Path, title: Path, source: str | None) -> dict[str, float]:
+    env = {**os.environ, **({"PYTHONPATH": source} if source else {})}
+    done = subprocess.run(["/usr/bin/time", "-f", "%e %M", str(BIN / "ensayo"), "predict", str(target), "--input",
+                           str(title), "--engine", engine], env=env, capture_output=True, text=True, check=True)
+    seconds, peak = done.stderr.split()[-2:]
+    return {"predict_seconds": float(seconds), "predict_peak_mb": int(peak) / 1024}
 
 
 # ------------------------------------------------------------------------------------- requests
@@ -364,6 +416,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--int8-weights", action="store_true", help="only the demo run's int8 export with 8-bit "
                         "against 7-bit weights on the test split (no servers)")
+    parser.add_argument("--startup", action="store_true", help="only start-up and memory: each engine's server "
+                        "to its first answer, and predicting one title (no load)")
+    parser.add_argument("--repeats", type=int, default=3, help="--startup: rounds, taking turns")
+    parser.add_argument("--before", help="--startup: an older checkout's src folder to compare with, in turns")
     args = parser.parse_args()
     if args.litserve:
         litserve_main(args.litserve, args.engine, args.port)
@@ -373,6 +429,13 @@ def main() -> None:
     if args.int8_weights:
         OUT.mkdir(parents=True, exist_ok=True)
         compare_int8_weights()
+        return
+    if args.startup:
+        OUT.mkdir(parents=True, exist_ok=True)
+        meli = ensure_run(RUNS["meli"])
+        lines = startup(meli, export(meli, "onnx", "int8"), args.repeats, args.before)
+        (OUT / "serving-startup.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
         return
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.servers = args.servers.split(",")
