@@ -38,6 +38,45 @@ def test_each_feature_type_takes_the_schemas_declared_without_torch() -> None:
         declared = FEATURE_SCHEMAS[name]
         assert feature.Preprocessing is declared.Preprocessing, name
         assert {kind: encoder.Config for kind, encoder in feature.encoders.items()} == declared.encoders, name
+        assert declared.module == feature.__module__, name  # what `feature_type` imports to register the class
+
+
+# a text with subwords, a list-valued category and a number with a missing value: the torch-free feature types
+COLUMNS = {"text": ["taladro percutor bosch", "zapatillas nike", "taladro"], "category": ["['a', 'b']", "['b']", ""],
+           "number": ["1.5", None, "7"]}
+OPTIONS = {"text": {"char_ngrams": [3, 4]}, "category": {"multi": True}, "number": {}}
+ROWS = [2, 0]
+
+
+def batches(make: str) -> dict:
+    """Each column's feature, fitted, and its batch of rows `ROWS` as lists (`make`: arrays or collate)."""
+    import numpy as np
+
+    from ensayo.features import FEATURE_SCHEMAS, build_feature
+
+    found = {}
+    for kind, values in COLUMNS.items():
+        feature = build_feature(kind, kind, kind, FEATURE_SCHEMAS[kind].Preprocessing(**OPTIONS[kind]))
+        batch = getattr(feature, make)(feature.fit_transform(values), np.array(ROWS))
+        found[kind] = {k: [type(v).__module__, v.tolist()] for k, v in batch.items()} if isinstance(batch, dict) \
+            else [type(batch).__module__, batch.tolist()]
+    return found
+
+
+@pytest.mark.subprocess
+def test_text_category_and_number_inputs_make_their_batches_without_torch() -> None:
+    import inspect
+    import json
+
+    code = (f"import json, sys\nCOLUMNS, OPTIONS, ROWS = {COLUMNS!r}, {OPTIONS!r}, {ROWS!r}\n"
+            f"{inspect.getsource(batches)}\nprint(json.dumps([batches('arrays'), 'torch' in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    arrays, torch_loaded = json.loads(done.stdout)
+    assert torch_loaded is False
+    tensors = batches("collate")  # what a torch network is given: the same values, as tensors
+    strip = lambda found: json.loads(json.dumps(found).replace('"numpy"', '"torch"'))  # noqa: E731
+    assert strip(arrays) == tensors
+    assert set(arrays["text"]) == {"ids", "lengths", "sub_ids", "sub_offsets", "sub_counts"}
 
 
 def test_an_encoder_whose_schema_is_not_declared_is_refused_when_registered() -> None:

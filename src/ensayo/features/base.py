@@ -155,11 +155,15 @@ class Feature:
         """The rows `index` of an encoded column as a network's batch of numpy arrays (an array, or a dict of
         them): what an engine without torch (ONNX Runtime) is given. A type implements this or `collate`; by
         default it is `collate`'s tensors as arrays."""
+        if type(self).collate is Feature.collate:
+            raise NotImplementedError(f"{type(self).__name__} implements neither arrays nor collate")
         return as_arrays(self.collate(encoded, index))
 
     def collate(self, encoded: Any, index: Any) -> Any:
         """The rows `index` of an encoded column as model-ready tensors: by default `arrays` as tensors (a type
         whose batches are made with torch, augmented spectrograms say, overrides this instead)."""
+        if type(self).arrays is Feature.arrays:
+            raise NotImplementedError(f"{type(self).__name__} implements neither arrays nor collate")
         return as_tensors(self.arrays(encoded, index))
 
     def lengths(self, encoded: Any) -> Any:

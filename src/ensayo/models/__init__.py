@@ -6,7 +6,9 @@ its schema module with a `@declare_model_type("name")` class that the first subc
 and in `builtin`.
 
 Importing this package declares every built-in type's schema and reads recipes (`load_recipe`, `run_recipe`)
-without torch; the model types' classes and `MODEL_TYPES` load it on first use.
+without torch. Its other names are imported on first use: the protocol, the fold average, the registry of runs
+and a neural run's ONNX engine need no torch; `MODEL_TYPES` and `model_type_of` import every built-in type's
+class, and torch with them.
 """
 
 from ensayo.lazy import exports
@@ -21,7 +23,7 @@ from ensayo.models.schemas import (
     declare_model_type,
 )
 
-_HEAVY = {
+_LAZY = {
     **dict.fromkeys(["CAPABILITIES", "MODEL_TYPES", "Classifier", "FitContext", "Fitted", "Generator", "ModelType",
                      "TrainMember", "model_type_of", "refusal", "register_model_type"], "ensayo.models.base"),
     **dict.fromkeys(["InputExplanation", "RowExplanation"], "ensayo.models.explanation"),
@@ -29,7 +31,7 @@ _HEAVY = {
     **dict.fromkeys(["ENGINES", "load_trained", "save_recipe", "write_format"], "ensayo.models.registry"),
 }
 # the classes are imported where they are defined; `MODEL_TYPES`, the registry, imports every built-in type first
-__getattr__ = exports(__name__, _HEAVY, first="ensayo.models.builtin", needs_first={"MODEL_TYPES"})
+__getattr__ = exports(__name__, _LAZY, first="ensayo.models.builtin", needs_first={"MODEL_TYPES"})
 
 __all__ = ["MODEL_SCHEMAS", "ClassifierSchema", "GeneratorSchema", "ModelSchema", "Sections", "declare_model_type",
-           "format_version", "is_finished", "load_recipe", "resolve_recipe", "run_recipe", *_HEAVY]
+           "format_version", "is_finished", "load_recipe", "resolve_recipe", "run_recipe", *_LAZY]
