@@ -201,6 +201,16 @@ def test_onnx_runtime_matches_torch_on_a_test_split_and_serves_predict(tiny_runs
     assert [r[1::2] for r in by_torch] == [r[1::2] for r in by_onnx]
     assert np.allclose([[float(x) for x in r[2::2]] for r in by_torch], [[float(x) for x in r[2::2]]
                                                                          for r in by_onnx], atol=1e-4)
+    labelled = str(load_run(tiny_runs["neural"]).recipe.data.source)
+    scores = {engine: CliRunner().invoke(app, ["evaluate", str(tmp_path / "neural-onnx"), "--input", labelled,
+                                               "--output", str(tmp_path / f"{engine}.json"), "--engine", engine])
+              for engine in ("torch", "onnx")}
+    assert "no trained weights" in scores["torch"].output  # an export holds the network for ONNX Runtime only
+    assert scores["onnx"].exit_code == 0, scores["onnx"].output
+    by_engine = json.loads((tmp_path / "onnx.json").read_text())
+    as_trained = ensayo.evaluate(tiny_runs["neural"], labelled)[0]
+    assert by_engine["rows"] == as_trained["rows"] > 5
+    assert all(abs(by_engine[key] - as_trained[key]) < 1e-4 for key in as_trained), (by_engine, as_trained)
 
 
 def test_onnx_export_into_the_run_itself_and_the_engine_needs_it(tiny_runs: dict[str, Path], tmp_path: Path) -> None:

@@ -88,14 +88,15 @@ def predict(run_dir: str | Path | SavedRun, rows: pl.DataFrame | list[dict[str, 
 
 
 def evaluate(run_dir: str | Path | SavedRun, source: str | Path, output: str | Path | None = None,
-             device: str = "cpu") -> tuple[dict[str, float], list[str]]:
+             device: str = "cpu", engine: str = "torch") -> tuple[dict[str, float], list[str]]:
     """Score a labelled file in the recipe's format with the same metrics as a run: (metrics, notes); with
-    `output`, the metrics are also written there as JSON. `device`: cpu, cuda or auto."""
+    `output`, the metrics are also written there as JSON. `device`: cpu, cuda or auto; `engine`: torch, or onnx
+    (the run's `ensayo export --format onnx`)."""
     from ensayo.runs.predict import evaluate_file
 
     if output is not None:
         output_file(Path(output))
-    metrics, notes = evaluate_file(_saved(run_dir, device), Path(source))
+    metrics, notes = evaluate_file(_saved(run_dir, device, engine), Path(source))
     if output is not None:
         write_json(Path(output), metrics)
     return metrics, notes
@@ -227,8 +228,8 @@ def explain(run_dir: str | Path | SavedRun, source: str | Path, rows: int = 5,
     return explain_file(_saved(run_dir, device), Path(source), rows, Path(output) if output else None, label)
 
 
-def _saved(run_dir: str | Path | SavedRun, device: str = "cpu") -> SavedRun:
-    """A saved run as given, or loaded from its directory onto `device`."""
+def _saved(run_dir: str | Path | SavedRun, device: str = "cpu", engine: str = "torch") -> SavedRun:
+    """A saved run as given, or loaded from its directory onto `device`, answering with `engine`."""
     from ensayo.runs.saved import SavedRun, load_run
 
-    return run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir, device=device)
+    return run_dir if isinstance(run_dir, SavedRun) else load_run(run_dir, engine, device)

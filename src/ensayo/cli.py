@@ -195,12 +195,14 @@ def evaluate(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="metrics JSON to write")] = None,
     device: Annotated[str, typer.Option(help="where the model answers: cpu, cuda, or auto (cuda where there "
                                         "is one)")] = "cpu",
+    engine: Annotated[str, typer.Option(help="torch, or onnx: the network exported by `ensayo export "
+                                        "--format onnx` (an int8 export's own accuracy, say)")] = "torch",
 ) -> None:
     """Score a labelled file with the same metrics as a run."""
     from ensayo import api
 
     with _reported():
-        metrics, notes = api.evaluate(run_dir, input, output, device)
+        metrics, notes = api.evaluate(run_dir, input, output, device, engine)
     for note in notes[:10]:
         console.print(f"note: {note}")
     table = Table("metric", "value")
