@@ -41,21 +41,23 @@ def test_each_feature_type_takes_the_schemas_declared_without_torch() -> None:
         assert declared.module == feature.__module__, name  # what `feature_type` imports to register the class
 
 
-# a text with subwords, a list-valued category and a number with a missing value: the torch-free feature types
+# a text with subwords, a list-valued category, a number with a missing value and photos (one unreadable, kept with
+# its flag): the feature types that make their batches without torch
 COLUMNS = {"text": ["taladro percutor bosch", "zapatillas nike", "taladro"], "category": ["['a', 'b']", "['b']", ""],
            "number": ["1.5", None, "7"]}
-OPTIONS = {"text": {"char_ngrams": [3, 4]}, "category": {"multi": True}, "number": {}}
+OPTIONS = {"text": {"char_ngrams": [3, 4]}, "category": {"multi": True}, "number": {},
+           "image": {"size": 8, "normalize": "dataset", "missing": "zero"}, "image_stats": {"missing": "zero"}}
 ROWS = [2, 0]
 
 
-def batches(make: str) -> dict:
+def batches(make: str, columns: dict) -> dict:
     """Each column's feature, fitted, and its batch of rows `ROWS` as lists (`make`: arrays or collate)."""
     import numpy as np
 
     from ensayo.features import FEATURE_SCHEMAS, build_feature
 
     found = {}
-    for kind, values in COLUMNS.items():
+    for kind, values in columns.items():
         feature = build_feature(kind, kind, kind, FEATURE_SCHEMAS[kind].Preprocessing(**OPTIONS[kind]))
         batch = getattr(feature, make)(feature.fit_transform(values), np.array(ROWS))
         found[kind] = {k: [type(v).__module__, v.tolist()] for k, v in batch.items()} if isinstance(batch, dict) \
@@ -64,19 +66,28 @@ def batches(make: str) -> dict:
 
 
 @pytest.mark.subprocess
-def test_text_category_and_number_inputs_make_their_batches_without_torch() -> None:
+def test_text_category_number_and_image_inputs_make_their_batches_without_torch(tmp_path: Path) -> None:
     import inspect
     import json
 
-    code = (f"import json, sys\nCOLUMNS, OPTIONS, ROWS = {COLUMNS!r}, {OPTIONS!r}, {ROWS!r}\n"
-            f"{inspect.getsource(batches)}\nprint(json.dumps([batches('arrays'), 'torch' in sys.modules]))")
+    import numpy as np
+    from PIL import Image
+
+    photos = [str(tmp_path / f"{i}.png") for i in range(3)]
+    for i, path in enumerate(photos[:2]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(path)
+    Path(photos[2]).write_bytes(b"not a png")
+    columns = {**COLUMNS, "image": photos, "image_stats": photos}
+    code = (f"import json, sys\nOPTIONS, ROWS = {OPTIONS!r}, {ROWS!r}\n{inspect.getsource(batches)}\n"
+            f"print(json.dumps([batches('arrays', {columns!r}), 'torch' in sys.modules]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     arrays, torch_loaded = json.loads(done.stdout)
     assert torch_loaded is False
-    tensors = batches("collate")  # what a torch network is given: the same values, as tensors
+    tensors = batches("collate", columns)  # what a torch network is given: the same values, as tensors
     strip = lambda found: json.loads(json.dumps(found).replace('"numpy"', '"torch"'))  # noqa: E731
     assert strip(arrays) == tensors
     assert set(arrays["text"]) == {"ids", "lengths", "sub_ids", "sub_offsets", "sub_counts"}
+    assert arrays["image"]["missing"][1] == [1.0, 0.0] and len(arrays["image_stats"][1]) == len(ROWS)
 
 
 def test_an_encoder_whose_schema_is_not_declared_is_refused_when_registered() -> None:

@@ -196,6 +196,16 @@ def test_onnx_runtime_matches_torch_on_a_test_split_and_serves_predict(tiny_runs
         test = load_splits(torch_run.recipe, None).test  # the test split, read as the run read it
         gap = np.abs(torch_run.predict_proba(test) - onnx_run.predict_proba(test)).max()
         assert test.height > 5 and gap < 1e-4, (name, gap)
+    pois = load_run(file_runs["pois"])  # a photo, numbers and categories: answered without torch too
+    test = load_splits(pois.recipe, None).test
+    test.write_parquet(tmp_path / "pois-test.parquet")
+    code = ("import sys\nimport polars as pl\nfrom ensayo import load_run\n"
+            f"run = load_run({str(tmp_path / 'pois-onnx')!r}, engine='onnx')\n"
+            f"print(run.predict_proba(pl.read_parquet({str(tmp_path / 'pois-test.parquet')!r})).sum(), "
+            "'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    total, torch_loaded = done.stdout.split()
+    assert float(total) == pytest.approx(test.height, abs=1e-3) and torch_loaded == "False", done.stdout
     by_torch = predicted_csv(tiny_runs["neural"], source, tmp_path / "torch.csv")
     by_onnx = predicted_csv(tmp_path / "neural-onnx", source, tmp_path / "onnx.csv", "--engine", "onnx")
     assert [r[1::2] for r in by_torch] == [r[1::2] for r in by_onnx]

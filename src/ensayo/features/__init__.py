@@ -25,9 +25,9 @@ from ensayo.features import (  # noqa: F401  (declares the built-in types' schem
 from ensayo.features.schemas import FEATURE_SCHEMAS, FeatureSchema, declare_feature
 from ensayo.lazy import exports
 
-_BASE = ["FEATURES", "IMAGE_FILES", "Feature", "FileColumn", "Values", "as_arrays", "as_tensors", "build_feature",
-         "feature_type", "loading_saved_run", "register_feature", "saved_run_loading"]
-_NETWORKS = ["Encoder", "RunningMoments", "conv_stack"]
+_BASE = ["FEATURES", "IMAGE_FILES", "Feature", "FileColumn", "RunningMoments", "Values", "as_arrays", "as_tensors",
+         "build_feature", "feature_type", "loading_saved_run", "register_feature", "saved_run_loading"]
+_NETWORKS = ["Encoder", "conv_stack"]
 # a feature type's class is imported when it is first built (`feature_type`); `FEATURES`, the registry of them
 # all, imports every built-in type and its encoders first
 __getattr__ = exports(__name__, {**dict.fromkeys(_BASE, "ensayo.features.base"),

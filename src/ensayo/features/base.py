@@ -56,6 +56,28 @@ class FileColumn:
         return [self.paths[int(i)] for i in index]
 
 
+class RunningMoments:
+    """Mean and standard deviation per channel of arrays (or CPU tensors) seen one chunk at a time, in float64: the
+    same whether the chunks were kept (in memory) or dropped (read on the fly)."""
+
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        self.dims = dims  # the axes reduced over (all but the channel's)
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, chunk: Any) -> None:
+        values = np.asarray(chunk, dtype=np.float64)
+        self.count += values.size // max(values.shape[1], 1)
+        self.total = self.total + values.sum(axis=self.dims)
+        self.squares = self.squares + np.square(values).sum(axis=self.dims)
+
+    def mean_std(self, floor: float) -> tuple[np.ndarray, np.ndarray]:
+        if not self.count:
+            raise ValueError("no values to fit the statistics on")
+        mean = self.total / self.count
+        variance = (self.squares - self.count * mean**2) / max(self.count - 1, 1)
+        return mean.astype(np.float32), np.maximum(np.sqrt(np.maximum(variance, 0)), floor).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Values:
     """What one input column holds, as a client of a saved run sends it (the server, its page, the exports):

@@ -10,18 +10,11 @@ import os
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 from rich.progress import track
-from torch import nn
 
 from ensayo.features.base import IMAGE_FILES, Feature, register_feature
-from ensayo.features.image_stats_schema import (
-    ImageStatsPreprocessing,
-    StatsDenseConfig,
-    StatsPassthroughConfig,
-)
-from ensayo.features.networks import Encoder
+from ensayo.features.image_stats_schema import ImageStatsPreprocessing
 
 # The luminance quantization table of the JPEG standard (ITU T.81, Annex K), which libjpeg scales by quality.
 JPEG_LUMINANCE = np.array([
@@ -163,10 +156,10 @@ class ImageStatsFeature(Feature):
         self._fit_table(*_statistics_table(values, self.options.stats, self.name))
         return self
 
-    def transform(self, values: list[str]) -> torch.Tensor:
+    def transform(self, values: list[str]) -> np.ndarray:
         return self._scaled(*_statistics_table(values, self.options.stats, self.name))
 
-    def fit_transform(self, values: list[str]) -> torch.Tensor:
+    def fit_transform(self, values: list[str]) -> np.ndarray:
         raw, missing = _statistics_table(values, self.options.stats, self.name)
         self._fit_table(raw, missing)
         return self._scaled(raw, missing)
@@ -178,13 +171,13 @@ class ImageStatsFeature(Feature):
         spread = raw[~missing].std(axis=0)
         self.scale = np.where(spread > 1e-6, spread, 1.0)  # a constant (all photos one size) stays 0
 
-    def _scaled(self, raw: np.ndarray, missing: np.ndarray) -> torch.Tensor:
+    def _scaled(self, raw: np.ndarray, missing: np.ndarray) -> np.ndarray:
         scaled = np.clip((raw - self.center) / self.scale, -5, 5)
         scaled[missing] = 0.0
-        return torch.from_numpy(np.column_stack([scaled, missing]).astype(np.float32))
+        return np.column_stack([scaled, missing]).astype(np.float32)
 
-    def collate(self, encoded: torch.Tensor, index: np.ndarray) -> torch.Tensor:
-        return encoded[torch.from_numpy(np.asarray(index))]
+    def arrays(self, encoded: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return encoded[np.asarray(index)]
 
     def state(self) -> dict[str, Any]:
         return {"center": self.center.tolist(), "scale": self.scale.tolist()}
@@ -211,32 +204,3 @@ class ImageStatsFeature(Feature):
             rows.append([stat, f"{np.median(raw[:, j]):.3g}", *(f"{v:.3g}" for v in by_class)])
         return [f"{len(raw):,} images, {int(missing.sum())} unreadable; medians of each statistic, overall and "
                 "by class:", "", *markdown_table(header, rows)]
-
-
-@ImageStatsFeature.register_encoder("passthrough")
-class StatsPassthroughEncoder(Encoder):
-    """The standardized statistics and the missing flag, as they are, for the combiner."""
-
-    Config = StatsPassthroughConfig
-
-    def __init__(self, feature: ImageStatsFeature, config: StatsPassthroughConfig) -> None:
-        super().__init__()
-        self.output_dim = len(feature.options.stats) + 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
-
-
-@ImageStatsFeature.register_encoder("dense")
-class StatsDenseEncoder(Encoder):
-    """A learned projection of the statistics (and the missing flag)."""
-
-    Config = StatsDenseConfig
-
-    def __init__(self, feature: ImageStatsFeature, config: StatsDenseConfig) -> None:
-        super().__init__()
-        self.layer = nn.Sequential(nn.Linear(len(feature.options.stats) + 1, config.size), nn.ReLU())
-        self.output_dim = config.size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x)

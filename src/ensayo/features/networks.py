@@ -1,38 +1,15 @@
-"""What a feature's network side is made of, in torch: the `Encoder` base class, the 2-D convolution blocks the
-spectrogram and image encoders share, and running channel statistics over tensors. The features themselves
-(`base.Feature`) encode rows without torch, so that a network run elsewhere (ONNX Runtime) needs none."""
+"""What a feature's network side is made of, in torch: the `Encoder` base class and the 2-D convolution blocks the
+spectrogram and image encoders share. The features themselves (`base.Feature`) encode rows without torch where
+they can, so that a network run elsewhere (ONNX Runtime) needs none."""
 
 from __future__ import annotations
 
 import itertools
 from typing import ClassVar
 
-import numpy as np
 import torch
 from pydantic import BaseModel
 from torch import nn
-
-
-class RunningMoments:
-    """Mean and standard deviation per channel of tensors seen one chunk at a time, in float64: the same
-    whether the chunks were kept (in memory) or dropped (read on the fly)."""
-
-    def __init__(self, dims: tuple[int, ...]) -> None:
-        self.dims = dims  # the dimensions reduced over (all but the channel's)
-        self.count, self.total, self.squares = 0, 0.0, 0.0
-
-    def add(self, chunk: torch.Tensor) -> None:
-        values = chunk.double()
-        self.count += values.numel() // max(values.shape[1], 1)
-        self.total = self.total + values.sum(dim=self.dims)
-        self.squares = self.squares + values.square().sum(dim=self.dims)
-
-    def mean_std(self, floor: float) -> tuple[np.ndarray, np.ndarray]:
-        if not self.count:
-            raise ValueError("no values to fit the statistics on")
-        mean = self.total / self.count
-        variance = (self.squares - self.count * mean**2) / max(self.count - 1, 1)
-        return mean.float().numpy(), variance.clamp_min(0).sqrt().clamp_min(floor).float().numpy()
 
 
 class Encoder(nn.Module):

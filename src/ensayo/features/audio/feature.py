@@ -12,8 +12,7 @@ import torch
 from ensayo.features.audio.augment import WaveAugmenter
 from ensayo.features.audio.preprocessing import AudioPreprocessing, prepare_clip
 from ensayo.features.audio.spectrogram import Spectrogram
-from ensayo.features.base import Feature, FileColumn, Values, register_feature
-from ensayo.features.networks import RunningMoments
+from ensayo.features.base import Feature, FileColumn, RunningMoments, Values, register_feature
 
 
 @register_feature("audio")

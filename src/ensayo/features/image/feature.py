@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
-from ensayo.features.base import IMAGE_FILES, Feature, FileColumn, register_feature
+from ensayo.features.base import IMAGE_FILES, Feature, FileColumn, RunningMoments, register_feature
 from ensayo.features.image.explore import explore_images
 from ensayo.features.image.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessing, read_image
-from ensayo.features.networks import RunningMoments
 
 
 @register_feature("image")
@@ -32,7 +30,7 @@ class ImageFeature(Feature):
     def options(self) -> ImagePreprocessing:
         return self.preprocessing  # type: ignore[return-value]
 
-    def _pixels(self, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pixels(self, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
         size = self.options.size
         pixels = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
         missing = np.zeros(len(paths), dtype=np.float32)
@@ -41,9 +39,9 @@ class ImageFeature(Feature):
                 pixels[i] = read_image(path, size)
             except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
                 missing[i] = 1.0  # only with missing: zero; otherwise the row was dropped when read
-        return torch.from_numpy(pixels), torch.from_numpy(missing)
+        return pixels, missing
 
-    def _pixel_chunks(self, paths: list[str], batch: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _pixel_chunks(self, paths: list[str], batch: int = 512) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for start in range(0, len(paths), batch):
             yield self._pixels(paths[start: start + batch])
 
@@ -52,43 +50,43 @@ class ImageFeature(Feature):
         if self.options.normalize == "dataset":
             moments = RunningMoments((0, 2, 3))
             for pixels, missing in self._pixel_chunks(values):  # one chunk of images in memory at a time
-                moments.add(pixels[missing == 0].float() / 255)
+                moments.add(pixels[missing == 0].astype(np.float32) / 255)
             self._fit_moments(moments)
         return self
 
-    def transform(self, values: list[str]) -> dict[str, torch.Tensor] | FileColumn:
+    def transform(self, values: list[str]) -> dict[str, np.ndarray] | FileColumn:
         if not self.options.in_memory:
             return FileColumn(list(values))
         pixels, missing = self._pixels(values)
         return {"pixels": pixels, "missing": missing}
 
-    def fit_transform(self, values: list[str]) -> dict[str, torch.Tensor] | FileColumn:
+    def fit_transform(self, values: list[str]) -> dict[str, np.ndarray] | FileColumn:
         if not self.options.in_memory or self.options.normalize != "dataset":
             return self.fit(values).transform(values)
         self.images = len(values)
         moments, chunks = RunningMoments((0, 2, 3)), []
         for pixels, missing in self._pixel_chunks(values):
-            moments.add(pixels[missing == 0].float() / 255)
+            moments.add(pixels[missing == 0].astype(np.float32) / 255)
             chunks.append((pixels, missing))
         self._fit_moments(moments)
         if not chunks:
-            return {"pixels": torch.zeros(0, 3, self.options.size, self.options.size, dtype=torch.uint8),
-                    "missing": torch.zeros(0)}
-        return {"pixels": torch.cat([c[0] for c in chunks]), "missing": torch.cat([c[1] for c in chunks])}
+            return {"pixels": np.zeros((0, 3, self.options.size, self.options.size), dtype=np.uint8),
+                    "missing": np.zeros(0, dtype=np.float32)}
+        return {"pixels": np.concatenate([c[0] for c in chunks]), "missing": np.concatenate([c[1] for c in chunks])}
 
     def _fit_moments(self, moments: RunningMoments) -> None:
         mean, std = moments.mean_std(floor=1e-3)
         self.mean, self.std = mean.tolist(), std.tolist()
 
-    def collate(self, encoded: dict[str, torch.Tensor] | FileColumn, index: np.ndarray) -> dict[str, torch.Tensor]:
+    def arrays(self, encoded: dict[str, np.ndarray] | FileColumn, index: np.ndarray) -> dict[str, np.ndarray]:
         if isinstance(encoded, FileColumn):  # read now: the same pixels as in memory
             pixels, missing = self._pixels(encoded.take(index))
         else:
-            rows = torch.from_numpy(np.asarray(index))
+            rows = np.asarray(index)
             pixels, missing = encoded["pixels"][rows], encoded["missing"][rows]
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        pixels = (pixels.float() / 255 - mean) / std
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        pixels = (pixels.astype(np.float32) / np.float32(255) - mean) / std
         pixels[missing > 0] = 0.0
         return {"pixels": pixels, "missing": missing}
 
