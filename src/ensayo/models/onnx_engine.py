@@ -1,7 +1,7 @@
 """The ONNX engine of a `neural` run (`ensayo predict|serve --engine onnx`): the run's fitted inputs encode rows
 into numpy batches (`Feature.arrays`) and ONNX Runtime runs the network that `ensayo export --format onnx` wrote
 (`onnx.export_network`), its calibrated temperature in the graph. Nothing here imports torch, so a run whose
-inputs encode without it (text, category, number) answers without loading it."""
+inputs encode without it (text, category, number, image, image_stats: not audio) answers without loading it."""
 
 from __future__ import annotations
 
