@@ -90,8 +90,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def environment(source: str | None = None) -> dict[str, str]:
+    """This venv's commands first on the PATH; with `source`, a checkout's `src` to run ensayo from (another
+    version's code)."""
+    code = {"PYTHONPATH": source} if source else {}
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **code}
+
+
 def start(kind: str, target: Path, workers: int, source: str | None = None) -> tuple[subprocess.Popen, str]:
-    """`source`: a checkout's `src` to run ensayo from (PYTHONPATH), another version's code."""
     port = free_port()
     engine = "onnx" if kind.endswith("-int8") else "torch"
     if kind.startswith("ensayo"):
@@ -105,8 +111,7 @@ def start(kind: str, target: Path, workers: int, source: str | None = None) -> t
         command = [str(BIN / "mlflow"), "models", "serve", "-m", str(target), "--env-manager", "local", "--port",
                    str(port), "--workers", str(workers)]
         probe = "/ping"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **({"PYTHONPATH": source} if source else {})}
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment(source),
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):
@@ -183,15 +188,19 @@ def startup(meli: Path, int8: Path, repeats: int, before: str | None) -> list[st
                                                             predict_startup(engine, target, title, source))
     lines = ["| code | engine | serve: first answer, s | server resident, MB | server peak, MB | torch loaded | "
              "predict one title, s | predict peak, MB |", "|---|---|---|---|---|---|---|---|"]
+    columns = (("serve_seconds", 2), ("resident_mb", 0), ("peak_mb", 0), ("torch", None), ("predict_seconds", 2),
+               ("predict_peak_mb", 0))
     for (side, engine), runs in found.items():
-        cells = [" / ".join(f"{run[key]:.{digits}f}" for run in runs) for key, digits in
-                 (("serve_seconds", 2), ("resident_mb", 0), ("peak_mb", 0))]
-        predicted = [" / ".join(f"{run[key]:.{digits}f}" for run in runs) for key, digits in
-                     (("predict_seconds", 2), ("predict_peak_mb", 0))]
-        torch_loaded = "yes" if all(run["torch"] for run in runs) else "no" if not any(run["torch"] for run in runs) \
-            else "sometimes"
-        lines.append(f"| {side} | {engine} | {' | '.join(cells)} | {torch_loaded} | {' | '.join(predicted)} |")
+        lines.append(f"| {side} | {engine} | " + " | ".join(_cell(runs, key, digits) for key, digits in columns) + " |")
     return lines
+
+
+def _cell(runs: list[dict[str, float]], key: str, digits: int | None) -> str:
+    """Each round's figure, or for a yes-or-no figure (`digits` None) whether every round, none or some said yes."""
+    if digits is None:
+        said = {bool(run[key]) for run in runs}
+        return "sometimes" if len(said) > 1 else "yes" if said == {True} else "no"
+    return " / ".join(f"{run[key]:.{digits}f}" for run in runs)
 
 
 def serve_startup(engine: str, target: Path, source: str | None) -> dict[str, float]:
@@ -210,9 +219,9 @@ def serve_startup(engine: str, target: Path, source: str | None) -> dict[str, fl
 
 
 def predict_startup(engine: str, target: Path, title: Path, source: str | None) -> dict[str, float]:
-    env = {**os.environ, **({"PYTHONPATH": source} if source else {})}
     done = subprocess.run(["/usr/bin/time", "-f", "%e %M", str(BIN / "ensayo"), "predict", str(target), "--input",
-                           str(title), "--engine", engine], env=env, capture_output=True, text=True, check=True)
+                           str(title), "--engine", engine], env=environment(source), capture_output=True, text=True,
+                          check=True)
     seconds, peak = done.stderr.split()[-2:]
     return {"predict_seconds": float(seconds), "predict_peak_mb": int(peak) / 1024}
 

@@ -84,8 +84,7 @@ def test_text_category_number_and_image_inputs_make_their_batches_without_torch(
     arrays, torch_loaded = json.loads(done.stdout)
     assert torch_loaded is False
     tensors = batches("collate", columns)  # what a torch network is given: the same values, as tensors
-    strip = lambda found: json.loads(json.dumps(found).replace('"numpy"', '"torch"'))  # noqa: E731
-    assert strip(arrays) == tensors
+    assert json.loads(json.dumps(arrays).replace('"numpy"', '"torch"')) == tensors
     assert set(arrays["text"]) == {"ids", "lengths", "sub_ids", "sub_offsets", "sub_counts"}
     assert arrays["image"]["missing"][1] == [1.0, 0.0] and len(arrays["image_stats"][1]) == len(ROWS)
 

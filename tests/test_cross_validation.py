@@ -132,7 +132,11 @@ def test_a_k_fold_run_exports_to_onnx_and_its_onnx_engine_averages_the_same_fold
     assert sorted(p.name for p in (exported / layout.FOLDS).iterdir()) == ["fold0", "fold1", "fold2"]
     table = pl.DataFrame({"title": TITLES})
     by_torch = SavedRun.load(cv_run).predict_proba(table)
-    assert SavedRun.load(exported, engine="onnx").predict_proba(table) == pytest.approx(by_torch, abs=1e-4)
+    by_onnx = SavedRun.load(exported, engine="onnx")
+    assert by_onnx.predict_proba(table) == pytest.approx(by_torch, abs=1e-4)
+    # the average's own reason, not its folds' engine: what a cross-validated run never does
+    with pytest.raises(TypeError, match="does not explain its answers: a cross-validated run averages its fold"):
+        by_onnx.explain(table)
     shutil.rmtree(exported)
 
 

@@ -196,6 +196,9 @@ def test_onnx_runtime_matches_torch_on_a_test_split_and_serves_predict(tiny_runs
         test = load_splits(torch_run.recipe, None).test  # the test split, read as the run read it
         gap = np.abs(torch_run.predict_proba(test) - onnx_run.predict_proba(test)).max()
         assert test.height > 5 and gap < 1e-4, (name, gap)
+        with pytest.raises(TypeError, match="this neural model cannot explain its answers: its network runs in "
+                                            "ONNX Runtime .* load the run with the torch engine"):
+            onnx_run.explain(test.head(1))
     pois = load_run(file_runs["pois"])  # a photo, numbers and categories: answered without torch too
     test = load_splits(pois.recipe, None).test
     test.write_parquet(tmp_path / "pois-test.parquet")

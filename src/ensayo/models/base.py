@@ -227,10 +227,13 @@ def refusal(subject: Any, capability: str) -> str | None:
     method = CAPABILITIES[capability]
     if hasattr(subject, method):
         return None
-    if not isinstance(subject, type) and (hasattr(type(subject), method) or subject.blocker(capability)):
-        # the type can; this model cannot (or, as under the ONNX engine, this way of loading it cannot)
-        return f"this {subject.name} model {_CANNOT_THIS[capability]}: {subject.blocker(capability)}"
     reason = subject.refusals.get(capability)
+    if not isinstance(subject, type):
+        blocked = subject.blocker(capability)
+        # the type can and this model cannot; or the model says why where its type gives no reason of its own (a
+        # run loaded by the ONNX engine cannot explain)
+        if hasattr(type(subject), method) or (blocked and reason is None):
+            return f"this {subject.name} model {_CANNOT_THIS[capability]}: {blocked}"
     return f"model type {subject.name} {_CANNOT[capability]}" + (f": {reason}" if reason else "")
 
 

@@ -64,10 +64,7 @@ class FoldAverage:
         return (total / len(self.members)).astype(np.float32)
 
     def blocker(self, capability: str) -> str | None:
-        """Why the average cannot do what a fold model cannot: the first fold's reason (none for what the average
-        never does: its `refusals` say why)."""
-        if capability in self.refusals:
-            return None
+        """Why the average cannot do what a fold model cannot: the first fold's reason."""
         problems = (refusal(member, capability) for member in self.members)
         return next((f"a fold model: {problem}" for problem in problems if problem), None)
 
