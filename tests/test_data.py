@@ -247,3 +247,78 @@ def test_a_jsonl_is_read_in_chunks_with_the_types_of_the_whole_file(tmp_path: Pa
     assert whole["__line__"].to_list() == [n for n in range(1, 24) if n not in (5, 10)]
     assert whole["price"].to_list()[-3:] == [2.5, 22.0, 23.0] and whole["tags"].to_list()[-1] == ["a"]
     assert list(read_chunks(path, DataConfig(source=str(path), limit=12), [], chunk_rows=10))[-1].height == 2
+
+
+PLAIN_CSV = 'title,category\nZapatillas Ñandú talle 42,SHOES\n,EMPTY\nañejo "vino" tinto,WINE\nx,"a, b"\n'
+CSV_QUIRKS = {
+    "plain": PLAIN_CSV,
+    "crlf": PLAIN_CSV.replace("\n", "\r\n"),
+    "no final newline": PLAIN_CSV.rstrip("\n"),
+    "quoted separators and quotes": 'title,category\n"a, ""b"" c",d\n"",""\n"x",y\n',
+    "a blank line": "title,category\na,b\n\nc,d\n",
+    "ragged rows": "title,category\na,b,c\nd\ne,f\n",
+    "a field over several lines": 'title,category\n"one\ntwo",a\nb,c\n',
+    "a quote after a quoted field": 'title,category\n"b"c,d\ne,f\n',
+    "an unclosed quote": 'title,category\n"b,c\nd,e\n',
+    "a carriage return inside a field": "title,category\na\rb,c\nd,e\n",
+    "a NUL byte": "title,category\na\x00b,c\n",
+    "a byte-order mark": "\ufefftitle,category\na,b\n",
+    "a quoted header": '"title",category\na,b\n',
+    "a header alone": "title,category\n",
+    "an empty file": "",
+    "a field over the csv module's limit": "title,category\n" + "x" * 200_000 + ",a\n",
+}
+
+
+@pytest.mark.parametrize("block_bytes", [None, 8])
+@pytest.mark.parametrize("name", list(CSV_QUIRKS))
+def test_a_plain_csv_parsed_by_polars_reads_as_the_csv_module_reads_it(tmp_path: Path, name: str,
+                                                                       block_bytes: int | None,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path (polars, a block of lines at a time) gives the csv module's table, bad rows and errors, also
+    when a later block needs the csv module (blocks of 8 bytes: a line or two each)."""
+    from ensayo.data import read
+    from ensayo.recipe import DataConfig
+
+    if block_bytes:
+        monkeypatch.setattr(read, "PARSED_BLOCK_BYTES", block_bytes)
+    path = tmp_path / "quirks.csv"
+    path.write_bytes(CSV_QUIRKS[name].encode())
+    config = DataConfig(source=str(path))
+
+    def outcome(read_tables):
+        bad: list = []
+        try:
+            return pl.concat(list(read_tables(path, config, bad, 2))), bad
+        except DataError as exc:
+            return str(exc), bad
+
+    fast, fast_bad = outcome(read._csv_tables)
+    python, python_bad = outcome(read._python_csv_tables)
+    assert fast_bad == python_bad
+    if isinstance(python, str):
+        assert fast == python
+    else:
+        assert isinstance(fast, pl.DataFrame) and fast.equals(python), (fast, python)
+
+
+def test_a_plain_csv_is_parsed_by_polars_and_a_latin1_one_named_by_its_line(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from ensayo.data import read
+    from ensayo.recipe import DataConfig
+
+    python_rows = []
+    csv_rows = read._csv_rows
+    monkeypatch.setattr(read, "_csv_rows", lambda *a: python_rows.append(a) or csv_rows(*a))
+    path = tmp_path / "plain.csv"
+    path.write_text(PLAIN_CSV * 3 + "\n".join(f"title {i},c{i % 3}" for i in range(50)) + "\n")
+    table = read.read_file(path, DataConfig(source=str(path)), [])
+    assert not python_rows
+    assert table.height == 3 * 5 - 1 + 50 and table["__line__"].to_list()[:4] == [2, 3, 4, 5]
+    assert table.row(1)[:2] == ("", "EMPTY") and table["title"][-1] == "title 49"
+
+    monkeypatch.setattr(read, "PARSED_BLOCK_BYTES", 64)
+    path.write_bytes(b"title,category\n" + b"a,b\n" * 40 + "caf\xe9,c\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"plain.csv:42: not UTF-8 text"):
+        read.read_file(path, DataConfig(source=str(path)), [])
+    assert python_rows

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from ensayo.bulk import collector_paused
@@ -73,8 +74,8 @@ CHUNK_ROWS = 200_000  # CSV or JSONL rows held as Python lists at a time; each c
 
 def _read_csv(path: Path, config: DataConfig, bad: list[BadRow],
               chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[str], list[list[str]], list[int]]]:
-    """(columns, rows, source lines) of each chunk of `chunk_rows` well-formed rows; bad rows are named as
-    they are met."""
+    """(columns, rows, source lines) of each chunk of `chunk_rows` well-formed rows, read by the csv module; bad
+    rows are named as they are met."""
     with _readable(path), _open_text(path) as handle:
         reader = csv.reader(handle, delimiter=config.separator)
         if config.header:
@@ -86,26 +87,135 @@ def _read_csv(path: Path, config: DataConfig, bad: list[BadRow],
                 columns = config.columns
         else:
             columns = list(config.columns or [])
-        width = len(columns)
-        line = reader.line_num
-        rows: list[list[str]] = []
-        lines: list[int] = []
+        for rows, lines in _csv_rows(path, reader, len(columns), 0, bad, chunk_rows):
+            yield columns, rows, lines
+
+
+def _csv_rows(path: Path, reader: Any, width: int, lines_before: int, bad: list[BadRow],
+              chunk_rows: int) -> Iterator[tuple[list[list[str]], list[int]]]:
+    """The rest of a csv module reader's rows of `width` fields, in chunks, with their source lines (the reader
+    started `lines_before` lines into the file); the others go to `bad`."""
+    line = reader.line_num
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    try:
+        for row in reader:
+            start, line = line + 1, reader.line_num
+            if not row:
+                continue
+            if len(row) != width:
+                bad.append(BadRow(str(path), lines_before + start, f"{len(row)} fields, expected {width}"))
+                continue
+            rows.append(row)
+            lines.append(lines_before + start)
+            if len(rows) == chunk_rows:
+                yield rows, lines
+                rows, lines = [], []
+    except csv.Error as exc:
+        raise DataError(f"{path}:{lines_before + reader.line_num}: cannot parse CSV: {exc}") from None
+    yield rows, lines
+
+
+PARSED_BLOCK_BYTES = 16 << 20  # a plain CSV is parsed by polars this many bytes (and the rest of a line) at a time
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+
+
+def _csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """A CSV file's tables of at most `chunk_rows` rows. A plain (not compressed) file is parsed by polars, a
+    block of whole lines at a time, as long as each block reads as the csv module reads it (`_parsed_block`);
+    from the first block that might not, the csv module reads on, naming bad rows and keeping its quoting rules.
+    The csv module alone reads a compressed file, and one with a byte-order mark or a header with quotes."""
+    separator = config.separator
+    if path.name.lower().endswith(".gz") or len(separator) != 1 or separator in '"\r\n' or not separator.isascii():
+        yield from _python_csv_tables(path, config, bad, chunk_rows)
+        return
+    with _readable(path), open(path, "rb") as handle:
+        columns = _plain_header(handle, config)
+        if columns is None:
+            yield from _python_csv_tables(path, config, bad, chunk_rows)
+            return
+        lines_before = first_line = 1 if config.header else 0
+        while block := handle.read(PARSED_BLOCK_BYTES):
+            offset = handle.tell() - len(block)
+            block += handle.readline()
+            table = _parsed_block(block, columns, separator)
+            if table is None:
+                handle.seek(offset)
+                text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+                reader = csv.reader(text, delimiter=separator)
+                for rows, lines in _csv_rows(path, reader, len(columns), lines_before, bad, chunk_rows):
+                    yield _table(columns, rows, lines, path, dict.fromkeys(columns, pl.String))
+                return
+            table = table.with_columns(pl.int_range(lines_before + 1, lines_before + table.height + 1,
+                                                    dtype=pl.Int64).alias(LINE), pl.lit(str(path)).alias(FILE))
+            lines_before += table.height
+            yield from table.iter_slices(chunk_rows)
+        if lines_before == first_line:  # no rows: the table still has the file's columns
+            yield _table(columns, [], [], path, dict.fromkeys(columns, pl.String))
+
+
+def _python_csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: int) -> Iterator[pl.DataFrame]:
+    for columns, rows, lines in _read_csv(path, config, bad, chunk_rows):
+        yield _table(columns, rows, lines, path, dict.fromkeys(columns, pl.String))
+
+
+def _plain_header(handle: Any, config: DataConfig) -> list[str] | None:
+    """The columns, the header line read from `handle` (a binary file at its start) where there is one; None
+    where the csv module must read the file: a byte-order mark, an empty file, a header line with quotes."""
+    if handle.peek(3)[:3] == _BYTE_ORDER_MARK:
+        return None
+    if not config.header:
+        return list(config.columns or [])
+    first = handle.readline()
+    if not first.strip() or b'"' in first:
+        return None
+    columns = first.decode("utf-8").rstrip("\r\n").split(config.separator)
+    if "\r" in columns[-1]:
+        return None
+    return config.columns if config.columns and len(config.columns) == len(columns) else columns
+
+
+CSV_FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a longer field
+
+
+def _parsed_block(block: bytes, columns: list[str], separator: str) -> pl.DataFrame | None:
+    """`block` (whole lines) parsed by polars, or None where the csv module might read it otherwise: a blank
+    line, a line without one field per column, a carriage return that does not end a line, a NUL byte, a line
+    longer than the csv module's field limit, text that is not UTF-8, or a line with a quote that the csv module,
+    reading it alone and strictly, does not read as one record of the same fields as polars."""
+    if not block.endswith(b"\n"):
+        block += b"\n"
+    data = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(data == ord("\n"))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    returns = np.flatnonzero(data == ord("\r"))
+    if len(returns) and not (data[returns + 1] == ord("\n")).all():
+        return None
+    content = ends - starts - np.isin(ends - 1, returns)
+    if not content.all() or content.max() > CSV_FIELD_LIMIT or (data == 0).any():
+        return None
+    quoted = np.unique(np.searchsorted(ends, np.flatnonzero(data == ord('"'))))
+    separators = np.bincount(np.searchsorted(ends, np.flatnonzero(data == ord(separator))), minlength=len(ends))
+    one_per_column = separators == len(columns) - 1
+    one_per_column[quoted] = True  # a quoted field may hold the separator: such lines are read again below
+    if not one_per_column.all():
+        return None
+    try:
+        table = pl.read_csv(block, has_header=False, new_columns=columns, infer_schema=False, separator=separator,
+                            quote_char='"', empty_string_is_null=False, raise_if_empty=False)
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if table.shape != (len(ends), len(columns)):
+        return None
+    for line in quoted.tolist():
         try:
-            for row in reader:
-                start, line = line + 1, reader.line_num
-                if not row:
-                    continue
-                if len(row) != width:
-                    bad.append(BadRow(str(path), start, f"{len(row)} fields, expected {width}"))
-                    continue
-                rows.append(row)
-                lines.append(start)
-                if len(rows) == chunk_rows:
-                    yield columns, rows, lines
-                    rows, lines = [], []
-        except csv.Error as exc:
-            raise DataError(f"{path}:{reader.line_num}: cannot parse CSV: {exc}") from None
-        yield columns, rows, lines
+            records = list(csv.reader([block[starts[line]: ends[line]].decode("utf-8")], delimiter=separator,
+                                      strict=True))
+        except (UnicodeDecodeError, csv.Error):
+            return None
+        if records != [list(table.row(line))]:
+            return None
+    return table
 
 
 def _jsonl_records(path: Path, bad: list[BadRow] | None) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -322,16 +432,16 @@ def read_chunks(path: Path, config: DataConfig, bad: list[BadRow],
         yield table.with_columns(pl.int_range(1, table.height + 1).alias(LINE), pl.lit(str(path)).alias(FILE))
         return
     if fmt == "jsonl":
-        chunks = _read_jsonl(path, bad, chunk_rows)
+        tables = (_table(columns, rows, lines, path, schema)
+                  for columns, rows, lines, schema in _read_jsonl(path, bad, chunk_rows))
     else:
-        chunks = ((columns, rows, lines, dict.fromkeys(columns, pl.String)) for columns, rows, lines
-                  in _read_csv(path, config, bad, chunk_rows))
+        tables = _csv_tables(path, config, bad, chunk_rows)
     left = config.limit
-    for columns, rows, lines, schema in chunks:
+    for table in tables:
         if left is not None:
-            rows, lines = rows[:left], lines[:left]
-            left -= len(rows)
-        yield _table(columns, rows, lines, path, schema)
+            table = table.head(left)
+            left -= table.height
+        yield table
         if left == 0:
             return
 

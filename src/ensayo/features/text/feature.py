@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
@@ -121,8 +121,8 @@ class TextFeature(Feature):
         if spec and spec.train:
             return self.fit(values).transform(values)
         met, seen, pieces, lengths = self._numbered(values)
-        self._fit_with_vectors(Counter(dict(zip(met, seen.tolist(), strict=True))))
-        return self._renumbered(met, pieces, lengths)
+        met_ids = self._fit_with_vectors(Counter(dict(zip(met, seen.tolist(), strict=True))))
+        return self._renumbered(met_ids, pieces, lengths)
 
     @property
     def shares_fit(self) -> bool:
@@ -150,40 +150,47 @@ class TextFeature(Feature):
         if not ranks.main:
             self.load_state(state)
             self._subword_cache = subword_cache
-        return self._renumbered(met, pieces, lengths)
+        met_ids = np.fromiter(map(self.vocab.index.get, met, repeat(-1)), np.int64, len(met))
+        return self._renumbered(met_ids, pieces, lengths)
 
     def _numbered(self, values: list[str]) -> tuple[dict[str, int], np.ndarray, list[np.ndarray], list[np.ndarray]]:
         """Each text's tokens numbered as they are first met (capped, -1 for a text with none), with each
         token's count."""
-        met: dict[str, int] = {}
+        met: defaultdict[str, int] = defaultdict()
+        met.default_factory = met.__len__  # a token not met yet gets the next number as it is looked up
         cap, seen = self.options.max_length, np.zeros(0, dtype=np.int64)
         pieces, lengths = [], []
         for start in range(0, len(values), CHUNK_ROWS):
             tokens, row_lengths = _flat(self.pipeline.many(values[start: start + CHUNK_ROWS]))
-            new = [token for token in dict.fromkeys(tokens) if token not in met]
-            met.update(zip(new, range(len(met), len(met) + len(new)), strict=True))
             numbers = np.fromiter(map(met.__getitem__, tokens), dtype=np.int64, count=len(tokens))
             seen = np.pad(seen, (0, len(met) - len(seen))) + np.bincount(numbers, minlength=len(met))
             # a text with no tokens left reads as one unknown token (-1 until renumbered)
             kept, kept_lengths = _capped(numbers, row_lengths, cap, -1)
             pieces.append(kept.astype(np.int32))  # 4 bytes a token until renumbered
             lengths.append(kept_lengths)
+        met.default_factory = None
         return met, seen, pieces, lengths
 
-    def _fit_with_vectors(self, counts: Counter[str]) -> None:
+    def _fit_with_vectors(self, counts: Counter[str]) -> np.ndarray:
+        """`_fit_vocabularies`, and word vectors read from a file; returns each counted token's id."""
         spec = self.options.embeddings
-        self._fit_vocabularies(counts)
+        counted_ids = self._fit_vocabularies(counts)
         if spec and spec.path:
             self._attach_vectors(counts, load_word_vectors(expand_path(spec.path), spec.format))
+        return counted_ids
 
-    def _renumbered(self, met: dict[str, int], pieces: list[np.ndarray], lengths: list[np.ndarray]) -> EncodedText:
-        """Texts numbered by `_numbered` in the fitted vocabulary's ids."""
-        renumbered = np.array([self.vocab.index.get(token, 1) for token in met] + [1], dtype=np.int32)
+    def _renumbered(self, met_ids: np.ndarray, pieces: list[np.ndarray], lengths: list[np.ndarray]) -> EncodedText:
+        """Texts numbered by `_numbered` in the fitted vocabulary's ids, given the id of each token it met (in the
+        order it met them; -1 for one outside the vocabulary, which reads as the unknown token)."""
+        renumbered = np.append(np.where(met_ids < 0, 1, met_ids), 1).astype(np.int32)  # -1 (no tokens): unknown
         return self._encoded([renumbered[piece] for piece in pieces], lengths)
 
-    def _fit_vocabularies(self, counts: Counter[str]) -> None:
+    def _fit_vocabularies(self, counts: Counter[str]) -> np.ndarray:
+        """The vocabularies of words and subwords from the words' counts; returns each counted word's id (in
+        `counts`' order, -1 for a word left out)."""
         self._subword_cache = None
-        self.vocab = Vocabulary.build(counts, self.options.min_count, self.options.max_vocab, [PAD, UNK])
+        self.vocab, counted_ids = Vocabulary.build_with_ids(counts, self.options.min_count, self.options.max_vocab,
+                                                            [PAD, UNK])
         if self.options.char_ngrams:
             low, high = self.options.char_ngrams
             table = subword_table(list(counts), low, high)  # token: its place in `counts`
@@ -192,9 +199,9 @@ class TextFeature(Feature):
             self.subword_vocab = Vocabulary.ranked(summed.rename({"gram": "token"}), self.options.subword_min_count,
                                                    self.options.max_subwords, [PAD])
             # the words' subword table is at hand: index it now rather than make it again for the first batch
-            vocabulary_ids = np.fromiter(map(self.vocab.index.get, counts, repeat(-1)), np.int64, len(counts))
             self._subword_cache = self._indexed(table.with_columns(
-                token=pl.Series(vocabulary_ids)[table["token"]] - 2).filter(pl.col("token") >= 0))
+                token=pl.Series(counted_ids)[table["token"]] - 2).filter(pl.col("token") >= 0))
+        return counted_ids
 
     def _attach_vectors(self, counts: Counter[str], vectors: Any) -> None:
         matrix = np.zeros((len(self.vocab), vectors.vector_size), dtype=np.float32)

@@ -8,10 +8,11 @@ import html
 import re
 import unicodedata
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
@@ -188,6 +189,9 @@ class TextPipeline:
             characters.strip, characters.numbers, characters.remove_punctuation)
         if self.joined_characters is not None:
             self.joined_characters[ord(_APART)] = _APART
+        # without punctuation, lemmas or stems, a normalized text's words are what lies between its spaces
+        self.words_between_spaces = (options.tokenizer != "chars" and options.remove_punctuation
+                                     and not options.lemmatize and not options.stem)
 
     def words(self, text: str) -> list[str]:
         return self._split(normalize(text, self.options))
@@ -200,11 +204,15 @@ class TextPipeline:
 
     def many(self, texts: list[str]) -> list[list[str]]:
         """`tokens` of each text, as `tokens` gives them, faster."""
+        if self.options.word_ngrams == 1:
+            return self.many_words(texts)
         with_ngrams = self._with_ngrams
         return [with_ngrams(words) for words in self.many_words(texts)]
 
     def many_words(self, texts: list[str]) -> list[list[str]]:
         """`words` of each text, as `words` gives them, faster."""
+        if self.words_between_spaces:
+            return [text.split() for text in self._normalized_apart(texts)]
         split = self._split
         return [split(text) for text in self._normalized_apart(texts)]
 
@@ -286,22 +294,42 @@ def subword_table(tokens: list[str], low: int, high: int) -> pl.DataFrame:
 class Vocabulary:
     def __init__(self, tokens: list[str]) -> None:
         self.tokens = tokens
-        self.index = {t: i for i, t in enumerate(tokens)}
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Each token's id, made when first asked for: a subword vocabulary is read by position only, and
+        hundreds of thousands of tokens take a while to hash."""
+        return dict(zip(self.tokens, range(len(self.tokens)), strict=True))
 
     @classmethod
     def build(cls, counts: Mapping[str, int], min_count: int, max_size: int | None, specials: list[str]) -> Vocabulary:
+        return cls.build_with_ids(counts, min_count, max_size, specials)[0]
+
+    @classmethod
+    def build_with_ids(cls, counts: Mapping[str, int], min_count: int, max_size: int | None,
+                       specials: list[str]) -> tuple[Vocabulary, np.ndarray]:
+        """`build`, and each counted token's id in it (in `counts`' order; -1 for a token left out): what
+        `index.get(token, -1)` gives, without a dictionary lookup per token."""
         frame = pl.DataFrame({"token": pl.Series(list(counts), dtype=pl.String),
                               "count": pl.Series(list(counts.values()), dtype=pl.Int64)})
-        return cls.ranked(frame, min_count, max_size, specials)
+        return cls._ranked(frame.with_row_index("place"), min_count, max_size, specials)
 
     @classmethod
     def ranked(cls, counts: pl.DataFrame, min_count: int, max_size: int | None, specials: list[str]) -> Vocabulary:
         """`specials`, then the tokens of a (token, count) table seen at least `min_count` times, most frequent
         first, ties in code point order (polars compares UTF-8 bytes, which order as code points do)."""
+        return cls._ranked(counts.with_row_index("place"), min_count, max_size, specials)[0]
+
+    @classmethod
+    def _ranked(cls, counts: pl.DataFrame, min_count: int, max_size: int | None,
+                specials: list[str]) -> tuple[Vocabulary, np.ndarray]:
         kept = counts.filter(pl.col("count") >= min_count).sort(["count", "token"], descending=[True, False])
         if max_size is not None:
             kept = kept.head(max(max_size - len(specials), 0))
-        return cls(specials + kept["token"].to_list())
+        vocabulary = cls(specials + kept["token"].to_list())
+        ids = np.full(counts.height, -1, dtype=np.int64)
+        ids[kept["place"].to_numpy()] = np.arange(len(specials), len(vocabulary), dtype=np.int64)
+        return vocabulary, ids
 
     def __len__(self) -> int:
         return len(self.tokens)
