@@ -249,24 +249,27 @@ def test_a_jsonl_is_read_in_chunks_with_the_types_of_the_whole_file(tmp_path: Pa
     assert list(read_chunks(path, DataConfig(source=str(path), limit=12), [], chunk_rows=10))[-1].height == 2
 
 
-PLAIN_CSV = 'title,category\nZapatillas Ñandú talle 42,SHOES\n,EMPTY\nañejo "vino" tinto,WINE\nx,"a, b"\n'
+HEADER = "title,category\n"
+MANY = "".join(f"title {i},c{i % 3}\n" for i in range(40))  # so that few lines have quotes, as in most files
+PLAIN_CSV = HEADER + MANY + 'Zapatillas Ñandú talle 42,SHOES\n,EMPTY\nañejo "vino" tinto,WINE\nx,"a, b"\n'
 CSV_QUIRKS = {
     "plain": PLAIN_CSV,
     "crlf": PLAIN_CSV.replace("\n", "\r\n"),
     "no final newline": PLAIN_CSV.rstrip("\n"),
-    "quoted separators and quotes": 'title,category\n"a, ""b"" c",d\n"",""\n"x",y\n',
-    "a blank line": "title,category\na,b\n\nc,d\n",
-    "ragged rows": "title,category\na,b,c\nd\ne,f\n",
-    "a field over several lines": 'title,category\n"one\ntwo",a\nb,c\n',
-    "a quote after a quoted field": 'title,category\n"b"c,d\ne,f\n',
-    "an unclosed quote": 'title,category\n"b,c\nd,e\n',
-    "a carriage return inside a field": "title,category\na\rb,c\nd,e\n",
-    "a NUL byte": "title,category\na\x00b,c\n",
-    "a byte-order mark": "\ufefftitle,category\na,b\n",
-    "a quoted header": '"title",category\na,b\n',
-    "a header alone": "title,category\n",
+    "quoted separators and quotes": HEADER + MANY + '"a, ""b"" c",d\n"",""\n"x",y\n',
+    "a blank line": HEADER + MANY + "a,b\n\nc,d\n",
+    "ragged rows": HEADER + MANY + "a,b,c\nd\ne,f\n",
+    "a field over several lines": HEADER + MANY + '"one\ntwo",a\nb,c\n',
+    "a quote after a quoted field": HEADER + MANY + '"b"c,d\ne,f\n',
+    "an unclosed quote": HEADER + MANY + '"b,c\nd,e\n',
+    "a carriage return inside a field": HEADER + MANY + "a\rb,c\nd,e\n",
+    "a NUL byte": HEADER + MANY + "a\x00b,c\n",
+    "a byte-order mark": "\ufeff" + HEADER + MANY,
+    "a quoted header": '"title",category\n' + MANY,
+    "a header alone": HEADER,
     "an empty file": "",
-    "a field over the csv module's limit": "title,category\n" + "x" * 200_000 + ",a\n",
+    "a field over the csv module's limit": HEADER + MANY + "x" * 200_000 + ",a\n",
+    "every line quoted": HEADER + "".join(f'"title {i}","c{i % 3}"\n' for i in range(40)),
 }
 
 
@@ -311,11 +314,12 @@ def test_a_plain_csv_is_parsed_by_polars_and_a_latin1_one_named_by_its_line(tmp_
     csv_rows = read._csv_rows
     monkeypatch.setattr(read, "_csv_rows", lambda *a: python_rows.append(a) or csv_rows(*a))
     path = tmp_path / "plain.csv"
-    path.write_text(PLAIN_CSV * 3 + "\n".join(f"title {i},c{i % 3}" for i in range(50)) + "\n")
-    table = read.read_file(path, DataConfig(source=str(path)), [])
-    assert not python_rows
-    assert table.height == 3 * 5 - 1 + 50 and table["__line__"].to_list()[:4] == [2, 3, 4, 5]
-    assert table.row(1)[:2] == ("", "EMPTY") and table["title"][-1] == "title 49"
+    for name in ("plain", "crlf", "quoted separators and quotes"):
+        path.write_bytes(CSV_QUIRKS[name].encode())
+        table = read.read_file(path, DataConfig(source=str(path)), [])
+        assert not python_rows, name
+        assert table["__line__"].to_list() == list(range(2, 40 + 5 + (name != "quoted separators and quotes")))
+    assert table.rows()[-3:] == [('a, "b" c', "d", 42, str(path)), ("", "", 43, str(path)), ("x", "y", 44, str(path))]
 
     monkeypatch.setattr(read, "PARSED_BLOCK_BYTES", 64)
     path.write_bytes(b"title,category\n" + b"a,b\n" * 40 + "caf\xe9,c\n".encode("latin-1"))

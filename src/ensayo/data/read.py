@@ -176,13 +176,14 @@ def _plain_header(handle: Any, config: DataConfig) -> list[str] | None:
 
 
 CSV_FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a longer field
+QUOTED_SHARE = 0.1  # a block with more lines that hold a quote is left to the csv module: each is read twice here
 
 
 def _parsed_block(block: bytes, columns: list[str], separator: str) -> pl.DataFrame | None:
     """`block` (whole lines) parsed by polars, or None where the csv module might read it otherwise: a blank
     line, a line without one field per column, a carriage return that does not end a line, a NUL byte, a line
-    longer than the csv module's field limit, text that is not UTF-8, or a line with a quote that the csv module,
-    reading it alone and strictly, does not read as one record of the same fields as polars."""
+    longer than the csv module's field limit, text that is not UTF-8, or lines with a quote that the csv module,
+    reading them strictly, does not read as one record each, of the same fields as polars."""
     if not block.endswith(b"\n"):
         block += b"\n"
     data = np.frombuffer(block, dtype=np.uint8)
@@ -195,6 +196,8 @@ def _parsed_block(block: bytes, columns: list[str], separator: str) -> pl.DataFr
     if not content.all() or content.max() > CSV_FIELD_LIMIT or (data == 0).any():
         return None
     quoted = np.unique(np.searchsorted(ends, np.flatnonzero(data == ord('"'))))
+    if len(quoted) > QUOTED_SHARE * len(ends):
+        return None
     separators = np.bincount(np.searchsorted(ends, np.flatnonzero(data == ord(separator))), minlength=len(ends))
     one_per_column = separators == len(columns) - 1
     one_per_column[quoted] = True  # a quoted field may hold the separator: such lines are read again below
@@ -203,18 +206,12 @@ def _parsed_block(block: bytes, columns: list[str], separator: str) -> pl.DataFr
     try:
         table = pl.read_csv(block, has_header=False, new_columns=columns, infer_schema=False, separator=separator,
                             quote_char='"', empty_string_is_null=False, raise_if_empty=False)
-    except (pl.exceptions.PolarsError, ValueError):
+        lines = [block[starts[line]: ends[line]].decode("utf-8") for line in quoted.tolist()]
+        records = [tuple(record) for record in csv.reader(lines, delimiter=separator, strict=True)]
+    except (pl.exceptions.PolarsError, ValueError, csv.Error):  # UnicodeDecodeError is a ValueError
         return None
-    if table.shape != (len(ends), len(columns)):
+    if table.shape != (len(ends), len(columns)) or records != table[quoted].rows():
         return None
-    for line in quoted.tolist():
-        try:
-            records = list(csv.reader([block[starts[line]: ends[line]].decode("utf-8")], delimiter=separator,
-                                      strict=True))
-        except (UnicodeDecodeError, csv.Error):
-            return None
-        if records != [list(table.row(line))]:
-            return None
     return table
 
 
