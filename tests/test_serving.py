@@ -325,6 +325,28 @@ def test_ensayo_serve_runs_worker_processes_until_interrupted(tiny_runs: dict[st
     assert server.returncode == 0, output
 
 
+def test_a_worker_keeps_what_it_loaded_out_of_the_collectors_full_passes(tiny_runs: dict[str, Path],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's app is made once its runs are loaded and warmed up; what they hold is frozen then, so that the
+    collector's full passes under load do not walk it (they stalled every request in flight)."""
+    import gc
+
+    from ensayo.serving import server
+    from ensayo.serving.options import ServeOptions
+
+    monkeypatch.setenv(server.CONFIG_VARIABLE, json.dumps({"runs": {"titles": str(tiny_runs["neural"])},
+                                                           "options": server.asdict(ServeOptions())}))
+    switch = sys.getswitchinterval()
+    try:
+        app = server.app_from_environment()
+        frozen = gc.get_freeze_count()
+        assert app.title and frozen > 10_000
+        assert not any(type(o).__name__ == "TextFeature" for o in gc.get_objects())  # frozen ones are not listed
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(switch)
+
+
 @pytest.mark.subprocess
 def test_ensayo_serve_answers_with_the_int8_onnx_engine(tiny_runs: dict[str, Path], tmp_path: Path) -> None:
     from typer.testing import CliRunner
