@@ -16,6 +16,7 @@ MeLi test split (time, test balanced accuracy, top labels equal to torch's).
     python benchmarks/serving.py                    # trains the two runs first if benchmarks/out lacks them
     python benchmarks/serving.py --int8-weights     # only int8 with 8-bit against 7-bit weights, no servers
     python benchmarks/serving.py --startup --repeats 3 --before /tmp/head/src   # start-up and memory, no load
+    python benchmarks/serving.py --data meli --servers ensayo,ensayo-int8 --concurrency 8,32 --before /tmp/head/src
     python benchmarks/serving.py --seconds 5 --concurrency 1,8 --servers ensayo,ensayo-int8,litserve-int8
 
 Writes benchmarks/out/serving.md and serving.json.
@@ -294,7 +295,8 @@ def model_calls(kind: str, url: str) -> tuple[int, int]:
 
 def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse.Namespace,
             int8: Path | None = None) -> list[dict[str, Any]]:
-    """Each server's cells; `int8`, the run's int8 export, adds the servers of it (MeLi)."""
+    """Each server's cells; `int8`, the run's int8 export, adds the servers of it (MeLi). With `--before`, each
+    ensayo server is measured first with the older checkout's code ("ensayo@before"), then with this one."""
     results = []
     targets = {"ensayo": run_dir, "mlflow": export(run_dir, "mlflow")}
     if int8 is not None:
@@ -302,27 +304,39 @@ def measure(name: str, run_dir: Path, rows: list[dict[str, Any]], args: argparse
     for kind, target in targets.items():
         if kind not in args.servers:
             continue
-        server, url = start(kind, target, args.workers)
-        try:
-            for size in (1, 64):
-                batches = [rows[i: i + size] for i in range(0, len(rows) - size + 1, size)][:200]
-                prepared = [request_for(kind, url, b) for b in batches]
-                load(prepared[:20], 2, 1.0)  # warm both ends
-                for clients in args.concurrency:
-                    before = model_calls(kind, url)
-                    figures = load(prepared, clients, args.seconds)
-                    figures["rows_per_s"] = figures["requests_per_s"] * size
-                    if kind.startswith("ensayo"):  # how many rows each model call answered: what batching gathered
-                        calls, rows_ = (after - earlier for after, earlier in zip(model_calls(kind, url), before,
-                                                                                  strict=True))
-                        figures["rows_per_call"] = rows_ / max(calls, 1)
-                    results.append({"data": name, "server": kind, "rows": size, "clients": clients, **figures})
-                    print(f"  {name:6} {kind:13} rows {size:2} clients {clients:2}: {figures['requests_per_s']:8.1f} "
-                          f"req/s {figures['rows_per_s']:9.1f} rows/s  p50 {figures['p50_ms']:7.1f}  "
-                          f"p99 {figures['p99_ms']:7.1f} ms  errors {int(figures['errors'])}  rows/call "
-                          f"{figures.get('rows_per_call', float('nan')):.1f}", flush=True)
-        finally:
-            stop(server)
+        if args.before and kind.startswith("ensayo"):
+            results += server_cells(name, kind, target, rows, args, args.before)
+        results += server_cells(name, kind, target, rows, args)
+    return results
+
+
+def server_cells(name: str, kind: str, target: Path, rows: list[dict[str, Any]], args: argparse.Namespace,
+                 source: str | None = None) -> list[dict[str, Any]]:
+    """One server's cells: 1 and 64 rows a request, from each number of clients; `source`, an older checkout's
+    src folder to serve with (the server is then named KIND@before)."""
+    results = []
+    label = f"{kind}@before" if source else kind
+    server, url = start(kind, target, args.workers, source)
+    try:
+        for size in (1, 64):
+            batches = [rows[i: i + size] for i in range(0, len(rows) - size + 1, size)][:200]
+            prepared = [request_for(kind, url, b) for b in batches]
+            load(prepared[:20], 2, 1.0)  # warm both ends
+            for clients in args.concurrency:
+                before = model_calls(kind, url)
+                figures = load(prepared, clients, args.seconds)
+                figures["rows_per_s"] = figures["requests_per_s"] * size
+                if kind.startswith("ensayo"):  # how many rows each model call answered: what batching gathered
+                    calls, rows_ = (after - earlier for after, earlier in zip(model_calls(kind, url), before,
+                                                                              strict=True))
+                    figures["rows_per_call"] = rows_ / max(calls, 1)
+                results.append({"data": name, "server": label, "rows": size, "clients": clients, **figures})
+                print(f"  {name:6} {label:20} rows {size:2} clients {clients:2}: {figures['requests_per_s']:8.1f} "
+                      f"req/s {figures['rows_per_s']:9.1f} rows/s  p50 {figures['p50_ms']:7.1f}  "
+                      f"p99 {figures['p99_ms']:7.1f} ms  errors {int(figures['errors'])}  rows/call "
+                      f"{figures.get('rows_per_call', float('nan')):.1f}", flush=True)
+    finally:
+        stop(server)
     return results
 
 
@@ -399,8 +413,9 @@ def table(results: list[dict[str, Any]]) -> list[str]:
              "x torch path rows/s |", "|" + "---|" * 15]
     for r in sorted(results, key=lambda r: (r["data"], r["rows"], r["clients"], r["server"])):
         key = (r["data"], r["rows"], r["clients"])
-        mlflow, litserve = cell.get((*key, "mlflow")), cell.get((*key, PEERS.get(r["server"], "")))
-        torch_path = cell.get((*key, "ensayo")) if r["server"] == "ensayo-int8" else None
+        server, at = r["server"].partition("@")[::2]
+        mlflow, litserve = cell.get((*key, "mlflow")), cell.get((*key, PEERS.get(server, "")))
+        torch_path = cell.get((*key, "ensayo" + ("@" + at if at else ""))) if server == "ensayo-int8" else None
         lines.append(f"| {r['data']} | {r['rows']} | {r['clients']} | {r['server']} | {r['requests_per_s']:.1f} | "
                      f"{r['rows_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
                      f"{r.get('rows_per_call', float('nan')):.1f} | {ratio(r, mlflow, 'requests_per_s')} | "
@@ -428,7 +443,8 @@ def main() -> None:
     parser.add_argument("--startup", action="store_true", help="only start-up and memory: each engine's server "
                         "to its first answer, and predicting one title (no load)")
     parser.add_argument("--repeats", type=int, default=3, help="--startup: rounds, taking turns")
-    parser.add_argument("--before", help="--startup: an older checkout's src folder to compare with, in turns")
+    parser.add_argument("--before", help="an older checkout's src folder: its ensayo servers measured too, each "
+                        "just before today's (with --startup: in turns)")
     args = parser.parse_args()
     if args.litserve:
         litserve_main(args.litserve, args.engine, args.port)
