@@ -266,6 +266,8 @@ CSV_QUIRKS = {
     "a NUL byte": HEADER + MANY + "a\x00b,c\n",
     "a byte-order mark": "\ufeff" + HEADER + MANY,
     "a quoted header": '"title",category\n' + MANY,
+    "a carriage return in the header": "title\rx,category\n" + MANY,
+    "a NUL byte in the header": "title\x00,category\n" + MANY,
     "a header alone": HEADER,
     "an empty file": "",
     "a field over the csv module's limit": HEADER + MANY + "x" * 200_000 + ",a\n",

@@ -167,11 +167,10 @@ def _plain_header(handle: Any, config: DataConfig) -> list[str] | None:
     if not config.header:
         return list(config.columns or [])
     first = handle.readline()
-    if not first.strip() or b'"' in first:
+    line = first.removesuffix(b"\n").removesuffix(b"\r")
+    if not line.strip() or any(sign in line for sign in (b'"', b"\r", b"\0")) or len(line) > CSV_FIELD_LIMIT:
         return None
-    columns = first.decode("utf-8").rstrip("\r\n").split(config.separator)
-    if "\r" in columns[-1]:
-        return None
+    columns = line.decode("utf-8").split(config.separator)
     return config.columns if config.columns and len(config.columns) == len(columns) else columns
 
 
