@@ -124,7 +124,7 @@ def _csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: i
     """A CSV file's tables of at most `chunk_rows` rows. A plain (not compressed) file is parsed by polars, a
     block of whole lines at a time, as long as each block reads as the csv module reads it (`_parsed_block`);
     from the first block that might not, the csv module reads on, naming bad rows and keeping its quoting rules.
-    The csv module alone reads a compressed file, and one with a byte-order mark or a header with quotes."""
+    The csv module alone reads a compressed file, and one whose start it must read (`_plain_header`)."""
     separator = config.separator
     if path.name.lower().endswith(".gz") or len(separator) != 1 or separator in '"\r\n' or not separator.isascii():
         yield from _python_csv_tables(path, config, bad, chunk_rows)
@@ -161,7 +161,8 @@ def _python_csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_
 
 def _plain_header(handle: Any, config: DataConfig) -> list[str] | None:
     """The columns, the header line read from `handle` (a binary file at its start) where there is one; None
-    where the csv module must read the file: a byte-order mark, an empty file, a header line with quotes."""
+    where the csv module must read the file: a byte-order mark, an empty file, a header line with a quote, a
+    carriage return or a NUL byte in it, or longer than the csv module's field limit."""
     if handle.peek(3)[:3] == _BYTE_ORDER_MARK:
         return None
     if not config.header:
