@@ -83,12 +83,16 @@ def _read_csv(path: Path, config: DataConfig, bad: list[BadRow],
                 columns = next(reader)
             except StopIteration:
                 raise DataError(f"{path}: the file is empty, expected a header line") from None
-            if config.columns and len(config.columns) == len(columns):
-                columns = config.columns
+            columns = _named(columns, config)
         else:
             columns = list(config.columns or [])
         for rows, lines in _csv_rows(path, reader, len(columns), 0, bad, chunk_rows):
             yield columns, rows, lines
+
+
+def _named(header: list[str], config: DataConfig) -> list[str]:
+    """A header's columns, or the recipe's `data.columns` in their place where it names as many."""
+    return config.columns if config.columns and len(config.columns) == len(header) else header
 
 
 def _csv_rows(path: Path, reader: Any, width: int, lines_before: int, bad: list[BadRow],
@@ -118,6 +122,8 @@ def _csv_rows(path: Path, reader: Any, width: int, lines_before: int, bad: list[
 
 PARSED_BLOCK_BYTES = 16 << 20  # a plain CSV is parsed by polars this many bytes (and the rest of a line) at a time
 _BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+CSV_FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a longer field
+QUOTED_SHARE = 0.1  # a block with more lines that hold a quote is left to the csv module: each is read twice here
 
 
 def _csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: int) -> Iterator[pl.DataFrame]:
@@ -144,19 +150,23 @@ def _csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: i
                 text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
                 reader = csv.reader(text, delimiter=separator)
                 for rows, lines in _csv_rows(path, reader, len(columns), lines_before, bad, chunk_rows):
-                    yield _table(columns, rows, lines, path, dict.fromkeys(columns, pl.String))
+                    yield _string_table(columns, rows, lines, path)
                 return
             table = table.with_columns(pl.int_range(lines_before + 1, lines_before + table.height + 1,
                                                     dtype=pl.Int64).alias(LINE), pl.lit(str(path)).alias(FILE))
             lines_before += table.height
             yield from table.iter_slices(chunk_rows)
         if lines_before == first_line:  # no rows: the table still has the file's columns
-            yield _table(columns, [], [], path, dict.fromkeys(columns, pl.String))
+            yield _string_table(columns, [], [], path)
+
+
+def _string_table(columns: list[str], rows: list[list[str]], lines: list[int], path: Path) -> pl.DataFrame:
+    return _table(columns, rows, lines, path, dict.fromkeys(columns, pl.String))
 
 
 def _python_csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: int) -> Iterator[pl.DataFrame]:
     for columns, rows, lines in _read_csv(path, config, bad, chunk_rows):
-        yield _table(columns, rows, lines, path, dict.fromkeys(columns, pl.String))
+        yield _string_table(columns, rows, lines, path)
 
 
 def _plain_header(handle: Any, config: DataConfig) -> list[str] | None:
@@ -172,11 +182,7 @@ def _plain_header(handle: Any, config: DataConfig) -> list[str] | None:
     if not line.strip() or any(sign in line for sign in (b'"', b"\r", b"\0")) or len(line) > CSV_FIELD_LIMIT:
         return None
     columns = line.decode("utf-8").split(config.separator)
-    return config.columns if config.columns and len(config.columns) == len(columns) else columns
-
-
-CSV_FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a longer field
-QUOTED_SHARE = 0.1  # a block with more lines that hold a quote is left to the csv module: each is read twice here
+    return _named(columns, config)
 
 
 def _parsed_block(block: bytes, columns: list[str], separator: str) -> pl.DataFrame | None:
@@ -397,7 +403,7 @@ def read_columns(path: Path, config: DataConfig, records: int = 1000) -> list[st
         header = next(csv.reader(handle, delimiter=config.separator), None)
     if header is None:
         raise DataError(f"{path}: the file is empty, expected a header line")
-    return config.columns if config.columns and len(config.columns) == len(header) else header
+    return _named(header, config)
 
 
 def read_file(path: Path, config: DataConfig, bad: list[BadRow]) -> pl.DataFrame:

@@ -34,5 +34,3 @@ def conv_stack(channels_in: int, channels: list[int], convs: int) -> nn.Sequenti
     # channels-last weights make oneDNN run the convolutions and the pooling channels-last: the same arithmetic,
     # the digits' blocks 1.7x faster in bf16 (max pooling with indices over NCHW was a fifth of their epoch)
     return nn.Sequential(*blocks).to(memory_format=torch.channels_last)
-
-

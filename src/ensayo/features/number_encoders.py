@@ -38,4 +38,3 @@ class DenseNumberEncoder(Encoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
-

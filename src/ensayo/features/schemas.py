@@ -45,7 +45,6 @@ def declared_preprocessing(name: str, preprocessing: type[BaseModel]) -> None:
     elif schema.Preprocessing is not preprocessing:
         raise TypeError(f"feature type {name}: its Preprocessing is {preprocessing.__name__}, but "
                         f"{schema.Preprocessing.__name__} is declared")
-    return schema
 
 
 def declared_encoder(feature: str, name: str, config: type[BaseModel]) -> None:
