@@ -158,6 +158,37 @@ def test_encoders_ignore_padding(cls, config, width: int, subword: bool) -> None
     assert not torch.allclose(together[0], together[1])
 
 
+@pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
+def test_cnn_pooling_then_relu_gives_the_relu_then_pooling_values_and_gradients(precision: torch.dtype) -> None:
+    """The ReLU moved after the max-pooling: max(0, the valid windows' largest) either way, and the same gradients."""
+    torch.manual_seed(0)
+    text = feature().fit(["uno dos tres cuatro cinco seis siete", "uno dos"])
+    config = CnnEncoderConfig(type="cnn", embedding_dim=8, filter_widths=[1, 2, 3], filters_count=16, dropout=0.0)
+    encoder = CnnEncoder(text, config).train()
+    batch = text.collate(text.transform(["uno", "uno dos", "tres cuatro cinco seis siete", "dos"]), np.arange(4))
+
+    def relu_then_pooling() -> torch.Tensor:
+        embedded, _ = encoder.embed(batch)
+        embedded = torch.nn.functional.pad(embedded, (0, 0, 0, max(0, 3 - embedded.shape[1])))
+        pooled = []
+        for width, conv in zip(encoder.widths, encoder.convs, strict=True):
+            activations = torch.relu(conv(embedded.unfold(1, width, 1).flatten(2)))
+            valid = torch.arange(activations.shape[1]).unsqueeze(0) <= (batch["lengths"] - width).clamp_min(0)[:, None]
+            pooled.append(activations.masked_fill(~valid.unsqueeze(-1), 0.0).amax(1))
+        return torch.cat(pooled, dim=-1)
+
+    results = []
+    for forward in (relu_then_pooling, lambda: encoder(batch)):
+        encoder.zero_grad()
+        with torch.autocast("cpu", dtype=precision, enabled=precision != torch.float32):
+            encoded = forward()
+        (encoded.float() * torch.linspace(-1, 1, encoded.numel()).view_as(encoded)).sum().backward()
+        results.append([encoded.detach(), *(conv.weight.grad.clone() for conv in encoder.convs)])
+    assert (results[0][0] == 0).any() and (results[0][0] > 0).any()  # some filters pooled to zero, some not
+    for before, after in zip(*results, strict=True):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
 def test_state_round_trip_gives_the_same_encoding() -> None:
     text = feature(char_ngrams=(3, 4), subword_min_count=1, stem="es").fit(["zapatillas nike", "celulares"])
     clone = feature(char_ngrams=(3, 4), subword_min_count=1, stem="es")

@@ -200,6 +200,27 @@ def _sparse_steps(optimizer_class: type, table: torch.nn.EmbeddingBag, batches: 
     return optimizer
 
 
+def test_the_cpu_dropout_drops_its_share_in_every_lane_keeps_the_mean_and_masks_the_gradient() -> None:
+    from ensayo.features.networks import Dropout
+
+    dropout = Dropout(0.2)
+    x = torch.ones(1000, 1001, requires_grad=True)  # an odd size: the last 64-bit draw is used in part
+    torch.manual_seed(0)
+    y = dropout(x)
+    dropped = (y == 0).view(-1)[:1_000_000].view(-1, 4).float().mean(0)  # each 16-bit lane of the draws
+    assert torch.all((dropped - 0.2).abs() < 0.004), dropped
+    assert abs(y.mean().item() - 1.0) < 0.005
+    assert y.unique().tolist() == [0.0, pytest.approx(1 / (1 - 13107 / 65536))]  # 0.2 rounded to 1/65,536
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient passes where the element was kept, scaled alike
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x), y)  # seeded: a resumed run draws the same masks
+    assert not torch.equal(dropout(x), y)
+    assert torch.equal(dropout.eval()(x), x)
+    for p, expected in ((0.0, x), (1.0, torch.zeros_like(x))):  # torch's own at the ends
+        assert torch.equal(Dropout(p)(x), expected)
+
+
 def test_row_adam_moves_embedding_tables_as_sparse_adam_does_and_takes_over_its_state() -> None:
     from ensayo.training.optimizers import RowAdam
 
@@ -219,6 +240,24 @@ def test_row_adam_moves_embedding_tables_as_sparse_adam_does_and_takes_over_its_
     state = _sparse_steps(torch.optim.SparseAdam, resumed, batches[:3]).state_dict()
     _sparse_steps(RowAdam, resumed, batches[3:], state)
     assert torch.allclose(resumed.weight, tables[torch.optim.SparseAdam].weight, atol=1e-7)
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+def test_row_adam_takes_increasing_rows_as_they_come_and_sums_repeated_ones(repeated: bool) -> None:
+    from ensayo.training.optimizers import RowAdam
+
+    rows = torch.tensor([3, 3, 7, 1]) if repeated else torch.tensor([1, 3, 7, 9])
+    values = torch.arange(32, dtype=torch.float32).view(4, 8) / 10
+    moved = []
+    for coalesced in (False, True):
+        table = torch.nn.Parameter(torch.zeros(10, 8))
+        gradient = torch.sparse_coo_tensor(rows.unsqueeze(0), values, (10, 8))
+        table.grad = gradient.coalesce() if coalesced else gradient
+        assert table.grad.is_coalesced() == coalesced
+        RowAdam([table], lr=0.1).step()
+        moved.append(table.detach())
+    torch.testing.assert_close(moved[0], moved[1], rtol=0, atol=0)
+    assert sorted(moved[0].abs().sum(1).nonzero().view(-1).tolist()) == sorted(set(rows.tolist()))
 
 
 def test_subword_sums_learnt_from_each_row_once_equal_the_plain_bags() -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ensayo.features.networks import Encoder
+from ensayo.features.networks import Dropout, Encoder
 from ensayo.features.text.feature import TextFeature
 from ensayo.features.text.schema import BagEncoderConfig, CnnEncoderConfig, RnnEncoderConfig
 
@@ -128,7 +128,7 @@ class BagEncoder(Encoder):
         super().__init__()
         self.embed = TokenEmbedding(feature, config.embedding_dim, config.freeze_embeddings)
         self.pooling = config.pooling
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.output_dim = config.embedding_dim * (2 if config.pooling == "mean_max" else 1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -161,7 +161,7 @@ class CnnEncoder(Encoder):
             nn.Linear(config.embedding_dim * width, config.filters_count) for width in config.filter_widths
         )
         self.widths = list(config.filter_widths)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.output_dim = config.filters_count * len(config.filter_widths)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -177,14 +177,16 @@ class CnnEncoder(Encoder):
         pooled = []
         for width, conv in zip(self.widths, self.convs, strict=True):
             windows = _windows(embedded, width) if exporting else embedded.unfold(1, width, 1).flatten(2)
-            activations = torch.relu(conv(windows))
+            activations = conv(windows)
             positions = torch.arange(activations.shape[1], device=activations.device)
             # a window is valid if it starts inside the text (or is the first one of a short text)
             valid = positions.unsqueeze(0) <= (lengths - width).clamp_min(0).unsqueeze(1)
-            if exporting:  # the same zeros by a product, which ONNX Runtime runs faster than a Where
-                pooled.append((activations * valid.unsqueeze(-1).to(activations.dtype)).amax(1))
-            else:
-                pooled.append(activations.masked_fill(~valid.unsqueeze(-1), 0.0).amax(1))
+            # the invalid windows zeroed by a product: one pass each way, where masked_fill copies and then fills
+            # (0.7x its time, forward and backward), and ONNX Runtime runs it faster than a Where
+            activations = activations * valid.unsqueeze(-1).to(activations.dtype)
+            # the ReLU after the pooling, on one value per filter: max(0, the valid windows' largest), as before
+            # (the invalid windows' zeros are at most that), without a ReLU over every window and its gradient
+            pooled.append(torch.relu(activations.amax(1)))
         return self.dropout(torch.cat(pooled, dim=-1))
 
 
@@ -201,7 +203,7 @@ class RnnEncoder(Encoder):
         self.rnn = cell(config.embedding_dim, config.hidden_size, num_layers=config.layers, batch_first=True,
                         bidirectional=config.bidirectional, dropout=config.dropout if config.layers > 1 else 0.0)
         self.pooling = config.pooling
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.output_dim = config.hidden_size * (2 if config.bidirectional else 1)
         if config.pooling == "last":
             self.onnx_problem = ("pools the last state of packed sequences, which ONNX export cannot trace "
