@@ -140,7 +140,7 @@ def _csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: i
         if columns is None:
             yield from _python_csv_tables(path, config, bad, chunk_rows)
             return
-        lines_before = first_line = 1 if config.header else 0
+        lines_before = header_lines = 1 if config.header else 0
         while block := handle.read(PARSED_BLOCK_BYTES):
             offset = handle.tell() - len(block)
             block += handle.readline()
@@ -156,7 +156,7 @@ def _csv_tables(path: Path, config: DataConfig, bad: list[BadRow], chunk_rows: i
                                                     dtype=pl.Int64).alias(LINE), pl.lit(str(path)).alias(FILE))
             lines_before += table.height
             yield from table.iter_slices(chunk_rows)
-        if lines_before == first_line:  # no rows: the table still has the file's columns
+        if lines_before == header_lines:  # no rows: the table still has the file's columns
             yield _string_table(columns, [], [], path)
 
 

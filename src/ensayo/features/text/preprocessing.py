@@ -302,34 +302,29 @@ class Vocabulary:
         return dict(zip(self.tokens, range(len(self.tokens)), strict=True))
 
     @classmethod
-    def build(cls, counts: Mapping[str, int], min_count: int, max_size: int | None, specials: list[str]) -> Vocabulary:
-        return cls.build_with_ids(counts, min_count, max_size, specials)[0]
-
-    @classmethod
     def build_with_ids(cls, counts: Mapping[str, int], min_count: int, max_size: int | None,
                        specials: list[str]) -> tuple[Vocabulary, np.ndarray]:
-        """`build`, and each counted token's id in it (in `counts`' order; -1 for a token left out): what
-        `index.get(token, -1)` gives, without a dictionary lookup per token."""
+        """The vocabulary of `counts` (as `ranked` makes it), and each counted token's id in it (in `counts`' order;
+        -1 for a token left out): what `index.get(token, -1)` gives, without a dictionary lookup per token."""
         frame = pl.DataFrame({"token": pl.Series(list(counts), dtype=pl.String),
-                              "count": pl.Series(list(counts.values()), dtype=pl.Int64)})
-        return cls._ranked(frame.with_row_index("place"), min_count, max_size, specials)
+                              "count": pl.Series(list(counts.values()), dtype=pl.Int64)}).with_row_index("place")
+        kept = cls._kept(frame, min_count, max_size, len(specials))
+        vocabulary = cls(specials + kept["token"].to_list())
+        ids = np.full(frame.height, -1, dtype=np.int64)
+        ids[kept["place"].to_numpy()] = np.arange(len(specials), len(vocabulary), dtype=np.int64)
+        return vocabulary, ids
 
     @classmethod
     def ranked(cls, counts: pl.DataFrame, min_count: int, max_size: int | None, specials: list[str]) -> Vocabulary:
         """`specials`, then the tokens of a (token, count) table seen at least `min_count` times, most frequent
         first, ties in code point order (polars compares UTF-8 bytes, which order as code points do)."""
-        return cls._ranked(counts.with_row_index("place"), min_count, max_size, specials)[0]
+        return cls(specials + cls._kept(counts, min_count, max_size, len(specials))["token"].to_list())
 
-    @classmethod
-    def _ranked(cls, counts: pl.DataFrame, min_count: int, max_size: int | None,
-                specials: list[str]) -> tuple[Vocabulary, np.ndarray]:
+    @staticmethod
+    def _kept(counts: pl.DataFrame, min_count: int, max_size: int | None, specials: int) -> pl.DataFrame:
+        """The rows of `counts` that `ranked` keeps, in its order."""
         kept = counts.filter(pl.col("count") >= min_count).sort(["count", "token"], descending=[True, False])
-        if max_size is not None:
-            kept = kept.head(max(max_size - len(specials), 0))
-        vocabulary = cls(specials + kept["token"].to_list())
-        ids = np.full(counts.height, -1, dtype=np.int64)
-        ids[kept["place"].to_numpy()] = np.arange(len(specials), len(vocabulary), dtype=np.int64)
-        return vocabulary, ids
+        return kept if max_size is None else kept.head(max(max_size - specials, 0))
 
     def __len__(self) -> int:
         return len(self.tokens)
