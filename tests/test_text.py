@@ -159,13 +159,16 @@ def test_encoders_ignore_padding(cls, config, width: int, subword: bool) -> None
 
 
 @pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
-def test_cnn_pooling_then_relu_gives_the_relu_then_pooling_values_and_gradients(precision: torch.dtype) -> None:
-    """The ReLU moved after the max-pooling: max(0, the valid windows' largest) either way, and the same gradients."""
+def test_cnn_training_forward_gives_the_plain_formulas_values_and_gradients(precision: torch.dtype) -> None:
+    """Training, the CNN builds its windows and pools through its own autograd functions (the ReLU after the
+    max-pooling, the windows written in the product's dtype): the values and every gradient, the embeddings'
+    included, are torch's for unfold, ReLU, masking and amax, to the last bit, ties between windows too."""
     torch.manual_seed(0)
     text = feature().fit(["uno dos tres cuatro cinco seis siete", "uno dos"])
     config = CnnEncoderConfig(type="cnn", embedding_dim=8, filter_widths=[1, 2, 3], filters_count=16, dropout=0.0)
     encoder = CnnEncoder(text, config).train()
-    batch = text.collate(text.transform(["uno", "uno dos", "tres cuatro cinco seis siete", "dos"]), np.arange(4))
+    texts = ["uno", "uno dos", "tres cuatro cinco seis siete", "dos", "siete siete siete uno siete siete"]
+    batch = text.collate(text.transform(texts), np.arange(len(texts)))
 
     def relu_then_pooling() -> torch.Tensor:
         embedded, _ = encoder.embed(batch)
@@ -183,10 +186,16 @@ def test_cnn_pooling_then_relu_gives_the_relu_then_pooling_values_and_gradients(
         with torch.autocast("cpu", dtype=precision, enabled=precision != torch.float32):
             encoded = forward()
         (encoded.float() * torch.linspace(-1, 1, encoded.numel()).view_as(encoded)).sum().backward()
-        results.append([encoded.detach(), *(conv.weight.grad.clone() for conv in encoder.convs)])
+        results.append([encoded.detach(), encoder.embed.words.weight.grad.to_dense(),
+                        *(conv.weight.grad.clone() for conv in encoder.convs)])
     assert (results[0][0] == 0).any() and (results[0][0] > 0).any()  # some filters pooled to zero, some not
+    # the last text's "siete" windows of width 1 tie: their filters' gradient is split between them
+    with torch.no_grad(), torch.autocast("cpu", dtype=precision, enabled=precision != torch.float32):
+        firsts = encoder.convs[0](encoder.embed(batch)[0][-1])
+    assert ((firsts == firsts.amax(0)).sum(0) > 1).any()
     for before, after in zip(*results, strict=True):
         torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert results[1][1].abs().sum() > 0
 
 
 def test_state_round_trip_gives_the_same_encoding() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from helpers.cli import refused
-from helpers.data import make_titles, recipe_dict, write_challenge_csv
+from helpers.data import lm_recipe, make_titles, recipe_dict, write_challenge_csv, write_corpus
 from helpers.training import interrupt_training
 from safetensors.torch import load_file
 
@@ -291,6 +291,22 @@ def test_subword_sums_learnt_from_each_row_once_equal_the_plain_bags() -> None:
     assert not torch.allclose(moved, composed)
     with torch.no_grad(), embedding.layer_by_layer():
         torch.testing.assert_close(moved, embedding(batch)[0], rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_a_compiled_transformer_with_hashed_ngrams_learns_what_the_eager_one_learns(tmp_path: Path) -> None:
+    """Inductor cannot compile an embedding with sparse gradients: the n-gram lookups stay eager (they failed
+    the whole step with 'Cannot access storage of SparseTensorImpl') and the rest is compiled."""
+    corpus = write_corpus(tmp_path / "news.csv")
+    raw = lm_recipe(corpus, architecture="transformer", ngrams=[2, 3], ngram_buckets=512, ngram_dropout=0.3,
+                    positions="rotary", tie_weights=True)
+    raw["train"] = {**raw["train"], "epochs": 1}
+    scores = {}
+    for compile_ in (False, True):
+        recipe = load_recipe({**raw, "train": {**raw["train"], "compile": compile_}})
+        saved = ensayo.run(recipe, output=tmp_path / f"compile-{compile_}", track=False)
+        scores[compile_] = saved.metrics["test/bits_per_char"]
+    assert scores[True] == pytest.approx(scores[False], abs=0.02), scores
 
 
 @pytest.mark.slow
