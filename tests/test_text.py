@@ -198,6 +198,33 @@ def test_cnn_training_forward_gives_the_plain_formulas_values_and_gradients(prec
     assert results[1][1].abs().sum() > 0
 
 
+@pytest.mark.parametrize("windows", [7, 600])  # 301 ties: past 255 windows they are counted in int32
+@pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
+def test_relu_of_largest_splits_the_gradient_between_tied_windows_as_amax_does(windows: int,
+                                                                            precision: torch.dtype) -> None:
+    from ensayo.features.text.encoders import _ReluOfLargest
+
+    torch.manual_seed(0)
+    activations = torch.randn(3, windows, 5).to(precision)
+    largest = activations.abs().amax(1, keepdim=True) + 1
+    activations[:, 0:1], activations[:, 1::2] = largest, largest  # the first and every other window hold the largest
+    activations[2] = -activations[2].abs()  # a text whose filters all pool to zero
+    valid = torch.arange(windows).unsqueeze(0) < torch.tensor([[windows], [windows - 1], [windows]])
+    weights = torch.randn(3, 5).to(precision)
+    results = []
+    for pool in (lambda a: torch.relu((a * valid.unsqueeze(-1).to(a.dtype)).amax(1)),
+                 lambda a: _ReluOfLargest.apply(a, valid)):
+        leaf = activations.clone().requires_grad_()
+        pooled = pool(leaf)
+        (pooled * weights).sum().backward()
+        results.append((pooled.detach(), leaf.grad))
+    for before, after in zip(*results, strict=True):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    ties = 1 + windows // 2
+    torch.testing.assert_close(results[1][1][0, 0], (weights[0].double() / ties).to(precision))  # to its dtype's ulp
+    assert (results[1][1][2] == 0).all()
+
+
 def test_state_round_trip_gives_the_same_encoding() -> None:
     text = feature(char_ngrams=(3, 4), subword_min_count=1, stem="es").fit(["zapatillas nike", "celulares"])
     clone = feature(char_ngrams=(3, 4), subword_min_count=1, stem="es")
