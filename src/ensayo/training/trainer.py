@@ -82,12 +82,30 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def compiled(network: nn.Module) -> nn.Module:
-    """`torch.compile(network)`, its modules that say `eager_under_compile` left to run eagerly. Marked here, not
-    where they are defined: `torch.compiler.disable` imports torch._dynamo, 1.3 s of every command's start."""
-    for module in network.modules():
-        if getattr(module, "eager_under_compile", False):
-            module.forward = torch.compiler.disable(module.forward)
+    """`torch.compile(network)`, the modules that look up tables with sparse gradients left to run eagerly: inductor
+    cannot compile a sparse gradient ('Cannot access storage of SparseTensorImpl'), and such lookups often take a
+    batch's data-dependent set of rows. Marked here, not where they are defined: `torch.compiler.disable` imports
+    torch._dynamo, 1.3 s of every command's start."""
+    for module in _sparse_table_owners(network):
+        module.forward = torch.compiler.disable(module.forward)
     return torch.compile(network)
+
+
+def _is_sparse_table(module: nn.Module) -> bool:
+    return isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.sparse
+
+
+def _sparse_table_owners(network: nn.Module) -> list[nn.Module]:
+    """The modules whose forward looks up a sparse table: each table's nearest parent that has a forward of its own
+    (a ModuleList or ModuleDict only holds), or the table itself at the top."""
+    parents = {id(child): module for module in network.modules() for child in module.children()}
+    owners: dict[int, nn.Module] = {}
+    for table in filter(_is_sparse_table, network.modules()):
+        owner = parents.get(id(table), table)
+        while isinstance(owner, nn.ModuleList | nn.ModuleDict):
+            owner = parents[id(owner)]
+        owners[id(owner)] = owner
+    return list(owners.values())
 
 
 def seed_everything(seed: int) -> None:
@@ -117,9 +135,8 @@ def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Para
     """Trainable parameters as (dense, sparse): sparse ones are embedding tables with sparse gradients,
     of which a batch updates only the rows it uses."""
     sparse = []
-    for module in model.modules():
-        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.sparse:
-            sparse += [p for p in module.parameters(recurse=False) if p.requires_grad]
+    for module in filter(_is_sparse_table, model.modules()):
+        sparse += [p for p in module.parameters(recurse=False) if p.requires_grad]
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if p.requires_grad and id(p) not in sparse_ids]
     return dense, sparse

@@ -17,10 +17,6 @@ from ensayo.features.text.schema import BagEncoderConfig, CnnEncoderConfig, RnnE
 class TokenEmbedding(nn.Module):
     """Word embeddings, plus fastText-style subword embeddings averaged in when the feature has them."""
 
-    # under train.compile the lookups stay eager: sparse gradients and a batch's set of subwords (of data-dependent
-    # size) are what inductor cannot compile, and each attempt would print a graph break
-    eager_under_compile = True
-
     def __init__(self, feature: TextFeature, dim: int, freeze: bool) -> None:
         super().__init__()
         vectors = feature.init_tensors()
@@ -185,7 +181,7 @@ class _ReluOfLargest(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, activations: torch.Tensor,
                 valid: torch.Tensor) -> torch.Tensor:
-        masked = activations * valid.unsqueeze(-1).to(activations.dtype)
+        masked = _valid_only(activations, valid)
         largest = masked.amax(1)
         ctx.save_for_backward(masked, largest)
         return torch.relu(largest)
@@ -247,16 +243,17 @@ class CnnEncoder(Encoder):
             positions = torch.arange(activations.shape[1], device=activations.device)
             # a window is valid if it starts inside the text (or is the first one of a short text)
             valid = positions.unsqueeze(0) <= (lengths - width).clamp_min(0).unsqueeze(1)
-            if learning:
-                pooled.append(_ReluOfLargest.apply(activations, valid))
-                continue
-            # the invalid windows zeroed by a product: one pass each way, where masked_fill copies and then fills
-            # (0.7x its time, forward and backward), and ONNX Runtime runs it faster than a Where
-            activations = activations * valid.unsqueeze(-1).to(activations.dtype)
             # the ReLU after the pooling, on one value per filter: max(0, the valid windows' largest), as before
             # (the invalid windows' zeros are at most that), without a ReLU over every window and its gradient
-            pooled.append(torch.relu(activations.amax(1)))
+            pooled.append(_ReluOfLargest.apply(activations, valid) if learning
+                          else torch.relu(_valid_only(activations, valid).amax(1)))
         return self.dropout(torch.cat(pooled, dim=-1))
+
+
+def _valid_only(activations: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The invalid windows zeroed by a product: one pass each way, where masked_fill copies and then fills (0.7x its
+    time, forward and backward), and ONNX Runtime runs it faster than a Where."""
+    return activations * valid.unsqueeze(-1).to(activations.dtype)
 
 
 def _product_dtype(tensor: torch.Tensor) -> torch.dtype:

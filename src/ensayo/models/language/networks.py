@@ -37,8 +37,6 @@ class HashedNgrams(nn.Module):
     otherwise the first positions hash their missing predecessors as a padding id."""
 
     PRIME = 2_147_483_647  # keeps every intermediate hash inside int64
-    # under train.compile the lookups stay eager: inductor cannot compile an embedding with sparse gradients
-    eager_under_compile = True
 
     def __init__(self, orders: list[int], buckets: int, dim: int, dropout: float = 0.0) -> None:
         super().__init__()
