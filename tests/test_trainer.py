@@ -1,6 +1,7 @@
 """The trainer: determinism, exact resume after an interrupt, early stopping, the kept epoch."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -242,6 +243,36 @@ def test_row_adam_moves_embedding_tables_as_sparse_adam_does_and_takes_over_its_
     assert torch.allclose(resumed.weight, tables[torch.optim.SparseAdam].weight, atol=1e-7)
 
 
+@pytest.mark.parametrize("width", [128, 5])
+def test_row_adam_gives_the_plain_formulas_weights_and_moments_to_the_bit(width: int) -> None:
+    """RowAdam reuses its working rows between steps and moves rows of 128 floats as 16-byte elements (5 floats
+    cannot be): the tables and moments are those of the formula written plainly, as batches use more rows and
+    fewer."""
+    from ensayo.training.optimizers import RowAdam
+
+    generator = torch.Generator().manual_seed(0)
+    start = torch.randn(300, width, generator=generator)
+    table = torch.nn.Parameter(start.clone())
+    optimizer = RowAdam([table], lr=0.05)
+    weights, mean, square = start.clone(), torch.zeros_like(start), torch.zeros_like(start)
+    for step, count in enumerate((20, 150, 40, 290, 7), start=1):
+        rows = torch.randperm(300, generator=generator)[:count].sort().values
+        values = torch.randn(count, width, generator=generator)
+        table.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, start.shape)
+        optimizer.step()
+        moved_mean = mean.index_select(0, rows).lerp_(values, 0.1)
+        moved_square = square.index_select(0, rows).lerp_(values.square(), 0.001)
+        mean.index_copy_(0, rows, moved_mean)
+        square.index_copy_(0, rows, moved_square)
+        step_size = 0.05 * math.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
+        weights.index_add_(0, rows, moved_mean.div(moved_square.sqrt().add(1e-8)).mul(-step_size))
+        state = optimizer.state[table]
+        for got, expected in ((table.detach(), weights), (state["exp_avg"], mean), (state["exp_avg_sq"], square)):
+            assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    assert not torch.equal(weights, start)
+    assert set(optimizer.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}  # no working rows saved
+
+
 @pytest.mark.parametrize("repeated", [False, True])
 def test_row_adam_takes_increasing_rows_as_they_come_and_sums_repeated_ones(repeated: bool) -> None:
     from ensayo.training.optimizers import RowAdam
@@ -281,6 +312,8 @@ def test_subword_sums_learnt_from_each_row_once_equal_the_plain_bags() -> None:
     assert torch.equal(gradients[True][0], gradients[False][0])
     assert torch.allclose(gradients[True][1], gradients[False][1], atol=1e-6)
     assert gradients[True][1].abs().sum() > 0
+    # the learnt bags look their rows up without a padding filter: subword ids start past the padding's row
+    assert int(batch["sub_ids"].min()) >= 1 and not gradients[True][1][0].any()
     # answering, each word's vector is one row of a table composed from the same bags
     with torch.no_grad():
         composed, _ = embedding.eval()(batch)
