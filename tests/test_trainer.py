@@ -273,6 +273,23 @@ def test_row_adam_gives_the_plain_formulas_weights_and_moments_to_the_bit(width:
     assert set(optimizer.state_dict()["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}  # no working rows saved
 
 
+def test_row_adam_moves_rows_as_16_byte_elements_only_where_they_are_whole_and_aligned() -> None:
+    from ensayo.training.optimizers import _as_wide_elements
+
+    flat = torch.arange(4 * 129, dtype=torch.float32)
+    aligned = flat[: 4 * 128].view(4, 128)
+    wide = _as_wide_elements(aligned)
+    assert wide.dtype == torch.complex128 and wide.shape == (4, 32) and wide.data_ptr() == aligned.data_ptr()
+    shifted = flat[1: 1 + 4 * 128].view(4, 128)  # starts 4 bytes into the storage, as a table read from a file may
+    for table in (shifted, flat[: 4 * 5].view(4, 5), flat[: 4 * 129].view(4, 129)[:, :128]):
+        assert _as_wide_elements(table) is table
+    # copying through the view moves the same bits as the float copy
+    rows, source = torch.tensor([0, 2]), torch.randn(2, 128)
+    expected = aligned.clone().index_copy_(0, rows, source)
+    _as_wide_elements(aligned).index_copy_(0, rows, _as_wide_elements(source))
+    assert torch.equal(aligned.view(torch.int32), expected.view(torch.int32))
+
+
 @pytest.mark.parametrize("repeated", [False, True])
 def test_row_adam_takes_increasing_rows_as_they_come_and_sums_repeated_ones(repeated: bool) -> None:
     from ensayo.training.optimizers import RowAdam

@@ -65,11 +65,12 @@ class RowAdam(torch.optim.Optimizer):
 def _as_wide_elements(table: torch.Tensor) -> torch.Tensor:
     """The same memory as rows of 16-byte elements where it can be: torch's CPU `index_copy_` looks its index up
     for every element, so rows of 128 floats move 2-4x faster as 32 complex128 (copied as bits, never computed
-    on). Anything else, and every other device, as it is."""
+    on). Rows that are not whole, aligned 16-byte elements (a table read from a file may start anywhere), and
+    every other device, as they are."""
     wide = 16
     size = table.element_size()
     if (table.device.type != "cpu" or table.dim() != 2 or table.stride(1) != 1 or size >= wide
-            or table.shape[1] * size % wide or table.stride(0) * size % wide or table.storage_offset() * size % wide):
+            or table.shape[1] * size % wide or table.stride(0) * size % wide or table.data_ptr() % wide):
         return table
     return table.view(torch.complex128)
 
