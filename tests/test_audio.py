@@ -1,5 +1,6 @@
 """Audio: a folder of WAV files whose names carry the labels, to a classifier that hears any recording."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -194,3 +195,36 @@ def test_a_recipe_reading_its_clips_on_the_fly_trains_as_one_holding_them(clips:
         weights.append(load_file(str(saved.path / "model.safetensors")))
     for key in weights[0]:
         torch.testing.assert_close(weights[1][key], weights[0][key], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("convs", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_conv_blocks_pool_before_their_last_relu_with_the_same_values_gradients_and_weights(
+        convs: int, dtype: torch.dtype) -> None:
+    """The spectrogram and image encoders' blocks pool before their last ReLU (a quarter of the elements): the
+    outputs, input and weight gradients and batch statistics of ReLU-then-pool, to the bit, and a run saved with
+    the old order loads (the weights keep their places)."""
+    from torch import nn
+
+    from ensayo.features.networks import conv_stack
+
+    torch.manual_seed(0)
+    now = conv_stack(1, [8, 16], convs)
+    before = nn.Sequential(*(nn.Sequential(*(module for module in block if not isinstance(module, nn.MaxPool2d)),
+                                           nn.MaxPool2d(2)) for block in now))  # ReLU, then pooling
+    assert [type(module) for module in now[0]][-2:] == [nn.MaxPool2d, nn.ReLU]
+    assert [type(module) for module in before[0]][-2:] == [nn.ReLU, nn.MaxPool2d]
+    before = copy.deepcopy(before)
+    assert list(before.state_dict()) == list(now.state_dict())
+    before.load_state_dict(now.state_dict())
+    spectrograms = torch.randn(6, 1, 20, 33)  # odd sizes: the pooling drops the last row and column either way
+    results = []
+    for network in (before, now):
+        inputs = spectrograms.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            maps = network(inputs)
+        (maps.float() * torch.linspace(-1, 1, maps.shape[-1])).sum().backward()
+        results.append([maps, inputs.grad, *(p.grad for p in network.parameters()), *network.buffers()])
+    assert maps.dtype == dtype and (maps > 0).any() and (maps == 0).any()
+    for got, expected in zip(results[1], results[0], strict=True):
+        assert torch.equal(got, expected)
