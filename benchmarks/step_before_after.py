@@ -101,14 +101,12 @@ def windows_backward_before(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor,
 def pool_after_relu(model: nn.Module, before: bool) -> None:
     """The convolution blocks' order before this change (ReLU, then max pooling) or now (pooling, then ReLU): the
     same modules and weights, the two last of each block swapped."""
+    wanted = (nn.ReLU, nn.MaxPool2d) if before else (nn.MaxPool2d, nn.ReLU)
     for block in model.modules():
         if isinstance(block, nn.Sequential) and len(block) >= 2:
-            keys = list(block._modules)[-2:]
-            last_two = [block._modules[key] for key in keys]
-            kinds = [type(module) for module in last_two]
-            wanted = [nn.ReLU, nn.MaxPool2d] if before else [nn.MaxPool2d, nn.ReLU]
-            if sorted(kind.__name__ for kind in kinds) == ["MaxPool2d", "ReLU"] and kinds != wanted:
-                block._modules[keys[0]], block._modules[keys[1]] = last_two[1], last_two[0]
+            last_two = (block[-2], block[-1])
+            if (type(last_two[1]), type(last_two[0])) == wanted:
+                block[-2], block[-1] = last_two[1], last_two[0]
 
 
 @dataclass
